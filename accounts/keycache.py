@@ -1,0 +1,158 @@
+"""The proxy's per-process cache of access-key metadata, and its invalidation.
+
+A warm lookup costs one HMAC and a dict access: no database query. Entries live for
+GATEWAY_KEY_CACHE_TTL seconds. ``invalidate_key_metadata`` (called by accounts.services on every
+change to a key or credential) clears this process's cache and, with Redis configured, bumps a
+shared generation counter that every worker checks at most once a second, so a revoke takes
+effect everywhere within about a second. Without Redis, other processes see it within the TTL.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from asgiref.sync import sync_to_async
+from django.conf import settings
+
+from accounts.crypto import access_key_prefix, hash_access_key
+from gateway_project import redis as shared_redis
+
+logger = logging.getLogger(__name__)
+
+GENERATION_KEY = "gateway:keycache:generation"
+_GENERATION_CHECK_INTERVAL = 1.0
+_MAX_ENTRIES = 50_000
+_NEVER_READ = b"<never read>"
+
+
+@dataclass(frozen=True, slots=True)
+class ResolvedCredential:
+    """A provider credential as the proxy uses it; ``error`` is set when it cannot be used."""
+
+    id: int
+    provider: str
+    scope: str
+    region: str
+    api_mode: str
+    endpoint_url: str
+    fallback_model: str
+    secret: str = field(repr=False)
+    error: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class KeyMetadata:
+    key_id: int
+    user_id: int
+    prefix: str
+    key_hash: str = field(repr=False)
+    status: str
+    expires_at: datetime | None
+    grace_ends_at: datetime | None
+    deleted: bool
+    credentials: dict[str, ResolvedCredential] = field(default_factory=dict, repr=False)
+
+    def usable_at(self, moment: datetime) -> bool:
+        if self.deleted or (self.expires_at is not None and self.expires_at <= moment):
+            return False
+        if self.status == "active":
+            return True
+        if self.status == "rotated":
+            return self.grace_ends_at is not None and self.grace_ends_at > moment
+        return False
+
+
+class KeyMetadataCache:
+    def __init__(self) -> None:
+        self._entries: OrderedDict[str, tuple[float, KeyMetadata | None]] = OrderedDict()
+        self._lock = threading.Lock()
+        self._generation: bytes | None = _NEVER_READ
+        self._generation_checked_at = 0.0
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+    def _get(self, prefix: str, now: float) -> tuple[bool, KeyMetadata | None]:
+        with self._lock:
+            entry = self._entries.get(prefix)
+            if entry is None or entry[0] <= now:
+                return False, None
+            return True, entry[1]
+
+    def _put(self, prefix: str, metadata: KeyMetadata | None, now: float) -> None:
+        with self._lock:
+            self._entries[prefix] = (now + settings.GATEWAY_KEY_CACHE_TTL, metadata)
+            self._entries.move_to_end(prefix)
+            while len(self._entries) > _MAX_ENTRIES:
+                self._entries.popitem(last=False)
+
+    async def _sync_generation(self, now: float) -> None:
+        """Drop everything when another process has invalidated (checked once a second)."""
+        if now - self._generation_checked_at < _GENERATION_CHECK_INTERVAL:
+            return
+        self._generation_checked_at = now
+        client = shared_redis.async_client()
+        if client is None:
+            return
+        try:
+            generation = await client.get(GENERATION_KEY)
+        except Exception as exc:  # Redis away: keep serving from the TTL-bounded cache.
+            logger.warning("key cache: cannot read invalidation generation: %s", exc)
+            return
+        if generation != self._generation:
+            if self._generation != _NEVER_READ:
+                self.clear()
+            self._generation = generation
+
+    async def lookup(self, plaintext: str) -> KeyMetadata | None:
+        """The metadata of a usable key, or None for an unknown or unusable one."""
+        from django.utils import timezone
+
+        from accounts.selectors import key_metadata_load
+
+        prefix = access_key_prefix(plaintext)
+        if prefix is None:
+            return None
+        now = time.monotonic()
+        await self._sync_generation(now)
+        found, metadata = self._get(prefix, now)
+        if not found:
+            metadata = await sync_to_async(key_metadata_load)(prefix)
+            self._put(prefix, metadata, now)
+        if metadata is None:
+            return None
+        if not hmac.compare_digest(metadata.key_hash, hash_access_key(plaintext)):
+            return None
+        if not metadata.usable_at(timezone.now()):
+            return None
+        return metadata
+
+
+key_cache = KeyMetadataCache()
+
+
+def invalidate_key_metadata() -> None:
+    """Forget cached key metadata here and, through Redis, in every other process.
+
+    Called after any change to an access key or provider credential. Invalidation clears the
+    whole cache: such changes are rare, and a credential change touches many keys at once.
+    """
+    key_cache.clear()
+    client = shared_redis.sync_client()
+    if client is None:
+        return
+    try:
+        client.incr(GENERATION_KEY)
+    except Exception as exc:
+        logger.warning(
+            "key cache: could not publish invalidation (other workers catch up within %ss): %s",
+            settings.GATEWAY_KEY_CACHE_TTL,
+            exc,
+        )

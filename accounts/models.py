@@ -1,0 +1,194 @@
+"""Users, their access keys and the provider credentials the gateway uses on their behalf.
+
+Writes go through accounts.services; this module holds the schema and small state predicates.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, ClassVar
+
+from django.contrib.auth.models import AbstractBaseUser, BaseUserManager, PermissionsMixin
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+
+class UserManager(BaseUserManager["User"]):
+    use_in_migrations = True
+
+    def create_user(self, email: str, password: str | None = None, **extra: Any) -> User:
+        if not email:
+            raise ValueError("A user needs an email address.")
+        user = self.model(email=self.normalize_email(email), **extra)
+        user.set_password(password)
+        user.save(using=self._db)
+        return user
+
+    def create_superuser(self, email: str, password: str | None = None, **extra: Any) -> User:
+        extra.setdefault("is_staff", True)
+        extra.setdefault("is_superuser", True)
+        return self.create_user(email, password, **extra)
+
+
+class User(AbstractBaseUser, PermissionsMixin):
+    """A person holding access keys; staff users are the admins."""
+
+    email = models.EmailField(unique=True)
+    full_name = models.CharField(max_length=200, blank=True)
+    is_active = models.BooleanField(default=True)
+    is_staff = models.BooleanField(default=False, help_text="Can log in to the admin.")
+    date_joined = models.DateTimeField(default=timezone.now)
+
+    objects: ClassVar[UserManager] = UserManager()  # type: ignore[assignment]
+
+    USERNAME_FIELD = "email"
+    EMAIL_FIELD = "email"
+    REQUIRED_FIELDS: ClassVar[list[str]] = []
+
+    class Meta:
+        ordering = ("email",)
+
+    def __str__(self) -> str:
+        return self.email
+
+
+class AccessKey(models.Model):
+    """A gateway key. Only its public prefix and an HMAC of the whole key are stored."""
+
+    class Status(models.TextChoices):
+        ACTIVE = "active", "Active"
+        ROTATED = "rotated", "Rotated (in grace period)"
+        REVOKED = "revoked", "Revoked"
+
+    user = models.ForeignKey(User, on_delete=models.PROTECT, related_name="access_keys")
+    label = models.CharField(max_length=100, blank=True)
+    prefix = models.CharField(max_length=32, unique=True, editable=False)
+    key_hash = models.CharField(max_length=64, editable=False, help_text="HMAC-SHA256, hex.")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.ACTIVE)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    grace_ends_at = models.DateTimeField(
+        null=True, blank=True, help_text="For a rotated key: when it stops working."
+    )
+    revoked_at = models.DateTimeField(null=True, blank=True, editable=False)
+    replaced_by = models.OneToOneField(
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="replaces",
+        editable=False,
+    )
+    deleted_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    class Meta:
+        ordering = ("-created_at",)
+        indexes: ClassVar[list[models.Index]] = [
+            models.Index(fields=["status", "grace_ends_at"], name="accesskey_status_grace")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.prefix} ({self.label})" if self.label else self.prefix
+
+    def usable_at(self, moment: datetime) -> bool:
+        """Whether the key authenticates requests at ``moment``."""
+        if self.deleted_at is not None:
+            return False
+        if self.expires_at is not None and self.expires_at <= moment:
+            return False
+        if self.status == self.Status.ACTIVE:
+            return True
+        if self.status == self.Status.ROTATED:
+            return self.grace_ends_at is not None and self.grace_ends_at > moment
+        return False
+
+
+class Provider(models.TextChoices):
+    ANTHROPIC = "anthropic", "Anthropic"
+    BEDROCK = "bedrock", "AWS Bedrock"
+    OPENAI = "openai", "OpenAI"
+    GEMINI = "gemini", "Google Gemini"
+    OLLAMA = "ollama", "Ollama"
+    GENERIC = "generic", "Generic HTTP"
+
+
+class BedrockApiMode(models.TextChoices):
+    INVOKE = "invoke", "InvokeModel (Anthropic-native body)"
+    CONVERSE = "converse", "Converse"
+
+
+class ProviderCredential(models.Model):
+    """A secret for one upstream, scoped globally, to one user or to one access key.
+
+    The most specific scope wins (access key, then user, then global). The secret is stored only
+    encrypted (accounts.crypto); ``secret_hint`` keeps its last four characters for recognition.
+    """
+
+    provider = models.CharField(max_length=16, choices=Provider.choices)
+    user = models.ForeignKey(
+        User, null=True, blank=True, on_delete=models.CASCADE, related_name="credentials"
+    )
+    access_key = models.ForeignKey(
+        AccessKey, null=True, blank=True, on_delete=models.CASCADE, related_name="credentials"
+    )
+    label = models.CharField(max_length=100, blank=True)
+    region = models.CharField(max_length=32, blank=True, help_text="AWS region, e.g. us-east-1.")
+    api_mode = models.CharField(
+        max_length=16,
+        choices=BedrockApiMode.choices,
+        default=BedrockApiMode.INVOKE,
+        help_text="Bedrock only: which API answers fallback requests.",
+    )
+    endpoint_url = models.URLField(
+        blank=True, help_text="Overrides the provider's default endpoint."
+    )
+    fallback_model = models.CharField(
+        max_length=200,
+        blank=True,
+        help_text="Bedrock only: model used for requested models missing from the model map.",
+    )
+    secret_ciphertext = models.TextField(editable=False)
+    secret_hint = models.CharField(max_length=8, editable=False, blank=True)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    updated_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        ordering = ("provider", "id")
+        constraints: ClassVar[list[models.BaseConstraint]] = [
+            models.CheckConstraint(
+                condition=Q(user__isnull=True) | Q(access_key__isnull=True),
+                name="credential_one_scope",
+            ),
+            models.UniqueConstraint(
+                fields=["provider"],
+                condition=Q(user__isnull=True, access_key__isnull=True),
+                name="credential_unique_global",
+            ),
+            models.UniqueConstraint(
+                fields=["provider", "user"],
+                condition=Q(user__isnull=False),
+                name="credential_unique_user",
+            ),
+            models.UniqueConstraint(
+                fields=["provider", "access_key"],
+                condition=Q(access_key__isnull=False),
+                name="credential_unique_access_key",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_provider_display()} ({self.scope_description})"
+
+    @property
+    def scope_description(self) -> str:
+        if self.access_key_id is not None:
+            return f"key {self.access_key.prefix}"
+        if self.user_id is not None:
+            return f"user {self.user.email}"
+        return "global"
+
+    @property
+    def fingerprint(self) -> str:
+        return f"…{self.secret_hint}" if self.secret_hint else ""

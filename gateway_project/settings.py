@@ -1,0 +1,232 @@
+"""Settings of the gateway, read from the environment (see .env.example for every variable).
+
+Embedded default: SQLite in GATEWAY_DATA_DIR, in-process cache, a filesystem Celery broker.
+Production: DATABASE_URL (PostgreSQL), REDIS_URL (cache, shared state, Celery broker).
+A bad value stops start-up with the variable's name (gateway_project.envparse).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from gateway_project.envparse import (
+    EnvReader,
+    generate_django_secret,
+    generate_fernet_key,
+    parse_fernet_keys,
+)
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+env = EnvReader()
+
+DEBUG: bool = env.bool("DEBUG", False)
+GATEWAY_DATA_DIR = Path(env.str("GATEWAY_DATA_DIR", str(BASE_DIR / "data"))).resolve()
+GATEWAY_DATA_DIR.mkdir(parents=True, exist_ok=True)
+
+# Missing secrets are generated into the data directory only for local use (DEBUG on).
+_generate_secrets = DEBUG
+
+SECRET_KEY = env.secret(
+    "SECRET_KEY",
+    generate=generate_django_secret if _generate_secrets else None,
+    data_dir=GATEWAY_DATA_DIR,
+)
+GATEWAY_ENCRYPTION_KEYS: list[str] = parse_fernet_keys(
+    "GATEWAY_ENCRYPTION_KEYS",
+    env.secret(
+        "GATEWAY_ENCRYPTION_KEYS",
+        generate=generate_fernet_key if _generate_secrets else None,
+        data_dir=GATEWAY_DATA_DIR,
+    ),
+)
+GATEWAY_KEY_HASH_SECRET = env.secret(
+    "GATEWAY_KEY_HASH_SECRET",
+    generate=generate_django_secret if _generate_secrets else None,
+    data_dir=GATEWAY_DATA_DIR,
+)
+
+ALLOWED_HOSTS: list[str] = env.list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
+CSRF_TRUSTED_ORIGINS: list[str] = env.list("CSRF_TRUSTED_ORIGINS", [])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "accounts",
+    "proxy",
+    "usage",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "gateway_project.urls"
+WSGI_APPLICATION = "gateway_project.wsgi.application"
+ASGI_APPLICATION = "gateway_project.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- Database -------------------------------------------------------------------------------
+DATABASES = {
+    "default": env.db_url(
+        "DATABASE_URL", default=f"sqlite:///{GATEWAY_DATA_DIR / 'gateway.sqlite3'}"
+    )
+}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    # Django's psycopg pool replaces persistent connections, which leak under ASGI (each
+    # request may run its ORM calls on a different thread).
+    DATABASES["default"]["CONN_MAX_AGE"] = 0
+    DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+        "min_size": env.int("GATEWAY_DB_POOL_MIN_SIZE", 1, minimum=0),
+        "max_size": env.int("GATEWAY_DB_POOL_MAX_SIZE", 10, minimum=1),
+        "timeout": env.float("GATEWAY_DB_POOL_TIMEOUT", 10.0, minimum=0.1),
+    }
+elif DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # The web server, the worker and beat share the file: WAL lets readers and one writer
+    # proceed together, IMMEDIATE transactions avoid upgrade deadlocks, and the timeout waits
+    # out a short write instead of failing with "database is locked".
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        {
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+            "transaction_mode": "IMMEDIATE",
+            "timeout": 20,
+        }
+    )
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+AUTH_USER_MODEL = "accounts.User"
+
+# --- Cache and shared state -----------------------------------------------------------------
+REDIS_URL: str | None = env.url("REDIS_URL", None, schemes=("redis", "rediss", "unix"))
+if REDIS_URL:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": "gateway",
+            "OPTIONS": {"socket_connect_timeout": 1, "socket_timeout": 1},
+        }
+    }
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+
+# --- Celery ---------------------------------------------------------------------------------
+CELERY_BROKER_URL: str = env.url(
+    "CELERY_BROKER_URL",
+    REDIS_URL or "filesystem://",
+    schemes=("redis", "rediss", "amqp", "filesystem", "memory", "sqla+sqlite"),
+)
+if CELERY_BROKER_URL.startswith("filesystem://"):
+    # The embedded broker: queues are files in the data directory, so the web process, the
+    # worker and beat share them without any server.
+    _broker_dir = GATEWAY_DATA_DIR / "broker"
+    for _sub in ("queue", "processed"):
+        (_broker_dir / _sub).mkdir(parents=True, exist_ok=True)
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "data_folder_in": str(_broker_dir / "queue"),
+        "data_folder_out": str(_broker_dir / "queue"),
+        "processed_folder": str(_broker_dir / "processed"),
+        "store_processed": False,
+    }
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_RESULT_BACKEND = None
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_TIME_LIMIT = 600
+CELERY_TASK_SOFT_TIME_LIMIT = 540
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_TIMEZONE = "UTC"
+CELERY_BEAT_SCHEDULE_FILENAME = str(GATEWAY_DATA_DIR / "celerybeat-schedule")
+
+# --- Security -------------------------------------------------------------------------------
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+# Admin messages carry freshly created access keys; the cookie store keeps them out of the
+# session table (the database never sees a plaintext key) and drops them once shown.
+MESSAGE_STORAGE = "django.contrib.messages.storage.cookie.CookieStorage"
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", not DEBUG)
+CSRF_COOKIE_SECURE = env.bool("CSRF_COOKIE_SECURE", not DEBUG)
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+X_FRAME_OPTIONS = "DENY"
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = GATEWAY_DATA_DIR / "static"
+
+# --- Gateway --------------------------------------------------------------------------------
+GATEWAY_ANTHROPIC_BASE_URL: str = env.url(
+    "GATEWAY_ANTHROPIC_BASE_URL", "https://api.anthropic.com", schemes=("http", "https")
+)
+GATEWAY_BEDROCK_ENDPOINT_URL: str = env.url(
+    "GATEWAY_BEDROCK_ENDPOINT_URL",
+    "https://bedrock-runtime.{region}.amazonaws.com",
+    schemes=("http", "https"),
+)
+GATEWAY_UPSTREAM_CONNECT_TIMEOUT: float = env.float(
+    "GATEWAY_UPSTREAM_CONNECT_TIMEOUT", 5.0, minimum=0.1
+)
+# Streaming responses send their headers within a second or two, so a short wait is enough to
+# decide that Anthropic is stuck; a non-streaming answer arrives only once it is complete.
+GATEWAY_ANTHROPIC_FIRST_BYTE_TIMEOUT: float = env.float(
+    "GATEWAY_ANTHROPIC_FIRST_BYTE_TIMEOUT", 15.0, minimum=0.1
+)
+GATEWAY_ANTHROPIC_NONSTREAM_TIMEOUT: float = env.float(
+    "GATEWAY_ANTHROPIC_NONSTREAM_TIMEOUT", 600.0, minimum=1.0
+)
+GATEWAY_UPSTREAM_READ_TIMEOUT: float = env.float("GATEWAY_UPSTREAM_READ_TIMEOUT", 600.0, minimum=1)
+GATEWAY_MAX_BODY_BYTES: int = env.int("GATEWAY_MAX_BODY_BYTES", 32 * 1024 * 1024, minimum=1024)
+GATEWAY_KEY_CACHE_TTL: float = env.float("GATEWAY_KEY_CACHE_TTL", 30.0, minimum=0)
+GATEWAY_KEY_ROTATION_GRACE_HOURS: float = env.float(
+    "GATEWAY_KEY_ROTATION_GRACE_HOURS", 24.0, minimum=0
+)
+GATEWAY_USAGE_RETENTION_DAYS: int = env.int("GATEWAY_USAGE_RETENTION_DAYS", 90, minimum=1)
+
+# --- Logging --------------------------------------------------------------------------------
+GATEWAY_LOG_LEVEL: str = env.str("GATEWAY_LOG_LEVEL", "INFO").upper()
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "stream": sys.stderr, "formatter": "plain"}
+    },
+    "root": {"handlers": ["console"], "level": GATEWAY_LOG_LEVEL},
+    "loggers": {
+        "httpx": {"level": "WARNING"},
+        "httpcore": {"level": "WARNING"},
+    },
+}

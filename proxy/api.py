@@ -1,0 +1,5 @@
+"""The proxy routes under /ak/<access_key>/ (filled in by the proxy package)."""
+
+from ninja import Router
+
+router = Router()

@@ -1,0 +1,23 @@
+"""The model map: which Bedrock model or inference profile answers for an Anthropic model name."""
+
+from __future__ import annotations
+
+from django.db import models
+from django.utils import timezone
+
+
+class ModelMapping(models.Model):
+    anthropic_model = models.CharField(
+        max_length=200, unique=True, help_text="Model name or alias as clients send it."
+    )
+    bedrock_model_id = models.CharField(
+        max_length=200, help_text="Bedrock model ID or inference profile, e.g. global.anthropic…"
+    )
+    enabled = models.BooleanField(default=True)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ("anthropic_model",)
+
+    def __str__(self) -> str:
+        return f"{self.anthropic_model} → {self.bedrock_model_id}"
