@@ -47,6 +47,7 @@ class UsageEvent(models.Model):
     fallback_reason = models.CharField(max_length=64, blank=True)
     session_id = models.CharField(max_length=100, blank=True)
     request_id = models.CharField(max_length=100, blank=True)
+    cost_usd = models.DecimalField(max_digits=18, decimal_places=8, null=True, blank=True)
 
     class Meta:
         ordering = ("-occurred_at",)
@@ -60,3 +61,77 @@ class UsageEvent(models.Model):
     @property
     def is_error(self) -> bool:
         return self.status_code >= 400
+
+
+class Price(models.Model):
+    """USD per million tokens for one provider and model, valid from ``valid_from`` on."""
+
+    provider = models.CharField(max_length=16)
+    model = models.CharField(
+        max_length=200, help_text="Model name as clients request it, e.g. claude-sonnet-4-5."
+    )
+    valid_from = models.DateTimeField(default=timezone.now)
+    input_per_mtok = models.DecimalField(max_digits=12, decimal_places=6)
+    output_per_mtok = models.DecimalField(max_digits=12, decimal_places=6)
+    cache_read_per_mtok = models.DecimalField(max_digits=12, decimal_places=6)
+    cache_write_per_mtok = models.DecimalField(max_digits=12, decimal_places=6)
+
+    class Meta:
+        ordering = ("provider", "model", "-valid_from")
+        constraints: ClassVar[list[models.BaseConstraint]] = [
+            models.UniqueConstraint(
+                fields=["provider", "model", "valid_from"], name="price_unique_validity"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.provider}/{self.model} from {self.valid_from:%Y-%m-%d}"
+
+
+class Bucket(models.TextChoices):
+    MINUTE = "minute", "Minute"
+    HOUR = "hour", "Hour"
+    DAY = "day", "Day"
+    WEEK = "week", "Week (from Monday)"
+    MONTH = "month", "Month"
+
+
+class UsageAggregate(models.Model):
+    """Sums of usage events per bucket (UTC start) and dimensions.
+
+    Missing dimensions are stored as 0 / "" rather than NULL so that the unique key, and so the
+    upsert of the rollup, also matches them (NULLs never conflict).
+    """
+
+    bucket = models.CharField(max_length=8, choices=Bucket.choices)
+    bucket_start = models.DateTimeField()
+    user_id = models.BigIntegerField(default=0)
+    access_key_id = models.BigIntegerField(default=0)
+    provider = models.CharField(max_length=16)
+    model = models.CharField(max_length=200)
+    requests = models.BigIntegerField(default=0)
+    errors = models.BigIntegerField(default=0)
+    fallbacks = models.BigIntegerField(default=0)
+    input_tokens = models.BigIntegerField(default=0)
+    output_tokens = models.BigIntegerField(default=0)
+    cache_read_tokens = models.BigIntegerField(default=0)
+    cache_write_tokens = models.BigIntegerField(default=0)
+    cost_usd = models.DecimalField(max_digits=20, decimal_places=8, default=0)
+
+    class Meta:
+        constraints: ClassVar[list[models.BaseConstraint]] = [
+            models.UniqueConstraint(
+                fields=["bucket", "bucket_start", "user_id", "access_key_id", "provider", "model"],
+                name="usageaggregate_unique_bucket",
+            )
+        ]
+        indexes: ClassVar[list[models.Index]] = [
+            models.Index(fields=["bucket", "bucket_start"], name="usageagg_bucket_start"),
+            models.Index(fields=["bucket", "user_id", "bucket_start"], name="usageagg_user"),
+            models.Index(
+                fields=["bucket", "access_key_id", "bucket_start"], name="usageagg_key"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.bucket} {self.bucket_start:%Y-%m-%d %H:%M} {self.provider}/{self.model}"
