@@ -57,6 +57,7 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    "gateway_project",
     "accounts",
     "proxy",
     "usage",
@@ -186,6 +187,9 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = GATEWAY_DATA_DIR / "static"
+# The admin's few static files are served by the gateway itself (collected at start), so the
+# embedded set-up needs no other web server; put a CDN or reverse proxy in front to turn it off.
+GATEWAY_SERVE_STATIC: bool = env.bool("GATEWAY_SERVE_STATIC", True)
 
 # --- Gateway --------------------------------------------------------------------------------
 GATEWAY_ANTHROPIC_BASE_URL: str = env.url(

@@ -1,7 +1,9 @@
 """URL configuration: Django Admin, the proxy routes under /ak/<key>/ and the health check."""
 
+from django.conf import settings
 from django.contrib import admin
-from django.urls import path
+from django.urls import path, re_path
+from django.views.static import serve
 
 from gateway_project.api import proxy_api
 from gateway_project.views import healthz
@@ -11,3 +13,8 @@ urlpatterns = [
     path("healthz", healthz, name="healthz"),
     path("ak/", proxy_api.urls),
 ]
+
+if settings.GATEWAY_SERVE_STATIC:
+    urlpatterns.append(
+        re_path(r"^static/(?P<path>.*)$", serve, {"document_root": settings.STATIC_ROOT})
+    )
