@@ -213,9 +213,21 @@ GATEWAY_ANTHROPIC_NONSTREAM_TIMEOUT: float = env.float(
 )
 GATEWAY_UPSTREAM_READ_TIMEOUT: float = env.float("GATEWAY_UPSTREAM_READ_TIMEOUT", 600.0, minimum=1)
 GATEWAY_MAX_BODY_BYTES: int = env.int("GATEWAY_MAX_BODY_BYTES", 32 * 1024 * 1024, minimum=1024)
+# Reading a larger body raises RequestDataTooBig, which the proxy answers with a 413.
+DATA_UPLOAD_MAX_MEMORY_SIZE = GATEWAY_MAX_BODY_BYTES
 GATEWAY_KEY_CACHE_TTL: float = env.float("GATEWAY_KEY_CACHE_TTL", 30.0, minimum=0)
 GATEWAY_KEY_ROTATION_GRACE_HOURS: float = env.float(
     "GATEWAY_KEY_ROTATION_GRACE_HOURS", 24.0, minimum=0
+)
+# Circuit breaker: this many retryable Anthropic failures within the window open the circuit
+# for the cool-down (or until the time a 429 names); then one probe request decides.
+GATEWAY_CIRCUIT_FAILURE_THRESHOLD: int = env.int("GATEWAY_CIRCUIT_FAILURE_THRESHOLD", 5, minimum=1)
+GATEWAY_CIRCUIT_WINDOW_SECONDS: float = env.float("GATEWAY_CIRCUIT_WINDOW_SECONDS", 30.0, minimum=1)
+GATEWAY_CIRCUIT_COOLDOWN_SECONDS: float = env.float(
+    "GATEWAY_CIRCUIT_COOLDOWN_SECONDS", 30.0, minimum=1
+)
+GATEWAY_CIRCUIT_MAX_OPEN_SECONDS: float = env.float(
+    "GATEWAY_CIRCUIT_MAX_OPEN_SECONDS", 3600.0, minimum=1
 )
 GATEWAY_USAGE_RETENTION_DAYS: int = env.int("GATEWAY_USAGE_RETENTION_DAYS", 90, minimum=1)
 

@@ -1,0 +1,328 @@
+"""Recording of usage events: the one function the proxy calls, and the writer behind it.
+
+``record_usage_event`` puts the event on an in-process queue and returns at once, so the client's
+response never waits for the database. A writer thread drains the queue in batches into
+``UsageEvent``. A batch that cannot be written (database away) is appended to a spool file in
+GATEWAY_DATA_DIR/spool and replayed once the database answers again. Every event carries a UUID
+with a unique index and batches are inserted with ``ignore_conflicts``, so a replay after a
+partial failure never counts an event twice.
+
+The writer also coalesces "last used" times of access keys into at most one update per key a
+minute.
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import logging
+import os
+import queue
+import threading
+import time
+import uuid
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.db import close_old_connections
+
+logger = logging.getLogger(__name__)
+
+_BATCH_SIZE = 500
+_BATCH_WAIT_SECONDS = 0.25
+_SPOOL_RETRY_SECONDS = 5.0
+_TOUCH_INTERVAL_SECONDS = 60.0
+
+
+@dataclass(slots=True)
+class UsageRecord:
+    """One proxied request, as the proxy saw it. Field names match ``UsageEvent``."""
+
+    provider: str
+    user_id: int | None = None
+    access_key_id: int | None = None
+    requested_model: str = ""
+    upstream_model: str = ""
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
+    status_code: int = 200
+    streamed: bool = False
+    client_disconnected: bool = False
+    latency_ms: int = 0
+    time_to_first_byte_ms: int | None = None
+    fallback_reason: str = ""
+    session_id: str = ""
+    request_id: str = ""
+    occurred_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    event_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+
+    def to_json(self) -> str:
+        data = asdict(self)
+        data["occurred_at"] = self.occurred_at.isoformat()
+        return json.dumps(data, separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, line: str) -> UsageRecord:
+        data: dict[str, Any] = json.loads(line)
+        data["occurred_at"] = datetime.fromisoformat(data["occurred_at"])
+        return cls(**data)
+
+
+def _clip(value: str, limit: int) -> str:
+    return value[:limit]
+
+
+def _write_batch(records: list[UsageRecord]) -> None:
+    """Insert a batch; idempotent thanks to the unique event_id."""
+    from usage.models import UsageEvent
+
+    now = datetime.now(UTC)
+    UsageEvent.objects.bulk_create(
+        [
+            UsageEvent(
+                event_id=uuid.UUID(record.event_id),
+                occurred_at=record.occurred_at,
+                recorded_at=now,
+                user_id=record.user_id,
+                access_key_id=record.access_key_id,
+                provider=_clip(record.provider, 16),
+                requested_model=_clip(record.requested_model, 200),
+                upstream_model=_clip(record.upstream_model, 200),
+                input_tokens=max(0, record.input_tokens),
+                output_tokens=max(0, record.output_tokens),
+                cache_read_tokens=max(0, record.cache_read_tokens),
+                cache_write_tokens=max(0, record.cache_write_tokens),
+                status_code=record.status_code,
+                streamed=record.streamed,
+                client_disconnected=record.client_disconnected,
+                latency_ms=max(0, record.latency_ms),
+                time_to_first_byte_ms=record.time_to_first_byte_ms,
+                fallback_reason=_clip(record.fallback_reason, 64),
+                session_id=_clip(record.session_id, 100),
+                request_id=_clip(record.request_id, 100),
+            )
+            for record in records
+        ],
+        ignore_conflicts=True,
+    )
+
+
+class Spool:
+    """Append-only JSON-lines files holding events the database did not take."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self._lock = threading.Lock()
+
+    def _path(self) -> Path:
+        return self.directory / f"usage-{os.getpid()}.jsonl"
+
+    def append(self, records: list[UsageRecord]) -> None:
+        with self._lock:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            with self._path().open("a", encoding="utf-8") as handle:
+                for record in records:
+                    handle.write(record.to_json() + "\n")
+                handle.flush()
+                os.fsync(handle.fileno())
+
+    def depth(self) -> int:
+        """Events waiting in spool files (all processes')."""
+        total = 0
+        for path in self.directory.glob("usage-*.jsonl*"):
+            with path.open("rb") as handle:
+                total += sum(1 for _ in handle)
+        return total
+
+    def replay(self) -> int:
+        """Write spooled events to the database; returns how many. Files are claimed by renaming
+        them first, so two processes never replay the same file."""
+        replayed = 0
+        if not self.directory.exists():
+            return 0
+        for path in sorted(self.directory.glob("usage-*.jsonl")):
+            claimed = path.with_name(f"{path.name}.replaying-{os.getpid()}")
+            with self._lock:
+                try:
+                    path.rename(claimed)
+                except FileNotFoundError:
+                    continue
+            replayed += self._replay_file(claimed)
+        # Files claimed by this process in an attempt that failed, or by a process that died.
+        for claimed in sorted(self.directory.glob("usage-*.jsonl.replaying-*")):
+            owner = int(claimed.name.rsplit("-", 1)[1])
+            if owner != os.getpid() and _process_alive(owner):
+                continue
+            replayed += self._replay_file(claimed)
+        return replayed
+
+    def _replay_file(self, claimed: Path) -> int:
+        records: list[UsageRecord] = []
+        with claimed.open(encoding="utf-8") as handle:
+            for line in handle:
+                line = line.strip()
+                if not line:
+                    continue
+                try:
+                    records.append(UsageRecord.from_json(line))
+                except (ValueError, TypeError, KeyError) as exc:
+                    # A torn last line (crash while appending) must not block the rest.
+                    logger.error("usage spool: skipping unreadable line in %s: %s", claimed, exc)
+        for start in range(0, len(records), _BATCH_SIZE):
+            _write_batch(records[start : start + _BATCH_SIZE])
+        claimed.unlink()
+        return len(records)
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class UsageWriter:
+    """The background thread that drains the queue into the database (or the spool)."""
+
+    def __init__(self, spool: Spool) -> None:
+        self.spool = spool
+        self._queue: queue.SimpleQueue[UsageRecord | None] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._start_lock = threading.Lock()
+        self._pending_touch: dict[int, datetime] = {}
+        self._touched_at: dict[int, float] = {}
+        self._last_spool_attempt = 0.0
+        self._spool_has_data = True  # replay anything left by an earlier run at start
+        self.written = 0
+        self.spooled = 0
+
+    def submit(self, record: UsageRecord) -> None:
+        self._ensure_started()
+        self._queue.put(record)
+
+    def _ensure_started(self) -> None:
+        if self._thread is not None and self._thread.is_alive():
+            return
+        with self._start_lock:
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="usage-writer", daemon=True)
+                self._thread.start()
+
+    def _collect(self, block_seconds: float) -> tuple[list[UsageRecord], bool]:
+        """Up to a batch of records; the flag says a stop was requested."""
+        batch: list[UsageRecord] = []
+        deadline = time.monotonic() + block_seconds
+        while len(batch) < _BATCH_SIZE:
+            timeout = deadline - time.monotonic()
+            try:
+                item = (
+                    self._queue.get(timeout=max(timeout, 0))
+                    if timeout > 0
+                    else (self._queue.get_nowait())
+                )
+            except queue.Empty:
+                break
+            if item is None:
+                return batch, True
+            batch.append(item)
+        return batch, False
+
+    def _run(self) -> None:
+        stop = False
+        while not stop:
+            batch, stop = self._collect(_BATCH_WAIT_SECONDS)
+            self._flush(batch)
+
+    def _flush(self, batch: list[UsageRecord]) -> None:
+        try:
+            close_old_connections()
+            if self._spool_has_data and time.monotonic() - self._last_spool_attempt > (
+                _SPOOL_RETRY_SECONDS
+            ):
+                self._last_spool_attempt = time.monotonic()
+                replayed = self.spool.replay()
+                self._spool_has_data = False
+                if replayed:
+                    logger.info("usage spool: replayed %d events", replayed)
+            if batch:
+                _write_batch(batch)
+                self.written += len(batch)
+                self._note_used(batch)
+            self._touch_keys()
+        except Exception as exc:
+            if batch:
+                self.spool.append(batch)
+                self.spooled += len(batch)
+            self._spool_has_data = True
+            logger.warning(
+                "usage: database write failed, %d events spooled for replay: %s", len(batch), exc
+            )
+            close_old_connections()
+
+    def _note_used(self, batch: list[UsageRecord]) -> None:
+        for record in batch:
+            if record.access_key_id is None:
+                continue
+            seen = self._pending_touch.get(record.access_key_id)
+            if seen is None or record.occurred_at > seen:
+                self._pending_touch[record.access_key_id] = record.occurred_at
+
+    def _touch_keys(self) -> None:
+        from accounts.services import access_keys_touch
+
+        now = time.monotonic()
+        due = {
+            key_id: moment
+            for key_id, moment in self._pending_touch.items()
+            if now - self._touched_at.get(key_id, -_TOUCH_INTERVAL_SECONDS)
+            >= (_TOUCH_INTERVAL_SECONDS)
+        }
+        if not due:
+            return
+        access_keys_touch(last_used=due)
+        for key_id in due:
+            self._touched_at[key_id] = now
+            del self._pending_touch[key_id]
+
+    def flush_now(self, timeout: float = 10.0) -> None:
+        """Stop the thread after it has written everything queued (tests, shutdown)."""
+        if self._thread is None:
+            return
+        self._queue.put(None)
+        self._thread.join(timeout)
+        self._thread = None
+
+
+_writer: UsageWriter | None = None
+_writer_lock = threading.Lock()
+
+
+def usage_writer() -> UsageWriter:
+    global _writer
+    with _writer_lock:
+        if _writer is None:
+            _writer = UsageWriter(Spool(Path(settings.GATEWAY_DATA_DIR) / "spool"))
+            # Events still queued when the process exits are written (or spooled), not lost.
+            atexit.register(_writer.flush_now)
+        return _writer
+
+
+def record_usage_event(record: UsageRecord) -> None:
+    """Queue one usage event for writing. Never blocks and never raises into the proxy."""
+    try:
+        usage_writer().submit(record)
+    except Exception:  # pragma: no cover - a bug here must not break a client's response
+        logger.exception("usage: could not queue event %s", record.event_id)
+
+
+def flush_usage_events(timeout: float = 10.0) -> None:
+    """Write everything queued so far (used at shutdown and by tests)."""
+    usage_writer().flush_now(timeout)
