@@ -10,20 +10,34 @@ from __future__ import annotations
 
 import base64
 import binascii
+import builtins
+import contextlib
+import math
 import os
 import secrets
+import tempfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import environ
 from django.core.exceptions import ImproperlyConfigured
 
 _NOT_SET: Any = object()
 
+# Broker URLs of these schemes name no host: "filesystem://" and "memory://" are complete.
+_PATHLESS_SCHEMES = frozenset({"filesystem", "memory"})
+# The database engines the gateway runs on; django-environ knows many more (MySQL, Oracle...).
+_DATABASE_ENGINES = frozenset({"django.db.backends.postgresql", "django.db.backends.sqlite3"})
+
 
 class EnvReader:
-    """Reads typed values from one environment mapping (``os.environ`` unless told otherwise)."""
+    """Reads typed values from one environment mapping (``os.environ`` unless told otherwise).
+
+    The readers are named after the types they return (``env.int(...)``), so inside this class
+    the annotations spell the built-in types as ``builtins.int`` and so on.
+    """
 
     def __init__(self, environ_map: Mapping[str, str] | None = None) -> None:
         self.env = environ.Env()
@@ -49,11 +63,13 @@ class EnvReader:
             shown = raw if len(raw) <= 40 else raw[:37] + "..."
             raise ImproperlyConfigured(f"{name}: expected {what}, got {shown!r}.") from exc
 
-    def str(self, name: str, default: Any = _NOT_SET) -> Any:
-        return self._read(name, self.env.str, default, "a string")
+    def str(self, name: builtins.str, default: Any = _NOT_SET) -> Any:
+        # The raw value: django-environ would treat a leading "$" as a reference to another
+        # variable and fail with a message that does not name this one.
+        return self._read(name, lambda key: self.environ[key], default, "a string")
 
-    def bool(self, name: str, default: Any = _NOT_SET) -> Any:
-        def parse(key: str) -> bool:
+    def bool(self, name: builtins.str, default: Any = _NOT_SET) -> Any:
+        def parse(key: builtins.str) -> builtins.bool:
             raw = self.environ[key].strip().lower()
             if raw in {"1", "true", "yes", "on", "y", "t"}:
                 return True
@@ -63,39 +79,61 @@ class EnvReader:
 
         return self._read(name, parse, default, "a boolean (true/false)")
 
-    def int(self, name: str, default: Any = _NOT_SET, *, minimum: int | None = None) -> Any:
+    def int(
+        self, name: builtins.str, default: Any = _NOT_SET, *, minimum: builtins.int | None = None
+    ) -> Any:
         value = self._read(name, lambda key: int(self.environ[key].strip()), default, "an integer")
         if minimum is not None and value is not None and value < minimum:
             raise ImproperlyConfigured(f"{name}: must be at least {minimum}, got {value}.")
         return value
 
-    def float(self, name: str, default: Any = _NOT_SET, *, minimum: float | None = None) -> Any:
-        value = self._read(name, lambda key: float(self.environ[key].strip()), default, "a number")
+    def float(
+        self, name: builtins.str, default: Any = _NOT_SET, *, minimum: builtins.float | None = None
+    ) -> Any:
+        def parse(key: builtins.str) -> builtins.float:
+            value = float(self.environ[key].strip())
+            # "nan" and "inf" parse as floats but pass any minimum check and break timeouts.
+            if not math.isfinite(value):
+                raise ValueError(value)
+            return value
+
+        value = self._read(name, parse, default, "a number")
         if minimum is not None and value is not None and value < minimum:
             raise ImproperlyConfigured(f"{name}: must be at least {minimum}, got {value}.")
         return value
 
-    def list(self, name: str, default: Any = _NOT_SET) -> Any:
-        def parse(key: str) -> list[str]:
+    def list(self, name: builtins.str, default: Any = _NOT_SET) -> Any:
+        def parse(key: builtins.str) -> builtins.list[builtins.str]:
             return [item.strip() for item in self.environ[key].split(",") if item.strip()]
 
         return self._read(name, parse, default, "a comma-separated list")
 
-    def url(self, name: str, default: Any = _NOT_SET, *, schemes: tuple[str, ...]) -> Any:
-        def parse(key: str) -> str:
+    def url(
+        self, name: builtins.str, default: Any = _NOT_SET, *, schemes: tuple[builtins.str, ...]
+    ) -> Any:
+        def parse(key: builtins.str) -> builtins.str:
             raw = self.environ[key].strip()
             scheme, sep, rest = raw.partition("://")
-            if not sep or scheme not in schemes or not rest:
+            if not sep or scheme not in schemes:
                 raise ValueError(raw)
-            return raw.rstrip("/")
+            if not rest.strip("/"):
+                if scheme in _PATHLESS_SCHEMES:
+                    return raw
+                raise ValueError(raw)
+            # Reading .port raises ValueError for a port that is not a number in range.
+            urlsplit(raw).port  # noqa: B018
+            return f"{scheme}://{rest.rstrip('/')}"
 
         return self._read(name, parse, default, f"a URL ({'/'.join(schemes)})")
 
-    def db_url(self, name: str, default: str) -> dict[str, Any]:
-        def parse(key: str) -> dict[str, Any]:
-            config = self.env.db_url_config(self.environ[key])
-            if not config.get("ENGINE"):
-                raise ValueError(self.environ[key])
+    def db_url(self, name: builtins.str, default: builtins.str) -> dict[builtins.str, Any]:
+        def parse(key: builtins.str) -> dict[builtins.str, Any]:
+            raw = self.environ[key].strip()
+            if "://" not in raw:
+                raise ValueError(raw)
+            config = self.env.db_url_config(raw)
+            if config.get("ENGINE") not in _DATABASE_ENGINES or not config.get("NAME"):
+                raise ValueError(raw)
             return config
 
         if not self.is_set(name):
@@ -104,25 +142,31 @@ class EnvReader:
 
     def secret(
         self,
-        name: str,
+        name: builtins.str,
         *,
-        generate: Callable[[], str] | None,
+        generate: Callable[[], builtins.str] | None,
         data_dir: Path,
-    ) -> str:
+    ) -> builtins.str:
         """A secret from NAME, from the file named by NAME_FILE, or generated once into data_dir.
 
         ``generate`` is None when generating is not allowed (DEBUG off): a missing secret is then
         a start-up error naming it.
         """
         if self.is_set(name):
-            return str(self.environ[name]).strip()
+            value = str(self.environ[name]).strip()
+            if not value:
+                raise ImproperlyConfigured(f"{name} is blank.")
+            return value
         file_var = f"{name}_FILE"
         if self.is_set(file_var):
             path = Path(self.environ[file_var])
             try:
-                return path.read_text().strip()
+                value = path.read_text().strip()
             except OSError as exc:
                 raise ImproperlyConfigured(f"{file_var}: cannot read {path}: {exc}") from exc
+            if not value:
+                raise ImproperlyConfigured(f"{file_var}: {path} is empty.")
+            return value
         if generate is None:
             raise ImproperlyConfigured(
                 f"{name} is not set (nor {file_var}). Set it in the environment; only with "
@@ -133,18 +177,36 @@ class EnvReader:
 
 def _local_secret(path: Path, generate: Callable[[], str]) -> str:
     """Read a generated secret, creating it (mode 0600) on first use."""
-    if path.exists():
-        return path.read_text().strip()
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    value = generate()
-    # O_EXCL: two processes starting at once must agree on one value.
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        return path.read_text().strip()
-    with os.fdopen(fd, "w") as handle:
-        handle.write(value + "\n")
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        write_private_file(path, generate() + "\n", replace=False)
+    value = path.read_text().strip()
+    if not value:
+        raise ImproperlyConfigured(f"{path} is empty: delete it to have a new secret generated.")
     return value
+
+
+def write_private_file(path: Path, content: str, *, replace: bool) -> None:
+    """Write a file readable by its owner only (0600), never leaving it half-written.
+
+    The content goes to a temporary file first; linking it into place fails if the file exists,
+    so two processes starting at once agree on one value (the loser's is dropped) unless
+    ``replace`` asks to overwrite.
+    """
+    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "w") as handle:
+            os.fchmod(handle.fileno(), 0o600)
+            handle.write(content)
+            handle.flush()
+            os.fsync(handle.fileno())
+        if replace:
+            Path(temporary).replace(path)
+        else:
+            with contextlib.suppress(FileExistsError):
+                os.link(temporary, path)
+    finally:
+        Path(temporary).unlink(missing_ok=True)
 
 
 def generate_django_secret() -> str:
@@ -162,7 +224,8 @@ def parse_fernet_keys(name: str, raw: str) -> list[str]:
         raise ImproperlyConfigured(f"{name} is empty.")
     for position, key in enumerate(keys, start=1):
         try:
-            decoded = base64.urlsafe_b64decode(key.encode())
+            # validate=True: a stray character (a quote, a space) is an error, not skipped.
+            decoded = base64.b64decode(key.encode(), altchars=b"-_", validate=True)
         except (binascii.Error, ValueError):
             decoded = b""
         if len(decoded) != 32:
