@@ -48,6 +48,15 @@ def credentials_for_key(*, user_id: int, access_key_id: int) -> dict[str, Provid
     return chosen
 
 
+def provider_credential_decrypts(credential: ProviderCredential) -> bool:
+    """Whether the configured encryption keys decrypt this credential's secret."""
+    try:
+        decrypt_secret(credential.secret_ciphertext)
+    except SecretDecryptionError:
+        return False
+    return True
+
+
 def resolve_credential(credential: ProviderCredential) -> ResolvedCredential:
     """Decrypt a credential for use. A secret no configured key decrypts yields ``error``."""
     secret, error = "", ""
@@ -86,7 +95,6 @@ def key_metadata_load(prefix: str) -> KeyMetadata | None:
         # A deactivated user's keys stop working with the user.
         deleted=key.deleted_at is not None or not key.user.is_active,
         credentials={
-            provider: resolve_credential(credential)
-            for provider, credential in credentials.items()
+            provider: resolve_credential(credential) for provider, credential in credentials.items()
         },
     )

@@ -12,8 +12,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.core.exceptions import ValidationError
+from django.core.validators import URLValidator, validate_email
+from django.db import IntegrityError, models, transaction
 from django.db.models import Q
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from accounts.crypto import (
@@ -49,8 +52,10 @@ def user_get_or_create(*, email: str, create: bool) -> tuple[User, bool]:
         return user, False
     if not create:
         raise AccountsError(f"No user with email {email!r} (use --create-user to create one).")
-    if "@" not in email:
-        raise AccountsError(f"{email!r} is not an email address.")
+    try:
+        validate_email(email)
+    except ValidationError as exc:
+        raise AccountsError(f"{email!r} is not an email address.") from exc
     return User.objects.create_user(email=email), True
 
 
@@ -63,6 +68,7 @@ def access_key_create(
     """Create a key for ``user``; returns it with its plaintext, which is never shown again."""
     if expires_at is not None and expires_at <= timezone.now():
         raise AccountsError("The expiry must be in the future.")
+    _check_lengths(AccessKey, label=label)
     for _attempt in range(5):
         prefix, plaintext = new_access_key()
         try:
@@ -86,10 +92,25 @@ def access_key_verify(*, plaintext: str, now: datetime | None = None) -> AccessK
     prefix = access_key_prefix(plaintext)
     if prefix is None:
         return None
-    key = AccessKey.objects.filter(prefix=prefix).first()
+    key = AccessKey.objects.select_related("user").filter(prefix=prefix).first()
     if key is None or not hmac.compare_digest(key.key_hash, hash_access_key(plaintext)):
         return None
+    # A deactivated user's keys stop working with the user (as in the proxy's key cache).
+    if not key.user.is_active:
+        return None
     return key if key.usable_at(now or timezone.now()) else None
+
+
+def access_key_update(*, access_key: AccessKey, label: str, expires_at: datetime | None) -> None:
+    """Change the label and expiry of a key (the admin's change form)."""
+    # An unchanged expiry may lie in the past (relabelling an expired key).
+    changed = expires_at != access_key.expires_at
+    if changed and expires_at is not None and expires_at <= timezone.now():
+        raise AccountsError("The expiry must be in the future.")
+    AccessKey.objects.filter(pk=access_key.pk).update(label=label, expires_at=expires_at)
+    _invalidate_on_commit()
+    access_key.label = label
+    access_key.expires_at = expires_at
 
 
 def access_key_rotate(
@@ -121,9 +142,11 @@ def _future_or_none(moment: datetime | None) -> datetime | None:
 
 def access_key_revoke(*, access_key: AccessKey) -> bool:
     """Revoke a key at once. Returns False when it was already revoked."""
-    updated = AccessKey.objects.filter(pk=access_key.pk).exclude(
-        status=AccessKey.Status.REVOKED
-    ).update(status=AccessKey.Status.REVOKED, revoked_at=timezone.now())
+    updated = (
+        AccessKey.objects.filter(pk=access_key.pk)
+        .exclude(status=AccessKey.Status.REVOKED)
+        .update(status=AccessKey.Status.REVOKED, revoked_at=timezone.now())
+    )
     _invalidate_on_commit()
     access_key.refresh_from_db()
     return bool(updated)
@@ -131,8 +154,11 @@ def access_key_revoke(*, access_key: AccessKey) -> bool:
 
 def access_key_soft_delete(*, access_key: AccessKey) -> None:
     """Hide a key from use and lists while keeping its usage history."""
+    now = timezone.now()
     AccessKey.objects.filter(pk=access_key.pk, deleted_at__isnull=True).update(
-        deleted_at=timezone.now(), status=AccessKey.Status.REVOKED
+        deleted_at=now,
+        status=AccessKey.Status.REVOKED,
+        revoked_at=Coalesce("revoked_at", now),
     )
     _invalidate_on_commit()
     access_key.refresh_from_db()
@@ -161,13 +187,36 @@ def access_keys_touch(*, last_used: dict[int, datetime]) -> None:
 # --- Provider credentials -------------------------------------------------------------------
 
 
-def _validate_secret(secret: str) -> str:
+def provider_secret_validate(secret: str) -> str:
+    """The secret as it will be stored (surrounding whitespace removed), or AccountsError."""
     secret = secret.strip()
     if not secret:
         raise AccountsError("The secret is empty.")
     if any(ch in secret for ch in "\r\n\x00"):
         raise AccountsError("The secret contains line breaks or NUL characters.")
     return secret
+
+
+_endpoint_validator = URLValidator(schemes=["http", "https"])
+
+
+def provider_endpoint_validate(endpoint_url: str) -> str:
+    """An endpoint override must be an http(s) URL; empty means the provider's default."""
+    endpoint_url = endpoint_url.strip()
+    if endpoint_url:
+        try:
+            _endpoint_validator(endpoint_url)
+        except ValidationError as exc:
+            raise AccountsError(f"{endpoint_url!r} is not an http(s) URL.") from exc
+    return endpoint_url
+
+
+def _check_lengths(model: type[models.Model], **values: str) -> None:
+    # PostgreSQL refuses over-long strings with a bare DataError; say which field instead.
+    for name, value in values.items():
+        limit = model._meta.get_field(name).max_length
+        if limit is not None and len(value) > limit:
+            raise AccountsError(f"The {name.replace('_', ' ')} is over {limit} characters.")
 
 
 def provider_credential_set(
@@ -191,7 +240,15 @@ def provider_credential_set(
         raise AccountsError(f"Unknown mode {api_mode!r}; choose converse or invoke.")
     if user is not None and access_key is not None:
         raise AccountsError("A credential is scoped to a user or to an access key, not both.")
-    secret = _validate_secret(secret)
+    secret = provider_secret_validate(secret)
+    endpoint_url = provider_endpoint_validate(endpoint_url)
+    _check_lengths(
+        ProviderCredential,
+        label=label,
+        region=region,
+        endpoint_url=endpoint_url,
+        fallback_model=fallback_model,
+    )
     now = timezone.now()
     values = {
         "region": region,
@@ -215,8 +272,9 @@ def provider_credential_save(*, credential: ProviderCredential, secret: str | No
     """Save an edited credential (admin form); a new ``secret`` replaces the stored one."""
     if credential.user_id is not None and credential.access_key_id is not None:
         raise AccountsError("A credential is scoped to a user or to an access key, not both.")
+    credential.endpoint_url = provider_endpoint_validate(credential.endpoint_url)
     if secret:
-        secret = _validate_secret(secret)
+        secret = provider_secret_validate(secret)
         credential.secret_ciphertext = encrypt_secret(secret)
         credential.secret_hint = secret_hint(secret)
     elif not credential.secret_ciphertext:

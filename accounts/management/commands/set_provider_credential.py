@@ -1,0 +1,111 @@
+"""``manage.py set_provider_credential PROVIDER --secret-stdin``: store an upstream secret.
+
+The secret is read from stdin (never from the command line, where it would land in shell
+history and process lists). Without --user or --access-key the credential is the global
+default; an existing credential of the same provider and scope is replaced.
+"""
+
+from __future__ import annotations
+
+import getpass
+import sys
+from argparse import ArgumentParser
+from typing import Any, TextIO
+
+from django.core.management.base import BaseCommand, CommandError
+
+from accounts.models import AccessKey, BedrockApiMode, Provider, User
+from accounts.selectors import access_key_get_by_prefix, user_get_by_email
+from accounts.services import AccountsError, provider_credential_set
+
+# A secret is an API key or token: anything longer is a mistake (a file piped in by accident).
+_MAX_SECRET_CHARS = 16 * 1024
+
+
+class Command(BaseCommand):
+    help = "Create or replace a provider credential; the secret is read from stdin."
+    stealth_options = ("stdin",)
+
+    def add_arguments(self, parser: ArgumentParser) -> None:
+        parser.add_argument("provider", choices=Provider.values, help="Which upstream.")
+        parser.add_argument(
+            "--secret-stdin",
+            action="store_true",
+            help="Read the secret from stdin (required: secrets never go on the command line).",
+        )
+        scope = parser.add_mutually_exclusive_group()
+        scope.add_argument("--user", metavar="EMAIL", help="Scope it to one user.")
+        scope.add_argument("--access-key", metavar="PREFIX", help="Scope it to one access key.")
+        parser.add_argument("--region", default="", help="AWS region, e.g. us-east-1.")
+        parser.add_argument(
+            "--mode",
+            choices=BedrockApiMode.values,
+            default=BedrockApiMode.INVOKE,
+            help="Bedrock API used for fallback requests (default: invoke).",
+        )
+        parser.add_argument("--endpoint", default="", metavar="URL", help="Endpoint override.")
+        parser.add_argument("--label", default="", help="A name for the credential.")
+        parser.add_argument(
+            "--fallback-model",
+            default="",
+            metavar="MODEL",
+            help="Bedrock model for requested models missing from the model map.",
+        )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        if not options["secret_stdin"]:
+            raise CommandError(
+                "Pass the secret on stdin with --secret-stdin; it never goes on the command line."
+            )
+        if options["user"] and options["access_key"]:
+            raise CommandError("Give --user or --access-key, not both.")
+        user, access_key = self._scope(options["user"], options["access_key"])
+        secret = self._read_secret(options.get("stdin") or sys.stdin)
+        if options["provider"] == Provider.BEDROCK and not (
+            options["region"] or options["endpoint"]
+        ):
+            self.stderr.write("Warning: a Bedrock credential without --region or --endpoint.")
+        try:
+            credential, created = provider_credential_set(
+                provider=options["provider"],
+                secret=secret,
+                user=user,
+                access_key=access_key,
+                region=options["region"],
+                api_mode=options["mode"],
+                endpoint_url=options["endpoint"],
+                label=options["label"],
+                fallback_model=options["fallback_model"],
+            )
+        except AccountsError as exc:
+            raise CommandError(str(exc)) from exc
+        fingerprint = f", fingerprint {credential.fingerprint}" if credential.fingerprint else ""
+        self.stdout.write(
+            f"{'Created' if created else 'Replaced'} {credential}{fingerprint} "
+            f"(credential #{credential.pk})."
+        )
+
+    def _scope(self, email: str | None, prefix: str | None) -> tuple[User | None, AccessKey | None]:
+        if email:
+            user = user_get_by_email(email)
+            if user is None:
+                raise CommandError(f"No user with email {email!r}.")
+            return user, None
+        if prefix:
+            key = access_key_get_by_prefix(prefix)
+            if key is None:
+                raise CommandError(f"No access key with prefix {prefix!r}.")
+            return None, key
+        return None, None
+
+    def _read_secret(self, stream: TextIO) -> str:
+        if stream.isatty():
+            secret = getpass.getpass("Secret: ")
+        else:
+            secret = stream.read(_MAX_SECRET_CHARS + 1)
+            if len(secret) > _MAX_SECRET_CHARS:
+                raise CommandError(f"The secret on stdin is over {_MAX_SECRET_CHARS} characters.")
+        if not secret.strip():
+            raise CommandError("The secret on stdin is empty; nothing was stored.")
+        # One trailing line break comes from `echo` or a file; anything else is the secret's.
+        return secret.removesuffix("\n").removesuffix("\r")
