@@ -12,7 +12,7 @@ from django.conf import settings
 
 _sync_client: redis.Redis | None = None
 _sync_lock = threading.Lock()
-_async_clients: dict[int, aredis.Redis] = {}
+_async_clients: dict[int, tuple[asyncio.AbstractEventLoop, aredis.Redis]] = {}
 
 # Short timeouts: Redis holds shared state for speed; when it is away the gateway goes on with
 # its in-process state rather than wait.
@@ -34,9 +34,10 @@ def async_client() -> aredis.Redis | None:
     if not settings.REDIS_URL:
         return None
     loop = asyncio.get_running_loop()
-    client = _async_clients.get(id(loop))
-    if client is None:
-        client = aredis.Redis.from_url(settings.REDIS_URL, **_TIMEOUTS)
+    entry = _async_clients.get(id(loop))
+    # The identity check guards against a finished loop's id being reused by a new one.
+    if entry is None or entry[0] is not loop:
+        entry = (loop, aredis.Redis.from_url(settings.REDIS_URL, **_TIMEOUTS))
         _async_clients.clear()  # one loop per worker process; drop clients of finished loops
-        _async_clients[id(loop)] = client
-    return client
+        _async_clients[id(loop)] = entry
+    return entry[1]

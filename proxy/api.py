@@ -1,5 +1,102 @@
-"""The proxy routes under /ak/<access_key>/ (filled in by the proxy package)."""
+"""The proxy routes under /ak/<access_key>/: thin async views over proxy.services.
 
+Each view authenticates the key from the path (proxy's key cache: no query when warm), reads the
+body within the size limit and hands over to a service. Every error is Anthropic-shaped.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
+from django.http import HttpRequest, HttpResponse
 from ninja import Router
 
+from accounts.keycache import KeyMetadata, key_cache
+from proxy.context import error_response
+from proxy.services import proxy_count_tokens, proxy_messages, proxy_models, unknown_route
+
 router = Router()
+
+_ANY_METHOD = ["GET", "POST", "PUT", "PATCH", "DELETE"]
+
+
+async def _authenticate(access_key: str) -> KeyMetadata | None:
+    return await key_cache.lookup(access_key)
+
+
+def _unauthorized() -> HttpResponse:
+    return error_response(401, "authentication_error", "Invalid gateway access key.")
+
+
+def _read_body(request: HttpRequest) -> bytes | HttpResponse:
+    limit = settings.GATEWAY_MAX_BODY_BYTES
+    declared = request.META.get("CONTENT_LENGTH") or "0"
+    too_large = error_response(
+        413, "request_too_large", f"Request exceeds the maximum allowed size of {limit} bytes."
+    )
+    if declared.isdigit() and int(declared) > limit:
+        return too_large
+    try:
+        body = request.body
+    except RequestDataTooBig:
+        return too_large
+    return too_large if len(body) > limit else body
+
+
+@router.post("/{access_key}/v1/messages", include_in_schema=False)
+async def messages(request: HttpRequest, access_key: str) -> HttpResponse:
+    metadata = await _authenticate(access_key)
+    if metadata is None:
+        return _unauthorized()
+    body = _read_body(request)
+    if isinstance(body, HttpResponse):
+        return body
+    return await proxy_messages(request, metadata, body)
+
+
+@router.post("/{access_key}/v1/messages/count_tokens", include_in_schema=False)
+async def count_tokens(request: HttpRequest, access_key: str) -> HttpResponse:
+    metadata = await _authenticate(access_key)
+    if metadata is None:
+        return _unauthorized()
+    body = _read_body(request)
+    if isinstance(body, HttpResponse):
+        return body
+    return await proxy_count_tokens(request, metadata, body)
+
+
+@router.get("/{access_key}/v1/models", include_in_schema=False)
+async def models(request: HttpRequest, access_key: str) -> HttpResponse:
+    metadata = await _authenticate(access_key)
+    if metadata is None:
+        return _unauthorized()
+    return await proxy_models(request, metadata)
+
+
+@router.api_operation(
+    ["GET", "PUT", "PATCH", "DELETE"], "/{access_key}/v1/messages", include_in_schema=False
+)
+@router.api_operation(
+    ["GET", "PUT", "PATCH", "DELETE"],
+    "/{access_key}/v1/messages/count_tokens",
+    include_in_schema=False,
+)
+@router.api_operation(
+    ["POST", "PUT", "PATCH", "DELETE"], "/{access_key}/v1/models", include_in_schema=False
+)
+async def wrong_method(request: HttpRequest, access_key: str) -> HttpResponse:
+    return error_response(
+        405, "invalid_request_error", f"Method {request.method} is not allowed here."
+    )
+
+
+@router.api_operation(["HEAD"], "/{access_key}/{path:rest}", include_in_schema=False)
+async def probe(request: HttpRequest, access_key: str, rest: str) -> HttpResponse:
+    """Claude Code checks the base URL with ``HEAD <base>/api/hello`` before it starts."""
+    metadata = await _authenticate(access_key)
+    return HttpResponse(status=200 if metadata is not None else 401)
+
+
+@router.api_operation(_ANY_METHOD, "/{access_key}/{path:rest}", include_in_schema=False)
+async def not_found(request: HttpRequest, access_key: str, rest: str) -> HttpResponse:
+    return unknown_route(request.method or "GET", "/" + rest)

@@ -1,0 +1,109 @@
+"""Per-request state of a proxied call: identity, timings, and the usage event at the end.
+
+Also the gateway's own responses (Anthropic-shaped errors, JSON bodies) with the gateway headers.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.http import HttpResponse
+
+from accounts.keycache import KeyMetadata
+from proxy.translation.errors import error_body
+from proxy.translation.sse import Usage
+from usage.recording import UsageRecord, record_usage_event
+
+PROVIDER_HEADER = "x-gateway-provider"
+FALLBACK_REASON_HEADER = "x-gateway-fallback-reason"
+NO_FALLBACK_HEADER = "x-gateway-no-fallback-reason"
+REQUEST_ID_HEADER = "x-gateway-request-id"
+SESSION_HEADER = "x-claude-code-session-id"
+
+
+def new_request_id() -> str:
+    return f"gwreq_{uuid.uuid4().hex[:24]}"
+
+
+@dataclass
+class ProxyContext:
+    metadata: KeyMetadata
+    request_id: str
+    session_id: str = ""
+    requested_model: str = ""
+    stream: bool = False
+    fallback_reason: str = ""
+    started: float = field(default_factory=time.perf_counter)
+    first_byte_at: float | None = None
+    recorded: bool = False
+
+    def mark_first_byte(self) -> None:
+        if self.first_byte_at is None:
+            self.first_byte_at = time.perf_counter()
+
+    def gateway_headers(self, provider: str) -> dict[str, str]:
+        headers = {PROVIDER_HEADER: provider, REQUEST_ID_HEADER: self.request_id}
+        if self.fallback_reason:
+            headers[FALLBACK_REASON_HEADER] = self.fallback_reason
+        return headers
+
+    def record(
+        self,
+        *,
+        provider: str,
+        status: int,
+        usage: Usage | None = None,
+        upstream_model: str = "",
+        disconnected: bool = False,
+    ) -> None:
+        """Queue the request's one usage event (idempotent: later calls do nothing)."""
+        if self.recorded:
+            return
+        self.recorded = True
+        usage = usage or Usage()
+        now = time.perf_counter()
+        ttfb = (
+            None if self.first_byte_at is None else int((self.first_byte_at - self.started) * 1000)
+        )
+        record_usage_event(
+            UsageRecord(
+                provider=provider,
+                user_id=self.metadata.user_id,
+                access_key_id=self.metadata.key_id,
+                requested_model=self.requested_model,
+                upstream_model=upstream_model or self.requested_model,
+                input_tokens=usage.input_tokens,
+                output_tokens=usage.output_tokens,
+                cache_read_tokens=usage.cache_read_input_tokens,
+                cache_write_tokens=usage.cache_creation_input_tokens,
+                status_code=status,
+                streamed=self.stream,
+                client_disconnected=disconnected,
+                latency_ms=int((now - self.started) * 1000),
+                time_to_first_byte_ms=ttfb,
+                fallback_reason=self.fallback_reason,
+                session_id=self.session_id,
+                request_id=self.request_id,
+            )
+        )
+
+
+def json_response(
+    body: dict[str, Any] | bytes, *, status: int = 200, headers: dict[str, str] | None = None
+) -> HttpResponse:
+    content = body if isinstance(body, bytes) else json.dumps(body, separators=(",", ":")).encode()
+    response = HttpResponse(content, status=status, content_type="application/json")
+    for name, value in (headers or {}).items():
+        response[name] = value
+    return response
+
+
+def error_response(
+    status: int, error_type: str, message: str, *, headers: dict[str, str] | None = None
+) -> HttpResponse:
+    """An error the gateway itself makes, in Anthropic's shape."""
+    return json_response(error_body(error_type, message), status=status, headers=headers)
