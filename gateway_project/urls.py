@@ -5,13 +5,16 @@ from django.contrib import admin
 from django.urls import path, re_path
 from django.views.static import serve
 
-from gateway_project.api import proxy_api
-from gateway_project.views import healthz
+from gateway_project.api import admin_api, proxy_api
+from gateway_project.views import healthz, proxy_not_found
 
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("healthz", healthz, name="healthz"),
     path("ak/", proxy_api.urls),
+    # Anything else under /ak/ (no key, or a path no route knows): a 404 clients can parse.
+    re_path(r"^ak(/.*)?$", proxy_not_found),
+    path("api/", admin_api.urls),
 ]
 
 if settings.GATEWAY_SERVE_STATIC:

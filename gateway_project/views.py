@@ -1,7 +1,20 @@
-"""Project-level views that belong to no app: the liveness probe."""
+"""Project-level views that belong to no app: the liveness probe and the /ak/ catch-all."""
 
 from django.http import HttpRequest, JsonResponse
 
 
 async def healthz(request: HttpRequest) -> JsonResponse:
     return JsonResponse({"status": "ok"})
+
+
+async def proxy_not_found(request: HttpRequest, *args: object) -> JsonResponse:
+    return JsonResponse(
+        {
+            "type": "error",
+            "error": {
+                "type": "not_found_error",
+                "message": f"No route for {request.method} {request.path}.",
+            },
+        },
+        status=404,
+    )

@@ -1,0 +1,55 @@
+"""Admin for the model map, and a read-only page showing the circuit breakers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import admin
+from django.http import HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
+from django.urls import URLPattern, path
+from django.utils import timezone
+
+from proxy.circuit import circuits, shared_snapshot
+from proxy.models import ModelMapping
+from proxy.routing import model_map
+
+
+@admin.register(ModelMapping)
+class ModelMappingAdmin(admin.ModelAdmin[ModelMapping]):
+    list_display = ("anthropic_model", "bedrock_model_id", "enabled", "updated_at")
+    list_editable = ("enabled",)
+    list_filter = ("enabled",)
+    search_fields = ("anthropic_model", "bedrock_model_id")
+    readonly_fields = ("updated_at",)
+    change_list_template = "admin/proxy/modelmapping_change_list.html"
+
+    def save_model(self, request: HttpRequest, obj: ModelMapping, form: Any, change: bool) -> None:
+        obj.updated_at = timezone.now()
+        super().save_model(request, obj, form, change)
+        # This process sees the change at once; other workers within the map's TTL (30 s).
+        model_map.invalidate()
+
+    def delete_model(self, request: HttpRequest, obj: ModelMapping) -> None:
+        super().delete_model(request, obj)
+        model_map.invalidate()
+
+    def get_urls(self) -> list[URLPattern]:
+        custom = [
+            path(
+                "circuits/",
+                self.admin_site.admin_view(self.circuits_view),
+                name="proxy_circuits",
+            )
+        ]
+        return custom + super().get_urls()
+
+    def circuits_view(self, request: HttpRequest) -> HttpResponse:
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Circuit breakers",
+            "shared": shared_snapshot(),
+            "local": circuits.snapshot(),
+            "opts": self.model._meta,
+        }
+        return TemplateResponse(request, "admin/proxy/circuits.html", context)
