@@ -1,0 +1,101 @@
+"""Fixtures for the proxy tests: the gateway under a real ASGI server, keys and credentials."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+import uvicorn
+
+from accounts.keycache import invalidate_key_metadata, key_cache
+from accounts.models import User
+from accounts.services import access_key_create, provider_credential_set
+from proxy.circuit import circuits
+from proxy.routing import model_map
+from usage.recording import flush_usage_events
+
+
+class _ThreadedServer(uvicorn.Server):
+    def install_signal_handlers(self) -> None:  # the test process keeps its own handlers
+        pass
+
+
+@dataclass
+class GatewayServer:
+    base_url: str
+
+    def key_url(self, key: str) -> str:
+        return f"{self.base_url}/ak/{key}"
+
+
+@pytest.fixture(scope="session")
+def gateway_server() -> Iterator[GatewayServer]:
+    """The real ASGI application served by uvicorn on 127.0.0.1, for the whole session."""
+    from gateway_project.asgi import application
+
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    config = uvicorn.Config(
+        application, lifespan="off", log_level="warning", loop="asyncio", http="h11"
+    )
+    server = _ThreadedServer(config)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        if time.monotonic() > deadline:
+            raise RuntimeError("gateway server did not start")
+        time.sleep(0.02)
+    yield GatewayServer(base_url=f"http://127.0.0.1:{port}")
+    server.should_exit = True
+    thread.join(10)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_proxy_state() -> Iterator[None]:
+    key_cache.clear()
+    circuits.reset()
+    model_map.invalidate()
+    yield
+    flush_usage_events()  # no event of this test may land in the next one's database
+    key_cache.clear()
+    circuits.reset()
+    model_map.invalidate()
+
+
+@dataclass
+class KeyHolder:
+    user: User
+    key_id: int
+    plaintext: str
+
+
+@pytest.fixture
+def key_holder(transactional_db: None) -> KeyHolder:
+    user = User.objects.create_user(email="dev@example.com")
+    key, plaintext = access_key_create(user=user, label="laptop")
+    return KeyHolder(user=user, key_id=key.id, plaintext=plaintext)
+
+
+@pytest.fixture
+def bedrock_credential(key_holder: KeyHolder, settings: object) -> None:
+    provider_credential_set(provider="bedrock", secret="bedrock-api-key-0123456789", region="us-west-2")
+    invalidate_key_metadata()
+
+
+@pytest.fixture
+def recorded_events() -> object:
+    """Call to flush the usage writer and get the recorded events, oldest first."""
+    from usage.models import UsageEvent
+
+    def fetch() -> list[UsageEvent]:
+        flush_usage_events()
+        return list(UsageEvent.objects.order_by("occurred_at", "id"))
+
+    return fetch
