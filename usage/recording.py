@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from django.conf import settings
-from django.db import close_old_connections
+from django.db import close_old_connections, connection
 
 logger = logging.getLogger(__name__)
 
@@ -237,9 +237,14 @@ class UsageWriter:
 
     def _run(self) -> None:
         stop = False
-        while not stop:
-            batch, stop = self._collect(_BATCH_WAIT_SECONDS)
-            self._flush(batch)
+        try:
+            while not stop:
+                batch, stop = self._collect(_BATCH_WAIT_SECONDS)
+                self._flush(batch)
+        finally:
+            # The thread's connection must not outlive it (it would hold a pool slot, and keep
+            # a test database from being dropped).
+            connection.close()
 
     def _flush(self, batch: list[UsageRecord]) -> None:
         try:
