@@ -107,6 +107,7 @@ def access_key_update(*, access_key: AccessKey, label: str, expires_at: datetime
     changed = expires_at != access_key.expires_at
     if changed and expires_at is not None and expires_at <= timezone.now():
         raise AccountsError("The expiry must be in the future.")
+    _check_lengths(AccessKey, label=label)
     AccessKey.objects.filter(pk=access_key.pk).update(label=label, expires_at=expires_at)
     _invalidate_on_commit()
     access_key.label = label

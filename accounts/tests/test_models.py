@@ -1,0 +1,110 @@
+"""accounts.models: the user model, key state predicates and credential scope constraints."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import timedelta
+
+import pytest
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from accounts.models import AccessKey, ProviderCredential, User
+
+pytestmark = pytest.mark.django_db
+
+
+def test_users_log_in_by_email_without_username() -> None:
+    user = User.objects.create_user(email="Bob@EXAMPLE.com", password="pw-123456789")
+    assert User.USERNAME_FIELD == "email"
+    assert not hasattr(user, "username")
+    assert user.email == "Bob@example.com"  # the domain is normalised
+    assert user.check_password("pw-123456789")
+    assert str(user) == "Bob@example.com"
+
+
+def test_user_without_email_is_refused() -> None:
+    with pytest.raises(ValueError, match="email"):
+        User.objects.create_user(email="")
+
+
+def test_superuser_is_staff() -> None:
+    admin = User.objects.create_superuser(email="root@example.com", password="pw")
+    assert admin.is_staff
+    assert admin.is_superuser
+
+
+def test_a_user_without_password_cannot_log_in_with_one() -> None:
+    user = User.objects.create_user(email="key-holder@example.com")
+    assert not user.has_usable_password()
+
+
+def test_email_is_unique() -> None:
+    User.objects.create_user(email="same@example.com")
+    with pytest.raises(IntegrityError), transaction.atomic():
+        User.objects.create_user(email="same@example.com")
+
+
+def _key(**fields: object) -> AccessKey:
+    return AccessKey(prefix="gw_x", key_hash="0" * 64, **fields)
+
+
+def test_usable_at_follows_status_expiry_grace_and_deletion() -> None:
+    now = timezone.now()
+    hour = timedelta(hours=1)
+    assert _key().usable_at(now)
+    assert not _key(status=AccessKey.Status.REVOKED).usable_at(now)
+    assert not _key(deleted_at=now).usable_at(now)
+    assert _key(expires_at=now + hour).usable_at(now)
+    assert not _key(expires_at=now).usable_at(now)
+    rotated = _key(status=AccessKey.Status.ROTATED, grace_ends_at=now + hour)
+    assert rotated.usable_at(now)
+    assert not rotated.usable_at(now + hour)
+    assert not _key(status=AccessKey.Status.ROTATED).usable_at(now)
+
+
+def test_key_str_shows_prefix_and_label() -> None:
+    assert str(_key()) == "gw_x"
+    assert str(_key(label="laptop")) == "gw_x (laptop)"
+
+
+def test_credential_scope_description_and_fingerprint(
+    make_credential: Callable[..., ProviderCredential],
+    make_key: Callable[..., tuple[AccessKey, str]],
+    user: User,
+) -> None:
+    key, _ = make_key(user=user)
+    assert make_credential().scope_description == "global"
+    assert make_credential(user=user).scope_description == "user alice@example.com"
+    by_key = make_credential(access_key=key, secret="sk-0123456789-wxyz")
+    assert by_key.scope_description == f"key {key.prefix}"
+    assert by_key.fingerprint == "…wxyz"
+    assert str(by_key) == f"AWS Bedrock (key {key.prefix})"
+
+
+def test_one_credential_per_provider_and_scope(
+    make_credential: Callable[..., ProviderCredential], user: User
+) -> None:
+    global_one = make_credential()
+    user_one = make_credential(user=user)
+    for scope in ({}, {"user": user}):
+        with pytest.raises(IntegrityError), transaction.atomic():
+            ProviderCredential.objects.create(
+                provider="bedrock", secret_ciphertext="fernet:x", **scope
+            )
+    # Another provider in the same scope is fine.
+    ProviderCredential.objects.create(provider="anthropic", secret_ciphertext="fernet:x")
+    assert ProviderCredential.objects.count() == 3
+    assert {global_one.pk, user_one.pk} < set(
+        ProviderCredential.objects.values_list("pk", flat=True)
+    )
+
+
+def test_a_credential_has_one_scope_at_most(
+    make_key: Callable[..., tuple[AccessKey, str]], user: User
+) -> None:
+    key, _ = make_key(user=user)
+    with pytest.raises(IntegrityError), transaction.atomic():
+        ProviderCredential.objects.create(
+            provider="bedrock", user=user, access_key=key, secret_ciphertext="fernet:x"
+        )
