@@ -1,0 +1,369 @@
+"""Reads of usage for reports: totals, time series, top users, keys and models.
+
+Every read goes to UsageAggregate only, never to raw events. A report's local buckets (in any
+IANA zone) are tiled by the coarsest stored UTC buckets that fit them (usage.timeseries), so one
+query per table reads few rows and the result is exact. Writes (events, rollups) live elsewhere.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from functools import reduce
+from operator import or_
+from typing import Any, Literal
+
+from django.db.models import F, OuterRef, Q, QuerySet, Subquery, Sum
+from django.utils import timezone
+
+from accounts.models import AccessKey, Provider, User
+from usage.models import UsageAggregate
+from usage.timeseries import (
+    MAX_POINTS,
+    SeriesPlan,
+    StoredRange,
+    UsageQueryError,
+    cover_plan,
+    granularity_check,
+    instant_check,
+    parse_instant,
+    plan_series,
+    zone_get,
+)
+
+COUNT_FIELDS: tuple[str, ...] = (
+    "requests",
+    "errors",
+    "fallbacks",
+    "input_tokens",
+    "output_tokens",
+    "cache_read_tokens",
+    "cache_write_tokens",
+)
+SUM_FIELDS: tuple[str, ...] = (*COUNT_FIELDS, "cost_usd")
+RankBy = Literal["cost", "tokens"]
+RANKINGS: tuple[str, ...] = ("cost", "tokens")
+# Known providers first, in this order, on every page and in every export.
+PROVIDER_ORDER: tuple[str, ...] = ("anthropic", "bedrock")
+
+
+# --- Values -------------------------------------------------------------------------------------
+
+
+@dataclass
+class UsageSums:
+    """Summed counters of a set of aggregates."""
+
+    requests: int = 0
+    errors: int = 0
+    fallbacks: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
+    cost_usd: Decimal = field(default_factory=Decimal)
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> UsageSums:
+        sums = cls(**{name: int(row.get(name) or 0) for name in COUNT_FIELDS})
+        sums.cost_usd = Decimal(row.get("cost_usd") or 0)
+        return sums
+
+    def add(self, other: UsageSums) -> None:
+        for name in COUNT_FIELDS:
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.cost_usd += other.cost_usd
+
+    @property
+    def total_tokens(self) -> int:
+        return (
+            self.input_tokens
+            + self.output_tokens
+            + self.cache_read_tokens
+            + self.cache_write_tokens
+        )
+
+    @property
+    def fallback_rate(self) -> float:
+        """Share of requests Bedrock answered because Anthropic failed (0 when no requests)."""
+        return self.fallbacks / self.requests if self.requests else 0.0
+
+    @property
+    def error_rate(self) -> float:
+        return self.errors / self.requests if self.requests else 0.0
+
+    def metric(self, name: str) -> float:
+        if name == "tokens":
+            return float(self.total_tokens)
+        if name == "cost":
+            return float(self.cost_usd)
+        return float(getattr(self, name))
+
+
+@dataclass(frozen=True)
+class UsageFilters:
+    """Dimensions a report is restricted to; None means all."""
+
+    user_id: int | None = None
+    access_key_id: int | None = None
+    provider: str | None = None
+    model: str | None = None
+
+
+@dataclass(frozen=True)
+class UsageQuery:
+    """A validated report request: local buckets, the stored ranges tiling them, filters."""
+
+    plan: SeriesPlan
+    filters: UsageFilters
+    ranges: tuple[StoredRange, ...]
+
+    @property
+    def tz_name(self) -> str:
+        return self.plan.zone.key
+
+    @property
+    def granularity(self) -> str:
+        return self.plan.granularity
+
+
+@dataclass
+class SeriesPoint:
+    start: datetime  # local time in the report's zone
+    end: datetime
+    totals: UsageSums
+    by_provider: dict[str, UsageSums]
+
+
+@dataclass
+class UsageReport:
+    query: UsageQuery
+    totals: UsageSums
+    by_provider: dict[str, UsageSums]
+    points: list[SeriesPoint]
+
+    @property
+    def providers(self) -> list[str]:
+        return sort_providers(self.by_provider)
+
+    def share(self, provider: str, metric: str = "requests") -> float:
+        """Fraction of ``metric`` (requests, tokens or cost) that ``provider`` served."""
+        whole = self.totals.metric(metric)
+        part = self.by_provider.get(provider, UsageSums()).metric(metric)
+        return part / whole if whole else 0.0
+
+
+@dataclass
+class UserUsage:
+    user_id: int
+    email: str  # empty for usage without a user or of a deleted user
+    sums: UsageSums
+
+
+@dataclass
+class KeyUsage:
+    access_key_id: int
+    user_id: int
+    prefix: str  # empty for usage without a key or of a deleted key
+    label: str
+    sums: UsageSums
+
+
+@dataclass
+class ModelUsage:
+    provider: str
+    model: str
+    sums: UsageSums
+
+
+def sort_providers(providers: Any) -> list[str]:
+    known = [name for name in PROVIDER_ORDER if name in providers]
+    return known + sorted(name for name in providers if name not in PROVIDER_ORDER)
+
+
+# --- Building a query ---------------------------------------------------------------------------
+
+
+def _instant(value: datetime | str | None, *, zone: Any, param: str) -> datetime | None:
+    if value is None or value == "":
+        return None
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=zone)
+        return instant_check(value, param=param)
+    return parse_instant(value, zone=zone, param=param)
+
+
+def usage_query_build(
+    *,
+    start: datetime | str | None = None,
+    end: datetime | str | None = None,
+    granularity: str = "hour",
+    tz: str = "UTC",
+    user_id: int | None = None,
+    access_key_id: int | None = None,
+    provider: str | None = None,
+    model: str | None = None,
+    now: datetime | None = None,
+    default_span: timedelta = timedelta(days=1),
+    max_points: int = MAX_POINTS,
+) -> UsageQuery:
+    """Validate report parameters; UsageQueryError names the first bad one.
+
+    Strings are ISO 8601; without an offset they are wall-clock time in ``tz``. A missing end is
+    now, a missing start is ``default_span`` before the end. The range is widened to whole
+    buckets of ``granularity`` in ``tz``.
+    """
+    zone = zone_get(tz)
+    granularity_check(granularity)
+    end_at = _instant(end, zone=zone, param="to") or (now or timezone.now()).astimezone(UTC)
+    start_at = _instant(start, zone=zone, param="from") or end_at - default_span
+    if provider and provider not in Provider.values:
+        raise UsageQueryError(
+            "provider", f"unknown provider {provider!r}; one of {', '.join(Provider.values)}."
+        )
+    if model is not None and len(model) > 200:
+        raise UsageQueryError("model", "is longer than 200 characters.")
+    for param, value in (("user", user_id), ("access_key", access_key_id)):
+        if value is not None and value < 0:
+            raise UsageQueryError(param, "must be a positive id (0 selects usage without one).")
+    plan = plan_series(start_at, end_at, granularity=granularity, zone=zone, max_points=max_points)
+    return UsageQuery(
+        plan=plan,
+        filters=UsageFilters(
+            user_id=user_id,
+            access_key_id=access_key_id,
+            provider=provider or None,
+            model=model or None,
+        ),
+        ranges=tuple(cover_plan(plan)),
+    )
+
+
+def _aggregates(query: UsageQuery) -> QuerySet[UsageAggregate]:
+    where = reduce(
+        or_,
+        (
+            Q(bucket=stored.bucket, bucket_start__gte=stored.start, bucket_start__lt=stored.end)
+            for stored in query.ranges
+        ),
+    )
+    filters = query.filters
+    queryset = UsageAggregate.objects.filter(where)
+    if filters.user_id is not None:
+        queryset = queryset.filter(user_id=filters.user_id)
+    if filters.access_key_id is not None:
+        queryset = queryset.filter(access_key_id=filters.access_key_id)
+    if filters.provider is not None:
+        queryset = queryset.filter(provider=filters.provider)
+    if filters.model is not None:
+        queryset = queryset.filter(model=filters.model)
+    return queryset
+
+
+def _sums() -> dict[str, Sum]:
+    return {name: Sum(name) for name in SUM_FIELDS}
+
+
+def _ranking(rank_by: str) -> str:
+    if rank_by not in RANKINGS:
+        raise UsageQueryError("order_by", f"unknown ranking {rank_by!r}; one of cost, tokens.")
+    return "cost_usd" if rank_by == "cost" else "total_tokens"
+
+
+def _total_tokens() -> Any:
+    return F("input_tokens") + F("output_tokens") + F("cache_read_tokens") + F("cache_write_tokens")
+
+
+# --- Reports ------------------------------------------------------------------------------------
+
+
+def usage_report(query: UsageQuery) -> UsageReport:
+    """Totals, per-provider totals and the time series of a query, in one database query."""
+    plan = query.plan
+    starts = plan.local_starts()
+    ends = [*starts[1:], plan.end.astimezone(plan.zone)]
+    points = [
+        SeriesPoint(start=start, end=end, totals=UsageSums(), by_provider={})
+        for start, end in zip(starts, ends, strict=True)
+    ]
+    totals = UsageSums()
+    by_provider: dict[str, UsageSums] = {}
+    rows = _aggregates(query).values("bucket_start", "provider").annotate(**_sums()).order_by()
+    for row in rows:
+        sums = UsageSums.from_row(row)
+        point = points[plan.point_index(row["bucket_start"].astimezone(UTC))]
+        point.totals.add(sums)
+        point.by_provider.setdefault(row["provider"], UsageSums()).add(sums)
+        totals.add(sums)
+        by_provider.setdefault(row["provider"], UsageSums()).add(sums)
+    return UsageReport(query=query, totals=totals, by_provider=by_provider, points=points)
+
+
+def usage_top_users(
+    query: UsageQuery, *, rank_by: str = "cost", limit: int = 10
+) -> list[UserUsage]:
+    """Users with the most cost or tokens in the query, with their emails, in one query."""
+    order = _ranking(rank_by)
+    email = User.objects.filter(pk=OuterRef("user_id")).values("email")[:1]
+    rows = (
+        _aggregates(query)
+        .values("user_id")
+        .annotate(**_sums())
+        .annotate(total_tokens=_total_tokens(), email=Subquery(email))
+        .order_by(F(order).desc(nulls_last=True), "user_id")[:limit]
+    )
+    return [
+        UserUsage(user_id=row["user_id"], email=row["email"] or "", sums=UsageSums.from_row(row))
+        for row in rows
+    ]
+
+
+def usage_top_keys(query: UsageQuery, *, rank_by: str = "cost", limit: int = 50) -> list[KeyUsage]:
+    """Access keys with the most cost or tokens in the query, with prefix and label."""
+    order = _ranking(rank_by)
+    keys = AccessKey.objects.filter(pk=OuterRef("access_key_id"))
+    rows = (
+        _aggregates(query)
+        .values("user_id", "access_key_id")
+        .annotate(**_sums())
+        .annotate(
+            total_tokens=_total_tokens(),
+            prefix=Subquery(keys.values("prefix")[:1]),
+            label=Subquery(keys.values("label")[:1]),
+        )
+        .order_by(F(order).desc(nulls_last=True), "access_key_id", "user_id")[:limit]
+    )
+    return [
+        KeyUsage(
+            access_key_id=row["access_key_id"],
+            user_id=row["user_id"],
+            prefix=row["prefix"] or "",
+            label=row["label"] or "",
+            sums=UsageSums.from_row(row),
+        )
+        for row in rows
+    ]
+
+
+def usage_by_model(query: UsageQuery) -> list[ModelUsage]:
+    """Per provider and model, by cost then tokens, highest first."""
+    rows = _aggregates(query).values("provider", "model").annotate(**_sums()).order_by()
+    usages = [
+        ModelUsage(provider=row["provider"], model=row["model"], sums=UsageSums.from_row(row))
+        for row in rows
+    ]
+    usages.sort(key=lambda usage: (-usage.sums.cost_usd, -usage.sums.total_tokens, usage.model))
+    return usages
+
+
+# --- Subjects of a drill-down -------------------------------------------------------------------
+
+
+def user_for_report(user_id: int) -> User | None:
+    return User.objects.filter(pk=user_id).first()
+
+
+def access_key_for_report(access_key_id: int) -> AccessKey | None:
+    return AccessKey.objects.select_related("user").filter(pk=access_key_id).first()
