@@ -85,7 +85,9 @@ def key_holder(transactional_db: None) -> KeyHolder:
 
 @pytest.fixture
 def bedrock_credential(key_holder: KeyHolder, settings: object) -> None:
-    provider_credential_set(provider="bedrock", secret="bedrock-api-key-0123456789", region="us-west-2")
+    provider_credential_set(
+        provider="bedrock", secret="bedrock-api-key-0123456789", region="us-west-2"
+    )
     invalidate_key_metadata()
 
 
