@@ -29,9 +29,9 @@ GEO_PREFIXES: tuple[str, ...] = (
     "global.",
 )
 
-# Resource types in an ARN whose last path segment is a model or system profile ID. An
-# application inference profile's ARN ends in an opaque ID instead and is left alone.
-_ARN_MODEL_RESOURCES = ("foundation-model/", "inference-profile/")
+# ARN resource types whose ID is a model or system inference-profile ID. An application
+# inference profile's ARN ends in an opaque ID instead and is left alone.
+_ARN_MODEL_RESOURCES = frozenset({"foundation-model", "inference-profile"})
 
 # Claude Code treats a trailing "[1m]" as a client-side switch for the 1M-token context window
 # and normally removes it before sending, but some requests (session resume, the auto-mode
@@ -64,13 +64,12 @@ def strip_geo_prefix(model_id: str) -> str:
     """
     model_id = model_id.strip()
     if model_id.startswith("arn:"):
-        for resource in _ARN_MODEL_RESOURCES:
-            position = model_id.find(resource)
-            if position != -1:
-                model_id = model_id[position + len(resource) :]
-                break
-        else:
+        # arn:partition:service:region:account:resource-type/resource-id
+        resource = model_id.split(":", 5)[-1]
+        resource_type, _, resource_id = resource.partition("/")
+        if resource_type not in _ARN_MODEL_RESOURCES or not resource_id:
             return model_id
+        model_id = resource_id
     for prefix in GEO_PREFIXES:
         if model_id.startswith(prefix):
             return model_id[len(prefix) :]

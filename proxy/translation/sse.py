@@ -118,6 +118,11 @@ class SSEUsageSniffer:
     def usage(self) -> Usage:
         return Usage(**self._counts)
 
+    @property
+    def buffered_bytes(self) -> int:
+        """Bytes held for an unfinished line or event; never more than ``max_event_bytes``."""
+        return len(self._line) + len(self._data)
+
     def feed(self, chunk: bytes) -> None:
         """Take the next bytes of the stream, exactly as they were relayed."""
         start = 0
@@ -148,12 +153,13 @@ class SSEUsageSniffer:
     def _add_partial(self, chunk: bytes, start: int, end: int) -> None:
         if self._discarding_line or start == end:
             return
-        self._line += chunk[start:end]
-        if len(self._line) > self._max_event_bytes:
+        if self.buffered_bytes + (end - start) > self._max_event_bytes:
             self._line.clear()
+            self._data.clear()
             self._discarding_line = True
             self._event_too_large = True
             return
+        self._line += memoryview(chunk)[start:end]
         # A data line of an event we do not parse is dropped as soon as that is known.
         if (
             self._event_name is not None
