@@ -1,9 +1,24 @@
 """The root NinjaAPI objects: the proxy API (mounted under /ak/) and the admin API (/api/)."""
 
+from django.contrib.admin.views.decorators import staff_member_required
 from ninja import NinjaAPI
+from ninja.errors import ValidationError
 
 from proxy.api import router as proxy_router
+from usage.api import router as usage_router
+from usage.api import validation_error_response
 
 # The proxy API has no docs page: it is addressed by key-holding clients, not browsed.
 proxy_api = NinjaAPI(urls_namespace="proxy", docs_url=None, openapi_url=None)
 proxy_api.add_router("", proxy_router)
+
+# The admin API: each router authenticates staff itself (session or admin token); the docs page
+# and the OpenAPI schema are for logged-in staff only.
+admin_api = NinjaAPI(
+    title="Gateway admin API",
+    urls_namespace="admin_api",
+    docs_url="/docs",
+    docs_decorator=staff_member_required,
+)
+admin_api.add_router("/admin/usage", usage_router)
+admin_api.add_exception_handler(ValidationError, validation_error_response)

@@ -7,6 +7,7 @@ query per table reads few rows and the result is exact. Writes (events, rollups)
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -65,10 +66,17 @@ class UsageSums:
     cost_usd: Decimal = field(default_factory=Decimal)
 
     @classmethod
-    def from_row(cls, row: dict[str, Any]) -> UsageSums:
-        sums = cls(**{name: int(row.get(name) or 0) for name in COUNT_FIELDS})
-        sums.cost_usd = Decimal(row.get("cost_usd") or 0)
-        return sums
+    def from_row(cls, row: Mapping[str, Any]) -> UsageSums:
+        return cls(
+            requests=int(row.get("requests") or 0),
+            errors=int(row.get("errors") or 0),
+            fallbacks=int(row.get("fallbacks") or 0),
+            input_tokens=int(row.get("input_tokens") or 0),
+            output_tokens=int(row.get("output_tokens") or 0),
+            cache_read_tokens=int(row.get("cache_read_tokens") or 0),
+            cache_write_tokens=int(row.get("cache_write_tokens") or 0),
+            cost_usd=Decimal(row.get("cost_usd") or 0),
+        )
 
     def add(self, other: UsageSums) -> None:
         for name in COUNT_FIELDS:
