@@ -13,6 +13,7 @@ from typing import Any
 
 from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
+from django.db import models
 from django.db.models import Count, Q, QuerySet
 from django.http import HttpRequest
 from django.urls import reverse
@@ -381,6 +382,7 @@ class ScopeFilter(admin.SimpleListFilter):
 @admin.register(ProviderCredential)
 class ProviderCredentialAdmin(admin.ModelAdmin):
     form = ProviderCredentialForm
+    formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
     list_display = (
         "provider",
         "scope",

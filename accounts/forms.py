@@ -11,6 +11,7 @@ from typing import Any
 from django import forms
 from django.contrib.auth import forms as auth_forms
 from django.core.exceptions import ValidationError
+from django.db import models
 from django.utils import timezone
 
 from accounts.models import AccessKey, ProviderCredential, User
@@ -60,6 +61,13 @@ class AccessKeyForm(forms.ModelForm):
         return expires_at
 
 
+def https_by_default(db_field: models.Field[Any, Any], **kwargs: Any) -> forms.Field | None:
+    """The form field of a model field, where a URL typed without scheme means https."""
+    if isinstance(db_field, models.URLField):
+        kwargs.setdefault("assume_scheme", "https")
+    return db_field.formfield(**kwargs)
+
+
 class ProviderCredentialForm(forms.ModelForm):
     """The secret is write-only: never rendered back, required on add, blank keeps it on change."""
 
@@ -82,6 +90,7 @@ class ProviderCredentialForm(forms.ModelForm):
             "endpoint_url",
             "fallback_model",
         )
+        formfield_callback = https_by_default
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

@@ -1,0 +1,264 @@
+"""accounts.keycache: warm lookups make no query; invalidation, locally and through Redis; Redis
+away does not stop lookups.
+
+Lookups run through ``async_to_sync`` from the test's thread, so the cache's database loads run on
+that thread's connection, inside the test transaction, where query counting sees them. Time is a
+fake monotonic clock: the tests say "a second later" without waiting for one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import timedelta
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from asgiref.sync import async_to_sync
+from cryptography.fernet import Fernet
+from django.conf import settings as django_settings
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+from accounts import keycache
+from accounts.keycache import KeyMetadata, KeyMetadataCache, invalidate_key_metadata, key_cache
+from accounts.models import AccessKey, ProviderCredential, User
+from accounts.services import (
+    access_key_revoke,
+    access_key_rotate,
+    provider_credential_delete,
+    provider_credential_set,
+)
+from gateway_project import redis as shared_redis
+
+pytestmark = pytest.mark.django_db
+
+MakeKey = Callable[..., tuple[AccessKey, str]]
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 10_000.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
+    fake = FakeClock()
+    # Only the cache's view of time: the event loops keep the real clock.
+    monkeypatch.setattr(keycache, "time", SimpleNamespace(monotonic=fake.monotonic))
+    return fake
+
+
+def lookup(cache: KeyMetadataCache, plaintext: str) -> KeyMetadata | None:
+    return async_to_sync(cache.lookup)(plaintext)
+
+
+def counted_lookup(cache: KeyMetadataCache, plaintext: str) -> tuple[int, KeyMetadata | None]:
+    with CaptureQueriesContext(connection) as queries:
+        result = lookup(cache, plaintext)
+    return len(queries), result
+
+
+def test_cold_lookup_loads_and_warm_lookup_makes_no_query(
+    make_key: MakeKey, django_assert_num_queries: Any
+) -> None:
+    key, plaintext = make_key()
+    cache = KeyMetadataCache()
+    count, metadata = counted_lookup(cache, plaintext)
+    assert count > 0  # the load is visible to the counter, so the zero below means something
+    assert metadata is not None
+    assert (metadata.key_id, metadata.user_id, metadata.prefix) == (key.pk, key.user_id, key.prefix)
+
+    with django_assert_num_queries(0):
+        assert lookup(cache, plaintext) == metadata
+
+
+def test_unknown_and_wrong_keys_are_refused_and_cached(
+    make_key: MakeKey, django_assert_num_queries: Any
+) -> None:
+    key, plaintext = make_key()
+    cache = KeyMetadataCache()
+    unknown = "gw_zzzzzzzz_" + "x" * 43
+    wrong_secret = key.prefix + "_" + "y" * 43
+    assert counted_lookup(cache, unknown) == (1, None)
+    assert lookup(cache, plaintext) is not None
+    with django_assert_num_queries(0):
+        assert lookup(cache, unknown) is None
+        assert lookup(cache, wrong_secret) is None
+        assert lookup(cache, "not-a-key") is None
+        assert lookup(cache, "") is None
+
+
+def test_entries_live_for_the_configured_ttl(
+    settings: Any, clock: FakeClock, make_key: MakeKey
+) -> None:
+    settings.GATEWAY_KEY_CACHE_TTL = 30
+    _key, plaintext = make_key()
+    cache = KeyMetadataCache()
+    assert counted_lookup(cache, plaintext)[0] > 0
+    clock.now += 29.9
+    assert counted_lookup(cache, plaintext)[0] == 0
+    clock.now += 0.2
+    assert counted_lookup(cache, plaintext)[0] > 0
+
+
+def test_invalidation_clears_the_cache(make_key: MakeKey, django_assert_num_queries: Any) -> None:
+    _key, plaintext = make_key()
+    assert lookup(key_cache, plaintext) is not None
+    with django_assert_num_queries(0):
+        lookup(key_cache, plaintext)
+    invalidate_key_metadata()
+    assert counted_lookup(key_cache, plaintext)[0] > 0
+
+
+def test_revoke_takes_effect_on_the_next_lookup(
+    make_key: MakeKey, django_capture_on_commit_callbacks: Any
+) -> None:
+    key, plaintext = make_key()
+    assert lookup(key_cache, plaintext) is not None
+    with django_capture_on_commit_callbacks(execute=True):
+        access_key_revoke(access_key=key)
+    assert lookup(key_cache, plaintext) is None
+
+
+def test_rotation_keeps_the_old_key_in_grace_and_adds_the_new_one(
+    make_key: MakeKey, django_capture_on_commit_callbacks: Any
+) -> None:
+    old, old_plaintext = make_key()
+    assert lookup(key_cache, old_plaintext) is not None
+    with django_capture_on_commit_callbacks(execute=True):
+        new, new_plaintext = access_key_rotate(access_key=old, grace=timedelta(hours=1))
+    old_metadata = lookup(key_cache, old_plaintext)
+    assert old_metadata is not None
+    assert old_metadata.status == "rotated"
+    new_metadata = lookup(key_cache, new_plaintext)
+    assert new_metadata is not None
+    assert new_metadata.key_id == new.pk
+    with django_capture_on_commit_callbacks(execute=True):
+        new2, _ = access_key_rotate(access_key=new, grace=timedelta(0))
+    assert lookup(key_cache, new_plaintext) is None  # no grace: stopped at once
+    assert new2.pk != new.pk
+
+
+def test_metadata_is_usable_within_status_expiry_and_grace() -> None:
+    now = timezone.now()
+    hour = timedelta(hours=1)
+
+    def metadata(**changes: Any) -> KeyMetadata:
+        fields: dict[str, Any] = {
+            "key_id": 1,
+            "user_id": 1,
+            "prefix": "gw_x",
+            "key_hash": "0" * 64,
+            "status": "active",
+            "expires_at": None,
+            "grace_ends_at": None,
+            "deleted": False,
+        }
+        fields.update(changes)
+        return KeyMetadata(**fields)
+
+    assert metadata().usable_at(now)
+    assert not metadata(deleted=True).usable_at(now)
+    assert not metadata(status="revoked").usable_at(now)
+    assert not metadata(expires_at=now).usable_at(now)
+    assert metadata(status="rotated", grace_ends_at=now + hour).usable_at(now)
+    assert not metadata(status="rotated", grace_ends_at=now).usable_at(now)
+    assert not metadata(status="rotated").usable_at(now)
+
+
+def test_an_expired_key_is_refused(make_key: MakeKey) -> None:
+    key, plaintext = make_key(expires_at=timezone.now() + timedelta(hours=1))
+    AccessKey.objects.filter(pk=key.pk).update(expires_at=timezone.now() - timedelta(seconds=1))
+    assert lookup(key_cache, plaintext) is None
+
+
+def test_a_deactivated_users_keys_are_refused(make_key: MakeKey, user: User) -> None:
+    _key, plaintext = make_key(user=user)
+    User.objects.filter(pk=user.pk).update(is_active=False)
+    assert lookup(key_cache, plaintext) is None
+
+
+def test_credential_changes_reach_cached_metadata(
+    make_key: MakeKey, user: User, django_capture_on_commit_callbacks: Any
+) -> None:
+    key, plaintext = make_key(user=user)
+    metadata = lookup(key_cache, plaintext)
+    assert metadata is not None
+    assert metadata.credentials == {}
+    with django_capture_on_commit_callbacks(execute=True):
+        credential, _ = provider_credential_set(
+            provider="bedrock", secret="user-secret-000001", user=user, region="us-west-2"
+        )
+    metadata = lookup(key_cache, plaintext)
+    assert metadata is not None
+    assert metadata.credentials["bedrock"].secret == "user-secret-000001"
+    with django_capture_on_commit_callbacks(execute=True):
+        provider_credential_delete(credential=credential)
+    metadata = lookup(key_cache, plaintext)
+    assert metadata is not None
+    assert metadata.credentials == {}
+
+
+def test_an_undecryptable_credential_does_not_break_the_lookup(
+    settings: Any, fernet_keys: list[str], make_key: MakeKey, user: User
+) -> None:
+    _key, plaintext = make_key(user=user)
+    provider_credential_set(provider="bedrock", secret="lost-secret-000001", user=user)
+    settings.GATEWAY_ENCRYPTION_KEYS = [Fernet.generate_key().decode()]
+    metadata = lookup(key_cache, plaintext)
+    assert metadata is not None
+    credential = metadata.credentials["bedrock"]
+    pk = ProviderCredential.objects.get().pk
+    assert credential.secret == ""
+    assert f"provider credential #{pk} (AWS Bedrock (user alice@example.com))" in credential.error
+
+
+@pytest.mark.skipif(not django_settings.REDIS_URL, reason="needs REDIS_URL")
+def test_an_invalidation_reaches_another_process_within_a_second(
+    clock: FakeClock,
+    make_key: MakeKey,
+    django_assert_num_queries: Any,
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    key, plaintext = make_key()
+    # The cache of another worker process: only Redis can tell it about the revocation.
+    other = KeyMetadataCache()
+    assert lookup(other, plaintext) is not None
+    clock.now += 1.0
+    with django_assert_num_queries(0):  # nothing published: the entry stays
+        assert lookup(other, plaintext) is not None
+
+    with django_capture_on_commit_callbacks(execute=True):
+        access_key_revoke(access_key=key)
+    clock.now += 1.0
+
+    assert lookup(other, plaintext) is None
+
+
+def test_lookups_keep_working_when_redis_is_down(
+    settings: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    clock: FakeClock,
+    caplog: pytest.LogCaptureFixture,
+    make_key: MakeKey,
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    settings.REDIS_URL = "redis://127.0.0.1:1/6"  # nothing listens there
+    monkeypatch.setattr(shared_redis, "_sync_client", None)
+    monkeypatch.setattr(shared_redis, "_async_clients", {})
+    key, plaintext = make_key()
+
+    assert lookup(key_cache, plaintext) is not None
+    clock.now += 5  # time for another generation check, which fails
+    assert lookup(key_cache, plaintext) is not None
+    assert "cannot read invalidation generation" in caplog.text
+
+    with django_capture_on_commit_callbacks(execute=True):
+        access_key_revoke(access_key=key)  # publishing fails; this process still forgets
+    assert "could not publish invalidation" in caplog.text
+    assert lookup(key_cache, plaintext) is None
