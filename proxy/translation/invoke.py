@@ -19,8 +19,8 @@ prompt caching pass through as they are. What differs, and is handled here:
     derived from ``max_tokens`` and ``output_config.effort`` (plus interleaved thinking, which
     adaptive implies). 4.7 and later accept only ``adaptive``. ``disabled`` is dropped (it is
     the default, and the adaptive-only models reject it). Models before 3.7 get no thinking.
-  * ``output_config``: ``format`` (structured outputs) from 4.5, ``effort`` from 4.6 or with the
-    ``effort-2025-11-24`` beta; other keys are dropped.
+  * ``output_config``: ``format`` (structured outputs) from 4.5, ``effort`` from 4.6 (Opus 4.5:
+    with the ``effort-2025-11-24`` beta); other keys are dropped.
   * ``cache_control``: ``ttl`` from 4.5; ``scope`` never (no Bedrock equivalent).
   * tools: ``strict`` from 4.5; tool search (``tool_search_tool_*`` tools, ``defer_loading``)
     and ``input_examples`` from 4.5, with their Bedrock betas added; otherwise the search tools
@@ -160,7 +160,11 @@ def anthropic_to_invoke(
         out["thinking"] = thinking
     flags.extend(thinking_flags)
 
-    kept_output_config = _output_config_for_bedrock(output_config, version=version, betas=flags)
+    kept_output_config = _output_config_for_bedrock(
+        output_config,
+        version=version,
+        effort_beta=_EFFORT_BETA in flags and "opus" in (model_id or "").lower(),
+    )
     if kept_output_config:
         out["output_config"] = kept_output_config
 
@@ -297,13 +301,16 @@ def _thinking_for_bedrock(
 
 
 def _output_config_for_bedrock(
-    output_config: Any, *, version: tuple[int, int] | None, betas: list[str]
+    output_config: Any, *, version: tuple[int, int] | None, effort_beta: bool
 ) -> dict[str, Any]:
     if not isinstance(output_config, Mapping):
         return {}
     kept: dict[str, Any] = {}
+    # Effort is native from 4.6; Opus 4.5 has it behind a beta, other 4.5 models not at all.
     if "effort" in output_config and (
-        version is None or version >= _ADAPTIVE_THINKING_FROM or _EFFORT_BETA in betas
+        version is None
+        or version >= _ADAPTIVE_THINKING_FROM
+        or (version == _CLAUDE_4_5 and effort_beta)
     ):
         kept["effort"] = output_config["effort"]
     if "format" in output_config and (version is None or version >= _CLAUDE_4_5):
