@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import socket
 import threading
 import time
@@ -15,7 +16,13 @@ from accounts.keycache import invalidate_key_metadata, key_cache
 from accounts.models import User
 from accounts.services import access_key_create, provider_credential_set
 from proxy.circuit import circuits
+from proxy.models import ModelMapping
 from proxy.routing import model_map
+from proxy.testing.fixtures import (  # noqa: F401 (fixtures)
+    fake_upstream,
+    fake_upstream_server,
+    fake_upstream_settings,
+)
 from usage.recording import flush_usage_events
 
 
@@ -76,8 +83,18 @@ class KeyHolder:
     plaintext: str
 
 
+def _seeded_mappings() -> dict[str, str]:
+    migration = importlib.import_module("proxy.migrations.0002_seed_model_mappings")
+    return dict(migration.SEED)
+
+
 @pytest.fixture
 def key_holder(transactional_db: None) -> KeyHolder:
+    # Transactional tests empty every table afterwards, the migration's seed rows included.
+    for name, model_id in _seeded_mappings().items():
+        ModelMapping.objects.get_or_create(
+            anthropic_model=name, defaults={"bedrock_model_id": model_id}
+        )
     user = User.objects.create_user(email="dev@example.com")
     key, plaintext = access_key_create(user=user, label="laptop")
     return KeyHolder(user=user, key_id=key.id, plaintext=plaintext)
