@@ -73,7 +73,10 @@ TOOLS = [
         },
     }
 ]
-PNG_1PX = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
+PNG_1PX = (
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5Erk"
+    "Jggg=="
+)
 
 SCENARIOS: dict[str, tuple[ScriptedAnswer, dict[str, Any]]] = {
     "text": (TEXT, {"messages": [{"role": "user", "content": "Capital of France?"}]}),
