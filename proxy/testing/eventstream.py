@@ -1,4 +1,4 @@
-"""Encoder for AWS eventstream frames (`application/vnd.amazon.eventstream`), used by the fake Bedrock.
+"""Encoder for AWS eventstream frames (`application/vnd.amazon.eventstream`) for the fake Bedrock.
 
 botocore ships only a decoder (`botocore.eventstream.EventStreamBuffer`) and no encoder, so this
 test-side encoder is written by hand from the frame layout:

@@ -38,7 +38,7 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import parse_qs, unquote
 
@@ -142,9 +142,14 @@ def route_request(method: str, raw_path: str) -> Route | None:
         return Route("anthropic", endpoint)
     segments = raw_path.split("/")
     # "/model/{id}/{action}" splits into ["", "model", id, action].
-    if method == "POST" and len(segments) == 4 and segments[1] == "model" and segments[2]:
-        if segments[3] in BEDROCK_ACTIONS:
-            return Route("bedrock", segments[3], unquote(segments[2]))
+    if (
+        method == "POST"
+        and len(segments) == 4
+        and segments[1] == "model"
+        and segments[2]
+        and segments[3] in BEDROCK_ACTIONS
+    ):
+        return Route("bedrock", segments[3], unquote(segments[2]))
     return None
 
 
@@ -394,7 +399,7 @@ class FakeUpstream:
                 self._changed.wait(remaining)
 
     async def wait_until_async(self, predicate: Callable[[], bool], timeout: float = 5.0) -> None:
-        """`wait_until` for async tests: waits in a worker thread so the event loop keeps running."""
+        """`wait_until` for async tests: waits in a worker thread, so the loop keeps running."""
         await asyncio.to_thread(self.wait_until, predicate, timeout)
 
     def wait_for_requests(self, count: int, timeout: float = 5.0) -> list[RecordedRequest]:
@@ -886,9 +891,9 @@ class FakeUpstream:
                 if position == fault_at:
                     await self._stream_fault(exchange, send, fault)
                     return
-                if is_delta and delta_seen and pacing.delta_interval > 0:
-                    if not await self._pause(exchange, pacing.delta_interval):
-                        return
+                paced = is_delta and delta_seen and pacing.delta_interval > 0
+                if paced and not await self._pause(exchange, pacing.delta_interval):
+                    return
                 delta_seen = delta_seen or is_delta
                 if exchange.closed:
                     return

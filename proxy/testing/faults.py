@@ -1,11 +1,11 @@
 """Programmable faults of the fake upstream, and the per-upstream FIFO queues that hold them.
 
-A fault is taken from its upstream's queue ("anthropic" or "bedrock") by the next request it matches;
-when the queue has no match, the queue's default fault (if any) applies, and otherwise the request is
-answered normally. Every fault may wait `delay` seconds before the response headers (slow first
-byte) and may be limited to one `endpoint` (`messages`, `count_tokens`, `models`, `converse`,
-`converse-stream`, `invoke`, `invoke-with-response-stream`, `count-tokens`). Mid-stream faults only
-match streaming requests.
+A fault is taken from its upstream's queue ("anthropic" or "bedrock") by the next request it
+matches; when the queue has no match, the queue's default fault (if any) applies, and otherwise the
+request is answered normally. Every fault may wait `delay` seconds before the response headers
+(slow first byte) and may be limited to one `endpoint` (`messages`, `count_tokens`, `models`,
+`converse`, `converse-stream`, `invoke`, `invoke-with-response-stream`, `count-tokens`). Mid-stream
+faults only match streaming requests.
 
 This module also renders the error bodies each upstream sends, so the fake's HTTP errors look like
 the real ones (Anthropic error JSON with `request-id`; Bedrock `{"message":...}` with
@@ -73,9 +73,10 @@ class Delay(Fault):
 class HttpError(Fault):
     """An HTTP error in the upstream's own error format.
 
-    `error_type` is the Anthropic error type or the Bedrock exception name; by default it follows the
-    status. `body` replaces the rendered body entirely. `headers` are added to the response (e.g.
-    `retry-after`, `anthropic-ratelimit-unified-5h-reset`, `request-id`; they override the defaults).
+    `error_type` is the Anthropic error type or the Bedrock exception name; by default it follows
+    the status. `body` replaces the rendered body entirely. `headers` are added to the response
+    (e.g. `retry-after`, `anthropic-ratelimit-unified-5h-reset`, `request-id`) and override the
+    defaults.
     """
 
     status: int = 500
