@@ -554,6 +554,7 @@ def test_strict_and_input_examples_from_4_5(model_id: str | None, kept: bool) ->
 def test_tool_choice(tool_choice: dict[str, Any], kept: bool) -> None:
     tools = [WEATHER, {"type": "web_search_20250305", "name": "web_search"}]
     out = _invoke(_body(tools=tools, tool_choice=tool_choice), model_id=SONNET_4_5)
+    assert ("tool_choice" in out) is kept
     assert out.get("tool_choice") == (tool_choice if kept else None)
 
 

@@ -67,6 +67,11 @@ def test_normalize_requested_model(sent: str, key: str) -> None:
             "arn:aws:bedrock:us-east-1::foundation-model/anthropic.claude-3-5-haiku-20241022-v1:0",
             "anthropic.claude-3-5-haiku-20241022-v1:0",
         ),
+        (
+            "arn:aws:bedrock:us-east-1:123456789012:inference-profile",
+            "arn:aws:bedrock:us-east-1:123456789012:inference-profile",
+        ),
+        ("arn:aws:bedrock", "arn:aws:bedrock"),
         # An application inference profile hides its model: nothing to strip.
         (
             "arn:aws:bedrock:eu-west-1:123456789012:application-inference-profile/a1b2c3d4e5f6",
