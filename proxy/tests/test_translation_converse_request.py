@@ -803,6 +803,23 @@ INFERENCE_CASES = [
         {"additionalModelRequestFields": ABSENT},
     ),
     Case(
+        "thinking is left out when the pending tool calls came without reasoning",
+        body(*TOOL_TURNS, tools=[WEATHER_TOOL], max_tokens=4096, thinking={"type": "adaptive"}),
+        {"additionalModelRequestFields": ABSENT},
+    ),
+    Case(
+        "thinking stays when the pending tool calls came after reasoning",
+        body(
+            user("Weather?"),
+            assistant(thinking(), tool_use()),
+            user(tool_result()),
+            tools=[WEATHER_TOOL],
+            max_tokens=4096,
+            thinking={"type": "enabled", "budget_tokens": 2048},
+        ),
+        {"additionalModelRequestFields": {"thinking": {"type": "enabled", "budget_tokens": 2048}}},
+    ),
+    Case(
         "disabled thinking is omitted",
         body(user("a"), thinking={"type": "disabled"}),
         {"additionalModelRequestFields": ABSENT},
@@ -1069,7 +1086,7 @@ def test_count_tokens_body_reuses_the_request_translation() -> None:
     count_body = {
         "model": "claude-sonnet-4-5",
         "system": "S",
-        "messages": list(TOOL_TURNS),
+        "messages": [*TOOL_TURNS, assistant("It is 22C."), user("Thanks")],
         "tools": [WEATHER_TOOL],
         "tool_choice": {"type": "auto"},
         "thinking": {"type": "enabled", "budget_tokens": 2048},
@@ -1080,7 +1097,7 @@ def test_count_tokens_body_reuses_the_request_translation() -> None:
     assert converse_count_tokens_body(count_body, betas=["b1"]) == {
         "input": {
             "converse": {
-                "messages": C_TOOL_TURNS,
+                "messages": [*C_TOOL_TURNS, c_assistant("It is 22C."), c_user("Thanks")],
                 "system": [{"text": "S"}],
                 "toolConfig": {"tools": [C_WEATHER_TOOL], "toolChoice": {"auto": {}}},
                 "additionalModelRequestFields": {

@@ -206,6 +206,14 @@ def rule_errors(converse: dict[str, Any]) -> list[str]:
             errors.append(f"thinking {thinking} is not valid on every Claude model")
         elif max_tokens is not None and budget >= max_tokens:
             errors.append("thinking budget_tokens must be below maxTokens")
+        last, previous = messages[-1:], messages[-2:-1]
+        if (
+            last
+            and previous
+            and any("toolResult" in b for b in last[0]["content"])
+            and "reasoningContent" not in previous[0]["content"][0]
+        ):
+            errors.append("Expected `thinking` or `redacted_thinking`, but found `tool_use`")
     return errors
 
 
@@ -388,6 +396,26 @@ def test_shape_errors_catch(request_body: dict[str, Any], fragment: str) -> None
                 "additionalModelRequestFields": {"thinking": {"type": "adaptive"}},
             },
             "not valid on every Claude model",
+        ),
+        (
+            {
+                "messages": [
+                    _USER_HI,
+                    {
+                        "role": "assistant",
+                        "content": [{"toolUse": {"toolUseId": "x", "name": "t", "input": {}}}],
+                    },
+                    {
+                        "role": "user",
+                        "content": [{"toolResult": {"toolUseId": "x", "content": [{"text": "r"}]}}],
+                    },
+                ],
+                "toolConfig": _TOOLS,
+                "additionalModelRequestFields": {
+                    "thinking": {"type": "enabled", "budget_tokens": 1024}
+                },
+            },
+            "but found `tool_use`",
         ),
         (
             {

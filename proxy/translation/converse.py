@@ -2,8 +2,9 @@
 
 ``anthropic_to_converse`` builds the Converse request JSON (wire form: blobs stay base64 text),
 ``converse_count_tokens_body`` the CountTokens body from the same translation, and
-``converse_to_anthropic`` turns a Converse response into an Anthropic Message. Streaming lives in
-``converse_stream``; constants shared by both directions in ``converse_common``.
+``converse_to_anthropic`` (defined in ``converse_response``, re-exported here) turns a Converse
+response into an Anthropic Message. Streaming lives in ``converse_stream``; constants and helpers
+shared by all directions in ``converse_common``.
 
 The request side repairs what Anthropic accepts and Bedrock rejects (blank text, empty turns,
 consecutive same-role turns, documents without text, tool blocks without tools, too many cache
@@ -13,9 +14,9 @@ client field never turns a fallback into an error. Pure functions: no Django, no
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import copy
 from dataclasses import dataclass, field
-from typing import Any, TypeGuard
+from typing import Any
 
 from proxy.translation.converse_common import (
     CACHE_TTLS,
@@ -33,13 +34,15 @@ from proxy.translation.converse_common import (
     STUB_TOOL,
     UNFETCHED_SOURCE_TEXT,
     UNSUPPORTED_MEDIA_TEXT,
-    map_stop_reason,
-    redacted_data,
+    as_dict,
+    as_list,
+    dicts,
+    is_int,
+    is_number,
     sanitise_tool_name,
     sanitise_tool_use_id,
-    stop_sequence_from,
-    usage_from_converse,
 )
+from proxy.translation.converse_response import converse_to_anthropic
 
 __all__ = [
     "anthropic_to_converse",
@@ -97,42 +100,16 @@ def tool_name_map(body: dict[str, Any]) -> dict[str, str]:
     Pass it as ``tool_names`` to ``converse_to_anthropic`` / ``ConverseStreamTranslator`` so the
     client gets its own tool names back.
     """
-    names: list[Any] = [tool.get("name") for tool in _dicts(body.get("tools"))]
-    for message in _dicts(body.get("messages")):
+    names: list[Any] = [tool.get("name") for tool in dicts(body.get("tools"))]
+    for message in dicts(body.get("messages")):
         content = message.get("content")
         if isinstance(content, list):
-            names += [b.get("name") for b in _dicts(content) if b.get("type") == "tool_use"]
+            names += [b.get("name") for b in dicts(content) if b.get("type") == "tool_use"]
     mapping: dict[str, str] = {}
     for name in names:
         if isinstance(name, str) and sanitise_tool_name(name) != name:
             mapping[sanitise_tool_name(name)] = name
     return mapping
-
-
-def converse_to_anthropic(
-    response: dict[str, Any],
-    *,
-    model: str,
-    message_id: str,
-    tool_names: Mapping[str, str] | None = None,
-) -> JSON:
-    """The Anthropic Message for a Converse response; ``model`` is the name the client asked for."""
-    message = _dict(_dict(response.get("output")).get("message"))
-    content: list[JSON] = []
-    for block in _dicts(message.get("content")):
-        converted = _response_block(block, tool_names or {})
-        if converted is not None:
-            content.append(converted)
-    return {
-        "id": message_id,
-        "type": "message",
-        "role": "assistant",
-        "model": model,
-        "content": content,
-        "stop_reason": map_stop_reason(response.get("stopReason")),
-        "stop_sequence": stop_sequence_from(response.get("additionalModelResponseFields")),
-        "usage": usage_from_converse(response.get("usage")),
-    }
 
 
 # --- request: top level -------------------------------------------------------------------------
@@ -147,7 +124,7 @@ def _is_anthropic_model(model_id: str) -> bool:
 def _translate(body: dict[str, Any], *, betas: list[str], context: _Context) -> JSON:
     system_units = _system_units(body.get("system"))
     turns: list[tuple[str, list[Unit]]] = []
-    for message in _dicts(body.get("messages")):
+    for message in dicts(body.get("messages")):
         role = message.get("role")
         if role == "system":
             # Claude Code puts system messages between turns. Converse has one system list, so
@@ -167,7 +144,7 @@ def _translate(body: dict[str, Any], *, betas: list[str], context: _Context) -> 
         request["system"] = system
     if not tools and _has_tool_blocks(messages):
         # Bedrock: "The toolConfig field must be defined when using toolUse and toolResult".
-        tools = [STUB_TOOL]
+        tools = [copy.deepcopy(STUB_TOOL)]
         request["toolConfig"] = {"tools": tools}
     elif tools:
         request["toolConfig"] = {"tools": tools}
@@ -176,6 +153,12 @@ def _translate(body: dict[str, Any], *, betas: list[str], context: _Context) -> 
             request["toolConfig"]["toolChoice"] = choice
     _limit_cache_points(tools, system, messages)
     fields = _additional_fields(body, betas=betas, context=context)
+    if "thinking" in fields and _tool_loop_without_reasoning(messages):
+        # With thinking on, Claude requires the assistant turn whose tool calls are being answered
+        # to start with a reasoning block ("Expected `thinking` or `redacted_thinking`, but found
+        # `tool_use`"). When the history has none (thinking was off for that turn, or its block
+        # had no signature and was dropped), answering without thinking beats a 400.
+        del fields["thinking"]
     if fields:
         request["additionalModelRequestFields"] = fields
     return request
@@ -184,14 +167,14 @@ def _translate(body: dict[str, Any], *, betas: list[str], context: _Context) -> 
 def _inference_config(body: dict[str, Any]) -> JSON:
     config: JSON = {}
     max_tokens = body.get("max_tokens")
-    if _is_int(max_tokens) and max_tokens > 0:
+    if is_int(max_tokens) and max_tokens > 0:
         config["maxTokens"] = max_tokens
     for source, target in (("temperature", "temperature"), ("top_p", "topP")):
         value = body.get(source)
-        if _is_number(value):
+        if is_number(value):
             config[target] = float(value)
     # Bedrock needs every stop sequence to be at least one character long.
-    stops = [s for s in _list(body.get("stop_sequences")) if isinstance(s, str) and s]
+    stops = [s for s in as_list(body.get("stop_sequences")) if isinstance(s, str) and s]
     if stops:
         config["stopSequences"] = stops
     return config
@@ -202,7 +185,7 @@ def _additional_fields(body: dict[str, Any], *, betas: list[str], context: _Cont
         return {}
     fields: JSON = {}
     top_k = body.get("top_k")
-    if _is_int(top_k) and top_k >= 0:
+    if is_int(top_k) and top_k >= 0:
         fields["top_k"] = top_k
     thinking = _thinking(body.get("thinking"), body.get("max_tokens"))
     if thinking is not None:
@@ -227,12 +210,12 @@ def _thinking(thinking: Any, max_tokens: Any) -> JSON | None:
     kind = thinking.get("type")
     if kind == "enabled":
         budget = thinking.get("budget_tokens")
-        if _is_int(budget):
+        if is_int(budget):
             return {"type": "enabled", "budget_tokens": budget}
     elif kind == "adaptive":
         if max_tokens is None:  # count_tokens: no output, so any valid budget does
             return {"type": "enabled", "budget_tokens": MIN_THINKING_BUDGET}
-        if _is_int(max_tokens) and max_tokens > MIN_THINKING_BUDGET:
+        if is_int(max_tokens) and max_tokens > MIN_THINKING_BUDGET:
             return {"type": "enabled", "budget_tokens": max_tokens - 1}
     return None
 
@@ -244,7 +227,7 @@ def _system_units(system: Any) -> list[Unit]:
     if isinstance(system, str):
         return [[{"text": system}]] if system.strip() else []
     units: list[Unit] = []
-    for block in _dicts(system):
+    for block in dicts(system):
         text = block.get("text")
         if block.get("type", "text") == "text" and isinstance(text, str) and text.strip():
             units.append(_with_cache_point({"text": text}, block))
@@ -255,7 +238,7 @@ def _content_units(content: Any, context: _Context) -> list[Unit]:
     if isinstance(content, str):
         return [[{"text": content}]] if content.strip() else []
     units: list[Unit] = []
-    for block in _dicts(content):
+    for block in dicts(content):
         converted = _content_block(block, context)
         if converted is None:
             continue
@@ -315,7 +298,7 @@ def _image(source: Any) -> JSON:
     gateway download any URL a client names would let clients reach internal addresses (SSRF).
     The note keeps the conversation valid and tells the model what it is not seeing.
     """
-    source = _dict(source)
+    source = as_dict(source)
     if source.get("type") == "base64":
         media_type = str(source.get("media_type") or "")
         image_format = IMAGE_FORMATS.get(media_type.lower())
@@ -328,7 +311,7 @@ def _image(source: Any) -> JSON:
 
 
 def _document(block: JSON, context: _Context) -> JSON | None:
-    source = _dict(block.get("source"))
+    source = as_dict(block.get("source"))
     source_type = source.get("type")
     data = source.get("data")
     document: JSON
@@ -366,7 +349,7 @@ def _document_text_parts(content: Any) -> list[JSON]:
     # Converse document content holds text only; images inside a content document are dropped.
     return [
         {"text": b["text"]}
-        for b in _dicts(content)
+        for b in dicts(content)
         if b.get("type") == "text" and isinstance(b.get("text"), str) and b["text"].strip()
     ]
 
@@ -400,7 +383,7 @@ def _tool_result(block: JSON, context: _Context) -> JSON:
         if content.strip():
             parts.append({"text": content})
     else:
-        for item in _dicts(content):
+        for item in dicts(content):
             # cache_control inside tool_result content is ignored on purpose: Bedrock rejects a
             # cachePoint inside toolResult.content. The tool_result's own cache_control becomes a
             # sibling cachePoint after the whole toolResult instead.
@@ -454,6 +437,13 @@ def _build_messages(turns: list[tuple[str, list[Unit]]]) -> list[JSON]:
     return messages
 
 
+def _tool_loop_without_reasoning(messages: list[JSON]) -> bool:
+    if len(messages) < 2 or not any("toolResult" in b for b in messages[-1]["content"]):
+        return False
+    previous = messages[-2]
+    return previous["role"] == "assistant" and "reasoningContent" not in previous["content"][0]
+
+
 def _has_tool_blocks(messages: list[JSON]) -> bool:
     return any(
         "toolUse" in block or "toolResult" in block
@@ -477,7 +467,7 @@ def _tools(tools: Any) -> list[JSON]:
     """
     result: list[JSON] = []
     seen: set[str] = set()
-    for tool in _dicts(tools):
+    for tool in dicts(tools):
         schema = tool.get("input_schema")
         name = sanitise_tool_name(str(tool.get("name") or ""))
         if not isinstance(schema, dict) or name in seen:
@@ -503,7 +493,7 @@ def _tool_choice(choice: Any, tools: list[JSON]) -> JSON | None:
     history and change the cached prompt prefix, so the tools stay and the choice falls back to
     auto. ``disable_parallel_tool_use`` has no Converse form either and is dropped.
     """
-    choice = _dict(choice)
+    choice = as_dict(choice)
     kind = choice.get("type")
     if kind == "auto":
         return {"auto": {}}
@@ -556,64 +546,3 @@ def _limit_cache_points(tools: list[JSON], system: list[JSON], messages: list[JS
     ranked = fixed + in_messages[::-1]
     for blocks, index in sorted(ranked[MAX_CACHE_POINTS:], key=lambda p: -p[1]):
         del blocks[index]
-
-
-# --- response -------------------------------------------------------------------------------------
-
-
-def _response_block(block: JSON, tool_names: Mapping[str, str]) -> JSON | None:
-    if "text" in block:
-        text = block["text"]
-        # Blank text blocks would be replayed later and rejected by both Anthropic and Bedrock.
-        return {"type": "text", "text": text} if isinstance(text, str) and text.strip() else None
-    if "toolUse" in block:
-        tool_use = _dict(block["toolUse"])
-        name = str(tool_use.get("name") or "")
-        tool_input = tool_use.get("input")
-        return {
-            "type": "tool_use",
-            "id": str(tool_use.get("toolUseId") or ""),
-            "name": tool_names.get(name, name),
-            "input": tool_input if isinstance(tool_input, dict) else {},
-        }
-    if "reasoningContent" in block:
-        reasoning = _dict(block["reasoningContent"])
-        if "redactedContent" in reasoning:
-            return {
-                "type": "redacted_thinking",
-                "data": redacted_data(reasoning["redactedContent"]),
-            }
-        text_block = _dict(reasoning.get("reasoningText"))
-        return {
-            "type": "thinking",
-            "thinking": str(text_block.get("text") or ""),
-            "signature": str(text_block.get("signature") or ""),
-        }
-    if "citationsContent" in block:
-        parts = _dicts(_dict(block["citationsContent"]).get("content"))
-        text = "".join(str(p.get("text") or "") for p in parts)
-        return {"type": "text", "text": text} if text.strip() else None
-    return None
-
-
-# --- small helpers --------------------------------------------------------------------------------
-
-
-def _dict(value: Any) -> JSON:
-    return value if isinstance(value, dict) else {}
-
-
-def _list(value: Any) -> list[Any]:
-    return value if isinstance(value, list) else []
-
-
-def _dicts(value: Any) -> list[JSON]:
-    return [item for item in _list(value) if isinstance(item, dict)]
-
-
-def _is_int(value: Any) -> TypeGuard[int]:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_number(value: Any) -> TypeGuard[int | float]:
-    return isinstance(value, int | float) and not isinstance(value, bool)

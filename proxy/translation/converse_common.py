@@ -3,7 +3,7 @@
 Everything that both directions must agree on lives here: the stop-reason map, placeholder texts,
 Bedrock's identifier patterns and the tool name / tool use ID sanitisers (the same function must
 run on ``tool_use`` and ``tool_result`` blocks, or Bedrock cannot pair them), and the usage
-mapping. No Django, no I/O.
+mapping, plus small readers for untrusted JSON. No Django, no I/O.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import base64
 import binascii
 import hashlib
 import re
-from typing import Any
+from typing import Any, TypeGuard
 
 JSON = dict[str, Any]
 
@@ -196,3 +196,27 @@ def join_redacted_chunks(chunks: list[Any]) -> str:
             # Not base64 after all: keep the text as it came rather than corrupting it.
             return "".join(redacted_data(c) for c in chunks)
     return base64.b64encode(bytes(raw)).decode("ascii")
+
+
+# Readers for untrusted JSON: a field of the wrong type reads as empty instead of raising, so an
+# odd client body degrades to a smaller request rather than a 500.
+
+
+def as_dict(value: Any) -> JSON:
+    return value if isinstance(value, dict) else {}
+
+
+def as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+def dicts(value: Any) -> list[JSON]:
+    return [item for item in as_list(value) if isinstance(item, dict)]
+
+
+def is_int(value: Any) -> TypeGuard[int]:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def is_number(value: Any) -> TypeGuard[int | float]:
+    return isinstance(value, int | float) and not isinstance(value, bool)
