@@ -11,9 +11,11 @@ from gateway_project.views import healthz, proxy_not_found
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("healthz", healthz, name="healthz"),
+    # Anything under /ak/ that no proxy route knows (no key, an unknown path) gets a 404 that
+    # clients can parse; the bare prefix first, because ninja would answer it with its own page.
+    re_path(r"^ak/?$", proxy_not_found),
     path("ak/", proxy_api.urls),
-    # Anything else under /ak/ (no key, or a path no route knows): a 404 clients can parse.
-    re_path(r"^ak(/.*)?$", proxy_not_found),
+    re_path(r"^ak/", proxy_not_found),
     path("api/", admin_api.urls),
 ]
 
