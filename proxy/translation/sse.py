@@ -153,6 +153,17 @@ class SSEUsageSniffer:
     def _add_partial(self, chunk: bytes, start: int, end: int) -> None:
         if self._discarding_line or start == end:
             return
+        # A data line of an event we do not parse is dropped as soon as its first five bytes
+        # are seen, before more of it is copied.
+        if self._event_name is not None and self._event_name not in _PARSED_EVENTS:
+            have = len(self._line)
+            if (not have and chunk.startswith(b"data:", start, end)) or (
+                0 < have < 5 and bytes(self._line) + chunk[start : start + 5 - have] == b"data:"
+            ):
+                self._line.clear()
+                self._discarding_line = True
+                self._has_data = True
+                return
         if self.buffered_bytes + (end - start) > self._max_event_bytes:
             self._line.clear()
             self._data.clear()
@@ -160,16 +171,6 @@ class SSEUsageSniffer:
             self._event_too_large = True
             return
         self._line += memoryview(chunk)[start:end]
-        # A data line of an event we do not parse is dropped as soon as that is known.
-        if (
-            self._event_name is not None
-            and self._event_name not in _PARSED_EVENTS
-            and len(self._line) >= 5
-            and self._line.startswith(b"data:")
-        ):
-            self._line.clear()
-            self._discarding_line = True
-            self._has_data = True
 
     def _handle_line(self, line: bytes) -> None:
         if not line:
