@@ -47,6 +47,10 @@ CACHE = {"cachePoint": {"type": "default"}}
 ABSENT = object()  # the key must not be in the Converse request
 
 
+def b64(value: str) -> str:
+    return base64.b64encode(value.encode()).decode()
+
+
 def cache(ttl: str) -> dict[str, Any]:
     return {"cachePoint": {"type": "default", "ttl": ttl}}
 
@@ -334,7 +338,7 @@ DOCUMENT_CASES = [
         },
     ),
     Case(
-        "plain text document",
+        "plain text document travels as a txt file (text sources need citations)",
         body(
             user(
                 {
@@ -350,7 +354,7 @@ DOCUMENT_CASES = [
                     {
                         "document": {
                             "format": "txt",
-                            "source": {"text": "plain"},
+                            "source": {"bytes": b64("plain")},
                             "name": "document",
                         }
                     },
@@ -360,7 +364,7 @@ DOCUMENT_CASES = [
         },
     ),
     Case(
-        "content document keeps its text parts",
+        "content document: its text parts travel as a txt file",
         body(
             user(
                 {
@@ -377,7 +381,7 @@ DOCUMENT_CASES = [
                     {
                         "document": {
                             "format": "txt",
-                            "source": {"content": [{"text": "p1"}, {"text": "p2"}]},
+                            "source": {"bytes": b64("p1\n\np2")},
                             "name": "Notes",
                         }
                     },

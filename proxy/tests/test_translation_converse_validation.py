@@ -128,6 +128,15 @@ def _cache_point_errors(blocks: list[dict[str, Any]], where: str) -> list[str]:
     return errors
 
 
+def _document_errors(document: dict[str, Any], where: str) -> list[str]:
+    # strands-agents/harness-sdk#3582: text/content sources are refused without citations.
+    source = document.get("source") or {}
+    cited = (document.get("citations") or {}).get("enabled") is True
+    if ("text" in source or "content" in source) and not cited:
+        return [f"{where}: text/content document sources need citations enabled"]
+    return []
+
+
 def rule_errors(converse: dict[str, Any]) -> list[str]:
     """Bedrock rules beyond the input shapes, for Converse or CountTokens' ``converse`` body."""
     errors: list[str] = []
@@ -164,6 +173,7 @@ def rule_errors(converse: dict[str, Any]) -> list[str]:
                 errors.append(f"{where}.content[{j}]: images/documents only in user turns")
             if "document" in block:
                 document_names.append(block["document"].get("name", "").lower())
+                errors += _document_errors(block["document"], f"{where}.content[{j}]")
             if "toolUse" in block or "toolResult" in block:
                 has_tool_blocks = True
             if "toolResult" in block:
@@ -174,6 +184,7 @@ def rule_errors(converse: dict[str, Any]) -> list[str]:
                         errors.append(f"{where}.content[{j}].toolResult[{k}]: blank text")
                     if "document" in part:
                         document_names.append(part["document"].get("name", "").lower())
+                        errors += _document_errors(part["document"], f"{where}.toolResult[{k}]")
             elif "cachePoint" not in block:
                 seen_other = True
         if any("document" in b for b in content) and not any("text" in b for b in content):
@@ -333,12 +344,32 @@ def test_shape_errors_catch(request_body: dict[str, Any], fragment: str) -> None
                     {
                         "role": "user",
                         "content": [
-                            {"document": {"name": "d", "format": "txt", "source": {"text": "x"}}}
+                            {
+                                "document": {
+                                    "name": "d",
+                                    "format": "txt",
+                                    "source": {"bytes": "eA=="},
+                                }
+                            }
                         ],
                     }
                 ]
             },
             "text block must be included",
+        ),
+        (
+            {
+                "messages": [
+                    {
+                        "role": "user",
+                        "content": [
+                            {"document": {"name": "d", "format": "txt", "source": {"text": "x"}}},
+                            {"text": "q"},
+                        ],
+                    }
+                ]
+            },
+            "need citations enabled",
         ),
         (
             {

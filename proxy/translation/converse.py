@@ -14,6 +14,7 @@ client field never turns a fallback into an error. Pure functions: no Django, no
 
 from __future__ import annotations
 
+import base64
 import copy
 from dataclasses import dataclass, field
 from typing import Any
@@ -323,15 +324,14 @@ def _document(block: JSON, context: _Context) -> JSON | None:
         if not isinstance(data, str) or not data:
             return None
         document = {"format": document_format, "source": {"bytes": data}}
-    elif source_type == "text":
-        if not isinstance(data, str) or not data.strip():
+    elif source_type in ("text", "content"):
+        # Converse's own ``text``/``content`` document sources are refused unless citations are
+        # enabled, and citations are not forwarded (see below); so the text travels as a txt file.
+        plain = data if source_type == "text" else _document_text(source.get("content"))
+        if not isinstance(plain, str) or not plain.strip():
             return None
-        document = {"format": "txt", "source": {"text": data}}
-    elif source_type == "content":
-        parts = _document_text_parts(source.get("content"))
-        if not parts:
-            return None
-        document = {"format": "txt", "source": {"content": parts}}
+        encoded = base64.b64encode(plain.encode()).decode("ascii")
+        document = {"format": "txt", "source": {"bytes": encoded}}
     else:
         return {"text": _unfetched_note("document", source)}
     document["name"] = _document_name(block.get("title"), context)
@@ -343,15 +343,15 @@ def _document(block: JSON, context: _Context) -> JSON | None:
     return {"document": document}
 
 
-def _document_text_parts(content: Any) -> list[JSON]:
+def _document_text(content: Any) -> str:
     if isinstance(content, str):
-        return [{"text": content}] if content.strip() else []
-    # Converse document content holds text only; images inside a content document are dropped.
-    return [
-        {"text": b["text"]}
+        return content
+    # Only the text parts of a content document travel; images inside it are dropped.
+    return "\n\n".join(
+        b["text"]
         for b in dicts(content)
-        if b.get("type") == "text" and isinstance(b.get("text"), str) and b["text"].strip()
-    ]
+        if b.get("type") == "text" and isinstance(b.get("text"), str)
+    )
 
 
 def _document_name(title: Any, context: _Context) -> str:
