@@ -341,7 +341,8 @@ class AccessKeyAdmin(admin.ModelAdmin):
             self.message_user(request, new_key_message(new, plaintext), messages.SUCCESS)
             self.message_user(
                 request,
-                f"{key.prefix} keeps working until {key.grace_ends_at:%Y-%m-%d %H:%M %Z}.",
+                f"The old key {key.prefix} keeps working until "
+                f"{key.grace_ends_at:%Y-%m-%d %H:%M %Z}.",
                 messages.INFO,
             )
 

@@ -15,7 +15,11 @@ from django.db import models
 from django.utils import timezone
 
 from accounts.models import AccessKey, ProviderCredential, User
-from accounts.services import AccountsError, provider_secret_validate
+from accounts.services import (
+    AccountsError,
+    provider_endpoint_validate,
+    provider_secret_validate,
+)
 
 
 class UserCreationForm(auth_forms.AdminUserCreationForm):
@@ -97,6 +101,12 @@ class ProviderCredentialForm(forms.ModelForm):
         if self.instance._state.adding:
             self.fields["secret"].required = True
             self.fields["secret"].help_text = "Stored encrypted and never shown again."
+
+    def clean_endpoint_url(self) -> str:
+        try:
+            return provider_endpoint_validate(self.cleaned_data.get("endpoint_url") or "")
+        except AccountsError as exc:
+            raise ValidationError(str(exc)) from exc
 
     def clean_secret(self) -> str:
         secret: str = self.cleaned_data.get("secret", "")

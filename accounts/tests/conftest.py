@@ -17,6 +17,12 @@ from accounts.services import access_key_create, provider_credential_set
 
 
 @pytest.fixture(autouse=True)
+def _fast_password_hashing(settings: Any) -> None:
+    # The admin tests log in as a superuser per test; the production hasher is slow by design.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture(autouse=True)
 def _clean_key_cache() -> Iterator[None]:
     key_cache.clear()
     yield
