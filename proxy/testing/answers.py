@@ -445,3 +445,32 @@ def default_answer(*, prompt: str, words: int, input_tokens: int) -> ScriptedAns
         " ".join(answer_words),
         usage={"input_tokens": max(1, input_tokens), "output_tokens": len(answer_words)},
     )
+
+
+# --- GET /v1/models ------------------------------------------------------------------------------
+
+
+def models_page(
+    models: list[dict[str, Any]],
+    *,
+    limit: int = 20,
+    after_id: str | None = None,
+    before_id: str | None = None,
+) -> dict[str, Any]:
+    """One page of Anthropic's model list, with its cursor fields."""
+    ids = [model["id"] for model in models]
+    if after_id is not None and after_id in ids:
+        remaining = models[ids.index(after_id) + 1 :]
+        page = remaining[:limit]
+    elif before_id is not None and before_id in ids:
+        remaining = models[: ids.index(before_id)]
+        page = remaining[-limit:]
+    else:
+        remaining = models
+        page = remaining[:limit]
+    return {
+        "data": page,
+        "has_more": len(remaining) > limit,
+        "first_id": page[0]["id"] if page else None,
+        "last_id": page[-1]["id"] if page else None,
+    }

@@ -8,45 +8,51 @@ endpoint at it. One server answers both upstreams:
 - Bedrock: `POST /model/{id}/converse`, `/converse-stream`, `/invoke`,
   `/invoke-with-response-stream` (eventstream frames), `/count-tokens`.
 
-It runs uvicorn with a raw ASGI app in a background thread (`FakeUpstream`, a context manager), or
-in the foreground from the command line for benchmarks:
+`FakeUpstream` serves from a background thread (a context manager, or start()/stop()); the
+command line serves in the foreground for benchmarks:
 
     python -m proxy.testing.fake_upstream --port 8999 --text-deltas 200 --delta-interval-ms 5
 
-Tests script it (`answer`, `queue_answers`, `add_fault`, `set_default_fault`) and inspect it
-(`requests`, connection and stream counters, client disconnects with timestamps). Pacing can also be
-chosen per request, either with `x-fake-text-deltas` / `x-fake-delta-interval-ms` headers or with a
-`[[fake text_deltas=N delta_interval_ms=D]]` marker anywhere in the prompt (the marker survives the
-gateway's translation to Bedrock, headers may not).
+Tests script it (`answer`, `queue_answers`, `add_fault`, `set_default_fault`,
+`count_tokens_result`, `models`, `extra_headers`) and inspect it (`requests`, connection and
+stream gauges, client disconnects with timestamps, `wait_until`). With nothing scripted it answers
+every request with a short text derived from the prompt. Stream pacing can also be chosen per
+request with `x-fake-text-deltas` / `x-fake-delta-interval-ms` headers, or with a
+`[[fake text_deltas=N delta_interval_ms=D]]` marker in the prompt (the marker survives the
+gateway's translation to Bedrock; headers may not be forwarded).
 
-What the answers contain is decided in `answers.py`; faults are described in `faults.py`.
+What an answer contains is in `answers.py`, faults in `faults.py`, request records and pacing in
+`records.py`, response writing in `exchange.py`, the uvicorn runner in `server.py`.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
 import itertools
 import json
-import re
-import secrets
-import socket
 import sys
 import threading
 import time
 import uuid
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
 from typing import Any
-from urllib.parse import parse_qs, unquote
-
-import uvicorn
+from urllib.parse import parse_qs
 
 from proxy.testing import answers as answer_formats
 from proxy.testing.answers import ScriptedAnswer
-from proxy.testing.eventstream import event_frame, exception_frame
+from proxy.testing.eventstream import exception_frame
+from proxy.testing.exchange import (
+    Exchange,
+    Frames,
+    StreamFault,
+    converse_frames,
+    invoke_frames,
+    json_bytes,
+    sse_event,
+    sse_frames,
+)
 from proxy.testing.faults import (
     UPSTREAMS,
     AnthropicStreamError,
@@ -59,26 +65,21 @@ from proxy.testing.faults import (
     anthropic_error_body,
     render_http_error,
 )
-
-try:
-    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol as _BaseProtocol
-except ImportError:  # httptools is optional in uvicorn; h11 always works
-    from uvicorn.protocols.http.h11_impl import H11Protocol as _BaseProtocol  # type: ignore[assignment]
-
-Headers = list[tuple[str, str]]
-
-BEDROCK_ACTIONS = frozenset(
-    {"converse", "converse-stream", "invoke", "invoke-with-response-stream", "count-tokens"}
+from proxy.testing.records import (
+    BEDROCK_STREAMING_ACTIONS,
+    OUTCOME_CLIENT_DISCONNECTED,
+    OUTCOME_COMPLETED,
+    OUTCOME_PENDING,
+    PACING_MARKER,
+    Headers,
+    Pacing,
+    RecordedRequest,
+    Route,
+    pacing_for,
+    positive_int,
+    route_request,
 )
-BEDROCK_STREAMING_ACTIONS = frozenset({"converse-stream", "invoke-with-response-stream"})
-ANTHROPIC_ROUTES = {
-    ("POST", "/v1/messages"): "messages",
-    ("POST", "/v1/messages/count_tokens"): "count_tokens",
-    ("GET", "/v1/models"): "models",
-}
-ANSWERING_ENDPOINTS = frozenset(
-    {"messages", "converse", "converse-stream", "invoke", "invoke-with-response-stream"}
-)
+from proxy.testing.server import Client, UvicornRunner
 
 DEFAULT_MODELS: list[dict[str, Any]] = [
     {
@@ -101,187 +102,13 @@ DEFAULT_MODELS: list[dict[str, Any]] = [
     },
 ]
 
-PACING_HEADER_DELTAS = "x-fake-text-deltas"
-PACING_HEADER_INTERVAL = "x-fake-delta-interval-ms"
-_PACING_MARKER = re.compile(r"\[\[fake ([^\]]{0,200})\]\]")
-_PACING_MARKER_BYTES = re.compile(rb"\[\[fake ([^\]]{0,200})\]\]")
-
-# Bedrock pads every event payload with a random-length "p" key so sizes leak nothing.
-_PADDING_ALPHABET = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
-
-# Longer than common client pools keep idle connections, so the fake never closes one a client is
-# about to reuse (that race would show up as flaky connection errors in gateway tests).
-KEEP_ALIVE_SECONDS = 75
-
-OUTCOME_PENDING = "pending"
-OUTCOME_COMPLETED = "completed"
-OUTCOME_CLIENT_DISCONNECTED = "client_disconnected"
-OUTCOME_SERVER_CLOSED = "server_closed"
-
-
-@dataclass(frozen=True)
-class Pacing:
-    """How a stream is paced: text and thinking split into `text_deltas` deltas, and
-    `delta_interval` seconds between consecutive delta events."""
-
-    text_deltas: int = 4
-    delta_interval: float = 0.0
-
-
-@dataclass(frozen=True)
-class Route:
-    upstream: str
-    endpoint: str
-    model_id: str | None = None
-
-
-def route_request(method: str, raw_path: str) -> Route | None:
-    """Which upstream endpoint a request is for; Bedrock model ids are percent-decoded."""
-    endpoint = ANTHROPIC_ROUTES.get((method, raw_path))
-    if endpoint is not None:
-        return Route("anthropic", endpoint)
-    segments = raw_path.split("/")
-    # "/model/{id}/{action}" splits into ["", "model", id, action].
-    if (
-        method == "POST"
-        and len(segments) == 4
-        and segments[1] == "model"
-        and segments[2]
-        and segments[3] in BEDROCK_ACTIONS
-    ):
-        return Route("bedrock", segments[3], unquote(segments[2]))
-    return None
-
-
-@dataclass(eq=False)
-class RecordedRequest:
-    """One request as the fake saw it, and what became of it.
-
-    Times are `time.monotonic()` values. `outcome` is `pending`, `completed`,
-    `client_disconnected` (the client went away before the response ended) or `server_closed`
-    (a fault closed the connection).
-    """
-
-    upstream: str | None
-    endpoint: str | None
-    model_id: str | None
-    method: str
-    path: str
-    raw_path: str
-    query: str
-    headers: Headers
-    body: bytes
-    client: tuple[str, int] | None
-    started_at: float
-    streaming: bool = False
-    fault: Fault | None = None
-    status: int | None = None
-    events_sent: int = 0
-    finished_at: float | None = None
-    client_disconnected_at: float | None = None
-    outcome: str = OUTCOME_PENDING
-
-    def header(self, name: str) -> str | None:
-        """First value of a header, case-insensitively."""
-        wanted = name.lower()
-        for header_name, value in self.headers:
-            if header_name == wanted:
-                return value
-        return None
-
-    def json(self) -> Any:
-        return json.loads(self.body)
-
-    @property
-    def abandoned(self) -> bool:
-        """The client disconnected before the response was complete."""
-        return self.client_disconnected_at is not None
-
-
-class _Exchange:
-    """Server-side state of one request in flight (lives on the event loop)."""
-
-    __slots__ = ("closed", "record", "transport", "_waiters")
-
-    def __init__(self, record: RecordedRequest, transport: asyncio.BaseTransport | None) -> None:
-        self.record = record
-        self.transport = transport
-        self.closed = False
-        self._waiters: set[asyncio.Future[None]] = set()
-
-    def wake(self) -> None:
-        for waiter in self._waiters:
-            if not waiter.done():
-                waiter.set_result(None)
-
-    async def sleep(self, seconds: float) -> None:
-        """Sleep, but wake as soon as `wake()` is called (disconnect or shutdown)."""
-        loop = asyncio.get_running_loop()
-        waiter: asyncio.Future[None] = loop.create_future()
-        timer = loop.call_later(seconds, _resolve, waiter)
-        self._waiters.add(waiter)
-        try:
-            await waiter
-        finally:
-            timer.cancel()
-            self._waiters.discard(waiter)
-
-
-def _resolve(waiter: asyncio.Future[None]) -> None:
-    if not waiter.done():
-        waiter.set_result(None)
-
-
-def _json_bytes(data: Any) -> bytes:
-    return json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
-
-
-def sse_event(event_type: str, data: Any) -> bytes:
-    """One SSE frame as Anthropic writes it."""
-    return b"event: " + event_type.encode("ascii") + b"\ndata: " + _json_bytes(data) + b"\n\n"
-
-
-def _padded(payload: dict[str, Any]) -> bytes:
-    length = 1 + secrets.randbelow(len(_PADDING_ALPHABET))
-    return _json_bytes({**payload, "p": _PADDING_ALPHABET[:length]})
-
-
-def _parse_pacing_options(text: str, pacing: Pacing) -> Pacing:
-    for option in text.split():
-        name, _, value = option.partition("=")
-        if name == "text_deltas":
-            pacing = replace(pacing, text_deltas=_positive_int(value, name))
-        elif name == "delta_interval_ms":
-            pacing = replace(pacing, delta_interval=_non_negative_ms(value, name))
-        else:
-            raise ValueError(f"unknown pacing option {name!r}")
-    return pacing
-
-
-def _positive_int(value: str, name: str) -> int:
-    try:
-        number = int(value)
-    except ValueError:
-        raise ValueError(f"{name} must be an integer, got {value!r}") from None
-    if number < 1:
-        raise ValueError(f"{name} must be at least 1")
-    return number
-
-
-def _non_negative_ms(value: str, name: str) -> float:
-    try:
-        milliseconds = float(value)
-    except ValueError:
-        raise ValueError(f"{name} must be a number of milliseconds, got {value!r}") from None
-    if not milliseconds >= 0:
-        raise ValueError(f"{name} must be >= 0")
-    return milliseconds / 1000
-
 
 class FakeUpstream:
     """The fake Anthropic + Bedrock server. Use as a context manager or with start()/stop().
 
-    `record=False` keeps no request history (for long benchmark runs); counters still work.
+    Gauges (`connections_open`, `requests_in_flight`, `streams_in_flight`) are live values;
+    `connections_opened` and `max_streams_in_flight` count since the last `reset()`.
+    `record=False` keeps no request history (for long benchmark runs).
     """
 
     def __init__(
@@ -293,30 +120,24 @@ class FakeUpstream:
         delta_interval_ms: float = 0.0,
         record: bool = True,
     ) -> None:
-        self.host = host
-        self.port = port
         self.record = record
-        self.default_pacing = Pacing(
-            text_deltas=_positive_int(str(text_deltas), "text_deltas"),
-            delta_interval=_non_negative_ms(str(delta_interval_ms), "delta_interval_ms"),
+        self.default_pacing = Pacing.build(
+            text_deltas=text_deltas, delta_interval_ms=delta_interval_ms
         )
-        self.faults: dict[str, FaultQueue] = {
-            upstream: FaultQueue(upstream) for upstream in UPSTREAMS
-        }
+        self.faults: dict[str, FaultQueue] = {name: FaultQueue(name) for name in UPSTREAMS}
+        self._runner = UvicornRunner(app=self, hooks=self, host=host, port=port)
         self._changed = threading.Condition()
         self._ids = itertools.count(1)
-        self._server: uvicorn.Server | None = None
-        self._thread: threading.Thread | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread_error: BaseException | None = None
         self._stopping = False
-        # Connection bookkeeping, keyed by the client's (host, port); touched on the event loop.
-        self._transports: dict[tuple[str, int], asyncio.BaseTransport] = {}
-        self._active: dict[tuple[str, int], _Exchange] = {}
+        # Keyed by the client's (host, port); touched only on the event loop.
+        self._transports: dict[Client, asyncio.BaseTransport] = {}
+        self._active: dict[Client, Exchange] = {}
         self._answers_lock = threading.Lock()
-        self._reset_script()
-        self._reset_observations()
         self.connections_open = 0
+        self.requests_in_flight = 0
+        self.streams_in_flight = 0
+        self._reset_script()
+        self._reset_history()
 
     # --- scripting (called from tests) ------------------------------------------------------------
 
@@ -326,26 +147,23 @@ class FakeUpstream:
         self.pacing = self.default_pacing
         self.count_tokens_result: int | None = None
         self.models: list[dict[str, Any]] = [dict(model) for model in DEFAULT_MODELS]
-        self.extra_headers: dict[str, dict[str, str]] = {upstream: {} for upstream in UPSTREAMS}
+        self.extra_headers: dict[str, dict[str, str]] = {name: {} for name in UPSTREAMS}
         for queue in self.faults.values():
             queue.clear()
 
-    def _reset_observations(self) -> None:
+    def _reset_history(self) -> None:
         self._requests: list[RecordedRequest] = []
         self.connections_opened = 0
-        self.requests_in_flight = 0
-        self.streams_in_flight = 0
-        self.max_streams_in_flight = 0
-
-    def reset(self) -> None:
-        """Forget scripts, faults and history (live connection counts stay as they are)."""
-        with self._answers_lock:
-            self._reset_script()
-        self._reset_observations()
         self.max_streams_in_flight = self.streams_in_flight
 
+    def reset(self) -> None:
+        """Forget scripts, faults, pacing changes and history; live gauges are left alone."""
+        with self._answers_lock:
+            self._reset_script()
+        self._reset_history()
+
     def queue_answers(self, *answers: ScriptedAnswer) -> None:
-        """Answers used one per answering request, before `answer` / the default answer."""
+        """Answers used one per answering request, before `answer` or the default answer."""
         with self._answers_lock:
             self._answer_queue.extend(answers)
 
@@ -423,9 +241,19 @@ class FakeUpstream:
 
     @property
     def base_url(self) -> str:
-        if self._server is None:
+        if not self._runner.running:
             raise RuntimeError("the fake upstream is not started")
-        return f"http://{self.host}:{self.port}"
+        return f"http://{self._runner.host}:{self._runner.port}"
+
+    def start(self) -> FakeUpstream:
+        """Serve from a background thread; returns once connections are accepted."""
+        self._stopping = False
+        self._runner.start_in_thread()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving: streams in flight end at once, connections are closed."""
+        self._runner.stop()
 
     def __enter__(self) -> FakeUpstream:
         return self.start()
@@ -433,123 +261,19 @@ class FakeUpstream:
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
 
-    def start(self, timeout: float = 10.0) -> FakeUpstream:
-        """Serve in a background thread; returns once the server accepts connections."""
-        if self._thread is not None:
-            raise RuntimeError("the fake upstream is already started")
-        listener = self._bind()
-        self._server = uvicorn.Server(self._config())
-        self._stopping = False
-        self._thread = threading.Thread(
-            target=self._serve_in_thread, args=(listener,), name="fake-upstream", daemon=True
-        )
-        self._thread.start()
-        deadline = time.monotonic() + timeout
-        while not self._server.started:
-            if not self._thread.is_alive() or time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError("the fake upstream did not start") from self._thread_error
-            time.sleep(0.002)
-        return self
-
-    def stop(self, timeout: float = 10.0) -> None:
-        """Stop serving: in-flight streams end at once, connections are closed."""
-        thread, loop = self._thread, self._loop
-        if thread is None:
-            return
-        if loop is not None and thread.is_alive():
-            loop.call_soon_threadsafe(self._begin_stop)
-        thread.join(timeout)
-        self._thread = None
-        self._loop = None
-        self._server = None
-
     def serve_forever(self, on_ready: Callable[[str], None] | None = None) -> None:
         """Serve in the calling (main) thread until SIGINT/SIGTERM; used by the command line."""
-        listener = self._bind()
-        self._server = uvicorn.Server(self._config())
-        if on_ready is not None:
-            on_ready(self.base_url)
-        self._server.run(sockets=[listener])
+        self._runner.serve_forever(on_ready)
 
-    def _bind(self) -> socket.socket:
-        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        listener.bind((self.host, self.port))
-        listener.listen(2048)
-        self.port = listener.getsockname()[1]
-        return listener
+    # --- server hooks (event loop) ---------------------------------------------------------------
 
-    def _config(self) -> uvicorn.Config:
-        return uvicorn.Config(
-            self,
-            http=self._protocol_class(),
-            lifespan="off",
-            log_config=None,
-            log_level="warning",
-            access_log=False,
-            server_header=False,
-            timeout_keep_alive=KEEP_ALIVE_SECONDS,
-            timeout_graceful_shutdown=1,
-            backlog=2048,
-        )
-
-    def _protocol_class(self) -> type[asyncio.Protocol]:
-        fake = self
-
-        class CountingProtocol(_BaseProtocol):
-            """uvicorn's HTTP protocol, reporting connection open/close to the fake."""
-
-            def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-                super().connection_made(transport)
-                if self.client is not None:
-                    fake._connection_made(self.client, transport)
-
-            def connection_lost(self, exc: Exception | None) -> None:
-                if self.client is not None:
-                    fake._connection_lost(self.client)
-                super().connection_lost(exc)
-
-        return CountingProtocol
-
-    def _serve_in_thread(self, listener: socket.socket) -> None:
-        assert self._server is not None
-        loop = _new_event_loop()
-        asyncio.set_event_loop(loop)
-        self._loop = loop
-        try:
-            loop.run_until_complete(self._server.serve(sockets=[listener]))
-        except BaseException as error:  # reported by start(); a thread cannot raise to its owner
-            self._thread_error = error
-        finally:
-            pending = asyncio.all_tasks(loop)
-            for task in pending:
-                task.cancel()
-            loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
-            loop.run_until_complete(loop.shutdown_asyncgens())
-            loop.close()
-            listener.close()
-
-    def _begin_stop(self) -> None:
-        self._stopping = True
-        if self._server is not None:
-            self._server.should_exit = True
-            # Do not wait for keep-alive connections or streams: tests want a prompt stop.
-            self._server.force_exit = True
-        for exchange in list(self._active.values()):
-            exchange.wake()
-        for transport in list(self._transports.values()):
-            transport.close()
-
-    # --- connection accounting (event loop) ------------------------------------------------------
-
-    def _connection_made(self, client: tuple[str, int], transport: asyncio.BaseTransport) -> None:
+    def connection_made(self, client: Client, transport: asyncio.BaseTransport) -> None:
         self._transports[client] = transport
         self.connections_open += 1
         self.connections_opened += 1
         self._notify()
 
-    def _connection_lost(self, client: tuple[str, int]) -> None:
+    def connection_lost(self, client: Client) -> None:
         self._transports.pop(client, None)
         self.connections_open -= 1
         exchange = self._active.get(client)
@@ -561,6 +285,13 @@ class FakeUpstream:
                 record.outcome = OUTCOME_CLIENT_DISCONNECTED
             exchange.wake()
         self._notify()
+
+    def stopping(self) -> None:
+        self._stopping = True
+        for exchange in list(self._active.values()):
+            exchange.wake()
+        for transport in list(self._transports.values()):
+            transport.close()
 
     # --- ASGI ------------------------------------------------------------------------------------
 
@@ -575,18 +306,17 @@ class FakeUpstream:
             body.extend(message.get("body", b""))
             if not message.get("more_body", False):
                 break
-        raw_path = scope.get("raw_path") or scope["path"].encode("utf-8")
-        raw_path_text = raw_path.decode("latin-1")
-        route = route_request(scope["method"], raw_path_text)
+        raw_path = (scope.get("raw_path") or scope["path"].encode("utf-8")).decode("latin-1")
+        route = route_request(scope["method"], raw_path)
         peer = scope.get("client")
-        client: tuple[str, int] | None = (peer[0], peer[1]) if peer else None
+        client: Client | None = (peer[0], peer[1]) if peer else None
         record = RecordedRequest(
             upstream=route.upstream if route else None,
             endpoint=route.endpoint if route else None,
             model_id=route.model_id if route else None,
             method=scope["method"],
             path=scope["path"],
-            raw_path=raw_path_text,
+            raw_path=raw_path,
             query=scope.get("query_string", b"").decode("latin-1"),
             headers=[
                 (name.decode("latin-1"), value.decode("latin-1"))
@@ -596,7 +326,12 @@ class FakeUpstream:
             client=client,
             started_at=time.monotonic(),
         )
-        exchange = _Exchange(record, self._transports.get(client) if client else None)
+        exchange = Exchange(
+            record=record,
+            send=send,
+            transport=self._transports.get(client) if client else None,
+            is_stopping=lambda: self._stopping,
+        )
         if client is not None:
             self._active[client] = exchange
         if self.record:
@@ -604,7 +339,7 @@ class FakeUpstream:
         self.requests_in_flight += 1
         self._notify()
         try:
-            await self._handle(exchange, route, send)
+            await self._handle(exchange, route)
         finally:
             if client is not None and self._active.get(client) is exchange:
                 del self._active[client]
@@ -614,7 +349,7 @@ class FakeUpstream:
                 record.outcome = OUTCOME_COMPLETED
             self._notify()
 
-    async def _handle(self, exchange: _Exchange, route: Route | None, send: Any) -> None:
+    async def _handle(self, exchange: Exchange, route: Route | None) -> None:
         record = exchange.record
         if route is None:
             body = anthropic_error_body(
@@ -622,8 +357,9 @@ class FakeUpstream:
                 message=f"fake upstream: no route for {record.method} {record.raw_path}",
                 request_id=self._request_id("anthropic"),
             )
-            await self._respond(exchange, send, 404, [("content-type", "application/json")], body)
+            await exchange.respond(404, [("content-type", "application/json")], body)
             return
+        upstream = route.upstream
         parsed: Any = None
         parse_error = ""
         if record.body:
@@ -636,72 +372,63 @@ class FakeUpstream:
             and isinstance(parsed, dict)
             and parsed.get("stream") is True
         )
-        fault = self.faults[route.upstream].take(
-            endpoint=route.endpoint, streaming=record.streaming
-        )
+        fault = self.faults[upstream].take(endpoint=route.endpoint, streaming=record.streaming)
         record.fault = fault
-        if fault is not None and fault.delay > 0 and not await self._pause(exchange, fault.delay):
+        if fault is not None and fault.delay > 0 and not await exchange.pause(fault.delay):
             return
         if isinstance(fault, DropConnection):
-            await self._close_connection(exchange)
+            await exchange.close_connection()
             return
         if isinstance(fault, HttpError):
-            await self._send_error(exchange, send, route.upstream, fault)
+            await self._send_error(exchange, upstream, fault)
             return
         if parse_error or (route.endpoint != "models" and not isinstance(parsed, dict)):
             message = parse_error or "request body must be a JSON object"
-            await self._send_error(
-                exchange, send, route.upstream, HttpError(status=400, message=message)
-            )
+            await self._send_error(exchange, upstream, HttpError(status=400, message=message))
             return
         try:
-            pacing = self._pacing_for(record)
+            pacing = pacing_for(record, self.pacing)
         except ValueError as error:
-            await self._send_error(
-                exchange, send, route.upstream, HttpError(status=400, message=str(error))
-            )
+            await self._send_error(exchange, upstream, HttpError(status=400, message=str(error)))
             return
-        await self._answer(exchange, send, route, parsed, pacing, fault)
-
-    async def _answer(
-        self,
-        exchange: _Exchange,
-        send: Any,
-        route: Route,
-        parsed: Any,
-        pacing: Pacing,
-        fault: Fault | None,
-    ) -> None:
-        record = exchange.record
-        upstream, endpoint = route.upstream, route.endpoint
-        if endpoint == "models":
-            await self._send_json(exchange, send, upstream, self._models_page(record.query))
-            return
-        if endpoint in ("count_tokens", "count-tokens"):
+        if route.endpoint == "models":
+            await self._send_models(exchange)
+        elif route.endpoint in ("count_tokens", "count-tokens"):
             tokens = self.count_tokens_result
             if tokens is None:
                 tokens = max(1, len(record.body) // 4)
-            key = "input_tokens" if endpoint == "count_tokens" else "inputTokens"
-            await self._send_json(exchange, send, upstream, {key: tokens})
-            return
-        answer = self._next_answer(parsed, pacing, len(record.body))
-        latency_ms = max(1, int((time.monotonic() - record.started_at) * 1000))
+            key = "input_tokens" if route.endpoint == "count_tokens" else "inputTokens"
+            await self._send_json(exchange, upstream, {key: tokens})
+        else:
+            answer = self._next_answer(parsed, pacing, len(record.body))
+            await self._send_answer(exchange, route, parsed, answer, pacing, fault)
+
+    async def _send_answer(
+        self,
+        exchange: Exchange,
+        route: Route,
+        parsed: dict[str, Any],
+        answer: ScriptedAnswer,
+        pacing: Pacing,
+        fault: Fault | None,
+    ) -> None:
+        """The answer in the wire format of the endpoint."""
+        endpoint = route.endpoint
+        streaming = exchange.record.streaming
+        latency_ms = max(1, int((time.monotonic() - exchange.record.started_at) * 1000))
         if endpoint == "messages":
             model = str(parsed.get("model") or "claude-fake")
             message_id = self._message_id("msg_")
-            if not record.streaming:
+            if streaming:
+                events = answer_formats.anthropic_stream_events(
+                    answer, model=model, message_id=message_id, text_deltas=pacing.text_deltas
+                )
+                await self._send_stream(exchange, "anthropic", sse_frames(events), pacing, fault)
+            else:
                 message = answer_formats.anthropic_message(
                     answer, model=model, message_id=message_id
                 )
-                await self._send_json(exchange, send, upstream, message)
-                return
-            events = answer_formats.anthropic_stream_events(
-                answer, model=model, message_id=message_id, text_deltas=pacing.text_deltas
-            )
-            frames = [
-                (sse_event(name, data), name == "content_block_delta") for name, data in events
-            ]
-            await self._stream(exchange, send, upstream, frames, pacing, fault, sse=True)
+                await self._send_json(exchange, "anthropic", message)
             return
         model_id = route.model_id or ""
         requested_paths = parsed.get("additionalModelResponseFieldPaths")
@@ -709,7 +436,7 @@ class FakeUpstream:
             response = answer_formats.converse_response(
                 answer, latency_ms=latency_ms, requested_paths=requested_paths
             )
-            await self._send_json(exchange, send, upstream, response)
+            await self._send_json(exchange, "bedrock", response)
         elif endpoint == "converse-stream":
             events = answer_formats.converse_stream_events(
                 answer,
@@ -717,11 +444,7 @@ class FakeUpstream:
                 latency_ms=latency_ms,
                 requested_paths=requested_paths,
             )
-            frames = [
-                (event_frame(name, _padded(data)), name == "contentBlockDelta")
-                for name, data in events
-            ]
-            await self._stream(exchange, send, upstream, frames, pacing, fault, sse=False)
+            await self._send_stream(exchange, "bedrock", converse_frames(events), pacing, fault)
         elif endpoint == "invoke":
             message = answer_formats.anthropic_message(
                 answer, model=model_id, message_id=self._message_id("msg_bdrk_")
@@ -732,7 +455,7 @@ class FakeUpstream:
                 ("x-amzn-bedrock-output-token-count", str(usage["output_tokens"])),
                 ("x-amzn-bedrock-invocation-latency", str(latency_ms)),
             ]
-            await self._send_json(exchange, send, upstream, message, headers)
+            await self._send_json(exchange, "bedrock", message, headers)
         else:  # invoke-with-response-stream
             events = answer_formats.invoke_stream_events(
                 answer,
@@ -741,19 +464,9 @@ class FakeUpstream:
                 text_deltas=pacing.text_deltas,
                 latency_ms=latency_ms,
             )
-            frames = [
-                (
-                    event_frame(
-                        "chunk",
-                        _padded({"bytes": base64.b64encode(_json_bytes(data)).decode("ascii")}),
-                    ),
-                    name == "content_block_delta",
-                )
-                for name, data in events
-            ]
-            await self._stream(exchange, send, upstream, frames, pacing, fault, sse=False)
+            await self._send_stream(exchange, "bedrock", invoke_frames(events), pacing, fault)
 
-    # --- answers and pacing ----------------------------------------------------------------------
+    # --- answers ---------------------------------------------------------------------------------
 
     def _next_answer(
         self, parsed: dict[str, Any], pacing: Pacing, body_size: int
@@ -763,45 +476,10 @@ class FakeUpstream:
                 return self._answer_queue.popleft()
             if self.answer is not None:
                 return self.answer
-        prompt = _PACING_MARKER.sub("", answer_formats.last_user_text(parsed))
+        prompt = PACING_MARKER.sub("", answer_formats.last_user_text(parsed))
         return answer_formats.default_answer(
             prompt=prompt, words=pacing.text_deltas, input_tokens=body_size // 4
         )
-
-    def _pacing_for(self, record: RecordedRequest) -> Pacing:
-        pacing = self.pacing
-        deltas = record.header(PACING_HEADER_DELTAS)
-        if deltas is not None:
-            pacing = replace(pacing, text_deltas=_positive_int(deltas, PACING_HEADER_DELTAS))
-        interval = record.header(PACING_HEADER_INTERVAL)
-        if interval is not None:
-            pacing = replace(
-                pacing, delta_interval=_non_negative_ms(interval, PACING_HEADER_INTERVAL)
-            )
-        marker = _PACING_MARKER_BYTES.search(record.body)
-        if marker is not None:
-            pacing = _parse_pacing_options(marker.group(1).decode("utf-8", "replace"), pacing)
-        return pacing
-
-    def _models_page(self, query: str) -> dict[str, Any]:
-        params = {name: values[-1] for name, values in parse_qs(query).items()}
-        limit = max(1, min(1000, int(params.get("limit", "20") or 20)))
-        ids = [model["id"] for model in self.models]
-        models = self.models
-        if "after_id" in params and params["after_id"] in ids:
-            models = models[ids.index(params["after_id"]) + 1 :]
-            page, has_more = models[:limit], len(models) > limit
-        elif "before_id" in params and params["before_id"] in ids:
-            models = models[: ids.index(params["before_id"])]
-            page, has_more = models[-limit:], len(models) > limit
-        else:
-            page, has_more = models[:limit], len(models) > limit
-        return {
-            "data": page,
-            "has_more": has_more,
-            "first_id": page[0]["id"] if page else None,
-            "last_id": page[-1]["id"] if page else None,
-        }
 
     def _request_id(self, upstream: str) -> str:
         if upstream == "bedrock":
@@ -821,138 +499,74 @@ class FakeUpstream:
         return headers
 
     async def _send_json(
-        self,
-        exchange: _Exchange,
-        send: Any,
-        upstream: str,
-        data: Any,
-        headers: Headers | None = None,
+        self, exchange: Exchange, upstream: str, data: Any, headers: Headers | None = None
     ) -> None:
         all_headers = self._base_headers(upstream, "application/json") + (headers or [])
-        await self._respond(exchange, send, 200, all_headers, _json_bytes(data))
+        await exchange.respond(200, all_headers, json_bytes(data))
 
-    async def _send_error(
-        self, exchange: _Exchange, send: Any, upstream: str, fault: HttpError
-    ) -> None:
-        body, headers = render_http_error(
-            fault, upstream=upstream, request_id=self._request_id(upstream)
-        )
+    async def _send_error(self, exchange: Exchange, upstream: str, fault: HttpError) -> None:
+        request_id = self._request_id(upstream)
+        body, headers = render_http_error(fault, upstream=upstream, request_id=request_id)
         extra = list(self.extra_headers.get(upstream, {}).items())
-        await self._respond(exchange, send, fault.status, extra + headers, body)
+        await exchange.respond(fault.status, extra + headers, body)
 
-    async def _respond(
-        self, exchange: _Exchange, send: Any, status: int, headers: Headers, body: bytes
-    ) -> None:
-        if exchange.closed:
+    async def _send_models(self, exchange: Exchange) -> None:
+        params = {name: values[-1] for name, values in parse_qs(exchange.record.query).items()}
+        try:
+            limit = positive_int(params.get("limit", "20"), "limit")
+        except ValueError as error:
+            await self._send_error(exchange, "anthropic", HttpError(status=400, message=str(error)))
             return
-        exchange.record.status = status
-        encoded = [
-            (name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in headers
-        ]
-        encoded.append((b"content-length", str(len(body)).encode("ascii")))
-        await send({"type": "http.response.start", "status": status, "headers": encoded})
-        await send({"type": "http.response.body", "body": body, "more_body": False})
+        page = answer_formats.models_page(
+            self.models,
+            limit=min(limit, 1000),
+            after_id=params.get("after_id"),
+            before_id=params.get("before_id"),
+        )
+        await self._send_json(exchange, "anthropic", page)
 
-    async def _stream(
+    async def _send_stream(
         self,
-        exchange: _Exchange,
-        send: Any,
+        exchange: Exchange,
         upstream: str,
-        frames: Sequence[tuple[bytes, bool]],
+        frames: Frames,
         pacing: Pacing,
         fault: Fault | None,
-        *,
-        sse: bool,
     ) -> None:
-        """Write frames as a chunked body, pacing delta frames, applying a mid-stream fault."""
-        if exchange.closed:
-            return
-        record = exchange.record
-        if sse:
+        if upstream == "anthropic":
             headers = self._base_headers(upstream, "text/event-stream; charset=utf-8")
             headers.append(("cache-control", "no-cache"))
         else:
             headers = self._base_headers(upstream, "application/vnd.amazon.eventstream")
-            if record.endpoint == "invoke-with-response-stream":
+            if exchange.record.endpoint == "invoke-with-response-stream":
                 headers.append(("x-amzn-bedrock-content-type", "application/json"))
-        fault_at = -1
-        if isinstance(fault, StreamCut | AnthropicStreamError | BedrockStreamException):
-            fault_at = min(fault.after_events, len(frames))
-        record.status = 200
-        encoded = [
-            (name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in headers
-        ]
-        await send({"type": "http.response.start", "status": 200, "headers": encoded})
         self.streams_in_flight += 1
         self.max_streams_in_flight = max(self.max_streams_in_flight, self.streams_in_flight)
-        delta_seen = False
         try:
-            for position, (frame, is_delta) in enumerate(frames):
-                if position == fault_at:
-                    await self._stream_fault(exchange, send, fault)
-                    return
-                paced = is_delta and delta_seen and pacing.delta_interval > 0
-                if paced and not await self._pause(exchange, pacing.delta_interval):
-                    return
-                delta_seen = delta_seen or is_delta
-                if exchange.closed:
-                    return
-                await send({"type": "http.response.body", "body": frame, "more_body": True})
-                record.events_sent += 1
-            if fault_at == len(frames):
-                await self._stream_fault(exchange, send, fault)
-                return
-            await send({"type": "http.response.body", "body": b"", "more_body": False})
+            await exchange.stream(
+                headers,
+                frames,
+                delta_interval=pacing.delta_interval,
+                fault=self._stream_fault(fault),
+            )
         finally:
             self.streams_in_flight -= 1
 
-    async def _stream_fault(self, exchange: _Exchange, send: Any, fault: Fault | None) -> None:
+    def _stream_fault(self, fault: Fault | None) -> StreamFault | None:
+        """Where a mid-stream fault strikes, and the bytes that end the stream (None: cut)."""
         if isinstance(fault, StreamCut):
-            await self._close_connection(exchange)
-            return
+            return (fault.after_events, None)
         if isinstance(fault, AnthropicStreamError):
             error = {
                 "type": "error",
                 "error": {"type": fault.error_type, "message": fault.message},
                 "request_id": self._request_id("anthropic"),
             }
-            final = sse_event("error", error)
-        elif isinstance(fault, BedrockStreamException):
-            final = exception_frame(fault.exception_type, _json_bytes(fault.payload()))
-        else:
-            raise TypeError(f"not a mid-stream fault: {fault!r}")
-        await send({"type": "http.response.body", "body": final, "more_body": False})
-
-    async def _pause(self, exchange: _Exchange, seconds: float) -> bool:
-        """Wait; False if the connection went away (or the server is stopping) meanwhile."""
-        if not exchange.closed and not self._stopping:
-            await exchange.sleep(seconds)
-        if exchange.closed:
-            return False
-        if self._stopping:
-            await self._close_connection(exchange)
-            return False
-        return True
-
-    async def _close_connection(self, exchange: _Exchange) -> None:
-        """Close the connection from the server side, whatever was sent so far."""
-        if exchange.record.outcome == OUTCOME_PENDING:
-            exchange.record.outcome = OUTCOME_SERVER_CLOSED
-        if exchange.closed or exchange.transport is None:
-            return
-        exchange.transport.close()
-        # Return only once uvicorn knows the connection is gone, so it does not report the
-        # unfinished response as an application error.
-        while not exchange.closed:
-            await exchange.sleep(1.0)
-
-
-def _new_event_loop() -> asyncio.AbstractEventLoop:
-    try:
-        import uvloop
-    except ImportError:
-        return asyncio.new_event_loop()
-    return uvloop.new_event_loop()
+            return (fault.after_events, sse_event("error", error))
+        if isinstance(fault, BedrockStreamException):
+            payload = json_bytes(fault.payload())
+            return (fault.after_events, exception_frame(fault.exception_type, payload))
+        return None
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -32,7 +32,8 @@ from proxy.testing.eventstream import (
     event_frame,
     exception_frame,
 )
-from proxy.testing.fake_upstream import FakeUpstream, route_request
+from proxy.testing.fake_upstream import FakeUpstream
+from proxy.testing.records import route_request
 from proxy.testing.faults import (
     AnthropicStreamError,
     BedrockStreamException,
