@@ -175,6 +175,7 @@ class KeyUsage:
     user_id: int
     prefix: str  # empty for usage without a key or of a deleted key
     label: str
+    email: str  # of the user the usage was recorded for; empty when none or deleted
     sums: UsageSums
 
 
@@ -329,9 +330,11 @@ def usage_top_users(
 
 
 def usage_top_keys(query: UsageQuery, *, rank_by: str = "cost", limit: int = 50) -> list[KeyUsage]:
-    """Access keys with the most cost or tokens in the query, with prefix and label."""
+    """Access keys with the most cost or tokens in the query, with prefix, label and the
+    user's email, in one query."""
     order = _ranking(rank_by)
     keys = AccessKey.objects.filter(pk=OuterRef("access_key_id"))
+    email = User.objects.filter(pk=OuterRef("user_id")).values("email")[:1]
     rows = (
         _aggregates(query)
         .values("user_id", "access_key_id")
@@ -340,6 +343,7 @@ def usage_top_keys(query: UsageQuery, *, rank_by: str = "cost", limit: int = 50)
             total_tokens=_total_tokens(),
             prefix=Subquery(keys.values("prefix")[:1]),
             label=Subquery(keys.values("label")[:1]),
+            email=Subquery(email),
         )
         .order_by(F(order).desc(nulls_last=True), "access_key_id", "user_id")[:limit]
     )
@@ -349,6 +353,7 @@ def usage_top_keys(query: UsageQuery, *, rank_by: str = "cost", limit: int = 50)
             user_id=row["user_id"],
             prefix=row["prefix"] or "",
             label=row["label"] or "",
+            email=row["email"] or "",
             sums=UsageSums.from_row(row),
         )
         for row in rows

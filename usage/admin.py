@@ -1,0 +1,177 @@
+"""Admin for usage: read-only events and aggregates, the editable price table and the dashboard.
+
+The dashboard's pages (usage.dashboard.views) hang off the aggregate admin's URLs and are linked
+from the admin index and from the aggregate list.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from typing import Any
+
+from django.contrib import admin
+from django.core.paginator import Paginator
+from django.db import connections
+from django.db.models import Q, QuerySet
+from django.http import HttpRequest
+from django.urls import URLPattern
+
+from accounts.models import Provider
+from usage.dashboard.views import dashboard_urls
+from usage.models import Price, UsageAggregate, UsageEvent
+
+# The index shows a link to the dashboard; a site that set its own index template keeps it.
+if admin.site.index_template is None:
+    admin.site.index_template = "admin/usage/index.html"
+
+
+# Below this many rows an exact count is cheap enough.
+ESTIMATE_COUNT_ABOVE = 100_000
+
+
+class LargeTablePaginator(Paginator):
+    """Counts an unfiltered list from PostgreSQL's row estimate instead of a full scan."""
+
+    @cached_property
+    def count(self) -> int:
+        queryset = self.object_list
+        if isinstance(queryset, QuerySet) and not queryset.query.where:
+            connection = connections[queryset.db]
+            if connection.vendor == "postgresql":
+                with connection.cursor() as cursor:
+                    cursor.execute(
+                        "SELECT reltuples::bigint FROM pg_class WHERE relname = %s",
+                        [queryset.model._meta.db_table],
+                    )
+                    row = cursor.fetchone()
+                if row and row[0] > ESTIMATE_COUNT_ABOVE:
+                    return int(row[0])
+        return super().count
+
+
+class ProviderFilter(admin.SimpleListFilter):
+    """Fixed choices: listing the distinct values would scan the whole table."""
+
+    title = "provider"
+    parameter_name = "provider"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return list(Provider.choices)
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        return queryset.filter(provider=self.value()) if self.value() else queryset
+
+
+class StatusFilter(admin.SimpleListFilter):
+    title = "status"
+    parameter_name = "status"
+    _RANGES = {"ok": Q(status_code__lt=400), "4xx": Q(status_code__range=(400, 499))}
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [("ok", "Success"), ("4xx", "Client error (4xx)"), ("5xx", "Upstream error (5xx)")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        if self.value() == "5xx":
+            return queryset.filter(status_code__gte=500)
+        condition = self._RANGES.get(self.value() or "")
+        return queryset.filter(condition) if condition is not None else queryset
+
+
+class FallbackFilter(admin.SimpleListFilter):
+    title = "fallback"
+    parameter_name = "fallback"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [("yes", "Answered by the fallback"), ("no", "No fallback")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        if self.value() == "yes":
+            return queryset.exclude(fallback_reason="")
+        if self.value() == "no":
+            return queryset.filter(fallback_reason="")
+        return queryset
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Rows written by the gateway itself: browsable, never edited by hand."""
+
+    # Counting a large table twice per page (filtered and in full) costs more than the page.
+    show_full_result_count = False
+    paginator = LargeTablePaginator
+    list_per_page = 100
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(UsageEvent)
+class UsageEventAdmin(ReadOnlyAdmin):
+    list_display = (
+        "occurred_at",
+        "user",
+        "access_key",
+        "provider",
+        "requested_model",
+        "upstream_model",
+        "input_tokens",
+        "output_tokens",
+        "cache_read_tokens",
+        "cache_write_tokens",
+        "status_code",
+        "fallback_reason",
+        "latency_ms",
+        "cost_usd",
+    )
+    list_filter = (ProviderFilter, StatusFilter, FallbackFilter, "streamed", "client_disconnected")
+    list_select_related = ("user", "access_key")
+    # Exact lookups only: they use indexes, where a substring search would scan the table.
+    search_fields = ("=request_id", "=session_id", "=user__email", "=access_key__prefix")
+    ordering = ("-occurred_at",)
+
+
+@admin.register(UsageAggregate)
+class UsageAggregateAdmin(ReadOnlyAdmin):
+    list_display = (
+        "bucket_start",
+        "bucket",
+        "user_id",
+        "access_key_id",
+        "provider",
+        "model",
+        "requests",
+        "errors",
+        "fallbacks",
+        "input_tokens",
+        "output_tokens",
+        "cache_read_tokens",
+        "cache_write_tokens",
+        "cost_usd",
+    )
+    list_filter = ("bucket", ProviderFilter)
+    search_fields = ("=model", "=user_id", "=access_key_id")
+    ordering = ("-bucket_start",)
+
+    def get_urls(self) -> list[URLPattern]:
+        return [*dashboard_urls(self), *super().get_urls()]
+
+
+@admin.register(Price)
+class PriceAdmin(admin.ModelAdmin):
+    list_display = (
+        "provider",
+        "model",
+        "valid_from",
+        "input_per_mtok",
+        "output_per_mtok",
+        "cache_read_per_mtok",
+        "cache_write_per_mtok",
+    )
+    list_filter = ("provider",)
+    search_fields = ("model",)
+    ordering = ("provider", "model", "-valid_from")

@@ -1,0 +1,2 @@
+"""The usage dashboard in Django Admin: views (views), filter form (forms), SVG charts (charts)
+and CSV exports (export). Numbers come from usage.selectors, which read aggregates only."""

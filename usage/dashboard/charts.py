@@ -1,0 +1,342 @@
+"""Server-rendered SVG charts for the usage dashboard: pure functions from numbers to markup.
+
+No JavaScript and nothing fetched from elsewhere: each chart is one ``<svg role="img">`` with a
+``<title>`` and a ``<desc>`` for screen readers, hover titles on each bucket when there are few
+enough of them, and a legend. Every piece of text is escaped here, so callers may mark the result
+safe. The page next to the chart carries the same numbers as a table.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from html import escape
+
+# Hover titles for every bucket make a large document when buckets are many; the data table and
+# the CSV export carry the numbers then.
+MAX_HOVER_TARGETS = 250
+# Room for one axis label such as "03-01 21:00".
+X_LABEL_SPACING = 110
+
+PROVIDER_COLORS: dict[str, str] = {"anthropic": "#c96442", "bedrock": "#2f6fb0"}
+OTHER_COLORS: tuple[str, ...] = ("#5b8c3a", "#8a5bb0", "#b0892f", "#3a8c86", "#7a7a7a")
+
+_WIDTH = 960
+_HEIGHT = 260
+_LEFT = 64
+_RIGHT = 12
+_TOP = 30
+_BOTTOM = 34
+
+
+@dataclass(frozen=True)
+class ChartSeries:
+    name: str
+    color: str
+    values: Sequence[float | None]
+
+
+def provider_color(provider: str, index: int = 0) -> str:
+    return PROVIDER_COLORS.get(provider, OTHER_COLORS[index % len(OTHER_COLORS)])
+
+
+# --- Number formats -----------------------------------------------------------------------------
+
+
+def format_count(value: float) -> str:
+    """1234 → 1.2k, 5_600_000 → 5.6M; whole numbers below a thousand as they are."""
+    magnitude = abs(value)
+    for limit, suffix in ((1e12, "T"), (1e9, "B"), (1e6, "M"), (1e3, "k")):
+        if magnitude >= limit:
+            text = f"{value / limit:.1f}".removesuffix(".0")
+            return f"{text}{suffix}"
+    return f"{value:.0f}" if float(value).is_integer() else f"{value:.1f}"
+
+
+def format_usd(value: float) -> str:
+    if value == 0:
+        return "$0"
+    if abs(value) < 0.01:
+        return f"${value:.4f}"
+    if abs(value) >= 10_000:
+        return f"${format_count(value)}"
+    return f"${value:,.2f}"
+
+
+def format_percent(value: float) -> str:
+    return f"{value * 100:.1f}%".replace(".0%", "%")
+
+
+def nice_ceiling(value: float) -> float:
+    """The smallest of 1, 2, 2.5, 5 times a power of ten that is at least ``value`` (> 0)."""
+    if value <= 0:
+        return 1.0
+    power = 10 ** math.floor(math.log10(value))
+    for step in (1, 2, 2.5, 5, 10):
+        if value <= step * power * (1 + 1e-9):
+            return step * power
+    return 10 * power  # pragma: no cover
+
+
+# --- Pieces -------------------------------------------------------------------------------------
+
+
+def _number(value: float) -> str:
+    return f"{value:.2f}".rstrip("0").rstrip(".")
+
+
+def _frame(chart_id: str, title: str, summary: str, width: int, height: int) -> list[str]:
+    return [
+        f'<svg xmlns="http://www.w3.org/2000/svg" class="usage-chart" id="{escape(chart_id)}" '
+        f'viewBox="0 0 {width} {height}" width="100%" role="img" '
+        f'aria-labelledby="{escape(chart_id)}-title {escape(chart_id)}-desc" '
+        'preserveAspectRatio="xMinYMin meet">',
+        f'<title id="{escape(chart_id)}-title">{escape(title)}</title>',
+        f'<desc id="{escape(chart_id)}-desc">{escape(summary)}</desc>',
+    ]
+
+
+def _legend(series: Sequence[ChartSeries], width: int) -> list[str]:
+    parts = ['<g class="legend" aria-hidden="true">']
+    x = width - _RIGHT
+    for item in reversed(series):
+        text_width = 7 * len(item.name) + 22
+        x -= text_width
+        parts.append(
+            f'<rect x="{x}" y="8" width="12" height="12" rx="2" fill="{escape(item.color)}"/>'
+            f'<text x="{x + 16}" y="18" class="legend-label">{escape(item.name)}</text>'
+        )
+    parts.append("</g>")
+    return parts
+
+
+def _y_axis(
+    top_value: float, formatter: Callable[[float], str], width: int, plot_height: int
+) -> list[str]:
+    parts = ['<g class="axis y-axis" aria-hidden="true">']
+    for step in range(5):
+        value = top_value * step / 4
+        y = _TOP + plot_height - plot_height * step / 4
+        parts.append(
+            f'<line x1="{_LEFT}" x2="{width - _RIGHT}" y1="{_number(y)}" y2="{_number(y)}" '
+            f'class="grid{" baseline" if step == 0 else ""}"/>'
+            f'<text x="{_LEFT - 6}" y="{_number(y + 4)}" text-anchor="end">'
+            f"{escape(formatter(value))}</text>"
+        )
+    parts.append("</g>")
+    return parts
+
+
+def _x_axis(labels: Sequence[str], slot: float, height: int) -> list[str]:
+    count = len(labels)
+    parts = ['<g class="axis x-axis" aria-hidden="true">']
+    if count:
+        room = max(2, int(slot * count // X_LABEL_SPACING))
+        every = max(1, math.ceil(count / room))
+        for index in range(0, count, every):
+            x = _LEFT + slot * (index + 0.5)
+            parts.append(
+                f'<text x="{_number(x)}" y="{height - _BOTTOM + 18}" text-anchor="middle">'
+                f"{escape(labels[index])}</text>"
+            )
+    parts.append("</g>")
+    return parts
+
+
+def _hover_targets(
+    labels: Sequence[str],
+    series: Sequence[ChartSeries],
+    formatter: Callable[[float], str],
+    slot: float,
+    plot_height: int,
+) -> list[str]:
+    if len(labels) > MAX_HOVER_TARGETS:
+        return []
+    parts = ['<g class="hover-targets">']
+    for index, label in enumerate(labels):
+        details = ", ".join(
+            f"{item.name} {formatter(value)}"
+            for item in series
+            if (value := item.values[index]) is not None
+        )
+        parts.append(
+            f'<rect x="{_number(_LEFT + slot * index)}" y="{_TOP}" width="{_number(slot)}" '
+            f'height="{plot_height}" fill="transparent">'
+            f"<title>{escape(label)}: {escape(details or 'no data')}</title></rect>"
+        )
+    parts.append("</g>")
+    return parts
+
+
+# --- Charts -------------------------------------------------------------------------------------
+
+
+def stacked_bar_chart(
+    *,
+    chart_id: str,
+    title: str,
+    summary: str,
+    labels: Sequence[str],
+    series: Sequence[ChartSeries],
+    formatter: Callable[[float], str],
+    axis_labels: Sequence[str] | None = None,
+    width: int = _WIDTH,
+    height: int = _HEIGHT,
+) -> str:
+    """Bars per bucket, one stacked segment per series (None counts as 0).
+
+    ``labels`` name the buckets in hover titles; ``axis_labels`` (shorter) go under the axis.
+    """
+    count = len(labels)
+    plot_width = width - _LEFT - _RIGHT
+    plot_height = height - _TOP - _BOTTOM
+    slot = plot_width / count if count else plot_width
+    gap = min(slot * 0.15, 2.0)
+    totals = [sum(item.values[index] or 0 for item in series) for index in range(count)]
+    top_value = nice_ceiling(max(totals, default=0))
+    scale = plot_height / top_value
+
+    parts = _frame(chart_id, title, summary, width, height)
+    parts += _y_axis(top_value, formatter, width, plot_height)
+    base = [0.0] * count
+    parts.append('<g class="bars" aria-hidden="true">')
+    for item in series:
+        commands: list[str] = []
+        for index in range(count):
+            value = item.values[index] or 0
+            if value <= 0:
+                continue
+            bar_height = value * scale
+            y = _TOP + plot_height - base[index] - bar_height
+            x = _LEFT + slot * index + gap / 2
+            commands.append(
+                f"M{_number(x)} {_number(y)}h{_number(max(slot - gap, 0.5))}"
+                f"v{_number(bar_height)}h{_number(-max(slot - gap, 0.5))}z"
+            )
+            base[index] += bar_height
+        if commands:
+            parts.append(
+                f'<path class="series" data-series="{escape(item.name)}" '
+                f'fill="{escape(item.color)}" d="{"".join(commands)}"/>'
+            )
+    parts.append("</g>")
+    parts += _x_axis(labels if axis_labels is None else axis_labels, slot, height)
+    parts += _legend(series, width)
+    parts += _hover_targets(labels, series, formatter, slot, plot_height)
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def line_chart(
+    *,
+    chart_id: str,
+    title: str,
+    summary: str,
+    labels: Sequence[str],
+    series: Sequence[ChartSeries],
+    formatter: Callable[[float], str],
+    y_max: float | None = None,
+    axis_labels: Sequence[str] | None = None,
+    width: int = _WIDTH,
+    height: int = _HEIGHT,
+) -> str:
+    """One line per series through the middle of each bucket; None leaves a gap."""
+    count = len(labels)
+    plot_width = width - _LEFT - _RIGHT
+    plot_height = height - _TOP - _BOTTOM
+    slot = plot_width / count if count else plot_width
+    highest = max(
+        (value for item in series for value in item.values if value is not None), default=0
+    )
+    top_value = y_max if y_max is not None else nice_ceiling(highest)
+    scale = plot_height / top_value if top_value else 0
+
+    parts = _frame(chart_id, title, summary, width, height)
+    parts += _y_axis(top_value, formatter, width, plot_height)
+    parts.append('<g class="lines" aria-hidden="true">')
+    for item in series:
+        commands: list[str] = []
+        pen_down = False
+        for index in range(count):
+            value = item.values[index]
+            if value is None:
+                pen_down = False
+                continue
+            x = _LEFT + slot * (index + 0.5)
+            y = _TOP + plot_height - min(value, top_value) * scale
+            commands.append(f"{'L' if pen_down else 'M'}{_number(x)} {_number(y)}")
+            pen_down = True
+            if count <= 60:
+                commands.append("m-2.5 0a2.5 2.5 0 1 0 5 0a2.5 2.5 0 1 0 -5 0m2.5 0")
+        if commands:
+            parts.append(
+                f'<path class="series" data-series="{escape(item.name)}" fill="none" '
+                f'stroke="{escape(item.color)}" stroke-width="2" stroke-linejoin="round" '
+                f'd="{"".join(commands)}"/>'
+            )
+    parts.append("</g>")
+    parts += _x_axis(labels if axis_labels is None else axis_labels, slot, height)
+    parts += _legend(series, width)
+    parts += _hover_targets(labels, series, formatter, slot, plot_height)
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+@dataclass(frozen=True)
+class ShareRow:
+    """One 100% bar: ``parts`` are (name, value, color)."""
+
+    label: str
+    parts: Sequence[tuple[str, float, str]]
+
+
+def share_chart(
+    *,
+    chart_id: str,
+    title: str,
+    summary: str,
+    rows: Sequence[ShareRow],
+    width: int = _WIDTH,
+) -> str:
+    """Horizontal 100% bars, one per row, segments labelled with their percentage."""
+    row_height = 26
+    label_width = 110
+    bar_width = width - label_width - _RIGHT
+    height = _TOP + row_height * len(rows) + 8
+    parts = _frame(chart_id, title, summary, width, height)
+    legend: dict[str, str] = {}
+    for row_index, row in enumerate(rows):
+        y = _TOP + row_index * row_height
+        total = sum(value for _, value, _ in row.parts)
+        parts.append(
+            f'<text x="{label_width - 8}" y="{y + 15}" text-anchor="end" class="row-label">'
+            f"{escape(row.label)}</text>"
+        )
+        if total <= 0:
+            parts.append(
+                f'<rect x="{label_width}" y="{y}" width="{bar_width}" height="20" '
+                'class="empty-share"><title>no data</title></rect>'
+            )
+            continue
+        x = float(label_width)
+        for name, value, color in row.parts:
+            legend.setdefault(name, color)
+            if value <= 0:
+                continue
+            share = value / total
+            segment = bar_width * share
+            parts.append(
+                f'<rect x="{_number(x)}" y="{y}" width="{_number(segment)}" height="20" '
+                f'fill="{escape(color)}" data-series="{escape(name)}">'
+                f"<title>{escape(row.label)}: {escape(name)} {format_percent(share)}</title></rect>"
+            )
+            if segment > 44:
+                parts.append(
+                    f'<text x="{_number(x + 6)}" y="{y + 14}" class="share-label" '
+                    f'aria-hidden="true">{escape(format_percent(share))}</text>'
+                )
+            x += segment
+    parts += _legend([ChartSeries(name, color, ()) for name, color in legend.items()], width)
+    parts.append("</svg>")
+    return "".join(parts)
