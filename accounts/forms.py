@@ -120,7 +120,8 @@ class ProviderCredentialForm(forms.ModelForm):
     def clean(self) -> dict[str, Any]:
         # Errors are attached to fields so that the model's constraint checks, which would say
         # the same less clearly, skip them.
-        cleaned = super().clean()
+        super().clean()
+        cleaned = self.cleaned_data
         user, access_key = cleaned.get("user"), cleaned.get("access_key")
         if user is not None and access_key is not None:
             self.add_error(

@@ -72,12 +72,16 @@ class KeyMetadataCache:
     def __init__(self) -> None:
         self._entries: OrderedDict[str, tuple[float, KeyMetadata | None]] = OrderedDict()
         self._lock = threading.Lock()
-        self._generation: bytes | None = _NEVER_READ
+        # What Redis held at the last check: bytes, or None while nobody has invalidated yet.
+        self._generation: bytes | str | None = _NEVER_READ
         self._generation_checked_at = 0.0
 
     def clear(self) -> None:
         with self._lock:
             self._entries.clear()
+
+    def adopt_generation(self, generation: bytes) -> None:
+        self._generation = generation
 
     def _get(self, prefix: str, now: float) -> tuple[bool, KeyMetadata | None]:
         with self._lock:
@@ -149,10 +153,13 @@ def invalidate_key_metadata() -> None:
     if client is None:
         return
     try:
-        client.incr(GENERATION_KEY)
+        generation = client.incr(GENERATION_KEY)
     except Exception as exc:
         logger.warning(
             "key cache: could not publish invalidation (other workers catch up within %ss): %s",
             settings.GATEWAY_KEY_CACHE_TTL,
             exc,
         )
+        return
+    # This process has just cleared everything: it need not clear again on seeing the new value.
+    key_cache.adopt_generation(str(generation).encode())

@@ -40,7 +40,7 @@ class User(AbstractBaseUser, PermissionsMixin):
     is_staff = models.BooleanField(default=False, help_text="Can log in to the admin.")
     date_joined = models.DateTimeField(default=timezone.now)
 
-    objects: ClassVar[UserManager] = UserManager()  # type: ignore[assignment]
+    objects: ClassVar[UserManager] = UserManager()
 
     USERNAME_FIELD = "email"
     EMAIL_FIELD = "email"
@@ -183,9 +183,9 @@ class ProviderCredential(models.Model):
 
     @property
     def scope_description(self) -> str:
-        if self.access_key_id is not None:
+        if self.access_key is not None:
             return f"key {self.access_key.prefix}"
-        if self.user_id is not None:
+        if self.user is not None:
             return f"user {self.user.email}"
         return "global"
 

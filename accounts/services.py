@@ -215,7 +215,7 @@ def provider_endpoint_validate(endpoint_url: str) -> str:
 def _check_lengths(model: type[models.Model], **values: str) -> None:
     # PostgreSQL refuses over-long strings with a bare DataError; say which field instead.
     for name, value in values.items():
-        limit = model._meta.get_field(name).max_length
+        limit = getattr(model._meta.get_field(name), "max_length", None)
         if limit is not None and len(value) > limit:
             raise AccountsError(f"The {name.replace('_', ' ')} is over {limit} characters.")
 
