@@ -11,6 +11,7 @@ import signal
 import struct
 import subprocess
 import sys
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ from botocore.config import Config as BotocoreConfig
 from botocore.eventstream import ChecksumMismatch, EventStreamBuffer
 from botocore.exceptions import ClientError, EventStreamError
 
+from proxy.testing import fixtures
 from proxy.testing.answers import ScriptedAnswer, split_text
 from proxy.testing.eventstream import (
     encode_frame,
@@ -33,7 +35,6 @@ from proxy.testing.eventstream import (
     exception_frame,
 )
 from proxy.testing.fake_upstream import FakeUpstream
-from proxy.testing.records import route_request
 from proxy.testing.faults import (
     AnthropicStreamError,
     BedrockStreamException,
@@ -42,7 +43,12 @@ from proxy.testing.faults import (
     HttpError,
     StreamCut,
 )
-from proxy.testing.fixtures import fake_upstream, fake_upstream_server  # noqa: F401
+from proxy.testing.records import route_request
+
+# The shared fixtures, registered here under their own names (`fake_upstream`, ...) without
+# binding those names in this module.
+_fixture_server = fixtures.fake_upstream_server
+_fixture_fake = fixtures.fake_upstream
 
 MODEL_ID = "us.anthropic.claude-sonnet-4-5-20250929-v1:0"
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -91,10 +97,19 @@ def decode_frames(raw: bytes) -> list[tuple[dict[str, Any], bytes]]:
     return [(message.headers, message.payload) for message in buffer]
 
 
+@pytest.fixture(scope="module")
+def http() -> Iterator[httpx.Client]:
+    with httpx.Client(timeout=10) as client:
+        yield client
+
+
+# One botocore session for the module: each new session would load the service model again.
+BOTOCORE_SESSION = botocore.session.get_session()
+
+
 @pytest.fixture
-def bedrock(fake_upstream: FakeUpstream) -> Any:  # noqa: F811
-    session = botocore.session.get_session()
-    return session.create_client(
+def bedrock(fake_upstream: FakeUpstream) -> Any:
+    return BOTOCORE_SESSION.create_client(
         "bedrock-runtime",
         region_name="us-east-1",
         endpoint_url=fake_upstream.base_url,
@@ -105,7 +120,7 @@ def bedrock(fake_upstream: FakeUpstream) -> Any:  # noqa: F811
 
 
 @pytest.fixture
-def sdk(fake_upstream: FakeUpstream) -> anthropic.Anthropic:  # noqa: F811
+def sdk(fake_upstream: FakeUpstream) -> anthropic.Anthropic:
     return anthropic.Anthropic(base_url=fake_upstream.base_url, api_key="x", max_retries=0)
 
 
@@ -213,7 +228,7 @@ def test_route_request() -> None:
 
 
 def test_sdk_create_returns_the_scripted_message(
-    fake_upstream: FakeUpstream,  # noqa: F811
+    fake_upstream: FakeUpstream,
     sdk: anthropic.Anthropic,
 ) -> None:
     fake_upstream.answer = RICH_ANSWER
@@ -254,7 +269,7 @@ def test_sdk_create_returns_the_scripted_message(
     ids=["rich", "stop-sequence", "empty", "cache-breakdown"],
 )
 def test_sdk_stream_final_message_equals_create(
-    fake_upstream: FakeUpstream,  # noqa: F811
+    fake_upstream: FakeUpstream,
     sdk: anthropic.Anthropic,
     answer: ScriptedAnswer,
 ) -> None:
@@ -271,9 +286,9 @@ def test_sdk_stream_final_message_equals_create(
     assert streamed.id != created.id  # each response has its own id
 
 
-def test_anthropic_sse_event_sequence(fake_upstream: FakeUpstream) -> None:  # noqa: F811
+def test_anthropic_sse_event_sequence(http: httpx.Client, fake_upstream: FakeUpstream) -> None:
     fake_upstream.answer = RICH_ANSWER
-    response = httpx.post(
+    response = http.post(
         f"{fake_upstream.base_url}/v1/messages", json={**MESSAGES_BODY, "stream": True}
     )
     assert response.status_code == 200
@@ -307,14 +322,14 @@ def test_anthropic_sse_event_sequence(fake_upstream: FakeUpstream) -> None:  # n
     assert message_delta["delta"] == {"stop_reason": "tool_use", "stop_sequence": None}
 
 
-def test_scripted_start_and_delta_usage(fake_upstream: FakeUpstream) -> None:  # noqa: F811
+def test_scripted_start_and_delta_usage(http: httpx.Client, fake_upstream: FakeUpstream) -> None:
     fake_upstream.answer = ScriptedAnswer.text(
         "hi",
         usage={"input_tokens": 9, "output_tokens": 2},
         start_usage={"input_tokens": 9, "output_tokens": 0},
         delta_usage={"output_tokens": 2},
     )
-    response = httpx.post(
+    response = http.post(
         f"{fake_upstream.base_url}/v1/messages", json={**MESSAGES_BODY, "stream": True}
     )
     events = dict(sse_events(response.text))
@@ -322,39 +337,39 @@ def test_scripted_start_and_delta_usage(fake_upstream: FakeUpstream) -> None:  #
     assert events["message_delta"]["usage"] == {"output_tokens": 2}
 
 
-def test_answers_queue_before_the_standing_answer(fake_upstream: FakeUpstream) -> None:  # noqa: F811
+def test_answers_queue_before_the_standing_answer(
+    http: httpx.Client, fake_upstream: FakeUpstream
+) -> None:
     fake_upstream.answer = ScriptedAnswer.text("standing")
     fake_upstream.queue_answers(ScriptedAnswer.text("first"), ScriptedAnswer.text("second"))
     url = f"{fake_upstream.base_url}/v1/messages"
-    texts = [httpx.post(url, json=MESSAGES_BODY).json()["content"][0]["text"] for _ in range(4)]
+    texts = [http.post(url, json=MESSAGES_BODY).json()["content"][0]["text"] for _ in range(4)]
     assert texts == ["first", "second", "standing", "standing"]
 
 
-def test_count_tokens_and_models(fake_upstream: FakeUpstream) -> None:  # noqa: F811
+def test_count_tokens_and_models(http: httpx.Client, fake_upstream: FakeUpstream) -> None:
     base = fake_upstream.base_url
     body = {"model": "m", "messages": [{"role": "user", "content": "x" * 400}]}
-    assert httpx.post(f"{base}/v1/messages/count_tokens", json=body).json()["input_tokens"] > 90
+    assert http.post(f"{base}/v1/messages/count_tokens", json=body).json()["input_tokens"] > 90
     fake_upstream.count_tokens_result = 1234
-    assert httpx.post(f"{base}/v1/messages/count_tokens", json=body).json() == {
-        "input_tokens": 1234
-    }
+    assert http.post(f"{base}/v1/messages/count_tokens", json=body).json() == {"input_tokens": 1234}
 
-    page = httpx.get(f"{base}/v1/models").json()
+    page = http.get(f"{base}/v1/models").json()
     assert set(page) == {"data", "has_more", "first_id", "last_id"}
     ids = [model["id"] for model in page["data"]]
     assert page["has_more"] is False
     assert (page["first_id"], page["last_id"]) == (ids[0], ids[-1])
     assert all(model["type"] == "model" for model in page["data"])
-    first = httpx.get(f"{base}/v1/models", params={"limit": 1}).json()
+    first = http.get(f"{base}/v1/models", params={"limit": 1}).json()
     assert first["data"][0]["id"] == ids[0] and first["has_more"] is True
-    rest = httpx.get(f"{base}/v1/models", params={"after_id": ids[0], "limit": 5}).json()
+    rest = http.get(f"{base}/v1/models", params={"after_id": ids[0], "limit": 5}).json()
     assert [model["id"] for model in rest["data"]] == ids[1:] and rest["has_more"] is False
-    before = httpx.get(f"{base}/v1/models", params={"before_id": ids[-1], "limit": 1}).json()
+    before = http.get(f"{base}/v1/models", params={"before_id": ids[-1], "limit": 1}).json()
     assert before["first_id"] == ids[-2] and before["has_more"] is True
 
 
 def test_sdk_models_and_count_tokens(
-    fake_upstream: FakeUpstream,  # noqa: F811
+    fake_upstream: FakeUpstream,
     sdk: anthropic.Anthropic,
 ) -> None:
     fake_upstream.count_tokens_result = 42
@@ -368,7 +383,7 @@ def test_sdk_models_and_count_tokens(
 # --- Bedrock through botocore --------------------------------------------------------------------
 
 
-def test_botocore_converse(fake_upstream: FakeUpstream, bedrock: Any) -> None:  # noqa: F811
+def test_botocore_converse(fake_upstream: FakeUpstream, bedrock: Any) -> None:
     fake_upstream.answer = RICH_ANSWER
     response = bedrock.converse(
         modelId=MODEL_ID,
@@ -414,11 +429,13 @@ def test_botocore_converse(fake_upstream: FakeUpstream, bedrock: Any) -> None:  
     assert request.model_id == MODEL_ID
 
 
-def test_converse_stop_reason_mapping_and_cache_details(fake_upstream: FakeUpstream) -> None:  # noqa: F811
+def test_converse_stop_reason_mapping_and_cache_details(
+    http: httpx.Client, fake_upstream: FakeUpstream
+) -> None:
     url = f"{fake_upstream.base_url}/model/m/converse"
     body = {"messages": [{"role": "user", "content": [{"text": "q"}]}]}
     fake_upstream.answer = ScriptedAnswer.text("no", stop_reason="refusal")
-    plain = httpx.post(url, json=body).json()
+    plain = http.post(url, json=body).json()
     assert plain["stopReason"] == "content_filtered"
     assert plain["usage"] == {"inputTokens": 0, "outputTokens": 0, "totalTokens": 0}
     assert "additionalModelResponseFields" not in plain
@@ -430,7 +447,7 @@ def test_converse_stop_reason_mapping_and_cache_details(fake_upstream: FakeUpstr
             "cache_creation": {"ephemeral_5m_input_tokens": 4, "ephemeral_1h_input_tokens": 6},
         },
     )
-    cached = httpx.post(url, json=body).json()
+    cached = http.post(url, json=body).json()
     assert cached["stopReason"] == "guardrail_intervened"
     assert cached["usage"]["cacheDetails"] == [
         {"ttl": "5m", "inputTokens": 4},
@@ -438,7 +455,7 @@ def test_converse_stop_reason_mapping_and_cache_details(fake_upstream: FakeUpstr
     ]
 
 
-def test_botocore_converse_stream(fake_upstream: FakeUpstream, bedrock: Any) -> None:  # noqa: F811
+def test_botocore_converse_stream(fake_upstream: FakeUpstream, bedrock: Any) -> None:
     fake_upstream.answer = RICH_ANSWER
     response = bedrock.converse_stream(
         modelId=MODEL_ID, messages=[{"role": "user", "content": [{"text": "Weather?"}]}]
@@ -470,8 +487,10 @@ def test_botocore_converse_stream(fake_upstream: FakeUpstream, bedrock: Any) -> 
     assert events[-1][1]["usage"]["cacheReadInputTokens"] == 1000
 
 
-def test_converse_stream_frames_carry_padding(fake_upstream: FakeUpstream) -> None:  # noqa: F811
-    response = httpx.post(
+def test_converse_stream_frames_carry_padding(
+    http: httpx.Client, fake_upstream: FakeUpstream
+) -> None:
+    response = http.post(
         f"{fake_upstream.base_url}/model/m/converse-stream",
         json={
             "messages": [{"role": "user", "content": [{"text": "q"}]}],
@@ -489,7 +508,7 @@ def test_converse_stream_frames_carry_padding(fake_upstream: FakeUpstream) -> No
     assert message_stop["additionalModelResponseFields"] == {"stop_sequence": None}
 
 
-def test_botocore_invoke_model(fake_upstream: FakeUpstream, bedrock: Any) -> None:  # noqa: F811
+def test_botocore_invoke_model(fake_upstream: FakeUpstream, bedrock: Any) -> None:
     fake_upstream.answer = RICH_ANSWER
     body = {"anthropic_version": "bedrock-2023-05-31", "max_tokens": 10, "messages": []}
     response = bedrock.invoke_model(modelId=MODEL_ID, body=json.dumps(body))
@@ -503,7 +522,7 @@ def test_botocore_invoke_model(fake_upstream: FakeUpstream, bedrock: Any) -> Non
 
 
 def test_botocore_invoke_stream_chunks_rebuild_the_invoke_message(
-    fake_upstream: FakeUpstream,  # noqa: F811
+    fake_upstream: FakeUpstream,
     bedrock: Any,
 ) -> None:
     fake_upstream.answer = RICH_ANSWER
@@ -527,8 +546,8 @@ def test_botocore_invoke_stream_chunks_rebuild_the_invoke_message(
     assert snapshot.stop_reason == whole["stop_reason"]
 
 
-def test_invoke_stream_wire_format(fake_upstream: FakeUpstream) -> None:  # noqa: F811
-    response = httpx.post(
+def test_invoke_stream_wire_format(http: httpx.Client, fake_upstream: FakeUpstream) -> None:
+    response = http.post(
         f"{fake_upstream.base_url}/model/m/invoke-with-response-stream",
         json={"anthropic_version": "bedrock-2023-05-31", "max_tokens": 5, "messages": []},
     )
@@ -540,7 +559,7 @@ def test_invoke_stream_wire_format(fake_upstream: FakeUpstream) -> None:  # noqa
         assert "type" in json.loads(base64.b64decode(decoded["bytes"]))
 
 
-def test_botocore_count_tokens(fake_upstream: FakeUpstream, bedrock: Any) -> None:  # noqa: F811
+def test_botocore_count_tokens(fake_upstream: FakeUpstream, bedrock: Any) -> None:
     fake_upstream.count_tokens_result = 77
     counted = bedrock.count_tokens(
         modelId=MODEL_ID,
@@ -553,19 +572,23 @@ def test_botocore_count_tokens(fake_upstream: FakeUpstream, bedrock: Any) -> Non
 # --- default answers and pacing ------------------------------------------------------------------
 
 
-def test_default_answers_follow_each_concurrent_request(fake_upstream: FakeUpstream) -> None:  # noqa: F811
+def test_default_answers_follow_each_concurrent_request(
+    http: httpx.Client, fake_upstream: FakeUpstream
+) -> None:
     url = f"{fake_upstream.base_url}/v1/messages"
 
     def ask(number: int) -> str:
         body = {**MESSAGES_BODY, "messages": [{"role": "user", "content": f"question {number}"}]}
-        return httpx.post(url, json=body).json()["content"][0]["text"]
+        return http.post(url, json=body).json()["content"][0]["text"]
 
     with ThreadPoolExecutor(max_workers=8) as pool:
         texts = list(pool.map(ask, range(16)))
     assert texts == [f"Fake answer to: question {number}" for number in range(16)]
 
 
-def test_default_answer_from_converse_content_blocks(fake_upstream: FakeUpstream) -> None:  # noqa: F811
+def test_default_answer_from_converse_content_blocks(
+    http: httpx.Client, fake_upstream: FakeUpstream
+) -> None:
     body = {
         "messages": [
             {"role": "user", "content": [{"text": "first"}]},
@@ -573,13 +596,15 @@ def test_default_answer_from_converse_content_blocks(fake_upstream: FakeUpstream
             {"role": "user", "content": [{"image": {}}, {"text": "second"}]},
         ]
     }
-    response = httpx.post(f"{fake_upstream.base_url}/model/m/converse", json=body).json()
+    response = http.post(f"{fake_upstream.base_url}/model/m/converse", json=body).json()
     assert response["output"]["message"]["content"] == [{"text": "Fake answer to: second"}]
     assert response["usage"]["inputTokens"] == len(json.dumps(body, separators=(",", ":"))) // 4
 
 
-def test_pacing_header_sets_the_number_of_text_deltas(fake_upstream: FakeUpstream) -> None:  # noqa: F811
-    response = httpx.post(
+def test_pacing_header_sets_the_number_of_text_deltas(
+    http: httpx.Client, fake_upstream: FakeUpstream
+) -> None:
+    response = http.post(
         f"{fake_upstream.base_url}/v1/messages",
         json={**MESSAGES_BODY, "stream": True},
         headers={"x-fake-text-deltas": "25", "x-fake-delta-interval-ms": "0"},
@@ -590,9 +615,11 @@ def test_pacing_header_sets_the_number_of_text_deltas(fake_upstream: FakeUpstrea
     assert events[-2][1]["usage"]["output_tokens"] == 25
 
 
-def test_pacing_marker_in_the_prompt_reaches_bedrock_streams(fake_upstream: FakeUpstream) -> None:  # noqa: F811
+def test_pacing_marker_in_the_prompt_reaches_bedrock_streams(
+    http: httpx.Client, fake_upstream: FakeUpstream
+) -> None:
     body = {"messages": [{"role": "user", "content": [{"text": "go [[fake text_deltas=12]]"}]}]}
-    response = httpx.post(f"{fake_upstream.base_url}/model/m/converse-stream", json=body)
+    response = http.post(f"{fake_upstream.base_url}/model/m/converse-stream", json=body)
     frames = decode_frames(response.content)
     deltas = [json.loads(p) for h, p in frames if h[":event-type"] == "contentBlockDelta"]
     assert len(deltas) == 12
@@ -609,26 +636,27 @@ def test_pacing_marker_in_the_prompt_reaches_bedrock_streams(fake_upstream: Fake
     ],
 )
 def test_bad_pacing_is_a_400(
-    fake_upstream: FakeUpstream,  # noqa: F811
+    http: httpx.Client,
+    fake_upstream: FakeUpstream,
     headers: dict[str, str],
     prompt: str,
     message: str,
 ) -> None:
     body = {**MESSAGES_BODY, "messages": [{"role": "user", "content": prompt}]}
-    response = httpx.post(f"{fake_upstream.base_url}/v1/messages", json=body, headers=headers)
+    response = http.post(f"{fake_upstream.base_url}/v1/messages", json=body, headers=headers)
     assert response.status_code == 400
     assert message in response.json()["error"]["message"]
 
 
-def test_unknown_route_and_invalid_bodies(fake_upstream: FakeUpstream) -> None:  # noqa: F811
+def test_unknown_route_and_invalid_bodies(http: httpx.Client, fake_upstream: FakeUpstream) -> None:
     base = fake_upstream.base_url
-    missing = httpx.get(f"{base}/v2/nothing")
+    missing = http.get(f"{base}/v2/nothing")
     assert missing.status_code == 404
     assert missing.json()["error"]["type"] == "not_found_error"
-    not_json = httpx.post(f"{base}/v1/messages", content=b"{oops")
+    not_json = http.post(f"{base}/v1/messages", content=b"{oops")
     assert not_json.status_code == 400
     assert not_json.json()["error"]["type"] == "invalid_request_error"
-    bedrock_list = httpx.post(f"{base}/model/m/converse", json=[1, 2])
+    bedrock_list = http.post(f"{base}/model/m/converse", json=[1, 2])
     assert bedrock_list.status_code == 400
     assert bedrock_list.headers["x-amzn-errortype"].startswith("ValidationException:")
     assert bedrock_list.json() == {"message": "request body must be a JSON object"}
@@ -638,7 +666,8 @@ def test_unknown_route_and_invalid_bodies(fake_upstream: FakeUpstream) -> None: 
 
 
 def test_anthropic_http_error_with_rate_limit_headers(
-    fake_upstream: FakeUpstream,  # noqa: F811
+    http: httpx.Client,
+    fake_upstream: FakeUpstream,
     sdk: anthropic.Anthropic,
 ) -> None:
     fake_upstream.add_fault(
@@ -653,7 +682,7 @@ def test_anthropic_http_error_with_rate_limit_headers(
             },
         ),
     )
-    response = httpx.post(f"{fake_upstream.base_url}/v1/messages", json=MESSAGES_BODY)
+    response = http.post(f"{fake_upstream.base_url}/v1/messages", json=MESSAGES_BODY)
     assert response.status_code == 429
     assert response.headers["retry-after"] == "17"
     assert response.headers["anthropic-ratelimit-unified-5h-reset"] == "1790000000"
@@ -672,7 +701,7 @@ def test_anthropic_http_error_with_rate_limit_headers(
 
 
 def test_bedrock_http_errors_reach_botocore_as_typed_exceptions(
-    fake_upstream: FakeUpstream,  # noqa: F811
+    fake_upstream: FakeUpstream,
     bedrock: Any,
 ) -> None:
     fake_upstream.add_fault(
@@ -690,25 +719,26 @@ def test_bedrock_http_errors_reach_botocore_as_typed_exceptions(
     assert raw.status == 503 and isinstance(raw.fault, HttpError)
 
 
-def test_http_error_with_raw_body(fake_upstream: FakeUpstream) -> None:  # noqa: F811
+def test_http_error_with_raw_body(http: httpx.Client, fake_upstream: FakeUpstream) -> None:
     fake_upstream.add_fault("anthropic", HttpError(status=502, body=b"<html>bad gateway</html>"))
-    response = httpx.post(f"{fake_upstream.base_url}/v1/messages", json=MESSAGES_BODY)
+    response = http.post(f"{fake_upstream.base_url}/v1/messages", json=MESSAGES_BODY)
     assert (response.status_code, response.content) == (502, b"<html>bad gateway</html>")
 
 
-def test_slow_first_byte_then_an_answer(fake_upstream: FakeUpstream) -> None:  # noqa: F811
+def test_slow_first_byte_then_an_answer(http: httpx.Client, fake_upstream: FakeUpstream) -> None:
     fake_upstream.add_fault("anthropic", Delay(delay=0.05))
-    response = httpx.post(f"{fake_upstream.base_url}/v1/messages", json=MESSAGES_BODY)
+    response = http.post(f"{fake_upstream.base_url}/v1/messages", json=MESSAGES_BODY)
     assert response.status_code == 200
     assert isinstance(fake_upstream.last_request.fault, Delay)
 
 
 def test_slow_first_byte_trips_a_client_timeout_and_the_disconnect_is_seen(
-    fake_upstream: FakeUpstream,  # noqa: F811
+    http: httpx.Client,
+    fake_upstream: FakeUpstream,
 ) -> None:
     fake_upstream.add_fault("anthropic", HttpError(status=429, delay=60))
     with pytest.raises(httpx.ReadTimeout):
-        httpx.post(
+        http.post(
             f"{fake_upstream.base_url}/v1/messages",
             json=MESSAGES_BODY,
             timeout=httpx.Timeout(5.0, read=0.2),
@@ -721,22 +751,24 @@ def test_slow_first_byte_trips_a_client_timeout_and_the_disconnect_is_seen(
     fake_upstream.wait_idle()
 
 
-def test_drop_connection(fake_upstream: FakeUpstream) -> None:  # noqa: F811
+def test_drop_connection(http: httpx.Client, fake_upstream: FakeUpstream) -> None:
     fake_upstream.add_fault("anthropic", DropConnection())
     with pytest.raises(httpx.RemoteProtocolError):
-        httpx.post(f"{fake_upstream.base_url}/v1/messages", json=MESSAGES_BODY)
+        http.post(f"{fake_upstream.base_url}/v1/messages", json=MESSAGES_BODY)
     fake_upstream.wait_idle()
     request = fake_upstream.last_request
     assert request.outcome == "server_closed"
     assert request.status is None and not request.abandoned
 
 
-def test_anthropic_stream_cut_after_k_events(fake_upstream: FakeUpstream) -> None:  # noqa: F811
+def test_anthropic_stream_cut_after_k_events(
+    http: httpx.Client, fake_upstream: FakeUpstream
+) -> None:
     fake_upstream.add_fault("anthropic", StreamCut(after_events=3))
     received = b""
     with (
         pytest.raises(httpx.RemoteProtocolError),
-        httpx.stream(
+        http.stream(
             "POST", f"{fake_upstream.base_url}/v1/messages", json={**MESSAGES_BODY, "stream": True}
         ) as response,
     ):
@@ -753,12 +785,14 @@ def test_anthropic_stream_cut_after_k_events(fake_upstream: FakeUpstream) -> Non
     assert fake_upstream.last_request.events_sent == 3
 
 
-def test_bedrock_stream_cut_leaves_whole_frames_only(fake_upstream: FakeUpstream) -> None:  # noqa: F811
+def test_bedrock_stream_cut_leaves_whole_frames_only(
+    http: httpx.Client, fake_upstream: FakeUpstream
+) -> None:
     fake_upstream.add_fault("bedrock", StreamCut(after_events=2))
     received = b""
     with (
         pytest.raises(httpx.RemoteProtocolError),
-        httpx.stream(
+        http.stream(
             "POST", f"{fake_upstream.base_url}/model/m/converse-stream", json={"messages": []}
         ) as response,
     ):
@@ -771,11 +805,12 @@ def test_bedrock_stream_cut_leaves_whole_frames_only(fake_upstream: FakeUpstream
 
 
 def test_anthropic_mid_stream_error_event(
-    fake_upstream: FakeUpstream,  # noqa: F811
+    http: httpx.Client,
+    fake_upstream: FakeUpstream,
     sdk: anthropic.Anthropic,
 ) -> None:
     fake_upstream.add_fault("anthropic", AnthropicStreamError(after_events=4))
-    response = httpx.post(
+    response = http.post(
         f"{fake_upstream.base_url}/v1/messages", json={**MESSAGES_BODY, "stream": True}
     )
     events = sse_events(response.text)
@@ -793,7 +828,8 @@ def test_anthropic_mid_stream_error_event(
 
 
 def test_bedrock_mid_stream_exception_frame(
-    fake_upstream: FakeUpstream,  # noqa: F811
+    http: httpx.Client,
+    fake_upstream: FakeUpstream,
     bedrock: Any,
 ) -> None:
     fake_upstream.add_fault(
@@ -805,9 +841,7 @@ def test_bedrock_mid_stream_exception_frame(
             original_status_code=500,
         ),
     )
-    response = httpx.post(
-        f"{fake_upstream.base_url}/model/m/converse-stream", json={"messages": []}
-    )
+    response = http.post(f"{fake_upstream.base_url}/model/m/converse-stream", json={"messages": []})
     frames = decode_frames(response.content)
     assert len(frames) == 4
     headers, payload = frames[-1]
@@ -828,19 +862,21 @@ def test_bedrock_mid_stream_exception_frame(
     assert raised.value.response["Error"]["Code"] == "throttlingException"
 
 
-def test_mid_stream_fault_after_the_last_event(fake_upstream: FakeUpstream) -> None:  # noqa: F811
+def test_mid_stream_fault_after_the_last_event(
+    http: httpx.Client, fake_upstream: FakeUpstream
+) -> None:
     fake_upstream.add_fault("bedrock", BedrockStreamException(after_events=10_000))
     body = {"anthropic_version": "bedrock-2023-05-31", "max_tokens": 5, "messages": []}
-    response = httpx.post(
-        f"{fake_upstream.base_url}/model/m/invoke-with-response-stream", json=body
-    )
+    response = http.post(f"{fake_upstream.base_url}/model/m/invoke-with-response-stream", json=body)
     frames = decode_frames(response.content)
     assert frames[-1][0][":message-type"] == "exception"
     last_chunk = json.loads(base64.b64decode(json.loads(frames[-2][1])["bytes"]))
     assert last_chunk["type"] == "message_stop"
 
 
-def test_fault_queue_order_default_and_matching(fake_upstream: FakeUpstream) -> None:  # noqa: F811
+def test_fault_queue_order_default_and_matching(
+    http: httpx.Client, fake_upstream: FakeUpstream
+) -> None:
     base = fake_upstream.base_url
     fake_upstream.add_fault(
         "anthropic",
@@ -850,18 +886,18 @@ def test_fault_queue_order_default_and_matching(fake_upstream: FakeUpstream) -> 
         HttpError(status=403),
     )
     fake_upstream.set_default_fault("anthropic", HttpError(status=529, endpoint="messages"))
-    assert httpx.post(f"{base}/v1/messages", json=MESSAGES_BODY).status_code == 401
-    assert httpx.get(f"{base}/v1/models").status_code == 403
-    assert httpx.post(f"{base}/v1/messages", json=MESSAGES_BODY).status_code == 529
-    assert httpx.post(f"{base}/v1/messages/count_tokens", json=MESSAGES_BODY).status_code == 500
-    assert httpx.post(f"{base}/v1/messages/count_tokens", json=MESSAGES_BODY).status_code == 200
-    assert httpx.post(f"{base}/model/m/converse", json={"messages": []}).status_code == 200
+    assert http.post(f"{base}/v1/messages", json=MESSAGES_BODY).status_code == 401
+    assert http.get(f"{base}/v1/models").status_code == 403
+    assert http.post(f"{base}/v1/messages", json=MESSAGES_BODY).status_code == 529
+    assert http.post(f"{base}/v1/messages/count_tokens", json=MESSAGES_BODY).status_code == 500
+    assert http.post(f"{base}/v1/messages/count_tokens", json=MESSAGES_BODY).status_code == 200
+    assert http.post(f"{base}/model/m/converse", json={"messages": []}).status_code == 200
     assert [type(fault) for fault in fake_upstream.faults["anthropic"].pending()] == [StreamCut]
     fake_upstream.set_default_fault("anthropic", None)
-    assert httpx.post(f"{base}/v1/messages", json=MESSAGES_BODY).status_code == 200
+    assert http.post(f"{base}/v1/messages", json=MESSAGES_BODY).status_code == 200
 
 
-def test_faults_are_checked_against_their_upstream(fake_upstream: FakeUpstream) -> None:  # noqa: F811
+def test_faults_are_checked_against_their_upstream(fake_upstream: FakeUpstream) -> None:
     with pytest.raises(ValueError, match="anthropic fault"):
         fake_upstream.add_fault("bedrock", AnthropicStreamError())
     with pytest.raises(ValueError, match="bedrock fault"):
@@ -873,11 +909,13 @@ def test_faults_are_checked_against_their_upstream(fake_upstream: FakeUpstream) 
 # --- recording and connection accounting ---------------------------------------------------------
 
 
-def test_requests_are_recorded_byte_for_byte(fake_upstream: FakeUpstream) -> None:  # noqa: F811
+def test_requests_are_recorded_byte_for_byte(
+    http: httpx.Client, fake_upstream: FakeUpstream
+) -> None:
     raw_body = (
         b'{"model": "m",  "max_tokens": 1, "messages": [{"role":"user","content":"\\u00e9"}]}'
     )
-    httpx.post(
+    http.post(
         f"{fake_upstream.base_url}/v1/messages?beta=true",
         content=raw_body,
         headers={
@@ -886,7 +924,7 @@ def test_requests_are_recorded_byte_for_byte(fake_upstream: FakeUpstream) -> Non
             "anthropic-version": "2023-06-01",
         },
     )
-    httpx.get(f"{fake_upstream.base_url}/v1/models?limit=2")
+    http.get(f"{fake_upstream.base_url}/v1/models?limit=2")
     first, second = fake_upstream.requests
     assert (first.method, first.path, first.query) == ("POST", "/v1/messages", "beta=true")
     assert first.body == raw_body
@@ -926,7 +964,7 @@ def test_keep_alive_connections_are_counted() -> None:
         fake.wait_until(lambda: fake.connections_open == 0)
 
 
-def test_client_abandoning_a_stream_is_reported(fake_upstream: FakeUpstream) -> None:  # noqa: F811
+def test_client_abandoning_a_stream_is_reported(fake_upstream: FakeUpstream) -> None:
     body = {**MESSAGES_BODY, "stream": True}
     headers = {"x-fake-text-deltas": "500", "x-fake-delta-interval-ms": "20"}
     with httpx.Client(base_url=fake_upstream.base_url) as client:
@@ -946,7 +984,7 @@ def test_client_abandoning_a_stream_is_reported(fake_upstream: FakeUpstream) -> 
     assert fake_upstream.abandoned_requests == [abandoned]
 
 
-async def test_async_wait_keeps_the_event_loop_running(fake_upstream: FakeUpstream) -> None:  # noqa: F811
+async def test_async_wait_keeps_the_event_loop_running(fake_upstream: FakeUpstream) -> None:
     async with httpx.AsyncClient(base_url=fake_upstream.base_url) as client:
         body = {**MESSAGES_BODY, "stream": True}
         headers = {"x-fake-text-deltas": "300", "x-fake-delta-interval-ms": "20"}
@@ -958,7 +996,7 @@ async def test_async_wait_keeps_the_event_loop_running(fake_upstream: FakeUpstre
         await fake_upstream.wait_until_async(lambda: bool(fake_upstream.abandoned_requests))
 
 
-def test_completed_requests_are_not_abandoned(fake_upstream: FakeUpstream) -> None:  # noqa: F811
+def test_completed_requests_are_not_abandoned(fake_upstream: FakeUpstream) -> None:
     with httpx.Client(base_url=fake_upstream.base_url) as client:
         client.post("/v1/messages", json={**MESSAGES_BODY, "stream": True})
         client.post("/model/m/converse-stream", json={"messages": []})
@@ -967,30 +1005,32 @@ def test_completed_requests_are_not_abandoned(fake_upstream: FakeUpstream) -> No
     assert fake_upstream.abandoned_requests == []
 
 
-def test_wait_until_times_out(fake_upstream: FakeUpstream) -> None:  # noqa: F811
+def test_wait_until_times_out(fake_upstream: FakeUpstream) -> None:
     with pytest.raises(TimeoutError):
         fake_upstream.wait_until(lambda: False, timeout=0.01)
     with pytest.raises(LookupError):
         _ = fake_upstream.last_request
 
 
-def test_reset_forgets_scripts_faults_and_history(fake_upstream: FakeUpstream) -> None:  # noqa: F811
+def test_reset_forgets_scripts_faults_and_history(
+    http: httpx.Client, fake_upstream: FakeUpstream
+) -> None:
     fake_upstream.answer = ScriptedAnswer.text("scripted")
     fake_upstream.add_fault("bedrock", HttpError(status=500))
     fake_upstream.extra_headers["anthropic"]["anthropic-ratelimit-unified-status"] = "allowed"
-    response = httpx.post(f"{fake_upstream.base_url}/v1/messages", json=MESSAGES_BODY)
+    response = http.post(f"{fake_upstream.base_url}/v1/messages", json=MESSAGES_BODY)
     assert response.headers["anthropic-ratelimit-unified-status"] == "allowed"
     fake_upstream.reset()
     assert fake_upstream.requests == [] and fake_upstream.connections_opened == 0
     assert fake_upstream.faults["bedrock"].pending() == []
-    response = httpx.post(f"{fake_upstream.base_url}/v1/messages", json=MESSAGES_BODY)
+    response = http.post(f"{fake_upstream.base_url}/v1/messages", json=MESSAGES_BODY)
     assert response.json()["content"][0]["text"].startswith("Fake answer to:")
     assert "anthropic-ratelimit-unified-status" not in response.headers
 
 
-def test_record_false_keeps_counters_only() -> None:
+def test_record_false_keeps_counters_only(http: httpx.Client) -> None:
     with FakeUpstream(record=False) as fake:
-        httpx.post(f"{fake.base_url}/v1/messages", json=MESSAGES_BODY)
+        http.post(f"{fake.base_url}/v1/messages", json=MESSAGES_BODY)
         assert fake.requests == []
         assert fake.connections_opened == 1
 
@@ -1021,7 +1061,7 @@ def test_start_twice_is_refused() -> None:
         fake.start()
 
 
-def test_command_line_serves_until_terminated() -> None:
+def test_command_line_serves_until_terminated(http: httpx.Client) -> None:
     process = subprocess.Popen(
         [sys.executable, "-m", "proxy.testing.fake_upstream", "--port", "0", "--text-deltas", "7"],
         cwd=REPO_ROOT,
@@ -1033,7 +1073,7 @@ def test_command_line_serves_until_terminated() -> None:
         assert process.stdout is not None
         base_url = process.stdout.readline().strip()
         assert base_url.startswith("http://127.0.0.1:")
-        response = httpx.post(f"{base_url}/v1/messages", json={**MESSAGES_BODY, "stream": True})
+        response = http.post(f"{base_url}/v1/messages", json={**MESSAGES_BODY, "stream": True})
         deltas = [name for name, _ in sse_events(response.text) if name == "content_block_delta"]
         assert len(deltas) == 7
     finally:
