@@ -87,7 +87,7 @@ def _request_for(
     if target.api_mode == "converse":
         payload = anthropic_to_converse(body, model_id=target.model_id, betas=betas)
         return model_path + ("/converse-stream" if stream else "/converse"), payload
-    payload = anthropic_to_invoke(body, betas=betas)
+    payload = anthropic_to_invoke(body, betas=betas, model_id=target.model_id)
     return model_path + ("/invoke-with-response-stream" if stream else "/invoke"), payload
 
 
@@ -288,7 +288,8 @@ async def _relay(
         if tail:
             yield b"".join(tail)
         disconnected = False
-    except (httpx.HTTPError, ParserError) as exc:
+    except (httpx.HTTPError, ParserError, ValueError) as exc:
+        # ValueError: a frame whose payload is not the JSON it should be (InvokeStreamError).
         disconnected = False
         status = 502
         logger.warning("bedrock: stream failed for %s: %s", context.request_id, exc)

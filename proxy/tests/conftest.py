@@ -15,7 +15,7 @@ import uvicorn
 from accounts.keycache import invalidate_key_metadata, key_cache
 from accounts.models import User
 from accounts.services import access_key_create, provider_credential_set
-from proxy.circuit import circuits
+from proxy.circuit import circuits, reset_shared_state
 from proxy.models import ModelMapping
 from proxy.routing import model_map
 from proxy.testing.fixtures import (  # noqa: F401 (fixtures)
@@ -68,6 +68,7 @@ def gateway_server() -> Iterator[GatewayServer]:
 def _fresh_proxy_state() -> Iterator[None]:
     key_cache.clear()
     circuits.reset()
+    reset_shared_state()
     model_map.invalidate()
     yield
     flush_usage_events()  # no event of this test may land in the next one's database
@@ -89,7 +90,7 @@ def _seeded_mappings() -> dict[str, str]:
 
 
 @pytest.fixture
-def key_holder(transactional_db: None) -> KeyHolder:
+def key_holder(transactional_db: None) -> Iterator[KeyHolder]:
     # Transactional tests empty every table afterwards, the migration's seed rows included.
     for name, model_id in _seeded_mappings().items():
         ModelMapping.objects.get_or_create(
@@ -97,7 +98,9 @@ def key_holder(transactional_db: None) -> KeyHolder:
         )
     user = User.objects.create_user(email="dev@example.com")
     key, plaintext = access_key_create(user=user, label="laptop")
-    return KeyHolder(user=user, key_id=key.id, plaintext=plaintext)
+    yield KeyHolder(user=user, key_id=key.id, plaintext=plaintext)
+    # Before the database is emptied: no event of this test may land in the next one's.
+    flush_usage_events()
 
 
 @pytest.fixture
