@@ -316,6 +316,13 @@ class AccessKeyAdmin(admin.ModelAdmin):
         obj._state.db = key._state.db
         self.message_user(request, new_key_message(key, plaintext), messages.SUCCESS)
 
+    def get_deleted_objects(self, objs: Any, request: HttpRequest) -> Any:
+        # A delete here is a soft delete of the keys alone: the confirmation page must not list
+        # their credentials and history as going away with them.
+        keys = list(objs)
+        summary = {str(AccessKey._meta.verbose_name_plural): len(keys)}
+        return [str(key) for key in keys], summary, set(), []
+
     def delete_model(self, request: HttpRequest, obj: AccessKey) -> None:
         access_key_soft_delete(access_key=obj)
 

@@ -325,11 +325,19 @@ def test_revoke_action(admin_client: Client, make_key: MakeKey) -> None:
 
 
 def test_delete_is_a_soft_delete(
-    admin_client: Client, make_key: MakeKey, django_capture_on_commit_callbacks: Any
+    admin_client: Client,
+    make_key: MakeKey,
+    make_credential: MakeCredential,
+    django_capture_on_commit_callbacks: Any,
 ) -> None:
     one, one_plaintext = make_key()
     two, _ = make_key()
     three, _ = make_key()
+    make_credential(access_key=one)
+    confirm = admin_client.get(reverse("admin:accounts_accesskey_delete", args=[one.pk]))
+    assert confirm.status_code == 200
+    assert confirm.context["deleted_objects"] == [str(one)]
+    assert dict(confirm.context["model_count"]) == {"access keys": 1}
 
     with django_capture_on_commit_callbacks(execute=True) as callbacks:
         response = admin_client.post(
@@ -342,6 +350,7 @@ def test_delete_is_a_soft_delete(
     )
 
     assert AccessKey.objects.count() == 3
+    assert ProviderCredential.objects.filter(access_key=one).exists()
     for key in (one, two):
         key.refresh_from_db()
         assert key.deleted_at is not None
@@ -602,3 +611,38 @@ def test_credential_list_filters_by_scope(
     assert labels(q=key.prefix) == {"the-key-one"}
     assert labels(q="alice@example") == {"the-user-one"}
     assert labels(provider__exact="anthropic") == set()
+
+
+def test_the_plaintext_scan_finds_what_is_stored(user: User, db_scan: Scan) -> None:
+    # Guards the "stored nowhere" assertions above: the scan does see every table.
+    assert "accounts_user.email" in db_scan("alice@example.com")
+    assert db_scan("no-such-value-anywhere") == []
+
+
+def test_user_autocomplete_serves_the_key_form(admin_client: Client, user: User) -> None:
+    response = admin_client.get(
+        reverse("admin:autocomplete"),
+        {"app_label": "accounts", "model_name": "accesskey", "field_name": "user", "term": "ali"},
+    )
+    assert response.status_code == 200
+    assert [item["text"] for item in response.json()["results"]] == ["alice@example.com"]
+
+
+def test_users_without_keys_can_be_deleted_and_key_holders_cannot(
+    admin_client: Client, make_key: MakeKey, make_user: Callable[..., User]
+) -> None:
+    keyless = make_user("keyless@example.com")
+    holder = make_user("holder@example.com")
+    make_key(user=holder)
+    admin_client.post(
+        USERS, {"action": "delete_selected", ACTION_CHECKBOX_NAME: [keyless.pk], "post": "yes"}
+    )
+    assert not User.objects.filter(pk=keyless.pk).exists()
+    response = admin_client.post(
+        reverse("admin:accounts_user_delete", args=[holder.pk]), {"post": "yes"}
+    )
+    assert response.status_code == 200
+    assert "would require deleting the following protected related objects" in (
+        response.content.decode()
+    )
+    assert User.objects.filter(pk=holder.pk).exists()
