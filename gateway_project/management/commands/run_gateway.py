@@ -159,10 +159,20 @@ def describe_broker() -> str:
     return f"{scheme}://{rest.rpartition('@')[2]}"
 
 
-def _die_with_parent() -> None:
-    """In the child, before exec: ask Linux for SIGTERM when the supervisor goes away."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+def _death_signal_hook() -> Callable[[], None] | None:
+    """A pre-exec hook asking Linux to SIGTERM the child when the supervisor goes away.
+
+    libc is looked up here, in the parent: the hook runs between fork and exec, where loading a
+    library could wait forever on a lock some other thread held at the fork.
+    """
+    if sys.platform != "linux":
+        return None
+    prctl = ctypes.CDLL(None, use_errno=True).prctl
+
+    def hook() -> None:
+        prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+    return hook
 
 
 def _kill_group(child: Child) -> None:
@@ -194,7 +204,12 @@ class Supervisor:
         handled = (signal.SIGINT, signal.SIGTERM)
         previous = {signum: signal.signal(signum, self._on_signal) for signum in handled}
         try:
-            self._start_all()
+            try:
+                self._start_all()
+            except BaseException:
+                # One child could not be started: the ones already running must not linger.
+                self._stop_all(signal.SIGTERM)
+                raise
             failed = self._wait_for_signal_or_death()
             if failed is not None:
                 assert failed.process is not None
@@ -211,7 +226,7 @@ class Supervisor:
                 signal.signal(signum, handler)
 
     def _start_all(self) -> None:
-        preexec = _die_with_parent if sys.platform == "linux" else None
+        preexec = _death_signal_hook()
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         for child in self.children:
             if self.signals:
@@ -282,12 +297,18 @@ class Command(BaseCommand):
             raise CommandError(f"--workers must be at least 1, got {workers}.")
 
         verbosity = max(0, options["verbosity"] - 1)
+        self._say("migrating the database")
         call_command("migrate", interactive=False, verbosity=verbosity)
+        self._say("collecting static files")
         call_command("collectstatic", interactive=False, verbosity=verbosity)
         base_url = display_url(host, port)
         login = admin_account_ensure(email=admin_email(), password_file=admin_password_file())
-        # The children open their own connections; this process needs none while it waits.
-        connections.close_all()
+        # The children open their own connections; this process needs none while it waits, nor
+        # a connection pool's threads while it forks them.
+        for connection in connections.all():
+            connection.close()
+            if hasattr(connection, "close_pool"):
+                connection.close_pool()
 
         children = child_commands(
             host=host,
