@@ -32,8 +32,13 @@ Frames = list[tuple[bytes, bool]]
 StreamFault = tuple[int, bytes | None]
 
 
+# One encoder for every payload: json.dumps with options builds a new encoder on each call.
+_JSON = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+
+
 def json_bytes(data: Any) -> bytes:
-    return json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    """Compact JSON, as both upstreams write it."""
+    return _JSON.encode(data).encode("utf-8")
 
 
 def sse_event(event_type: str, data: Any) -> bytes:
@@ -143,43 +148,47 @@ class Exchange:
         delta_interval: float,
         fault: StreamFault | None = None,
     ) -> None:
-        """A chunked 200 response, one chunk per frame, `delta_interval` seconds between deltas.
+        """A chunked 200 response of `frames`, `delta_interval` seconds between deltas.
 
-        With `fault=(position, final)`, the frame at `position` (clipped to the end) is replaced
+        Frames due at the same moment go out in one write (a client must cope with several events
+        in a chunk anyway, and a benchmark baseline should not pay a write per event). With
+        `fault=(position, final)`, the frames from `position` on (clipped to the end) are replaced
         by `final` and the response ends there, or the connection is cut if `final` is None.
         """
         if self.closed:
             return
-        fault_at, fault_bytes = (
-            (-1, None) if fault is None else (min(fault[0], len(frames)), fault[1])
-        )
+        end = len(frames) if fault is None else min(fault[0], len(frames))
         self.record.status = 200
         await self.send(
             {"type": "http.response.start", "status": 200, "headers": _encode_headers(headers)}
         )
+        due: list[bytes] = []
         delta_seen = False
-        for position, (frame, is_delta) in enumerate(frames):
-            if position == fault_at:
-                await self._end_with_fault(fault_bytes)
-                return
-            paced = is_delta and delta_seen and delta_interval > 0
-            if paced and not await self.pause(delta_interval):
-                return
+        for frame, is_delta in frames[:end]:
+            if is_delta and delta_seen and delta_interval > 0:
+                if not await self._write(due, more=True):
+                    return
+                if not await self.pause(delta_interval):
+                    return
             delta_seen = delta_seen or is_delta
-            if self.closed:
-                return
-            await self.send({"type": "http.response.body", "body": frame, "more_body": True})
-            self.record.events_sent += 1
-        if fault_at == len(frames):
-            await self._end_with_fault(fault_bytes)
-            return
-        await self.send({"type": "http.response.body", "body": b"", "more_body": False})
-
-    async def _end_with_fault(self, final: bytes | None) -> None:
+            due.append(frame)
+        final = b"" if fault is None else fault[1]
         if final is None:
-            await self.close_connection()
-        else:
-            await self.send({"type": "http.response.body", "body": final, "more_body": False})
+            if await self._write(due, more=True):
+                await self.close_connection()
+            return
+        await self._write(due, more=False, tail=final)
+
+    async def _write(self, frames: list[bytes], *, more: bool, tail: bytes = b"") -> bool:
+        """Send the due frames (and a final tail) as one chunk; False if the client is gone."""
+        if self.closed:
+            return False
+        if frames or tail or not more:
+            body = b"".join(frames) + tail
+            await self.send({"type": "http.response.body", "body": body, "more_body": more})
+            self.record.events_sent += len(frames)
+            frames.clear()
+        return True
 
     async def close_connection(self) -> None:
         """Close the connection from the server side, whatever was sent so far."""

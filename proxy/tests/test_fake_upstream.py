@@ -49,6 +49,7 @@ from proxy.testing.records import route_request
 # binding those names in this module.
 _fixture_server = fixtures.fake_upstream_server
 _fixture_fake = fixtures.fake_upstream
+_fixture_settings = fixtures.fake_upstream_settings
 
 MODEL_ID = "us.anthropic.claude-sonnet-4-5-20250929-v1:0"
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -277,12 +278,10 @@ def test_sdk_stream_final_message_equals_create(
     created = sdk.messages.create(**MESSAGES_BODY)
     with sdk.messages.stream(**MESSAGES_BODY) as stream:
         streamed = stream.get_final_message()
-    for name in ("type", "role", "model", "stop_reason", "stop_sequence"):
-        assert getattr(streamed, name) == getattr(created, name), name
-    assert streamed.usage.to_dict() == created.usage.to_dict()
-    assert [block.to_dict() for block in streamed.content] == [
-        block.to_dict() for block in created.content
-    ]
+    # Every field of the accumulated stream equals the JSON answer, the id aside.
+    assert streamed.model_dump(exclude={"id"}) == created.model_dump(exclude={"id"})
+    assert streamed.usage.model_dump() == created.usage.model_dump()
+    assert [block.type for block in streamed.content] == [block["type"] for block in answer.content]
     assert streamed.id != created.id  # each response has its own id
 
 
@@ -1003,6 +1002,22 @@ def test_completed_requests_are_not_abandoned(fake_upstream: FakeUpstream) -> No
     fake_upstream.wait_idle()
     assert [request.outcome for request in fake_upstream.requests] == ["completed", "completed"]
     assert fake_upstream.abandoned_requests == []
+
+
+def test_settings_fixture_points_the_gateway_at_the_fake(
+    fake_upstream_settings: FakeUpstream, settings: Any
+) -> None:
+    assert fake_upstream_settings.base_url == settings.GATEWAY_ANTHROPIC_BASE_URL
+    assert fake_upstream_settings.base_url == settings.GATEWAY_BEDROCK_ENDPOINT_URL
+
+
+def test_wait_for_requests_from_another_thread(
+    http: httpx.Client, fake_upstream: FakeUpstream
+) -> None:
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pool.submit(http.get, f"{fake_upstream.base_url}/v1/models")
+        seen = fake_upstream.wait_for_requests(1)
+    assert [request.endpoint for request in seen] == ["models"]
 
 
 def test_wait_until_times_out(fake_upstream: FakeUpstream) -> None:
