@@ -593,8 +593,10 @@ def test_ensure_admin_command_output(tmp_path: Path, capsys: pytest.CaptureFixtu
 
 
 def run_script(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    # The inner test runs need no services: leave the outer run's databases alone.
+    outer_only = {"GATEWAY_DATA_DIR", "DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL"}
     env = {
-        **{key: value for key, value in os.environ.items() if key != "GATEWAY_DATA_DIR"},
+        **{key: value for key, value in os.environ.items() if key not in outer_only},
         # The running interpreter's environment, already installed: no install step here.
         "GATEWAY_VENV": sys.prefix,
         "GATEWAY_SKIP_INSTALL": "1",
