@@ -9,6 +9,7 @@ effect everywhere within about a second. Without Redis, other processes see it w
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import logging
 import threading
@@ -16,6 +17,7 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
@@ -75,6 +77,7 @@ class KeyMetadataCache:
         # What Redis held at the last check: bytes, or None while nobody has invalidated yet.
         self._generation: bytes | str | None = _NEVER_READ
         self._generation_checked_at = 0.0
+        self._sync_task: asyncio.Task[None] | None = None
 
     def clear(self) -> None:
         with self._lock:
@@ -97,39 +100,39 @@ class KeyMetadataCache:
             while len(self._entries) > _MAX_ENTRIES:
                 self._entries.popitem(last=False)
 
-    async def _sync_generation(self, now: float) -> None:
-        """Drop everything when another process has invalidated (checked once a second)."""
+    def _sync_generation(self, now: float) -> None:
+        """Drop everything when another process has invalidated (checked once a second).
+
+        The check runs as a background task: a request never waits on Redis, and a slow or
+        absent Redis costs nothing on the hot path.
+        """
         if now - self._generation_checked_at < _GENERATION_CHECK_INTERVAL:
             return
         self._generation_checked_at = now
         client = shared_redis.async_client()
-        if client is None:
+        if client is None or (self._sync_task is not None and not self._sync_task.done()):
             return
+        self._sync_task = asyncio.get_running_loop().create_task(self._read_generation(client))
+
+    async def _read_generation(self, client: Any) -> None:
         try:
             generation = await client.get(GENERATION_KEY)
         except Exception as exc:  # Redis away: keep serving from the TTL-bounded cache.
             logger.warning("key cache: cannot read invalidation generation: %s", exc)
             return
         if generation != self._generation:
-            if self._generation != _NEVER_READ:
-                self.clear()
+            # Also on the first read: entries loaded before it may predate an invalidation.
+            self.clear()
             self._generation = generation
 
-    async def lookup(self, plaintext: str) -> KeyMetadata | None:
-        """The metadata of a usable key, or None for an unknown or unusable one."""
+    async def wait_synced(self) -> None:
+        """Wait for a background invalidation check (tests use it to be deterministic)."""
+        if self._sync_task is not None:
+            await asyncio.gather(self._sync_task, return_exceptions=True)
+
+    def _verify(self, metadata: KeyMetadata | None, plaintext: str) -> KeyMetadata | None:
         from django.utils import timezone
 
-        from accounts.selectors import key_metadata_load
-
-        prefix = access_key_prefix(plaintext)
-        if prefix is None:
-            return None
-        now = time.monotonic()
-        await self._sync_generation(now)
-        found, metadata = self._get(prefix, now)
-        if not found:
-            metadata = await sync_to_async(key_metadata_load)(prefix)
-            self._put(prefix, metadata, now)
         if metadata is None:
             return None
         if not hmac.compare_digest(metadata.key_hash, hash_access_key(plaintext)):
@@ -137,6 +140,32 @@ class KeyMetadataCache:
         if not metadata.usable_at(timezone.now()):
             return None
         return metadata
+
+    def lookup_cached(self, plaintext: str) -> tuple[bool, KeyMetadata | None]:
+        """(answered, metadata) from the cache alone: ``answered`` is False when only the
+        database can tell. Needs a running event loop (for the invalidation check)."""
+        prefix = access_key_prefix(plaintext)
+        if prefix is None:
+            return True, None
+        now = time.monotonic()
+        self._sync_generation(now)
+        found, metadata = self._get(prefix, now)
+        if not found:
+            return False, None
+        return True, self._verify(metadata, plaintext)
+
+    async def lookup(self, plaintext: str) -> KeyMetadata | None:
+        """The metadata of a usable key, or None for an unknown or unusable one."""
+        from accounts.selectors import key_metadata_load
+
+        answered, metadata = self.lookup_cached(plaintext)
+        if answered:
+            return metadata
+        prefix = access_key_prefix(plaintext)
+        assert prefix is not None  # lookup_cached answers malformed keys itself
+        loaded = await sync_to_async(key_metadata_load)(prefix)
+        self._put(prefix, loaded, time.monotonic())
+        return self._verify(loaded, plaintext)
 
 
 key_cache = KeyMetadataCache()

@@ -12,6 +12,7 @@ not wait on Redis per request and keeps working when Redis is away.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import logging
@@ -19,6 +20,7 @@ import time
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from enum import StrEnum
+from typing import Any
 
 from django.conf import settings
 
@@ -98,6 +100,7 @@ def _parse_reset(value: str) -> float | None:
 class CircuitRegistry:
     def __init__(self) -> None:
         self._circuits: dict[str, Circuit] = {}
+        self._syncing: dict[str, asyncio.Task[None]] = {}
 
     def _get(self, name: str) -> Circuit:
         circuit = self._circuits.get(name)
@@ -105,13 +108,25 @@ class CircuitRegistry:
             circuit = self._circuits[name] = Circuit(name=name)
         return circuit
 
-    async def _sync(self, circuit: Circuit, now: float) -> None:
+    def _sync(self, circuit: Circuit, now: float) -> None:
+        """Adopt another worker's transition, read in the background at most once a second so
+        that no request waits on Redis."""
         if now - circuit.synced_at < _SYNC_INTERVAL:
             return
         circuit.synced_at = now
         client = shared_redis.async_client()
-        if client is None:
+        if client is None or circuit.name in self._syncing:
             return
+        task = asyncio.get_running_loop().create_task(self._read_shared(circuit, client))
+        self._syncing[circuit.name] = task
+        task.add_done_callback(lambda _task: self._syncing.pop(circuit.name, None))
+
+    async def wait_synced(self) -> None:
+        """Wait for background reads of shared state (tests use it to be deterministic)."""
+        while self._syncing:
+            await asyncio.gather(*list(self._syncing.values()), return_exceptions=True)
+
+    async def _read_shared(self, circuit: Circuit, client: Any) -> None:
         try:
             raw = await client.get(_REDIS_PREFIX + circuit.name)
         except Exception as exc:
@@ -147,7 +162,7 @@ class CircuitRegistry:
         """Empty when the request may try Anthropic; otherwise why it should not."""
         now = time.time()
         circuit = self._get(name)
-        await self._sync(circuit, now)
+        self._sync(circuit, now)
         state = circuit.state(now)
         if state is CircuitState.CLOSED:
             return ""

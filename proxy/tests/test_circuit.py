@@ -129,12 +129,18 @@ async def test_state_is_shared_between_workers_through_redis(clock: list[float])
     worker_a, worker_b = CircuitRegistry(), CircuitRegistry()
     try:
         await worker_a.record_failure(name, reason="anthropic_429", retry_at=clock[0] + 60)
+        assert await worker_b.should_skip(name) == ""  # not yet read: no request waits on Redis
+        await worker_b.wait_synced()
+        clock[0] += 2
         assert await worker_b.should_skip(name) == "circuit_open"
         clock[0] += 61
         assert await worker_b.should_skip(name) == ""  # worker b probes and succeeds
         await worker_b.record_success(name)
         clock[0] += 2  # past worker a's sync interval
+        await worker_a.should_skip(name)
+        await worker_a.wait_synced()
         assert await worker_a.should_skip(name) == ""
+        assert worker_a.snapshot()[0]["state"] == "closed"
     finally:
         redis.Redis.from_url(settings.REDIS_URL).delete(f"gateway:circuit:{name}")
 
