@@ -4,6 +4,9 @@
 - `answers`: `ScriptedAnswer` and its renderings in each wire format (pure functions).
 - `faults`: programmable faults (HTTP errors, slow first byte, dropped connections, mid-stream
   failures) and their per-upstream queues.
+- `records`: routing, `RecordedRequest` and stream `Pacing`.
+- `exchange`: writing one response (whole or streamed) and the stream frame encoders.
+- `server`: the uvicorn runner that also reports connections.
 - `eventstream`: an encoder for AWS eventstream frames.
 - `fixtures`: pytest fixtures that app conftests import.
 
@@ -18,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from proxy.testing.answers import ScriptedAnswer
-    from proxy.testing.fake_upstream import FakeUpstream, RecordedRequest
+    from proxy.testing.fake_upstream import FakeUpstream
     from proxy.testing.faults import (
         AnthropicStreamError,
         BedrockStreamException,
@@ -28,11 +31,13 @@ if TYPE_CHECKING:
         HttpError,
         StreamCut,
     )
+    from proxy.testing.records import Pacing, RecordedRequest
 
 _EXPORTS = {
     "ScriptedAnswer": "proxy.testing.answers",
     "FakeUpstream": "proxy.testing.fake_upstream",
-    "RecordedRequest": "proxy.testing.fake_upstream",
+    "Pacing": "proxy.testing.records",
+    "RecordedRequest": "proxy.testing.records",
     "AnthropicStreamError": "proxy.testing.faults",
     "BedrockStreamException": "proxy.testing.faults",
     "Delay": "proxy.testing.faults",
@@ -50,6 +55,7 @@ __all__ = [
     "FakeUpstream",
     "Fault",
     "HttpError",
+    "Pacing",
     "RecordedRequest",
     "ScriptedAnswer",
     "StreamCut",

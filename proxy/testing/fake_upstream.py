@@ -13,7 +13,7 @@ command line serves in the foreground for benchmarks:
 
     python -m proxy.testing.fake_upstream --port 8999 --text-deltas 200 --delta-interval-ms 5
 
-Tests script it (`answer`, `queue_answers`, `add_fault`, `set_default_fault`,
+Tests script it (`answer`, `queue_answers`, `add_fault`, `set_default_fault`, `pacing`,
 `count_tokens_result`, `models`, `extra_headers`) and inspect it (`requests`, connection and
 stream gauges, client disconnects with timestamps, `wait_until`). With nothing scripted it answers
 every request with a short text derived from the prompt. Stream pacing can also be chosen per

@@ -43,7 +43,7 @@ from proxy.testing.faults import (
     HttpError,
     StreamCut,
 )
-from proxy.testing.records import route_request
+from proxy.testing.records import Pacing, route_request
 
 # The shared fixtures, registered here under their own names (`fake_upstream`, ...) without
 # binding those names in this module.
@@ -624,6 +624,19 @@ def test_pacing_marker_in_the_prompt_reaches_bedrock_streams(
     assert len(deltas) == 12
     text = "".join(delta["delta"]["text"] for delta in deltas)
     assert text.startswith("Fake answer to: go w") and "[[fake" not in text
+
+
+def test_scripted_pacing_applies_to_invoke_streams(
+    http: httpx.Client, fake_upstream: FakeUpstream
+) -> None:
+    fake_upstream.pacing = Pacing(text_deltas=6)
+    body = {"anthropic_version": "bedrock-2023-05-31", "max_tokens": 5, "messages": []}
+    response = http.post(f"{fake_upstream.base_url}/model/m/invoke-with-response-stream", json=body)
+    chunks = [
+        json.loads(base64.b64decode(json.loads(payload)["bytes"]))
+        for _, payload in decode_frames(response.content)
+    ]
+    assert len([chunk for chunk in chunks if chunk["type"] == "content_block_delta"]) == 6
 
 
 @pytest.mark.parametrize(
