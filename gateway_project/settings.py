@@ -231,18 +231,53 @@ GATEWAY_CIRCUIT_MAX_OPEN_SECONDS: float = env.float(
 )
 GATEWAY_USAGE_RETENTION_DAYS: int = env.int("GATEWAY_USAGE_RETENTION_DAYS", 90, minimum=1)
 
-# --- Logging --------------------------------------------------------------------------------
+# --- Logging and metrics --------------------------------------------------------------------
 GATEWAY_LOG_LEVEL: str = env.str("GATEWAY_LOG_LEVEL", "INFO").upper()
+# JSON lines (one object per record, with the request id) for production log pipelines; plain
+# text is easier to read on a terminal.
+GATEWAY_LOG_FORMAT: str = env.str("GATEWAY_LOG_FORMAT", "plain" if DEBUG else "json").lower()
+if GATEWAY_LOG_FORMAT not in {"json", "plain"}:
+    from django.core.exceptions import ImproperlyConfigured
+
+    raise ImproperlyConfigured(
+        f"GATEWAY_LOG_FORMAT: expected json or plain, got {GATEWAY_LOG_FORMAT!r}."
+    )
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "filters": {"request_id": {"()": "gateway_project.observability.RequestIdFilter"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"},
+        "json": {
+            "()": "pythonjsonlogger.json.JsonFormatter",
+            "fmt": "%(asctime)s %(levelname)s %(name)s %(request_id)s %(message)s",
+            "rename_fields": {"asctime": "time", "levelname": "level", "name": "logger"},
+        },
+    },
     "handlers": {
-        "console": {"class": "logging.StreamHandler", "stream": sys.stderr, "formatter": "plain"}
+        "console": {
+            "class": "logging.StreamHandler",
+            "stream": sys.stderr,
+            "formatter": GATEWAY_LOG_FORMAT,
+            "filters": ["request_id"],
+        }
     },
     "root": {"handlers": ["console"], "level": GATEWAY_LOG_LEVEL},
     "loggers": {
+        # httpx logs every request URL at INFO, and proxy URLs carry access keys.
         "httpx": {"level": "WARNING"},
         "httpcore": {"level": "WARNING"},
     },
 }
+# Prometheus metrics at /metrics: with a token, for bearers of it; without, for loopback only.
+GATEWAY_METRICS_TOKEN: str = env.str("GATEWAY_METRICS_TOKEN", "")
+
+# Repeated unusable keys from one client address: after this many within the window, further
+# unknown keys from that address get 429 without a lookup (keys in the cache still work).
+GATEWAY_AUTH_FAILURE_LIMIT: int = env.int("GATEWAY_AUTH_FAILURE_LIMIT", 20, minimum=1)
+GATEWAY_AUTH_FAILURE_WINDOW_SECONDS: float = env.float(
+    "GATEWAY_AUTH_FAILURE_WINDOW_SECONDS", 60.0, minimum=1
+)
+# Behind a reverse proxy, the header carrying the client address (e.g. X-Forwarded-For: its
+# first entry is used). Unset: the socket's peer address.
+GATEWAY_CLIENT_IP_HEADER: str = env.str("GATEWAY_CLIENT_IP_HEADER", "")

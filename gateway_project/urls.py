@@ -6,11 +6,13 @@ from django.urls import path, re_path
 from django.views.static import serve
 
 from gateway_project.api import admin_api, proxy_api
+from gateway_project.observability import metrics_view
 from gateway_project.views import healthz, proxy_not_found
 
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("healthz", healthz, name="healthz"),
+    path("metrics", metrics_view, name="metrics"),
     # Anything under /ak/ that no proxy route knows (no key, an unknown path) gets a 404 that
     # clients can parse; the bare prefix first, because ninja would answer it with its own page.
     re_path(r"^ak/?$", proxy_not_found),

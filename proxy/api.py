@@ -12,19 +12,36 @@ from django.http import HttpRequest, HttpResponse
 from ninja import Router
 
 from accounts.keycache import KeyMetadata, key_cache
+from gateway_project.observability import AUTH_FAILURES
 from proxy.context import error_response
 from proxy.services import proxy_count_tokens, proxy_messages, proxy_models, unknown_route
+from proxy.throttle import auth_throttle, client_address
 
 router = Router()
 
 _ANY_METHOD = ["GET", "POST", "PUT", "PATCH", "DELETE"]
 
 
-async def _authenticate(access_key: str) -> KeyMetadata | None:
-    return await key_cache.lookup(access_key)
+async def _authenticate(request: HttpRequest, access_key: str) -> KeyMetadata | HttpResponse:
+    """The key's metadata, or the 401 (429 for an address that keeps sending bad keys).
 
-
-def _unauthorized() -> HttpResponse:
+    A valid key always works, whatever its address did before: the throttle only decides how
+    a bad key is refused.
+    """
+    metadata = await key_cache.lookup(access_key)
+    if metadata is not None:
+        return metadata
+    address = client_address(request)
+    if await auth_throttle.blocked(address):
+        AUTH_FAILURES.labels("throttled").inc()
+        return error_response(
+            429,
+            "rate_limit_error",
+            "Too many requests with invalid access keys from this address.",
+            headers={"retry-after": str(int(settings.GATEWAY_AUTH_FAILURE_WINDOW_SECONDS))},
+        )
+    await auth_throttle.record_failure(address)
+    AUTH_FAILURES.labels("rejected").inc()
     return error_response(401, "authentication_error", "Invalid gateway access key.")
 
 
@@ -45,9 +62,9 @@ def _read_body(request: HttpRequest) -> bytes | HttpResponse:
 
 @router.post("/{access_key}/v1/messages", include_in_schema=False)
 async def messages(request: HttpRequest, access_key: str) -> HttpResponse:
-    metadata = await _authenticate(access_key)
-    if metadata is None:
-        return _unauthorized()
+    metadata = await _authenticate(request, access_key)
+    if isinstance(metadata, HttpResponse):
+        return metadata
     body = _read_body(request)
     if isinstance(body, HttpResponse):
         return body
@@ -56,9 +73,9 @@ async def messages(request: HttpRequest, access_key: str) -> HttpResponse:
 
 @router.post("/{access_key}/v1/messages/count_tokens", include_in_schema=False)
 async def count_tokens(request: HttpRequest, access_key: str) -> HttpResponse:
-    metadata = await _authenticate(access_key)
-    if metadata is None:
-        return _unauthorized()
+    metadata = await _authenticate(request, access_key)
+    if isinstance(metadata, HttpResponse):
+        return metadata
     body = _read_body(request)
     if isinstance(body, HttpResponse):
         return body
@@ -67,9 +84,9 @@ async def count_tokens(request: HttpRequest, access_key: str) -> HttpResponse:
 
 @router.get("/{access_key}/v1/models", include_in_schema=False)
 async def models(request: HttpRequest, access_key: str) -> HttpResponse:
-    metadata = await _authenticate(access_key)
-    if metadata is None:
-        return _unauthorized()
+    metadata = await _authenticate(request, access_key)
+    if isinstance(metadata, HttpResponse):
+        return metadata
     return await proxy_models(request, metadata)
 
 
@@ -93,8 +110,8 @@ async def wrong_method(request: HttpRequest, access_key: str) -> HttpResponse:
 @router.api_operation(["HEAD"], "/{access_key}/{path:rest}", include_in_schema=False)
 async def probe(request: HttpRequest, access_key: str, rest: str) -> HttpResponse:
     """Claude Code checks the base URL with ``HEAD <base>/api/hello`` before it starts."""
-    metadata = await _authenticate(access_key)
-    return HttpResponse(status=200 if metadata is not None else 401)
+    metadata = await _authenticate(request, access_key)
+    return HttpResponse(status=metadata.status_code if isinstance(metadata, HttpResponse) else 200)
 
 
 @router.api_operation(_ANY_METHOD, "/{access_key}/{path:rest}", include_in_schema=False)

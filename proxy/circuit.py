@@ -25,6 +25,7 @@ from typing import Any
 from django.conf import settings
 
 from gateway_project import redis as shared_redis
+from gateway_project.observability import CIRCUIT_OPEN
 
 logger = logging.getLogger(__name__)
 
@@ -180,6 +181,7 @@ class CircuitRegistry:
         circuit.open_until = 0.0
         circuit.probe_started = 0.0
         if was_open:
+            self._count_open()
             logger.info("circuit %s closed", name)
             await self._publish(circuit, time.time())
 
@@ -202,8 +204,13 @@ class CircuitRegistry:
         circuit.reason = reason
         circuit.probe_started = 0.0
         circuit.opened_count += 1
+        self._count_open()
         logger.warning("circuit %s open for %.0fs (%s)", name, until - now, reason)
         await self._publish(circuit, now)
+
+    def _count_open(self) -> None:
+        now = time.time()
+        CIRCUIT_OPEN.set(sum(1 for circuit in self._circuits.values() if circuit.open_until > now))
 
     def snapshot(self) -> list[dict[str, object]]:
         """This process's circuits, for the admin page and the health endpoint."""

@@ -14,6 +14,14 @@ from typing import Any
 from django.http import HttpResponse
 
 from accounts.keycache import KeyMetadata
+from gateway_project.observability import (
+    FALLBACKS,
+    FIRST_BYTE,
+    LATENCY,
+    REQUESTS,
+    TOKENS,
+    request_id_var,
+)
 from proxy.translation.errors import error_body
 from proxy.translation.sse import Usage
 from usage.recording import UsageRecord, record_usage_event
@@ -26,7 +34,10 @@ SESSION_HEADER = "x-claude-code-session-id"
 
 
 def new_request_id() -> str:
-    return f"gwreq_{uuid.uuid4().hex[:24]}"
+    """A fresh request id, also set as the log context of the running request."""
+    request_id = f"gwreq_{uuid.uuid4().hex[:24]}"
+    request_id_var.set(request_id)
+    return request_id
 
 
 @dataclass
@@ -69,6 +80,21 @@ class ProxyContext:
         ttfb = (
             None if self.first_byte_at is None else int((self.first_byte_at - self.started) * 1000)
         )
+        latency = now - self.started
+        REQUESTS.labels(provider, f"{status // 100}xx", "true" if self.stream else "false").inc()
+        LATENCY.labels(provider).observe(latency)
+        if self.first_byte_at is not None:
+            FIRST_BYTE.labels(provider).observe(self.first_byte_at - self.started)
+        if provider == "bedrock" and self.fallback_reason:
+            FALLBACKS.labels(self.fallback_reason).inc()
+        for kind, count in (
+            ("input", usage.input_tokens),
+            ("output", usage.output_tokens),
+            ("cache_read", usage.cache_read_input_tokens),
+            ("cache_write", usage.cache_creation_input_tokens),
+        ):
+            if count:
+                TOKENS.labels(provider, kind).inc(count)
         record_usage_event(
             UsageRecord(
                 provider=provider,
@@ -83,7 +109,7 @@ class ProxyContext:
                 status_code=status,
                 streamed=self.stream,
                 client_disconnected=disconnected,
-                latency_ms=int((now - self.started) * 1000),
+                latency_ms=int(latency * 1000),
                 time_to_first_byte_ms=ttfb,
                 fallback_reason=self.fallback_reason,
                 session_id=self.session_id,

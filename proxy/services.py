@@ -15,6 +15,7 @@ from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 
 from accounts.keycache import KeyMetadata
+from gateway_project.observability import NO_FALLBACK, UPSTREAM_ERRORS
 from proxy.anthropic import AnthropicFailure, attempt_anthropic
 from proxy.bedrock import (
     BedrockFailure,
@@ -167,9 +168,11 @@ async def proxy_messages(request: HttpRequest, metadata: KeyMetadata, body: byte
             await circuits.record_success(circuit)
         return result
     await circuits.record_failure(circuit, reason=result.reason, retry_at=result.retry_at)
+    UPSTREAM_ERRORS.labels("anthropic", result.reason).inc()
 
     target = await bedrock_target(metadata, context.requested_model)
     if isinstance(target, NoFallback):
+        NO_FALLBACK.labels(target.reason).inc()
         logger.warning(
             "no fallback for %s after %s: %s", context.request_id, result.reason, target.detail
         )
@@ -177,6 +180,7 @@ async def proxy_messages(request: HttpRequest, metadata: KeyMetadata, body: byte
     context.fallback_reason = result.reason
     outcome = await call_bedrock(target=target, body=data, betas=betas, context=context)
     if isinstance(outcome, BedrockFailure):
+        UPSTREAM_ERRORS.labels("bedrock", outcome.error.error_type).inc()
         logger.warning(
             "bedrock fallback failed for %s: %s", context.request_id, outcome.error.message
         )

@@ -29,6 +29,8 @@ from typing import Any
 from django.conf import settings
 from django.db import close_old_connections, connection
 
+from gateway_project.observability import USAGE_EVENTS
+
 logger = logging.getLogger(__name__)
 
 _BATCH_SIZE = 500
@@ -260,12 +262,14 @@ class UsageWriter:
             if batch:
                 _write_batch(batch)
                 self.written += len(batch)
+                USAGE_EVENTS.labels("written").inc(len(batch))
                 self._note_used(batch)
             self._touch_keys()
         except Exception as exc:
             if batch:
                 self.spool.append(batch)
                 self.spooled += len(batch)
+                USAGE_EVENTS.labels("spooled").inc(len(batch))
             self._spool_has_data = True
             logger.warning(
                 "usage: database write failed, %d events spooled for replay: %s", len(batch), exc

@@ -18,6 +18,7 @@ from accounts.services import access_key_create, provider_credential_set
 from proxy.circuit import circuits, reset_shared_state
 from proxy.models import ModelMapping
 from proxy.routing import model_map
+from proxy.throttle import auth_throttle
 from proxy.testing.fixtures import (  # noqa: F401 (fixtures)
     fake_upstream,
     fake_upstream_server,
@@ -69,6 +70,7 @@ def _fresh_proxy_state() -> Iterator[None]:
     key_cache.clear()
     circuits.reset()
     reset_shared_state()
+    auth_throttle.reset()
     model_map.invalidate()
     yield
     flush_usage_events()  # no event of this test may land in the next one's database

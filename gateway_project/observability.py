@@ -1,0 +1,107 @@
+"""Prometheus metrics, the request-id log context, and the JSON log formatter's extras.
+
+Metrics are plain prometheus_client objects. With several worker processes, set
+PROMETHEUS_MULTIPROC_DIR (run_gateway does) so that a scrape sees all workers, not one.
+The /metrics endpoint is not public: it needs GATEWAY_METRICS_TOKEN as a bearer token, or,
+without a token configured, a client on the loopback address.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import hmac
+import logging
+import os
+
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+from prometheus_client import multiprocess as prometheus_multiprocess
+
+request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="")
+
+_LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
+
+REQUESTS = Counter(
+    "gateway_requests_total",
+    "Proxied requests by answering provider and HTTP status class.",
+    ["provider", "status_class", "streamed"],
+)
+LATENCY = Histogram(
+    "gateway_request_duration_seconds",
+    "Time from request to last byte, by answering provider.",
+    ["provider"],
+    buckets=_LATENCY_BUCKETS,
+)
+FIRST_BYTE = Histogram(
+    "gateway_time_to_first_byte_seconds",
+    "Time from request to the first byte sent to the client, by answering provider.",
+    ["provider"],
+    buckets=_LATENCY_BUCKETS,
+)
+FALLBACKS = Counter(
+    "gateway_fallbacks_total", "Requests answered by Bedrock, by fallback reason.", ["reason"]
+)
+NO_FALLBACK = Counter(
+    "gateway_fallback_unavailable_total",
+    "Anthropic failures that could not fall back, by reason.",
+    ["reason"],
+)
+UPSTREAM_ERRORS = Counter(
+    "gateway_upstream_errors_total", "Upstream failures by upstream and kind.", ["upstream", "kind"]
+)
+TOKENS = Counter("gateway_tokens_total", "Tokens by provider and kind.", ["provider", "kind"])
+CIRCUIT_OPEN = Gauge(
+    "gateway_circuits_open",
+    "Circuits currently open in this worker.",
+    multiprocess_mode="livesum",
+)
+AUTH_FAILURES = Counter(
+    "gateway_auth_failures_total", "Requests with an unusable access key, by outcome.", ["outcome"]
+)
+USAGE_SPOOL_DEPTH = Gauge(
+    "gateway_usage_spool_depth",
+    "Usage events waiting in the disk spool for the database.",
+    multiprocess_mode="max",
+)
+USAGE_EVENTS = Counter(
+    "gateway_usage_events_total", "Usage events by outcome of their write.", ["outcome"]
+)
+
+
+class RequestIdFilter(logging.Filter):
+    """Adds the current proxied request's id to every log record."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.request_id = request_id_var.get()
+        return True
+
+
+def _allowed(request: HttpRequest) -> bool:
+    token = settings.GATEWAY_METRICS_TOKEN
+    if token:
+        header = request.META.get("HTTP_AUTHORIZATION", "")
+        return hmac.compare_digest(header.encode(), f"Bearer {token}".encode())
+    return request.META.get("REMOTE_ADDR") in {"127.0.0.1", "::1"}
+
+
+def metrics_view(request: HttpRequest) -> HttpResponse:
+    if not _allowed(request):
+        return HttpResponse("Forbidden\n", status=403, content_type="text/plain")
+    from usage.recording import usage_writer
+
+    USAGE_SPOOL_DEPTH.set(usage_writer().spool.depth())
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        prometheus_multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+        payload = generate_latest(registry)
+    else:
+        payload = generate_latest()
+    return HttpResponse(payload, content_type=CONTENT_TYPE_LATEST)
