@@ -215,8 +215,9 @@ class UsageWriter:
             return
         with self._start_lock:
             if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(target=self._run, name="usage-writer", daemon=True)
-                self._thread.start()
+                thread = threading.Thread(target=self._run, name="usage-writer", daemon=True)
+                thread.start()
+                self._thread = thread  # published only once started: flush_now may join it
 
     def _collect(self, block_seconds: float) -> tuple[list[UsageRecord], bool]:
         """Up to a batch of records; the flag says a stop was requested."""
@@ -303,11 +304,13 @@ class UsageWriter:
 
     def flush_now(self, timeout: float = 10.0) -> None:
         """Stop the thread after it has written everything queued (tests, shutdown)."""
-        if self._thread is None:
-            return
-        self._queue.put(None)
-        self._thread.join(timeout)
-        self._thread = None
+        with self._start_lock:
+            thread = self._thread
+            if thread is None:
+                return
+            self._queue.put(None)
+            thread.join(timeout)
+            self._thread = None
 
 
 _writer: UsageWriter | None = None
