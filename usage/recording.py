@@ -311,6 +311,10 @@ class UsageWriter:
             self._queue.put(None)
             thread.join(timeout)
             self._thread = None
+            # Records submitted while the thread was stopping are written here, not left behind.
+            late, _ = self._collect(0)
+            if late:
+                self._flush(late)
 
 
 _writer: UsageWriter | None = None
