@@ -10,34 +10,36 @@ import redis
 import redis.asyncio as aredis
 from django.conf import settings
 
-_sync_client: redis.Redis | None = None
-_sync_lock = threading.Lock()
-_async_clients: dict[int, tuple[asyncio.AbstractEventLoop, aredis.Redis]] = {}
-
 # Short timeouts: Redis holds shared state for speed; when it is away the gateway goes on with
 # its in-process state rather than wait.
 _TIMEOUTS = {"socket_connect_timeout": 0.5, "socket_timeout": 0.5}
 
+_sync_clients: dict[str, redis.Redis] = {}
+_sync_lock = threading.Lock()
+# (url, loop) → client; the identity check guards against a finished loop's id being reused.
+_async_clients: dict[int, tuple[str, asyncio.AbstractEventLoop, aredis.Redis]] = {}
+
 
 def sync_client() -> redis.Redis | None:
-    global _sync_client
-    if not settings.REDIS_URL:
+    url = settings.REDIS_URL
+    if not url:
         return None
     with _sync_lock:
-        if _sync_client is None:
-            _sync_client = redis.Redis.from_url(settings.REDIS_URL, **_TIMEOUTS)
-        return _sync_client
+        client = _sync_clients.get(url)
+        if client is None:
+            client = _sync_clients[url] = redis.Redis.from_url(url, **_TIMEOUTS)
+        return client
 
 
 def async_client() -> aredis.Redis | None:
     """The asyncio client of the running event loop (clients cannot cross loops)."""
-    if not settings.REDIS_URL:
+    url = settings.REDIS_URL
+    if not url:
         return None
     loop = asyncio.get_running_loop()
     entry = _async_clients.get(id(loop))
-    # The identity check guards against a finished loop's id being reused by a new one.
-    if entry is None or entry[0] is not loop:
-        entry = (loop, aredis.Redis.from_url(settings.REDIS_URL, **_TIMEOUTS))
+    if entry is None or entry[0] != url or entry[1] is not loop:
+        entry = (url, loop, aredis.Redis.from_url(url, **_TIMEOUTS))
         _async_clients.clear()  # one loop per worker process; drop clients of finished loops
         _async_clients[id(loop)] = entry
-    return entry[1]
+    return entry[2]
