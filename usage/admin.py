@@ -155,7 +155,9 @@ class UsageAggregateAdmin(ReadOnlyAdmin):
     )
     list_filter = ("bucket", ProviderFilter)
     search_fields = ("=model", "=user_id", "=access_key_id")
-    ordering = ("-bucket_start",)
+    # Newest rows first through the primary key: ordering by bucket start would sort the whole
+    # table for every page (no index leads with it).
+    ordering = ("-id",)
 
     def get_urls(self) -> list[URLPattern]:
         return [*dashboard_urls(self), *super().get_urls()]

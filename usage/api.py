@@ -9,6 +9,7 @@ setting is empty). Endpoints validate with usage.selectors and shape its results
 from __future__ import annotations
 
 import hmac
+import json
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -82,6 +83,10 @@ class UsageParams(Schema):
 
 
 class TopUsersParams(UsageParams):
+    # Only aligns from/to here (no series), so a coarser default allows long ranges.
+    granularity: str = Field(
+        "day", description="Bucket size that from/to are widened to: minute ... month."
+    )
     order_by: str = Field("cost", description="cost or tokens.")
     limit: int = Field(10, ge=1, le=100)
 
@@ -152,6 +157,17 @@ class ErrorOut(Schema):
 
 
 # --- Shaping ------------------------------------------------------------------------------------
+# Responses are built as JSON-ready dicts and written directly: validating a long series (a day
+# by minute is 1,440 points) through the response schemas would cost more than the report.
+# The schemas above still document the responses, and the tests check responses against them.
+
+
+def _time(moment: datetime) -> str:
+    return moment.isoformat().replace("+00:00", "Z")
+
+
+def _json(payload: dict[str, Any]) -> HttpResponse:
+    return HttpResponse(json.dumps(payload), content_type="application/json")
 
 
 def _sums(sums: UsageSums) -> dict[str, Any]:
@@ -164,7 +180,7 @@ def _sums(sums: UsageSums) -> dict[str, Any]:
         "cache_read_tokens": sums.cache_read_tokens,
         "cache_write_tokens": sums.cache_write_tokens,
         "total_tokens": sums.total_tokens,
-        "cost_usd": sums.cost_usd,
+        "cost_usd": str(sums.cost_usd),
         "fallback_rate": sums.fallback_rate,
         "error_rate": sums.error_rate,
     }
@@ -173,8 +189,8 @@ def _sums(sums: UsageSums) -> dict[str, Any]:
 def _range(query: UsageQuery) -> dict[str, Any]:
     zone = query.plan.zone
     return {
-        "from": query.plan.start.astimezone(zone),
-        "to": query.plan.end.astimezone(zone),
+        "from": _time(query.plan.start.astimezone(zone)),
+        "to": _time(query.plan.end.astimezone(zone)),
         "tz": query.tz_name,
         "filters": {
             "user": query.filters.user_id,
@@ -202,8 +218,8 @@ def _report(report: UsageReport) -> dict[str, Any]:
         ],
         "series": [
             {
-                "start": point.start,
-                "end": point.end,
+                "start": _time(point.start),
+                "end": _time(point.end),
                 "totals": _sums(point.totals),
                 "by_provider": {
                     provider: _sums(sums) for provider, sums in sorted(point.by_provider.items())
@@ -238,7 +254,7 @@ def _error(exc: UsageQueryError) -> Status[dict[str, str]]:
 def usage(request: HttpRequest, params: Query[UsageParams]) -> Any:
     """Totals, per-provider totals with shares, and the time series; global unless filtered."""
     try:
-        return _report(usage_report(_query(params)))
+        return _json(_report(usage_report(_query(params))))
     except UsageQueryError as exc:
         return _error(exc)
 
@@ -255,13 +271,15 @@ def top_users(request: HttpRequest, params: Query[TopUsersParams]) -> Any:
         users = usage_top_users(query, rank_by=params.order_by, limit=params.limit)
     except UsageQueryError as exc:
         return _error(exc)
-    return {
-        **_range(query),
-        "order_by": params.order_by,
-        "users": [
-            {"user_id": user.user_id, "email": user.email, **_sums(user.sums)} for user in users
-        ],
-    }
+    return _json(
+        {
+            **_range(query),
+            "order_by": params.order_by,
+            "users": [
+                {"user_id": user.user_id, "email": user.email, **_sums(user.sums)} for user in users
+            ],
+        }
+    )
 
 
 def validation_error_response(

@@ -11,6 +11,7 @@ from django.contrib.auth.models import Permission
 from django.test import Client
 
 from accounts.models import AccessKey, User
+from usage.api import TopUsersOut, UsageOut
 from usage.tests.test_selectors import Event, aggregates_create
 
 pytestmark = pytest.mark.django_db
@@ -154,7 +155,10 @@ def test_usage_returns_global_totals_and_series(staff_client: Client, traffic: A
         staff_client, USAGE_URL, **{"from": "2025-03-01T14:00Z", "to": "2025-03-01T17:00Z"}
     )
     assert response.status_code == 200
+    assert response["Content-Type"] == "application/json"
     body = response.json()
+    # The documented schema describes the response exactly.
+    assert UsageOut.model_validate(body).model_dump(by_alias=True, mode="json") == body
     assert body["from"] == "2025-03-01T14:00:00Z"
     assert body["to"] == "2025-03-01T17:00:00Z"
     assert body["granularity"] == "hour"
@@ -217,6 +221,7 @@ def test_usage_filters(staff_client: Client, traffic: Any) -> None:
 def test_top_users_by_cost_and_tokens(staff_client: Client, traffic: Any) -> None:
     window = {"from": "2025-03-01", "to": "2025-03-02"}
     by_cost = get(staff_client, TOP_USERS_URL, **window).json()
+    assert TopUsersOut.model_validate(by_cost).model_dump(by_alias=True, mode="json") == by_cost
     assert by_cost["order_by"] == "cost"
     assert [(user["email"], Decimal(user["cost_usd"])) for user in by_cost["users"]] == [
         ("alice@example.com", Decimal("1.75")),

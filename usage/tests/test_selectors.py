@@ -14,6 +14,8 @@ from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.django import TestCase as HypothesisTestCase
@@ -228,12 +230,29 @@ def test_utc_months_read_month_buckets_only() -> None:
     assert [point.totals.requests for point in usage_report(query).points] == [1, 1]
 
 
-def test_report_reads_each_stored_row_once(django_assert_num_queries: object) -> None:
+def test_rankings_read_the_coarsest_buckets_of_the_whole_range() -> None:
+    events = [Event(utc(2025, 1, 1) + timedelta(days=day, hours=day % 24)) for day in range(365)]
+    aggregates_create(events)
+    query = usage_query_build(start="2025-01-01", end="2026-01-01", granularity="day")
+    assert {stored.bucket for stored in query.ranges} == {"day"}
+    assert {stored.bucket for stored in query.whole_ranges} == {"month"}
+    top = usage_top_users(query)
+    assert top[0].sums == event_sums(events) == usage_report(query).totals
+    assert sum(usage.sums.requests for usage in usage_by_model(query)) == 365
+
+
+def test_report_reads_the_aggregates_once() -> None:
     aggregates_create([Event(utc(2025, 3, 1, hour)) for hour in range(24)])
     query = usage_query_build(start="2025-03-01", end="2025-03-02", granularity="day")
-    with django_assert_num_queries(1):  # type: ignore[operator]
+    with CaptureQueriesContext(connection) as captured:
         report = usage_report(query)
     assert report.totals.requests == 24
+    reads = [
+        entry["sql"]
+        for entry in captured.captured_queries
+        if "usage_usageaggregate" in entry["sql"]
+    ]
+    assert len(reads) == 1
 
 
 # --- Filters ------------------------------------------------------------------------------------
@@ -320,7 +339,7 @@ def test_top_users_rank_by_cost_or_tokens_with_emails(django_assert_num_queries:
         ]
     )
     query = usage_query_build(start=at, end=at + timedelta(hours=1))
-    with django_assert_num_queries(1):  # type: ignore[operator]
+    with django_assert_num_queries(2):  # type: ignore[operator]
         by_cost = usage_top_users(query, rank_by="cost")
     assert [(user.email, user.sums.cost_usd) for user in by_cost] == [
         ("alice@example.com", Decimal("5")),
@@ -331,16 +350,22 @@ def test_top_users_rank_by_cost_or_tokens_with_emails(django_assert_num_queries:
     assert [(user.user_id, user.sums.requests) for user in by_tokens] == [(bob.id, 2)]
 
 
-def test_top_users_email_lookup_is_one_query_for_many_users(
+def test_email_lookups_take_one_query_for_many_users(
     django_assert_num_queries: object,
 ) -> None:
     users = [user_create(f"user{index}@example.com") for index in range(30)]
+    keys = [key_create(user, f"gw_{index}") for index, user in enumerate(users)]
     at = utc(2025, 3, 1, 9)
-    aggregates_create([Event(at, user_id=user.id) for user in users])
+    aggregates_create([Event(at, user_id=key.user_id, access_key_id=key.id) for key in keys])
     query = usage_query_build(start=at, end=at + timedelta(hours=1))
-    with django_assert_num_queries(1):  # type: ignore[operator]
+    with django_assert_num_queries(2):  # type: ignore[operator]
         top = usage_top_users(query, limit=100)
     assert {user.email for user in top} == {user.email for user in users}
+    with django_assert_num_queries(3):  # type: ignore[operator]
+        top_keys = usage_top_keys(query, limit=100)
+    assert {(key.prefix, key.email) for key in top_keys} == {
+        (key.prefix, key.user.email) for key in keys
+    }
 
 
 def test_unknown_ranking_is_refused() -> None:
