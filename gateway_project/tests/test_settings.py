@@ -100,6 +100,7 @@ def start_error(data_dir: Path, variables: dict[str, str]) -> str:
         ("CELERY_BROKER_URL", "kafka://broker", "CELERY_BROKER_URL: expected a URL"),
         ("GATEWAY_ANTHROPIC_BASE_URL", "api.anthropic.com", "GATEWAY_ANTHROPIC_BASE_URL: expected"),
         ("GATEWAY_BEDROCK_ENDPOINT_URL", "ftp://x", "GATEWAY_BEDROCK_ENDPOINT_URL: expected"),
+        ("GATEWAY_LOG_FORMAT", "xml", "GATEWAY_LOG_FORMAT: expected json or plain"),
     ],
 )
 def test_bad_value_stops_start_naming_the_variable(
