@@ -41,7 +41,7 @@ from usage.timeseries import zone_names
 TOP_USERS = 15
 TOP_KEYS = 15
 # Charts shown side by side are drawn narrower, so their text keeps its size on screen.
-HALF_WIDTH = 600
+HALF_WIDTH = 520
 _AXIS_FORMATS = {
     "minute": "%H:%M",
     "hour": "%m-%d %H:%M",
@@ -74,6 +74,8 @@ class Subject:
             name = self.user.email if self.user else f"user #{self.user_id} (deleted)"
             return f"Usage of {name}" if self.user_id else "Usage without a user"
         if self.kind == "key":
+            if not self.access_key_id:
+                return "Usage without an access key"
             if self.access_key is None:
                 return f"Usage of access key #{self.access_key_id} (deleted)"
             return f"Usage of access key {self.access_key} ({self.access_key.user.email})"

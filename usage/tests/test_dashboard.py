@@ -194,6 +194,16 @@ def test_pages_of_deleted_users_and_keys_still_show_their_usage(staff_client: Cl
     assert "access key #4343 (deleted)" in key_page.content.decode()
 
 
+def test_usage_without_user_or_key_has_its_own_pages(staff_client: Client) -> None:
+    aggregates_create([Event(utc(2025, 3, 1, 9), user_id=0, access_key_id=0)])
+    user_page = staff_client.get(dashboard_url(user_id=0), WINDOW)
+    assert "Usage without a user" in user_page.content.decode()
+    assert user_page.context["report"].totals.requests == 1
+    key_page = staff_client.get(dashboard_url(access_key_id=0), WINDOW)
+    assert "Usage without an access key" in key_page.content.decode()
+    assert key_page.context["report"].totals.requests == 1
+
+
 def test_the_time_zone_moves_the_buckets(staff_client: Client, traffic: dict[str, Any]) -> None:
     params = {
         "range": "custom",
