@@ -100,17 +100,21 @@ class KeyMetadataCache:
             while len(self._entries) > _MAX_ENTRIES:
                 self._entries.popitem(last=False)
 
-    def _sync_generation(self, now: float) -> None:
+    async def _sync_generation(self, now: float) -> None:
         """Drop everything when another process has invalidated (checked once a second).
 
-        The check runs as a background task: a request never waits on Redis, and a slow or
-        absent Redis costs nothing on the hot path.
+        Only a process's first check is awaited (nothing cached can predate it); later checks
+        run as background tasks, so a request never waits on Redis and a slow or absent Redis
+        costs nothing on the hot path.
         """
         if now - self._generation_checked_at < _GENERATION_CHECK_INTERVAL:
             return
         self._generation_checked_at = now
         client = shared_redis.async_client()
         if client is None or (self._sync_task is not None and not self._sync_task.done()):
+            return
+        if self._generation == _NEVER_READ:
+            await self._read_generation(client)
             return
         self._sync_task = asyncio.get_running_loop().create_task(self._read_generation(client))
 
@@ -121,7 +125,6 @@ class KeyMetadataCache:
             logger.warning("key cache: cannot read invalidation generation: %s", exc)
             return
         if generation != self._generation:
-            # Also on the first read: entries loaded before it may predate an invalidation.
             self.clear()
             self._generation = generation
 
@@ -141,14 +144,14 @@ class KeyMetadataCache:
             return None
         return metadata
 
-    def lookup_cached(self, plaintext: str) -> tuple[bool, KeyMetadata | None]:
+    async def lookup_cached(self, plaintext: str) -> tuple[bool, KeyMetadata | None]:
         """(answered, metadata) from the cache alone: ``answered`` is False when only the
-        database can tell. Needs a running event loop (for the invalidation check)."""
+        database can tell."""
         prefix = access_key_prefix(plaintext)
         if prefix is None:
             return True, None
         now = time.monotonic()
-        self._sync_generation(now)
+        await self._sync_generation(now)
         found, metadata = self._get(prefix, now)
         if not found:
             return False, None
@@ -158,7 +161,7 @@ class KeyMetadataCache:
         """The metadata of a usable key, or None for an unknown or unusable one."""
         from accounts.selectors import key_metadata_load
 
-        answered, metadata = self.lookup_cached(plaintext)
+        answered, metadata = await self.lookup_cached(plaintext)
         if answered:
             return metadata
         prefix = access_key_prefix(plaintext)
