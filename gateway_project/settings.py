@@ -57,6 +57,7 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    "ninja",  # its bundled Swagger UI static files: the API docs load nothing from a CDN
     "gateway_project",
     "accounts",
     "proxy",
@@ -269,6 +270,8 @@ LOGGING = {
         "httpcore": {"level": "WARNING"},
     },
 }
+# Bearer token for the admin usage API (/api/admin/...); empty: staff sessions only.
+GATEWAY_ADMIN_API_TOKEN: str = env.str("GATEWAY_ADMIN_API_TOKEN", "")
 # Prometheus metrics at /metrics: with a token, for bearers of it; without, for loopback only.
 GATEWAY_METRICS_TOKEN: str = env.str("GATEWAY_METRICS_TOKEN", "")
 
