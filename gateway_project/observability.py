@@ -100,7 +100,7 @@ def metrics_view(request: HttpRequest) -> HttpResponse:
     USAGE_SPOOL_DEPTH.set(usage_writer().spool.depth())
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         registry = CollectorRegistry()
-        prometheus_multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+        prometheus_multiprocess.MultiProcessCollector(registry)
         payload = generate_latest(registry)
     else:
         payload = generate_latest()

@@ -12,7 +12,7 @@ from django.conf import settings
 
 # Short timeouts: Redis holds shared state for speed; when it is away the gateway goes on with
 # its in-process state rather than wait.
-_TIMEOUTS = {"socket_connect_timeout": 0.5, "socket_timeout": 0.5}
+_TIMEOUT_SECONDS = 0.5
 
 _sync_clients: dict[str, redis.Redis] = {}
 _sync_lock = threading.Lock()
@@ -27,7 +27,9 @@ def sync_client() -> redis.Redis | None:
     with _sync_lock:
         client = _sync_clients.get(url)
         if client is None:
-            client = _sync_clients[url] = redis.Redis.from_url(url, **_TIMEOUTS)
+            client = _sync_clients[url] = redis.Redis.from_url(
+                url, socket_connect_timeout=_TIMEOUT_SECONDS, socket_timeout=_TIMEOUT_SECONDS
+            )
         return client
 
 
@@ -39,7 +41,13 @@ def async_client() -> aredis.Redis | None:
     loop = asyncio.get_running_loop()
     entry = _async_clients.get(id(loop))
     if entry is None or entry[0] != url or entry[1] is not loop:
-        entry = (url, loop, aredis.Redis.from_url(url, **_TIMEOUTS))
+        entry = (
+            url,
+            loop,
+            aredis.Redis.from_url(
+                url, socket_connect_timeout=_TIMEOUT_SECONDS, socket_timeout=_TIMEOUT_SECONDS
+            ),
+        )
         _async_clients.clear()  # one loop per worker process; drop clients of finished loops
         _async_clients[id(loop)] = entry
     return entry[2]

@@ -16,7 +16,7 @@ from proxy.routing import model_map
 
 
 @admin.register(ModelMapping)
-class ModelMappingAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+class ModelMappingAdmin(admin.ModelAdmin):
     list_display = ("anthropic_model", "bedrock_model_id", "enabled", "updated_at")
     list_editable = ("enabled",)
     list_filter = ("enabled",)

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 import httpx
 from django.conf import settings
 from django.http import HttpResponse, StreamingHttpResponse
+from django.http.response import HttpResponseBase
 
 from proxy.circuit import retry_at_from_headers
 from proxy.context import ProxyContext
@@ -64,7 +65,7 @@ def _failure_from_exception(exc: BaseException) -> AnthropicFailure:
 
 async def attempt_anthropic(
     *, path: str, body: bytes, headers: dict[str, str], context: ProxyContext
-) -> HttpResponse | AnthropicFailure:
+) -> HttpResponseBase | AnthropicFailure:
     url = settings.GATEWAY_ANTHROPIC_BASE_URL + path
     client = upstream_client()
     wait = (

@@ -9,6 +9,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse
+from django.http.response import HttpResponseBase
 from ninja import Router
 
 from accounts.keycache import KeyMetadata, key_cache
@@ -61,7 +62,7 @@ def _read_body(request: HttpRequest) -> bytes | HttpResponse:
 
 
 @router.post("/{access_key}/v1/messages", include_in_schema=False)
-async def messages(request: HttpRequest, access_key: str) -> HttpResponse:
+async def messages(request: HttpRequest, access_key: str) -> HttpResponseBase:
     metadata = await _authenticate(request, access_key)
     if isinstance(metadata, HttpResponse):
         return metadata
@@ -72,7 +73,7 @@ async def messages(request: HttpRequest, access_key: str) -> HttpResponse:
 
 
 @router.post("/{access_key}/v1/messages/count_tokens", include_in_schema=False)
-async def count_tokens(request: HttpRequest, access_key: str) -> HttpResponse:
+async def count_tokens(request: HttpRequest, access_key: str) -> HttpResponseBase:
     metadata = await _authenticate(request, access_key)
     if isinstance(metadata, HttpResponse):
         return metadata

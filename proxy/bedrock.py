@@ -20,6 +20,7 @@ from typing import Any
 import httpx
 from botocore.eventstream import EventStreamBuffer, EventStreamMessage, ParserError
 from django.http import HttpResponse, StreamingHttpResponse
+from django.http.response import HttpResponseBase
 
 from proxy.context import ProxyContext, json_response
 from proxy.http_client import upstream_client
@@ -144,7 +145,7 @@ async def call_bedrock(
     body: dict[str, Any],
     betas: list[str],
     context: ProxyContext,
-) -> HttpResponse | BedrockFailure:
+) -> HttpResponseBase | BedrockFailure:
     url, payload = _request_for(target, body, stream=context.stream, betas=betas)
     client = upstream_client()
     request = client.build_request(
@@ -185,7 +186,7 @@ def _complete(
     context: ProxyContext,
     message_id: str,
     tool_names: dict[str, str],
-) -> HttpResponse | BedrockFailure:
+) -> HttpResponseBase | BedrockFailure:
     try:
         data = json.loads(content)
     except ValueError:
@@ -214,7 +215,7 @@ async def _start_stream(
     context: ProxyContext,
     message_id: str,
     tool_names: dict[str, str],
-) -> HttpResponse | BedrockFailure:
+) -> HttpResponseBase | BedrockFailure:
     """Read up to the first event before committing: an exception as the very first frame
     (throttling, say) still becomes a proper HTTP error instead of a stream holding one."""
     translator = _StreamTranslator(target, context.requested_model, message_id, tool_names)

@@ -13,6 +13,7 @@ from typing import Any
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
+from django.http.response import HttpResponseBase
 
 from accounts.keycache import KeyMetadata
 from gateway_project.observability import NO_FALLBACK, UPSTREAM_ERRORS
@@ -137,7 +138,7 @@ def _new_context(request: HttpRequest, metadata: KeyMetadata, data: dict[str, An
     )
 
 
-async def proxy_messages(request: HttpRequest, metadata: KeyMetadata, body: bytes) -> HttpResponse:
+async def proxy_messages(request: HttpRequest, metadata: KeyMetadata, body: bytes) -> HttpResponseBase:
     try:
         data = parse_body(body, require_max_tokens=True)
     except BadRequest as exc:
@@ -190,7 +191,7 @@ async def proxy_messages(request: HttpRequest, metadata: KeyMetadata, body: byte
 
 async def proxy_count_tokens(
     request: HttpRequest, metadata: KeyMetadata, body: bytes
-) -> HttpResponse:
+) -> HttpResponseBase:
     try:
         data = parse_body(body, require_max_tokens=False)
     except BadRequest as exc:
@@ -198,7 +199,7 @@ async def proxy_count_tokens(
     context = _new_context(request, metadata, data)
     context.stream = False
     headers, credential = _client_headers(request, metadata)
-    result: HttpResponse | AnthropicFailure = AnthropicFailure(reason="no_anthropic_credential")
+    result: HttpResponseBase | AnthropicFailure = AnthropicFailure(reason="no_anthropic_credential")
     if credential:
         result = await attempt_anthropic(
             path=COUNT_TOKENS_PATH, body=body, headers=headers, context=context
@@ -217,7 +218,7 @@ async def proxy_count_tokens(
 
 async def _bedrock_count_tokens(
     target: BedrockTarget, data: dict[str, Any], beta_header: str | None, context: ProxyContext
-) -> HttpResponse | BedrockFailure:
+) -> HttpResponseBase | BedrockFailure:
     # CountTokens takes the base model ID: inference-profile prefixes are rejected there.
     model_id = strip_geo_prefix(target.model_id)
     url = f"{target.endpoint}/model/{quote_model_id(model_id)}/count-tokens"
