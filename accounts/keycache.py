@@ -21,6 +21,7 @@ from typing import Any
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
+from django.db import DatabaseError
 
 from accounts.crypto import access_key_prefix, hash_access_key
 from gateway_project import redis as shared_redis
@@ -70,6 +71,10 @@ class KeyMetadata:
         return False
 
 
+class KeyStoreUnavailable(Exception):
+    """Neither the cache nor the database can say whether a key is valid."""
+
+
 class KeyMetadataCache:
     def __init__(self) -> None:
         self._entries: OrderedDict[str, tuple[float, KeyMetadata | None]] = OrderedDict()
@@ -92,6 +97,10 @@ class KeyMetadataCache:
             if entry is None or entry[0] <= now:
                 return False, None
             return True, entry[1]
+
+    def _stale(self, prefix: str) -> tuple[float, KeyMetadata | None] | None:
+        with self._lock:
+            return self._entries.get(prefix)
 
     def _put(self, prefix: str, metadata: KeyMetadata | None, now: float) -> None:
         with self._lock:
@@ -166,7 +175,16 @@ class KeyMetadataCache:
             return metadata
         prefix = access_key_prefix(plaintext)
         assert prefix is not None  # lookup_cached answers malformed keys itself
-        loaded = await sync_to_async(key_metadata_load)(prefix)
+        try:
+            loaded = await sync_to_async(key_metadata_load)(prefix)
+        except DatabaseError as exc:
+            # The database is away: a key known before keeps working on its last known state
+            # (kept for another TTL) rather than failing every request of a running session.
+            stale = self._stale(prefix)
+            if stale is None:
+                raise KeyStoreUnavailable(str(exc)) from exc
+            logger.warning("key cache: database unavailable, serving %s from stale entry", prefix)
+            loaded = stale[1]
         self._put(prefix, loaded, time.monotonic())
         return self._verify(loaded, plaintext)
 

@@ -4,6 +4,7 @@ from django.contrib.admin.views.decorators import staff_member_required
 from ninja import NinjaAPI
 from ninja.errors import ValidationError
 
+from proxy.api import proxy_unexpected_error
 from proxy.api import router as proxy_router
 from usage.api import router as usage_router
 from usage.api import validation_error_response
@@ -11,6 +12,7 @@ from usage.api import validation_error_response
 # The proxy API has no docs page: it is addressed by key-holding clients, not browsed.
 proxy_api = NinjaAPI(urls_namespace="proxy", docs_url=None, openapi_url=None)
 proxy_api.add_router("", proxy_router)
+proxy_api.add_exception_handler(Exception, proxy_unexpected_error)
 
 # The admin API: each router authenticates staff itself (session or admin token); the docs page
 # and the OpenAPI schema are for logged-in staff only.

@@ -6,19 +6,35 @@ body within the size limit and hands over to a service. Every error is Anthropic
 
 from __future__ import annotations
 
+import logging
+
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse
 from django.http.response import HttpResponseBase
 from ninja import Router
 
-from accounts.keycache import KeyMetadata, key_cache
+from accounts.keycache import KeyMetadata, KeyStoreUnavailable, key_cache
 from gateway_project.observability import AUTH_FAILURES
 from proxy.context import error_response
 from proxy.services import proxy_count_tokens, proxy_messages, proxy_models, unknown_route
 from proxy.throttle import auth_throttle, client_address
 
 router = Router()
+logger = logging.getLogger(__name__)
+
+
+def proxy_unexpected_error(request: HttpRequest, exc: Exception) -> HttpResponse:
+    """A bug or an outage nobody handled: still one Anthropic-shaped error, never a stack trace
+    or an HTML page. The key store being unreachable is an outage (503), anything else a 500."""
+    if isinstance(exc, KeyStoreUnavailable):
+        logger.error("key store unavailable: %s", exc)
+        return error_response(
+            503, "overloaded_error", "The gateway cannot verify access keys right now."
+        )
+    logger.exception("unexpected error on %s", request.path.split("/ak/")[0] or "/ak/")
+    return error_response(500, "api_error", "Internal gateway error.")
+
 
 _ANY_METHOD = ["GET", "POST", "PUT", "PATCH", "DELETE"]
 

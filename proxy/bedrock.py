@@ -19,7 +19,7 @@ from typing import Any
 
 import httpx
 from botocore.eventstream import EventStreamBuffer, EventStreamMessage, ParserError
-from django.http import HttpResponse, StreamingHttpResponse
+from django.http import StreamingHttpResponse
 from django.http.response import HttpResponseBase
 
 from proxy.context import ProxyContext, json_response

@@ -64,6 +64,8 @@ def parse_body(body: bytes, *, require_max_tokens: bool) -> dict[str, Any]:
         raise BadRequest(
             400, "invalid_request_error", f"The body is not valid JSON: {exc}"
         ) from exc
+    except RecursionError as exc:
+        raise BadRequest(400, "invalid_request_error", "The body is nested too deeply.") from exc
     if not isinstance(data, dict):
         raise BadRequest(400, "invalid_request_error", "The body must be a JSON object.")
     if not isinstance(data.get("model"), str) or not data["model"]:
@@ -138,7 +140,9 @@ def _new_context(request: HttpRequest, metadata: KeyMetadata, data: dict[str, An
     )
 
 
-async def proxy_messages(request: HttpRequest, metadata: KeyMetadata, body: bytes) -> HttpResponseBase:
+async def proxy_messages(
+    request: HttpRequest, metadata: KeyMetadata, body: bytes
+) -> HttpResponseBase:
     try:
         data = parse_body(body, require_max_tokens=True)
     except BadRequest as exc:

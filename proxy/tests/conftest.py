@@ -18,12 +18,12 @@ from accounts.services import access_key_create, provider_credential_set
 from proxy.circuit import circuits, reset_shared_state
 from proxy.models import ModelMapping
 from proxy.routing import model_map
-from proxy.throttle import auth_throttle
 from proxy.testing.fixtures import (  # noqa: F401 (fixtures)
     fake_upstream,
     fake_upstream_server,
     fake_upstream_settings,
 )
+from proxy.throttle import auth_throttle
 from usage.recording import flush_usage_events
 
 

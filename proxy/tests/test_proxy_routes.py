@@ -441,3 +441,44 @@ def test_bedrock_exception_as_first_frame_is_an_http_error(
     )
     response = _post(gateway_server, key_holder.plaintext, {**BODY, "stream": True})
     _assert_error(response, 400, "invalid_request_error")
+
+
+def test_deeply_nested_json_is_a_400_not_a_crash(
+    gateway_server: GatewayServer, key_holder: KeyHolder, fake: FakeUpstream
+) -> None:
+    depth = 100_000
+    raw = (
+        b'{"model":"claude-sonnet-4-6","max_tokens":5,"messages":[],"x":'
+        + b"[" * depth
+        + b"]" * depth
+        + b"}"
+    )
+    error = _assert_error(
+        _post(gateway_server, key_holder.plaintext, raw), 400, "invalid_request_error"
+    )
+    assert "nested" in error["error"]["message"]
+
+
+def test_known_keys_keep_working_while_the_database_is_away(
+    gateway_server: GatewayServer,
+    key_holder: KeyHolder,
+    fake: FakeUpstream,
+    settings: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from django.db import OperationalError
+
+    import accounts.selectors
+
+    settings.GATEWAY_KEY_CACHE_TTL = 0.05
+    assert _post(gateway_server, key_holder.plaintext).status_code == 200
+
+    def database_away(prefix: str) -> None:
+        raise OperationalError("connection refused")
+
+    monkeypatch.setattr(accounts.selectors, "key_metadata_load", database_away)
+    time.sleep(0.1)  # the cached entry has expired: only the database could refresh it
+    assert _post(gateway_server, key_holder.plaintext).status_code == 200
+    # A key never seen before cannot be checked: a clear, retryable error.
+    other = "gw_qqqqqqqq_" + "z" * 43
+    _assert_error(_post(gateway_server, other), 503, "overloaded_error")
