@@ -146,12 +146,14 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
     # The embedded broker: queues are files in the data directory, so the web process, the
     # worker and beat share them without any server.
     _broker_dir = GATEWAY_DATA_DIR / "broker"
-    for _sub in ("queue", "processed"):
+    for _sub in ("queue", "processed", "control"):
         (_broker_dir / _sub).mkdir(parents=True, exist_ok=True)
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(_broker_dir / "queue"),
         "data_folder_out": str(_broker_dir / "queue"),
         "processed_folder": str(_broker_dir / "processed"),
+        # Without it, kombu writes its broadcast exchanges into ./control of the current dir.
+        "control_folder": str(_broker_dir / "control"),
         "store_processed": False,
     }
 CELERY_TASK_IGNORE_RESULT = True
