@@ -128,10 +128,48 @@ class UsageAggregate(models.Model):
         indexes: ClassVar[list[models.Index]] = [
             models.Index(fields=["bucket", "bucket_start"], name="usageagg_bucket_start"),
             models.Index(fields=["bucket", "user_id", "bucket_start"], name="usageagg_user"),
-            models.Index(
-                fields=["bucket", "access_key_id", "bucket_start"], name="usageagg_key"
-            ),
+            models.Index(fields=["bucket", "access_key_id", "bucket_start"], name="usageagg_key"),
         ]
 
     def __str__(self) -> str:
         return f"{self.bucket} {self.bucket_start:%Y-%m-%d %H:%M} {self.provider}/{self.model}"
+
+
+class PendingUsageEvent(models.Model):
+    """An event not rolled up yet (see usage.rollup).
+
+    A database trigger (migration 0002) adds a row for every event inserted, whatever the code
+    path (ORM, bulk insert, raw SQL, COPY); the rollup deletes the rows in the transaction that
+    adds their events to the aggregates. The events table itself is never updated.
+    """
+
+    event_id = models.BigIntegerField(primary_key=True)
+
+    def __str__(self) -> str:
+        return f"pending event {self.event_id}"
+
+
+class UsageRollupState(models.Model):
+    """Bookkeeping of the usage rollup; a single row (pk 1), see usage.rollup."""
+
+    pruned_before = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="Raw events that occurred before this moment may have been pruned; "
+        "aggregates before it cannot be rebuilt.",
+    )
+    last_rollup_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return "usage rollup state"
+
+
+class MaintenanceLease(models.Model):
+    """A named lock held until ``expires_at``; the database fallback of usage.locks."""
+
+    name = models.CharField(max_length=64, unique=True)
+    owner = models.CharField(max_length=64, blank=True)
+    expires_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return self.name
