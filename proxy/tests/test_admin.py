@@ -1,0 +1,72 @@
+"""Admin pages of the proxy: the model map and the circuit breakers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from asgiref.sync import async_to_sync
+from django.test import Client
+from django.urls import reverse
+
+from accounts.models import User
+from proxy.circuit import circuits
+from proxy.models import ModelMapping
+from proxy.routing import model_map
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def admin_client_logged_in() -> Client:
+    admin = User.objects.create_superuser(email="root@example.com", password="pw-123456789")
+    client = Client()
+    client.force_login(admin)
+    return client
+
+
+def test_model_map_is_seeded_and_listed(admin_client_logged_in: Client) -> None:
+    assert ModelMapping.objects.filter(anthropic_model="claude-sonnet-4-5").exists()
+    page = admin_client_logged_in.get(reverse("admin:proxy_modelmapping_changelist"))
+    assert page.status_code == 200
+    assert b"global.anthropic.claude-sonnet-4-5-20250929-v1:0" in page.content
+    assert reverse("admin:proxy_circuits").encode() in page.content
+
+
+async def test_editing_the_map_takes_effect_in_this_process(
+    admin_client_logged_in: Client,
+) -> None:
+    from asgiref.sync import sync_to_async
+
+    assert (
+        await model_map.get("claude-haiku-4-5") == "global.anthropic.claude-haiku-4-5-20251001-v1:0"
+    )
+    mapping = await ModelMapping.objects.aget(anthropic_model="claude-haiku-4-5")
+    url = reverse("admin:proxy_modelmapping_change", args=[mapping.pk])
+    response = await sync_to_async(admin_client_logged_in.post)(
+        url,
+        {
+            "anthropic_model": "claude-haiku-4-5",
+            "bedrock_model_id": "eu.anthropic.claude-haiku-4-5-20251001-v1:0",
+            "enabled": "on",
+        },
+    )
+    assert response.status_code == 302
+    updated = async_to_sync(model_map.get)("claude-haiku-4-5")
+    assert updated == "eu.anthropic.claude-haiku-4-5-20251001-v1:0"
+
+
+def test_circuit_page_shows_open_circuits(admin_client_logged_in: Client) -> None:
+    async_to_sync(circuits.record_failure)("anthropic:abcdef", reason="anthropic_429", retry_at=4e9)
+    try:
+        page = admin_client_logged_in.get(reverse("admin:proxy_circuits"))
+    finally:
+        circuits.reset()
+    assert page.status_code == 200
+    body = page.content.decode()
+    assert "anthropic:abcdef" in body and "anthropic_429" in body and "open" in body
+
+
+def test_circuit_page_needs_staff(client: Any) -> None:
+    response = client.get(reverse("admin:proxy_circuits"))
+    assert response.status_code == 302 and "/login/" in response["location"]
