@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
@@ -33,17 +34,13 @@ def test_model_map_is_seeded_and_listed(admin_client_logged_in: Client) -> None:
     assert reverse("admin:proxy_circuits").encode() in page.content
 
 
-async def test_editing_the_map_takes_effect_in_this_process(
-    admin_client_logged_in: Client,
-) -> None:
-    from asgiref.sync import sync_to_async
-
-    assert (
-        await model_map.get("claude-haiku-4-5") == "global.anthropic.claude-haiku-4-5-20251001-v1:0"
-    )
-    mapping = await ModelMapping.objects.aget(anthropic_model="claude-haiku-4-5")
+def test_editing_the_map_takes_effect_in_this_process(admin_client_logged_in: Client) -> None:
+    mapping = ModelMapping.objects.get(anthropic_model="claude-haiku-4-5")
+    # A map this process loaded a moment ago (fresh for another 30 s).
+    model_map._map = {"claude-haiku-4-5": mapping.bedrock_model_id}
+    model_map._loaded_at = time.monotonic()
     url = reverse("admin:proxy_modelmapping_change", args=[mapping.pk])
-    response = await sync_to_async(admin_client_logged_in.post)(
+    response = admin_client_logged_in.post(
         url,
         {
             "anthropic_model": "claude-haiku-4-5",
@@ -52,8 +49,8 @@ async def test_editing_the_map_takes_effect_in_this_process(
         },
     )
     assert response.status_code == 302
-    updated = async_to_sync(model_map.get)("claude-haiku-4-5")
-    assert updated == "eu.anthropic.claude-haiku-4-5-20251001-v1:0"
+    assert model_map._loaded_at < 0  # the next lookup reloads the map
+    assert ModelMapping.objects.get(pk=mapping.pk).bedrock_model_id.startswith("eu.")
 
 
 def test_circuit_page_shows_open_circuits(admin_client_logged_in: Client) -> None:
