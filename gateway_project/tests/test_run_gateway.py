@@ -455,7 +455,7 @@ def test_supervisor_stops_the_others_when_one_exits() -> None:
     assert sleeper.process.returncode == -signal.SIGTERM
 
 
-def test_supervisor_forwards_the_stop_signal() -> None:
+def test_supervisor_stops_the_children_on_a_signal() -> None:
     lines: list[str] = []
     sleeper = python_child("sleeper", "import time; time.sleep(120)")
     # Stands in for the operator: signals the supervisor (its parent) once started.
@@ -467,9 +467,10 @@ def test_supervisor_forwards_the_stop_signal() -> None:
     status = Supervisor([sleeper, stopper], out=lines.append, grace=30).run()
     assert status == 0
     assert "Received SIGINT; stopping." in lines
+    # Ctrl+C becomes the children's graceful stop signal.
     for child in (sleeper, stopper):
         assert child.process is not None
-        assert child.process.returncode == -signal.SIGINT
+        assert child.process.returncode == -signal.SIGTERM
     assert signal.getsignal(signal.SIGINT) is previous
 
 

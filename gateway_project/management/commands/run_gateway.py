@@ -14,10 +14,11 @@ Worker and beat are separate processes, as in production (docker-compose.yml), r
 for both set-ups means the embedded default exercises what production runs. On the embedded
 broker (a folder in GATEWAY_DATA_DIR) both processes simply share the folder.
 
-SIGINT/SIGTERM are forwarded to the children; when any child exits on its own, the others are
-stopped and the command exits non-zero. Children run in their own process groups (so a terminal
-Ctrl+C reaches them once, through this process) and, on Linux, get SIGTERM if this process dies
-without stopping them.
+SIGINT or SIGTERM stops the children with SIGTERM, the graceful stop of both uvicorn and Celery
+(a Celery worker stopped by SIGINT reports failure); a second signal kills them. When any child
+exits on its own, the others are stopped and the command exits non-zero. Children run in their
+own process groups (so a terminal Ctrl+C reaches them once, through this process) and, on Linux,
+get SIGTERM if this process dies without stopping them.
 """
 
 from __future__ import annotations
@@ -219,7 +220,7 @@ class Supervisor:
                 )
             else:
                 self.out(f"Received {signal.Signals(self.signals[0]).name}; stopping.")
-            self._stop_all(self.signals[0] if self.signals else signal.SIGTERM)
+            self._stop_all(signal.SIGTERM)
             return 1 if failed is not None else 0
         finally:
             for signum, handler in previous.items():
