@@ -7,6 +7,7 @@ body within the size limit and hands over to a service. Every error is Anthropic
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
@@ -77,26 +78,29 @@ def _read_body(request: HttpRequest) -> bytes | HttpResponse:
     return too_large if len(body) > limit else body
 
 
-@router.post("/{access_key}/v1/messages", include_in_schema=False)
-async def messages(request: HttpRequest, access_key: str) -> HttpResponseBase:
+ProxyService = Callable[[HttpRequest, KeyMetadata, bytes], Awaitable[HttpResponseBase]]
+
+
+async def _proxy_post(
+    request: HttpRequest, access_key: str, service: ProxyService
+) -> HttpResponseBase:
     metadata = await _authenticate(request, access_key)
     if isinstance(metadata, HttpResponse):
         return metadata
     body = _read_body(request)
     if isinstance(body, HttpResponse):
         return body
-    return await proxy_messages(request, metadata, body)
+    return await service(request, metadata, body)
+
+
+@router.post("/{access_key}/v1/messages", include_in_schema=False)
+async def messages(request: HttpRequest, access_key: str) -> HttpResponseBase:
+    return await _proxy_post(request, access_key, proxy_messages)
 
 
 @router.post("/{access_key}/v1/messages/count_tokens", include_in_schema=False)
 async def count_tokens(request: HttpRequest, access_key: str) -> HttpResponseBase:
-    metadata = await _authenticate(request, access_key)
-    if isinstance(metadata, HttpResponse):
-        return metadata
-    body = _read_body(request)
-    if isinstance(body, HttpResponse):
-        return body
-    return await proxy_count_tokens(request, metadata, body)
+    return await _proxy_post(request, access_key, proxy_count_tokens)
 
 
 @router.get("/{access_key}/v1/models", include_in_schema=False)
