@@ -259,6 +259,38 @@ def test_half_open_lets_one_probe_through_while_others_use_bedrock(
     assert _post(gateway_server, key_holder.plaintext).headers["x-gateway-provider"] == "anthropic"
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="proxy.circuit.CircuitRegistry.record_success closes an open circuit on the success "
+    "of a request that was sent before the circuit opened",
+)
+def test_a_success_sent_before_the_circuit_opened_does_not_close_it(
+    gateway_server: GatewayServer,
+    key_holder: KeyHolder,
+    bedrock_credential: None,
+    fake: FakeUpstream,
+) -> None:
+    """Under load, requests are in flight when a 429 opens the circuit; their successes come
+    later and must not undo the retry-after Anthropic just gave."""
+    fake.add_fault(
+        "anthropic", Delay(delay=1.0), HttpError(status=429, headers={"retry-after": "60"})
+    )
+    results: dict[str, httpx.Response] = {}
+    slow = threading.Thread(
+        target=lambda: results.setdefault("slow", _post(gateway_server, key_holder.plaintext))
+    )
+    slow.start()
+    fake.wait_until(lambda: len(fake.requests_to("anthropic")) == 1, timeout=5)
+    limited = _post(gateway_server, key_holder.plaintext)
+    assert limited.headers["x-gateway-fallback-reason"] == "anthropic_429"
+    slow.join(CLIENT_TIMEOUT)
+    assert results["slow"].headers["x-gateway-provider"] == "anthropic"
+
+    after = _post(gateway_server, key_holder.plaintext)
+    assert after.headers.get("x-gateway-fallback-reason") == "circuit_open"
+    assert len(fake.requests_to("anthropic")) == 2
+
+
 def test_open_circuit_with_bedrock_failing_still_tries_anthropic(
     gateway_server: GatewayServer,
     key_holder: KeyHolder,
