@@ -204,7 +204,11 @@ say "starting the gateway on $GATEWAY_URL (data in $WORK/data)"
     --no-worker --no-beat) >"$WORK/gateway.log" 2>&1 &
 GATEWAY_PID=$!
 deadline=$((SECONDS + 90))
-until [[ "$(curl -s -o /dev/null -w '%{http_code}' "$GATEWAY_URL/healthz" || true)" == 200 ]]; do
+healthy() {
+    "$PY" -c 'import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=2)' \
+        "$GATEWAY_URL/healthz" 2>/dev/null
+}
+until healthy; do
     if ! kill -0 "$GATEWAY_PID" 2>/dev/null || ((SECONDS >= deadline)); then
         tail -n 40 "$WORK/gateway.log" >&2
         die "the gateway did not start"
