@@ -12,6 +12,7 @@ import contextvars
 import hmac
 import logging
 import os
+import re
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
@@ -74,6 +75,27 @@ USAGE_SPOOL_DEPTH = Gauge(
 USAGE_EVENTS = Counter(
     "gateway_usage_events_total", "Usage events by outcome of their write.", ["outcome"]
 )
+
+
+_KEY_IN_PATH = re.compile(r"(/ak/)([^/\s\"'?]{0,11})[^/\s\"'?]*")
+
+
+def redact_access_keys(text: str) -> str:
+    """``/ak/gw_k3x9q2mb_<secret>/v1/messages`` → ``/ak/gw_k3x9q2mb…/v1/messages``: the public
+    prefix stays (it identifies the key in logs), the secret part goes."""
+    return _KEY_IN_PATH.sub(lambda match: f"{match.group(1)}{match.group(2)}…", text)
+
+
+class RedactAccessKeysFilter(logging.Filter):
+    """Masks access keys in every record (Django's request logger and uvicorn's access log
+    print request paths, and proxy paths carry keys)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if "/ak/" in message:
+            record.msg = redact_access_keys(message)
+            record.args = ()
+        return True
 
 
 class RequestIdFilter(logging.Filter):

@@ -248,7 +248,11 @@ if GATEWAY_LOG_FORMAT not in {"json", "plain"}:
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"request_id": {"()": "gateway_project.observability.RequestIdFilter"}},
+    "filters": {
+        "request_id": {"()": "gateway_project.observability.RequestIdFilter"},
+        # Proxy URLs carry access keys (/ak/<key>/...): every record is masked before output.
+        "redact_keys": {"()": "gateway_project.observability.RedactAccessKeysFilter"},
+    },
     "formatters": {
         "plain": {"format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"},
         "json": {
@@ -262,7 +266,7 @@ LOGGING = {
             "class": "logging.StreamHandler",
             "stream": sys.stderr,
             "formatter": GATEWAY_LOG_FORMAT,
-            "filters": ["request_id"],
+            "filters": ["redact_keys", "request_id"],
         }
     },
     "root": {"handlers": ["console"], "level": GATEWAY_LOG_LEVEL},
@@ -270,6 +274,11 @@ LOGGING = {
         # httpx logs every request URL at INFO, and proxy URLs carry access keys.
         "httpx": {"level": "WARNING"},
         "httpcore": {"level": "WARNING"},
+        # uvicorn's own loggers go through the same handler, so access lines are masked and
+        # formatted (JSON) like the rest.
+        "uvicorn": {"handlers": ["console"], "propagate": False},
+        "uvicorn.error": {"handlers": [], "propagate": True},
+        "uvicorn.access": {"handlers": ["console"], "propagate": False},
     },
 }
 # Bearer token for the admin usage API (/api/admin/...); empty: staff sessions only.
@@ -278,7 +287,7 @@ GATEWAY_ADMIN_API_TOKEN: str = env.str("GATEWAY_ADMIN_API_TOKEN", "")
 GATEWAY_METRICS_TOKEN: str = env.str("GATEWAY_METRICS_TOKEN", "")
 
 # Repeated unusable keys from one client address: after this many within the window, further
-# unknown keys from that address get 429 without a lookup (keys in the cache still work).
+# bad keys from that address get 429 instead of 401 (valid keys always work).
 GATEWAY_AUTH_FAILURE_LIMIT: int = env.int("GATEWAY_AUTH_FAILURE_LIMIT", 20, minimum=1)
 GATEWAY_AUTH_FAILURE_WINDOW_SECONDS: float = env.float(
     "GATEWAY_AUTH_FAILURE_WINDOW_SECONDS", 60.0, minimum=1

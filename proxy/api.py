@@ -78,6 +78,14 @@ def _read_body(request: HttpRequest) -> bytes | HttpResponse:
     return too_large if len(body) > limit else body
 
 
+def _already_logged(response: HttpResponseBase) -> HttpResponseBase:
+    """Keep Django's request logger quiet about proxy responses: upstream 4xx/5xx are the
+    clients' business (the proxy logs what matters, with request ids), and a 529 would be
+    logged as an "Unknown Status Code" error."""
+    response._has_been_logged = True  # type: ignore[attr-defined]
+    return response
+
+
 ProxyService = Callable[[HttpRequest, KeyMetadata, bytes], Awaitable[HttpResponseBase]]
 
 
@@ -86,11 +94,11 @@ async def _proxy_post(
 ) -> HttpResponseBase:
     metadata = await _authenticate(request, access_key)
     if isinstance(metadata, HttpResponse):
-        return metadata
+        return _already_logged(metadata)
     body = _read_body(request)
     if isinstance(body, HttpResponse):
-        return body
-    return await service(request, metadata, body)
+        return _already_logged(body)
+    return _already_logged(await service(request, metadata, body))
 
 
 @router.post("/{access_key}/v1/messages", include_in_schema=False)
@@ -104,11 +112,11 @@ async def count_tokens(request: HttpRequest, access_key: str) -> HttpResponseBas
 
 
 @router.get("/{access_key}/v1/models", include_in_schema=False)
-async def models(request: HttpRequest, access_key: str) -> HttpResponse:
+async def models(request: HttpRequest, access_key: str) -> HttpResponseBase:
     metadata = await _authenticate(request, access_key)
     if isinstance(metadata, HttpResponse):
-        return metadata
-    return await proxy_models(request, metadata)
+        return _already_logged(metadata)
+    return _already_logged(await proxy_models(request, metadata))
 
 
 @router.api_operation(

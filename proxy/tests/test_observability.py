@@ -138,3 +138,50 @@ def test_proxied_requests_log_with_their_request_id(
     records = [record for record in caplog.records if record.name == "proxy.services"]
     assert records and request_id in records[0].getMessage()
     RequestIdFilter().filter(records[0])
+
+
+def test_access_keys_are_masked_in_every_log_line(
+    gateway_server: GatewayServer,
+    key_holder: KeyHolder,
+    fake: FakeUpstream,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    import io
+
+    from gateway_project.observability import RedactAccessKeysFilter, redact_access_keys
+
+    secret_part = key_holder.plaintext[12:]
+    line = f'127.0.0.1 - "POST /ak/{key_holder.plaintext}/v1/messages?beta=true HTTP/1.1" 401'
+    assert secret_part not in redact_access_keys(line)
+    assert key_holder.plaintext[:11] in redact_access_keys(line)  # the prefix still identifies
+
+    # The configured console handler masks records from any logger, whatever their arguments.
+    console = next(h for h in logging.getLogger().handlers if isinstance(h, logging.StreamHandler))
+    assert any(isinstance(f, RedactAccessKeysFilter) for f in console.filters)
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(console.formatter)
+    for log_filter in console.filters:
+        handler.addFilter(log_filter)
+    for name in ("django.request", "uvicorn.access", "proxy.services"):
+        handler.handle(
+            logging.LogRecord(
+                name,
+                logging.WARNING,
+                __file__,
+                1,
+                "%s %s",
+                ("Unauthorized:", f"/ak/{key_holder.plaintext}/v1/x"),
+                None,
+            )
+        )
+    assert secret_part not in stream.getvalue()
+    assert stream.getvalue().count("/ak/gw_") == 3
+
+    # Responses of the proxy are not logged by Django's request logger at all.
+    with caplog.at_level(logging.INFO, logger="django.request"):
+        bad = httpx.post(
+            gateway_server.key_url(key_holder.plaintext + "x") + "/v1/messages", json=BODY
+        )
+    assert bad.status_code == 401
+    assert not [record for record in caplog.records if record.name == "django.request"]
