@@ -440,11 +440,6 @@ def _rollup_pending(
     report = RollupReport()
     started = time.monotonic()
     while True:
-        if (max_batches is not None and report.batches >= max_batches) or (
-            time_budget is not None and time.monotonic() - started >= time_budget
-        ):
-            report.complete = not PendingUsageEvent.objects.exists()
-            break
         batch = _with_retries(lambda: _rollup_batch(batch_size))
         if batch is None:
             break
@@ -458,6 +453,12 @@ def _rollup_pending(
             progress(f"batch {report.batches}: {batch.events} events ({report.events} in all)")
         if lease is not None:
             lease.extend()
+        # Limits are checked after a batch, so every run makes progress.
+        if (max_batches is not None and report.batches >= max_batches) or (
+            time_budget is not None and time.monotonic() - started >= time_budget
+        ):
+            report.complete = not PendingUsageEvent.objects.exists()
+            break
     if report.missing:
         logger.warning("usage rollup: %d queued events no longer existed", report.missing)
     rollup_state()

@@ -16,7 +16,7 @@ from decimal import Decimal
 from typing import Any
 
 from usage.models import Price, UsageAggregate, UsageEvent
-from usage.pricing import event_cost
+from usage.pricing import PriceWindow, cost_of_tokens, price_windows
 from usage.rollup import LEVELS, bucket_floor
 
 _counter = itertools.count(1)
@@ -112,32 +112,41 @@ class Totals:
 AggregateKey = tuple[str, datetime, int, int, str, str]
 
 
+class PriceBook:
+    """The price table as usage.pricing resolves it, loaded once per (provider, model)."""
+
+    def __init__(self) -> None:
+        self._windows: dict[tuple[str, str], list[PriceWindow]] = {}
+
+    def cost(self, event: UsageEvent) -> Decimal:
+        """The cost the rollup must give ``event``: the recorder's, else the price's, else 0."""
+        if event.cost_usd is not None:
+            return Decimal(event.cost_usd)
+        pair = (event.provider, event.requested_model)
+        if pair not in self._windows:
+            self._windows[pair] = price_windows([pair])
+        price = next((w for w in self._windows[pair] if w.covers(event.occurred_at)), None)
+        if price is None:
+            return Decimal(0)
+        return cost_of_tokens(
+            input_tokens=event.input_tokens,
+            output_tokens=event.output_tokens,
+            cache_read_tokens=event.cache_read_tokens,
+            cache_write_tokens=event.cache_write_tokens,
+            price=price,
+        )
+
+
 def expected_cost(event: UsageEvent) -> Decimal:
-    """The cost the rollup must give ``event``: the recorder's, else the price's, else 0."""
-    if event.cost_usd is not None:
-        return Decimal(event.cost_usd)
-    cost = event_cost(
-        provider=event.provider,
-        model=event.requested_model,
-        occurred_at=event.occurred_at,
-        input_tokens=event.input_tokens,
-        output_tokens=event.output_tokens,
-        cache_read_tokens=event.cache_read_tokens,
-        cache_write_tokens=event.cache_write_tokens,
-    )
-    return cost if cost is not None else Decimal(0)
+    return PriceBook().cost(event)
 
 
-def expected_aggregates(
-    events: Iterable[UsageEvent], costs: dict[uuid.UUID, Decimal] | None = None
-) -> dict[AggregateKey, Totals]:
-    """Every aggregate row the given events make, keyed like the table's unique constraint.
-    ``costs`` (by event_id) overrides the computed cost of an event."""
+def expected_aggregates(events: Iterable[UsageEvent]) -> dict[AggregateKey, Totals]:
+    """Every aggregate row the given events make, keyed like the table's unique constraint."""
+    prices = PriceBook()
     expected: dict[AggregateKey, Totals] = defaultdict(Totals)
     for event in events:
-        cost = (costs or {}).get(event.event_id)
-        if cost is None:
-            cost = expected_cost(event)
+        cost = prices.cost(event)
         for level in LEVELS:
             key = (
                 level,

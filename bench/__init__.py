@@ -1,0 +1,1 @@
+"""Benchmarks: scripts that time real workloads on a real database (not part of the test suite)."""
