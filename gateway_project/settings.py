@@ -222,6 +222,9 @@ GATEWAY_KEY_CACHE_TTL: float = env.float("GATEWAY_KEY_CACHE_TTL", 30.0, minimum=
 GATEWAY_KEY_ROTATION_GRACE_HOURS: float = env.float(
     "GATEWAY_KEY_ROTATION_GRACE_HOURS", 24.0, minimum=0
 )
+# A requested model missing from the model map (and without a credential fallback model) is
+# answered by the newest mapped model of its family (opus/sonnet/haiku).
+GATEWAY_FALLBACK_SAME_FAMILY: bool = env.bool("GATEWAY_FALLBACK_SAME_FAMILY", True)
 # Circuit breaker: this many retryable Anthropic failures within the window open the circuit
 # for the cool-down (or until the time a 429 names); then one probe request decides.
 GATEWAY_CIRCUIT_FAILURE_THRESHOLD: int = env.int("GATEWAY_CIRCUIT_FAILURE_THRESHOLD", 5, minimum=1)

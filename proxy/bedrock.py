@@ -37,6 +37,7 @@ from proxy.translation.invoke import (
     anthropic_to_invoke,
     invoke_response_to_anthropic,
 )
+from proxy.translation.limits import clamp_output_tokens
 from proxy.translation.model_ids import quote_model_id
 from proxy.translation.sse import Usage, encode_sse, normalize_usage, usage_from_message
 
@@ -146,6 +147,7 @@ async def call_bedrock(
     betas: list[str],
     context: ProxyContext,
 ) -> HttpResponseBase | BedrockFailure:
+    body = clamp_output_tokens(body, target.max_output_tokens)
     url, payload = _request_for(target, body, stream=context.stream, betas=betas)
     client = upstream_client()
     request = client.build_request(

@@ -13,6 +13,11 @@ class ModelMapping(models.Model):
     bedrock_model_id = models.CharField(
         max_length=200, help_text="Bedrock model ID or inference profile, e.g. global.anthropic…"
     )
+    max_output_tokens = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text="The Bedrock model's output limit; larger max_tokens are lowered to it.",
+    )
     enabled = models.BooleanField(default=True)
     updated_at = models.DateTimeField(default=timezone.now)
 

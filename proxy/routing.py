@@ -1,13 +1,18 @@
 """Where a fallback request goes: the Bedrock target for a requested model and a key.
 
 ``bedrock_target`` returns a ``BedrockTarget`` (model ID, endpoint, API mode, credential) or a
-``NoFallback`` saying why there is none. The model map (``ModelMapping``) is small and read whole
+``NoFallback`` saying why there is none. The model is, in order: the model map's entry for the
+requested name, the credential's fallback model, and (GATEWAY_FALLBACK_SAME_FAMILY) the newest
+mapped model of the same family — clients such as Claude Code move to new model names before
+an admin can map them, and an Opus request is better answered by the newest mapped Opus than not
+at all. The model map (``ModelMapping``) is small and read whole
 into the process, refreshed every MAP_TTL seconds, so routing costs no query on the hot path.
 This is the seam for rule-based routing later: a decision object computed from the request.
 """
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass, field
 
@@ -15,10 +20,16 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 
 from accounts.keycache import KeyMetadata, ResolvedCredential
-from proxy.translation.model_ids import normalize_requested_model
+from proxy.translation.model_ids import claude_version, normalize_requested_model
 
 MAP_TTL = 30.0
 DEFAULT_REGION = "us-east-1"
+
+
+@dataclass(frozen=True, slots=True)
+class MappedModel:
+    model_id: str
+    max_output_tokens: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,6 +39,32 @@ class BedrockTarget:
     api_mode: str
     credential_id: int
     secret: str = field(repr=False)
+    max_output_tokens: int | None = None
+
+
+_FAMILY = re.compile(r"\b(opus|sonnet|haiku)\b")
+
+
+def model_family(name: str) -> str | None:
+    """``opus``, ``sonnet`` or ``haiku`` for a Claude model name (old and new naming alike)."""
+    normalized = normalize_requested_model(name).lower()
+    if not normalized.startswith("claude"):
+        return None
+    match = _FAMILY.search(normalized.replace("-", " "))
+    return match.group(1) if match else None
+
+
+def newest_in_family(mapping: dict[str, MappedModel], requested: str) -> MappedModel | None:
+    """The mapped model of the requested model's family with the highest Claude version."""
+    family = model_family(requested)
+    if family is None:
+        return None
+    candidates = [
+        (claude_version(name) or (0, 0), name) for name in mapping if model_family(name) == family
+    ]
+    if not candidates:
+        return None
+    return mapping[max(candidates)[1]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,25 +75,31 @@ class NoFallback:
 
 class ModelMap:
     def __init__(self) -> None:
-        self._map: dict[str, str] = {}
+        self._map: dict[str, MappedModel] = {}
         self._loaded_at = -MAP_TTL
 
-    def _load(self) -> dict[str, str]:
+    def _load(self) -> dict[str, MappedModel]:
         from proxy.models import ModelMapping
 
         return {
-            normalize_requested_model(name): model_id
-            for name, model_id in ModelMapping.objects.filter(enabled=True).values_list(
-                "anthropic_model", "bedrock_model_id"
+            normalize_requested_model(name): MappedModel(model_id, max_output)
+            for name, model_id, max_output in ModelMapping.objects.filter(enabled=True).values_list(
+                "anthropic_model", "bedrock_model_id", "max_output_tokens"
             )
         }
 
-    async def get(self, requested_model: str) -> str | None:
+    async def _current(self) -> dict[str, MappedModel]:
         now = time.monotonic()
         if now - self._loaded_at >= MAP_TTL:
             self._map = await sync_to_async(self._load)()
             self._loaded_at = now
-        return self._map.get(normalize_requested_model(requested_model))
+        return self._map
+
+    async def get(self, requested_model: str) -> MappedModel | None:
+        return (await self._current()).get(normalize_requested_model(requested_model))
+
+    async def newest_in_family(self, requested_model: str) -> MappedModel | None:
+        return newest_in_family(await self._current(), requested_model)
 
     def names(self) -> list[str]:
         return list(self._map)
@@ -81,19 +124,22 @@ async def bedrock_target(metadata: KeyMetadata, requested_model: str) -> Bedrock
         return NoFallback("no_bedrock_credential", "no Bedrock credential applies to this key")
     if credential.error:
         return NoFallback("bedrock_credential_unusable", credential.error)
-    model_id = await model_map.get(requested_model) if requested_model else None
-    if model_id is None:
-        model_id = credential.fallback_model or None
-    if model_id is None:
+    mapped = await model_map.get(requested_model) if requested_model else None
+    if mapped is None and credential.fallback_model:
+        mapped = MappedModel(credential.fallback_model)
+    if mapped is None and settings.GATEWAY_FALLBACK_SAME_FAMILY:
+        mapped = await model_map.newest_in_family(requested_model)
+    if mapped is None:
         return NoFallback(
             "no_model_mapping",
             f"model {requested_model!r} has no Bedrock mapping and the credential sets no "
             "fallback model",
         )
     return BedrockTarget(
-        model_id=model_id,
+        model_id=mapped.model_id,
         endpoint=bedrock_endpoint(credential),
         api_mode=credential.api_mode,
         credential_id=credential.id,
         secret=credential.secret,
+        max_output_tokens=mapped.max_output_tokens,
     )
