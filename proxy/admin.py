@@ -17,7 +17,13 @@ from proxy.routing import model_map
 
 @admin.register(ModelMapping)
 class ModelMappingAdmin(admin.ModelAdmin):
-    list_display = ("anthropic_model", "bedrock_model_id", "enabled", "updated_at")
+    list_display = (
+        "anthropic_model",
+        "bedrock_model_id",
+        "max_output_tokens",
+        "enabled",
+        "updated_at",
+    )
     list_editable = ("enabled",)
     list_filter = ("enabled",)
     search_fields = ("anthropic_model", "bedrock_model_id")
