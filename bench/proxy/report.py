@@ -1,0 +1,409 @@
+"""Medians over repetitions, the targets of issue 5, and the markdown report (latest.md).
+
+Pure functions over the result dict that ``bench.proxy_bench`` writes as JSON.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from typing import Any
+
+# A proxy whose requests/s come within 10% of the fake's own ceiling measures the fake.
+UPSTREAM_BOUND_SHARE = 0.9
+
+
+def median_of(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The median of every numeric leaf over runs (keys missing from a run are skipped)."""
+    runs = [run for run in runs if isinstance(run, dict)]
+    if not runs:
+        return {}
+    merged: dict[str, Any] = {}
+    for key in runs[0]:
+        values = [run[key] for run in runs if key in run]
+        first = values[0]
+        if isinstance(first, dict):
+            merged[key] = median_of(values)
+        elif isinstance(first, bool) or not isinstance(first, int | float):
+            merged[key] = first
+        else:
+            numbers = [
+                value
+                for value in values
+                if isinstance(value, int | float) and not math.isnan(value)
+            ]
+            merged[key] = round(statistics.median(numbers), 4) if numbers else None
+    return merged
+
+
+def ceiling_rps(fake_ceiling: dict[str, Any]) -> float:
+    return max((run.get("rps") or 0.0) for run in fake_ceiling.values()) if fake_ceiling else 0.0
+
+
+def _get(data: dict[str, Any] | None, *path: str) -> Any:
+    for key in path:
+        if not isinstance(data, dict) or key not in data:
+            return None
+        data = data[key]
+    return data
+
+
+def _diff(left: Any, right: Any) -> float | None:
+    if isinstance(left, int | float) and isinstance(right, int | float):
+        return round(left - right, 3)
+    return None
+
+
+def _ratio(left: Any, right: Any) -> float | None:
+    if isinstance(left, int | float) and isinstance(right, int | float) and right:
+        return round(left / right, 2)
+    return None
+
+
+def _fmt(value: Any, digits: int = 2) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, float):
+        if abs(value) >= 100:
+            return f"{value:,.0f}"
+        return f"{value:.{digits}f}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return str(value)
+
+
+def targets_check(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """Issue 5's targets against this run's medians."""
+    medians = results.get("medians", {})
+    gateway = medians.get("gateway", {})
+    direct = medians.get("direct", {})
+    litellm = medians.get("litellm", {})
+    memory = results.get("memory", {}).get("gateway", {})
+    rows = []
+
+    def add(label: str, measured: float | None, limit: float | None, kind: str, unit: str) -> None:
+        met = None
+        if measured is not None and limit is not None:
+            met = measured <= limit if kind == "max" else measured >= limit
+        rows.append(
+            {
+                "target": label,
+                "measured": measured,
+                "limit": limit,
+                "kind": kind,
+                "unit": unit,
+                "met": met,
+            }
+        )
+
+    add(
+        "added latency c=1 p50",
+        _diff(_get(gateway, "latency_c1", "p50_ms"), _get(direct, "latency_c1", "p50_ms")),
+        1.5,
+        "max",
+        "ms",
+    )
+    add(
+        "added latency c=1 p99",
+        _diff(_get(gateway, "latency_c1", "p99_ms"), _get(direct, "latency_c1", "p99_ms")),
+        5.0,
+        "max",
+        "ms",
+    )
+    add(
+        "requests/s at c=64, gateway ÷ LiteLLM",
+        _ratio(_get(gateway, "wrk_c64", "rps"), _get(litellm, "wrk_c64", "rps")),
+        10.0,
+        "min",
+        "×",
+    )
+    for concurrency in (1, 32):
+        add(
+            f"stream added TTFB c={concurrency} (p50)",
+            _diff(
+                _get(gateway, f"stream_c{concurrency}", "ttfb_p50_ms"),
+                _get(direct, f"stream_c{concurrency}", "ttfb_p50_ms"),
+            ),
+            2.0,
+            "max",
+            "ms",
+        )
+        add(
+            f"stream added inter-chunk gap p99 c={concurrency}",
+            _diff(
+                _get(gateway, f"stream_c{concurrency}", "gap_p99_ms"),
+                _get(direct, f"stream_c{concurrency}", "gap_p99_ms"),
+            ),
+            1.0,
+            "max",
+            "ms",
+        )
+    add(
+        "fallback stream added TTFB c=1 (p50; no target set)",
+        _diff(
+            _get(gateway, "fallback_stream_c1", "ttfb_p50_ms"),
+            _get(direct, "converse_stream_c1", "ttfb_p50_ms"),
+        ),
+        None,
+        "max",
+        "ms",
+    )
+    add("worker RSS idle", memory.get("idle_mib"), 150.0, "max", "MiB")
+    add(
+        f"RSS growth over {_fmt(_get(memory, 'soak', 'requests'))} requests",
+        _get(memory, "soak", "growth_pct"),
+        10.0,
+        "max",
+        "%",
+    )
+    return rows
+
+
+def _metric_rows(results: dict[str, Any]) -> list[tuple[str, list[Any]]]:
+    medians = results.get("medians", {})
+    memory = results.get("memory", {})
+    names = ["direct", "gateway", "litellm"]
+
+    def row(label: str, *path: str) -> tuple[str, list[Any]]:
+        return label, [_get(medians.get(name), *path) for name in names]
+
+    rows = [
+        row("c=1 latency p50 (ms)", "latency_c1", "p50_ms"),
+        row("c=1 latency p99 (ms)", "latency_c1", "p99_ms"),
+    ]
+    for concurrency in results.get("plan", {}).get("concurrencies", (16, 64, 256)):
+        key = f"wrk_c{concurrency}"
+        rows += [
+            row(f"c={concurrency} requests/s", key, "rps"),
+            row(f"c={concurrency} p50 (ms)", key, "p50_ms"),
+            row(f"c={concurrency} p99 (ms)", key, "p99_ms"),
+            row(f"c={concurrency} server CPU ms/request", key, "cpu_ms_per_request"),
+            row(f"c={concurrency} error rate", key, "error_rate"),
+        ]
+    for concurrency in (1, 32):
+        key = f"stream_c{concurrency}"
+        rows += [
+            row(f"stream c={concurrency} TTFB p50 (ms)", key, "ttfb_p50_ms"),
+            row(f"stream c={concurrency} TTFB p99 (ms)", key, "ttfb_p99_ms"),
+            row(f"stream c={concurrency} inter-chunk gap p99 (ms)", key, "gap_p99_ms"),
+            row(f"stream c={concurrency} errors", key, "errors"),
+        ]
+    rows.append(
+        (
+            "fallback stream c=1 TTFB p50 (ms) ¹",
+            [
+                _get(medians.get("direct"), "converse_stream_c1", "ttfb_p50_ms"),
+                _get(medians.get("gateway"), "fallback_stream_c1", "ttfb_p50_ms"),
+                None,
+            ],
+        )
+    )
+    rates = error_rates(results)
+    rows.append(("error rate, all runs", [rates.get(name) for name in names]))
+    rows.append(
+        (
+            "worker RSS idle (MiB)",
+            [None, _get(memory, "gateway", "idle_mib"), _get(memory, "litellm", "idle_mib")],
+        )
+    )
+    rows.append(
+        (
+            "worker RSS max under load, c=256 (MiB)",
+            [
+                None,
+                _get(medians.get("gateway"), "wrk_c256", "rss_max_mib"),
+                _get(medians.get("litellm"), "wrk_c256", "rss_max_mib"),
+            ],
+        )
+    )
+    return rows
+
+
+def _upstream_bound(results: dict[str, Any]) -> list[str]:
+    ceiling = ceiling_rps(results.get("fake_ceiling", {}))
+    flagged = []
+    for name, measured in results.get("medians", {}).items():
+        if name == "direct":
+            continue
+        for key, run in measured.items():
+            if (
+                key.startswith("wrk_c")
+                and ceiling
+                and (run.get("rps") or 0) >= (UPSTREAM_BOUND_SHARE * ceiling)
+            ):
+                flagged.append(f"{name} {key}")
+    return flagged
+
+
+def markdown(results: dict[str, Any], *, json_name: str) -> str:
+    environment = results.get("environment", {})
+    plan = results.get("plan", {})
+    out = [
+        "# Proxy benchmark: direct vs gateway vs LiteLLM",
+        "",
+        f"Run `{results.get('started_at', '')}` ({results.get('mode')} mode, "
+        f"{plan.get('repetitions')} repetition(s), medians), raw data in `{json_name}`. "
+        f"{environment.get('cores')} cores ({environment.get('pinning')}); "
+        f"load average at start/end {_load(environment)}, "
+        f"LiteLLM {environment.get('litellm')}, {environment.get('wrk')}.",
+        "",
+        f"Fake upstream ceiling (wrk straight at the fake): "
+        f"**{_fmt(ceiling_rps(results.get('fake_ceiling', {})))} requests/s**. "
+        + (
+            "Upstream-bound (within 10% of it): " + ", ".join(_upstream_bound(results)) + "."
+            if _upstream_bound(results)
+            else "No proxy result is within 10% of it (none is upstream-bound)."
+        ),
+        "",
+        "## Targets (issue 5)",
+        "",
+        "| target | measured | limit | met |",
+        "|---|---:|---:|:---:|",
+    ]
+    for check in targets_check(results):
+        sign = "≤" if check["kind"] == "max" else "≥"
+        met = {True: "yes", False: "**no**", None: "–"}[check["met"]]
+        limit = "–" if check["limit"] is None else f"{sign} {_fmt(check['limit'])} {check['unit']}"
+        out.append(
+            f"| {check['target']} | {_fmt(check['measured'])} {check['unit']} | {limit} | {met} |"
+        )
+    out += [
+        "",
+        "## Direct, gateway, LiteLLM",
+        "",
+        "| metric | direct | gateway | LiteLLM | gateway ÷ direct | LiteLLM ÷ gateway |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for label, (direct, gateway, litellm) in _metric_rows(results):
+        out.append(
+            f"| {label} | {_fmt(direct)} | {_fmt(gateway)} | {_fmt(litellm)} | "
+            f"{_fmt(_ratio(gateway, direct))} | {_fmt(_ratio(litellm, gateway))} |"
+        )
+    out += [
+        "",
+        "¹ Fallback: the gateway's stream when Anthropic answers 529 at once and Bedrock "
+        "(Converse stream) answers, against the fake's converse-stream called directly "
+        "(the *direct* column).",
+        "",
+    ]
+    soak = _get(results, "memory", "gateway", "soak")
+    if soak:
+        out += [
+            f"Memory soak: {_fmt(soak['requests'])} requests through the gateway (wrk, c=64, "
+            f"{_fmt(soak['errors'])} errors): RSS {_fmt(soak['rss_before_mib'])} → "
+            f"{_fmt(soak['rss_after_mib'])} MiB ({_fmt(soak['growth_pct'])}%).",
+            "",
+        ]
+    out += _choices_section(results)
+    out += _profile_section(results)
+    return "\n".join(out) + "\n"
+
+
+def _load(environment: dict[str, Any]) -> str:
+    start = environment.get("load_average_start") or [None]
+    end = environment.get("load_average_end") or [None]
+    return f"{_fmt(start[0])}/{_fmt(end[0])} (other work on the machine adds noise)"
+
+
+def error_rates(results: dict[str, Any]) -> dict[str, float | None]:
+    """Failed requests ÷ requests over every wrk run and stream run of each target."""
+    totals: dict[str, list[int]] = {}
+    for repetition in results.get("repetitions", []):
+        for name, measured in repetition.items():
+            counts = totals.setdefault(name, [0, 0])
+            for key, run in measured.items():
+                if key.startswith("wrk_c"):
+                    counts[0] += run.get("errors", 0)
+                    counts[1] += run.get("requests", 0)
+                elif key.startswith(("stream_c", "fallback_", "converse_")):
+                    counts[0] += run.get("errors", 0)
+                    counts[1] += run.get("streams", 0)
+                elif key == "latency_c1":
+                    counts[0] += run.get("errors", 0)
+                    counts[1] += run.get("requests", 0)
+    return {name: (errors / count if count else None) for name, (errors, count) in totals.items()}
+
+
+def _stack_row(name: str, run: dict[str, Any]) -> str:
+    return (
+        f"| {name} | {_fmt(_get(run, 'latency_c1', 'p50_ms'))} | "
+        f"{_fmt(_get(run, 'latency_c1', 'p99_ms'))} | {_fmt(_get(run, 'wrk_c64', 'rps'))} | "
+        f"{_fmt(_get(run, 'wrk_c64', 'cpu_ms_per_request'))} | "
+        f"{_fmt(_get(run, 'stream_c1', 'ttfb_p50_ms'))} | {_fmt(run.get('rss_idle_mib'))} |"
+    )
+
+
+def _choices_section(results: dict[str, Any]) -> list[str]:
+    choices = results.get("choices")
+    out: list[str] = []
+    header = [
+        "| variant | c=1 p50 (ms) | c=1 p99 (ms) | c=64 req/s | CPU ms/request | "
+        "stream TTFB p50 (ms) | RSS (MiB) |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    if choices:
+        out += ["## Stack choices", ""]
+        if "pending" in choices:
+            out += [f"Pending: {choices['pending']}", ""]
+        if "asgi_server" in choices:
+            out += ["ASGI server (the gateway, one worker each):", "", *header]
+            out += [_stack_row(name, run) for name, run in choices["asgi_server"].items()]
+            out.append("")
+        transport = choices.get("transport")
+        if transport:
+            out += [
+                "httpx transport (an httpx.AsyncClient calling the fake, no gateway):",
+                "",
+                "| transport | concurrency | req/s | p50 (ms) | client CPU ms/request |",
+                "|---|---:|---:|---:|---:|",
+            ]
+            for name, runs in transport.items():
+                for run in runs:
+                    out.append(
+                        f"| {name} | {run['concurrency']} | {_fmt(run['rps'])} | "
+                        f"{_fmt(run['p50_ms'])} | {_fmt(run['cpu_ms_per_request'], 3)} |"
+                    )
+            out.append("")
+        parsing = choices.get("json")
+        if parsing:
+            out += [
+                f"JSON library on a typical Claude Code request body "
+                f"({_fmt(parsing['body_bytes'])} bytes), µs per call:",
+                "",
+                "| library | loads | dumps |",
+                "|---|---:|---:|",
+            ]
+            for name in ("json", "orjson"):
+                out.append(
+                    f"| {name} | {_fmt(parsing['loads_us'][name])} | "
+                    f"{_fmt(parsing['dumps_us'][name])} |"
+                )
+            out.append("")
+    lean = results.get("lean_experiments")
+    if lean:
+        out += [
+            "## Hot-path experiments (bench/proxy/lean_asgi.py, not the product)",
+            "",
+            "Levels: 1 = no Django middleware and no per-request thread context on /ak/; "
+            "2 = also no request signals and no thread hop to close the response; "
+            "3 = also a usage writer that sleeps between batches; 4 = also the aiohttp "
+            "transport for the upstream client.",
+            "",
+            *header,
+        ]
+        out += [_stack_row(name, run) for name, run in lean.items()]
+        out.append("")
+    return out
+
+
+def _profile_section(results: dict[str, Any]) -> list[str]:
+    summary = results.get("profile")
+    if not summary:
+        return []
+    from bench.proxy.profile import as_markdown
+
+    return [
+        "## Where the gateway worker spends its CPU (py-spy, GIL samples, wrk c=64)",
+        "",
+        as_markdown(summary),
+    ]

@@ -1,0 +1,237 @@
+"""The systems under test: the fake called directly, the gateway, and LiteLLM's proxy.
+
+A ``Target`` knows where to send a Messages request, with which headers, and which server
+process to watch (memory, CPU time). The gateway is prepared here too: migrated, with a key
+and a Bedrock credential created through ``accounts.services`` (``gateway_setup``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bench.proxy.processes import MAIN_PYTHON, REPO, Server, free_port, pinned
+
+MODEL = "claude-sonnet-4-5-20250929"
+LITELLM_BIN = REPO / "bench" / ".venv-litellm" / "bin" / "litellm"
+TOOLS_BIN = REPO / "bench" / ".venv-tools" / "bin"
+BASE_HEADERS = [("content-type", "application/json"), ("anthropic-version", "2023-06-01")]
+# The client's own Anthropic key, which the gateway forwards; the fake accepts any.
+CLIENT_API_KEY = "sk-ant-bench-client"
+# A second client key for the fallback scenario, so its failures open no circuit of the first.
+FALLBACK_API_KEY = "sk-ant-bench-fallback"
+FALLBACK_STATUS_HEADER = ("x-bench-anthropic-status", "529")
+
+
+@dataclass
+class Target:
+    name: str
+    messages_url: str
+    headers: list[tuple[str, str]]
+    server: Server | None = None  # None for the fake itself (watched separately)
+    notes: list[str] = field(default_factory=list)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process and its live descendants (all threads)."""
+    from bench.proxy.processes import _children
+
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for member in [pid, *_children(pid)]:
+        try:
+            stat = Path(f"/proc/{member}/stat").read_text()
+        except OSError:
+            continue
+        fields = stat.rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15)
+    return total / ticks
+
+
+def gateway_env(*, fake_url: str, data_dir: Path, database_url: str, redis_url: str) -> dict:
+    env = dict(os.environ)
+    env.update(
+        {
+            "DEBUG": "true",
+            "DATABASE_URL": database_url,
+            "REDIS_URL": redis_url,
+            "GATEWAY_DATA_DIR": str(data_dir),
+            "GATEWAY_ANTHROPIC_BASE_URL": fake_url,
+            # Every fallback request must take the full path (Anthropic 529, then Bedrock);
+            # with the default threshold the circuit would open and skip the 529 round trip.
+            "GATEWAY_CIRCUIT_FAILURE_THRESHOLD": "1000000000",
+            "DJANGO_SETTINGS_MODULE": "gateway_project.settings",
+        }
+    )
+    env.pop("CELERY_BROKER_URL", None)
+    return env
+
+
+def prepare_gateway(env: dict[str, str], *, fake_url: str, log: Path) -> str:
+    """Migrate the database and create the benchmark's key; returns the plaintext key."""
+    with log.open("ab") as handle:
+        subprocess.run(  # noqa: S603 - fixed commands built here
+            [str(MAIN_PYTHON), "manage.py", "migrate", "--no-input", "-v", "0"],
+            cwd=REPO,
+            env=env,
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            check=True,
+            timeout=600,
+        )
+    finished = subprocess.run(  # noqa: S603 - fixed commands built here
+        [str(MAIN_PYTHON), "-m", "bench.proxy.gateway_setup", "--bedrock-endpoint", fake_url],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    )
+    return str(json.loads(finished.stdout.strip().splitlines()[-1])["access_key"])
+
+
+def start_gateway(
+    *,
+    name: str,
+    env: dict[str, str],
+    access_key: str,
+    log_dir: Path,
+    core: int | None,
+    server: str = "uvicorn",
+    app: str = "gateway_project.asgi:application",
+    python: str = str(MAIN_PYTHON),
+) -> Target:
+    """One gateway worker under uvicorn (uvloop, httptools) or granian (from the tools venv)."""
+    port = free_port()
+    if server == "uvicorn":
+        command = [
+            python,
+            "-m",
+            "uvicorn",
+            app,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+            "--loop",
+            "uvloop",
+            "--http",
+            "httptools",
+            "--lifespan",
+            "off",
+            "--log-level",
+            "warning",
+        ]
+    else:
+        command = [
+            str(TOOLS_BIN / "granian"),
+            "--interface",
+            "asgi",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+            "--runtime-threads",
+            "1",
+            "--loop",
+            "uvloop",
+            "--no-ws",
+            "--log-level",
+            "warning",
+            "--no-access-log",
+            app,
+        ]
+    process = Server(name, pinned(command, core), env, log_dir / f"{name}.log")
+    process.base_url = f"http://127.0.0.1:{port}"
+    process.start()
+    process.wait_http("/healthz", timeout=60)
+    return Target(
+        name=name,
+        messages_url=f"{process.base_url}/ak/{access_key}/v1/messages",
+        headers=[("x-api-key", CLIENT_API_KEY), *BASE_HEADERS],
+        server=process,
+    )
+
+
+def start_litellm(*, fake_url: str, log_dir: Path, core: int | None) -> Target:
+    """LiteLLM's proxy, one worker, with the config in bench/litellm_config.yaml."""
+    port = free_port()
+    master_key = "sk-bench-" + secrets.token_hex(16)
+    env = dict(os.environ)
+    env.update(
+        {
+            "BENCH_FAKE_URL": fake_url,
+            "LITELLM_MASTER_KEY": master_key,
+            "LITELLM_LOG": "ERROR",
+            "LITELLM_TELEMETRY": "False",
+        }
+    )
+    for name in ("DATABASE_URL", "REDIS_URL", "DJANGO_SETTINGS_MODULE"):
+        env.pop(name, None)
+    command = [
+        str(LITELLM_BIN),
+        "--config",
+        str(REPO / "bench" / "litellm_config.yaml"),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--num_workers",
+        "1",
+    ]
+    process = Server("litellm", pinned(command, core), env, log_dir / "litellm.log")
+    process.base_url = f"http://127.0.0.1:{port}"
+    process.start()
+    process.wait_http("/health/liveliness", timeout=180)
+    return Target(
+        name="litellm",
+        messages_url=f"{process.base_url}/v1/messages",
+        headers=[("x-api-key", master_key), *BASE_HEADERS],
+        server=process,
+    )
+
+
+def direct_target(fake_url: str) -> Target:
+    return Target(
+        name="direct",
+        messages_url=f"{fake_url}/v1/messages",
+        headers=[("x-api-key", CLIENT_API_KEY), *BASE_HEADERS],
+    )
+
+
+def request_body(*, stream: bool) -> bytes:
+    """The benchmark's Messages request; streams ask the fake for 20 ms between deltas."""
+    prompt = "Say hello to the benchmark."
+    if stream:
+        prompt += " [[fake delta_interval_ms=20]]"
+    body: dict[str, object] = {
+        "model": MODEL,
+        "max_tokens": 1024,
+        "messages": [{"role": "user", "content": prompt}],
+    }
+    if stream:
+        body["stream"] = True
+    return json.dumps(body, separators=(",", ":")).encode()
+
+
+def converse_stream_body() -> bytes:
+    """The same request in Converse form, for calling the fake's converse-stream directly."""
+    body = {
+        "messages": [
+            {
+                "role": "user",
+                "content": [{"text": "Say hello to the benchmark. [[fake delta_interval_ms=20]]"}],
+            }
+        ],
+        "inferenceConfig": {"maxTokens": 1024},
+    }
+    return json.dumps(body, separators=(",", ":")).encode()
