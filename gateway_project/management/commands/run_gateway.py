@@ -237,7 +237,7 @@ class Supervisor:
                 cwd=settings.BASE_DIR,
                 env=env,
                 process_group=0,
-                preexec_fn=preexec,  # no threads exist yet, so a pre-exec hook is safe
+                preexec_fn=preexec,  # one system call, nothing that takes a lock
             )
             self.out(f"started {child.name} (pid {child.pid})")
 
