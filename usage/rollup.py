@@ -571,13 +571,33 @@ def _data_bounds() -> tuple[datetime | None, datetime | None]:
     return (min(firsts) if firsts else None, max(lasts) if lasts else None)
 
 
+def _days_with_data(start: datetime) -> list[datetime]:
+    """The UTC days from ``start`` on that hold events or minute, hour or day rows."""
+    sql = _sql()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT {sql.trunc(Bucket.DAY, 'occurred_at')} FROM {EVENTS}"
+            f" WHERE occurred_at >= %s GROUP BY 1 UNION"
+            f" SELECT {sql.trunc(Bucket.DAY, 'bucket_start')} FROM {AGGREGATES}"
+            " WHERE bucket IN (%s, %s, %s) AND bucket_start >= %s GROUP BY 1",
+            [_dt(start), Bucket.MINUTE, Bucket.HOUR, Bucket.DAY, _dt(start)],
+        )
+        days = [value for (value,) in cursor.fetchall()]
+    # SQLite answers with text in Django's storage format.
+    return sorted(
+        day if isinstance(day, datetime) else datetime.fromisoformat(day).replace(tzinfo=UTC)
+        for day in days
+    )
+
+
 def usage_aggregates_rebuild(
     *, since: datetime | None = None, progress: Progress | None = None
 ) -> RebuildReport:
     """Recompute the aggregates from raw events, from ``since`` (rounded down to its UTC day)
     or from as far back as raw events are complete, with the current price table. Without price
-    changes the totals come out identical to what the rollup built. Holds the rollup and prune
-    locks throughout (raises LockBusy if either is taken)."""
+    changes the totals come out identical to what the rollup built. Works day by day, one
+    transaction per day that has events or rows, then weeks and months. Holds the rollup and
+    prune locks throughout (raises LockBusy if either is taken)."""
     if since is not None and since > timezone.now():
         raise RollupError(f"{since.isoformat()} is in the future")
     with (
@@ -611,16 +631,14 @@ def usage_aggregates_rebuild(
             start = bucket_floor(Bucket.DAY, earliest)
         end = bucket_next(Bucket.DAY, bucket_floor(Bucket.DAY, max(latest or start, start)))
         report.start, report.end = start, end
-        day = start
-        while day < end:
+        for day in _days_with_data(start):
             events = _with_retries(lambda day=day: _rebuild_day(day))  # type: ignore[misc]
             report.days += 1
             report.events += events
-            if progress and events:
+            if progress:
                 progress(f"{day:%Y-%m-%d}: {events} events ({report.events} in all)")
             lease.extend()
             prune_lease.extend()
-            day = bucket_next(Bucket.DAY, day)
         _with_retries(lambda: _rebuild_weeks_and_months(start, end))
         if progress:
             progress(f"weeks and months from {start:%Y-%m-%d} recomputed")
