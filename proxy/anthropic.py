@@ -73,7 +73,13 @@ async def attempt_anthropic(
         if context.stream
         else settings.GATEWAY_ANTHROPIC_NONSTREAM_TIMEOUT
     )
-    request = client.build_request("POST", url, headers=headers, content=body)
+    # Django decoded the client's header bytes as latin-1; encoding them back gives the exact
+    # bytes (httpx would encode str values as ASCII and fail on obs-text).
+    raw_headers = {
+        name.encode("latin-1"): value.encode("latin-1", "replace")
+        for name, value in headers.items()
+    }
+    request = client.build_request("POST", url, headers=raw_headers, content=body)
     response: httpx.Response | None = None
     try:
         async with asyncio.timeout(wait):

@@ -25,7 +25,7 @@ router = Router()
 logger = logging.getLogger(__name__)
 
 
-def proxy_unexpected_error(request: HttpRequest, exc: Exception) -> HttpResponse:
+def proxy_unexpected_error(request: HttpRequest, exc: Exception | type[Exception]) -> HttpResponse:
     """A bug or an outage nobody handled: still one Anthropic-shaped error, never a stack trace
     or an HTML page. The key store being unreachable is an outage (503), anything else a 500."""
     if isinstance(exc, KeyStoreUnavailable):
@@ -37,7 +37,7 @@ def proxy_unexpected_error(request: HttpRequest, exc: Exception) -> HttpResponse
     return error_response(500, "api_error", "Internal gateway error.")
 
 
-_ANY_METHOD = ["GET", "POST", "PUT", "PATCH", "DELETE"]
+_ANY_METHOD = ["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE"]
 
 
 async def _authenticate(request: HttpRequest, access_key: str) -> KeyMetadata | HttpResponse:
@@ -120,15 +120,19 @@ async def models(request: HttpRequest, access_key: str) -> HttpResponseBase:
 
 
 @router.api_operation(
-    ["GET", "PUT", "PATCH", "DELETE"], "/{access_key}/v1/messages", include_in_schema=False
+    ["GET", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE"],
+    "/{access_key}/v1/messages",
+    include_in_schema=False,
 )
 @router.api_operation(
-    ["GET", "PUT", "PATCH", "DELETE"],
+    ["GET", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE"],
     "/{access_key}/v1/messages/count_tokens",
     include_in_schema=False,
 )
 @router.api_operation(
-    ["POST", "PUT", "PATCH", "DELETE"], "/{access_key}/v1/models", include_in_schema=False
+    ["POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE"],
+    "/{access_key}/v1/models",
+    include_in_schema=False,
 )
 async def wrong_method(request: HttpRequest, access_key: str) -> HttpResponse:
     return error_response(

@@ -45,6 +45,7 @@ class Circuit:
     name: str
     failures: list[float] = field(default_factory=list)
     open_until: float = 0.0  # wall-clock seconds; 0 when closed
+    opened_at: float = 0.0  # wall-clock time the circuit last went from closed to open
     reason: str = ""
     probe_started: float = 0.0
     synced_at: float = 0.0
@@ -138,6 +139,8 @@ class CircuitRegistry:
         shared = json.loads(raw)
         # Last writer wins: adopt a transition another worker made after our own last one.
         if shared["updated_at"] > circuit.updated_at:
+            if circuit.open_until == 0.0 and shared["open_until"]:
+                circuit.opened_at = shared["updated_at"]
             circuit.open_until = shared["open_until"]
             circuit.reason = shared.get("reason", "")
             circuit.updated_at = shared["updated_at"]
@@ -174,9 +177,13 @@ class CircuitRegistry:
         circuit.probe_started = now
         return ""
 
-    async def record_success(self, name: str) -> None:
+    async def record_success(self, name: str, *, started_at: float) -> None:
+        """A request sent at ``started_at`` (wall clock) succeeded. Requests already in flight
+        when the circuit opened say nothing about Anthropic now: only later ones close it."""
         circuit = self._get(name)
         was_open = circuit.open_until != 0.0
+        if was_open and started_at < circuit.opened_at:
+            return
         circuit.failures.clear()
         circuit.open_until = 0.0
         circuit.probe_started = 0.0
@@ -200,6 +207,8 @@ class CircuitRegistry:
             return
         if until <= circuit.open_until:
             return
+        if circuit.open_until == 0.0:
+            circuit.opened_at = now
         circuit.open_until = until
         circuit.reason = reason
         circuit.probe_started = 0.0

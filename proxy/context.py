@@ -50,6 +50,9 @@ class ProxyContext:
     fallback_reason: str = ""
     started: float = field(default_factory=time.perf_counter)
     first_byte_at: float | None = None
+    started_wall: float = field(default_factory=time.time)
+    attempting: str = "anthropic"  # the upstream being asked right now
+    billable: bool = True  # False for count_tokens: no usage event
     recorded: bool = False
 
     def mark_first_byte(self) -> None:
@@ -75,13 +78,14 @@ class ProxyContext:
         if self.recorded:
             return
         self.recorded = True
+        status_class = f"{status // 100}xx"
         usage = usage or Usage()
         now = time.perf_counter()
         ttfb = (
             None if self.first_byte_at is None else int((self.first_byte_at - self.started) * 1000)
         )
         latency = now - self.started
-        REQUESTS.labels(provider, f"{status // 100}xx", "true" if self.stream else "false").inc()
+        REQUESTS.labels(provider, status_class, "true" if self.stream else "false").inc()
         LATENCY.labels(provider).observe(latency)
         if self.first_byte_at is not None:
             FIRST_BYTE.labels(provider).observe(self.first_byte_at - self.started)
@@ -95,6 +99,8 @@ class ProxyContext:
         ):
             if count:
                 TOKENS.labels(provider, kind).inc(count)
+        if not self.billable:
+            return
         record_usage_event(
             UsageRecord(
                 provider=provider,

@@ -6,6 +6,7 @@ client's response. See DESIGN.md "Request flow" for the order of things.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -148,6 +149,22 @@ async def proxy_messages(
     except BadRequest as exc:
         return error_response(exc.status, exc.error_type, exc.message)
     context = _new_context(request, metadata, data)
+    try:
+        return await _messages_flow(request, metadata, body, data, context)
+    except asyncio.CancelledError:
+        # The client hung up before the answer started (streams record their own hang-ups):
+        # the request still cost upstream work and is accounted, with what is known.
+        context.record(provider=context.attempting, status=499, disconnected=True)
+        raise
+
+
+async def _messages_flow(
+    request: HttpRequest,
+    metadata: KeyMetadata,
+    body: bytes,
+    data: dict[str, Any],
+    context: ProxyContext,
+) -> HttpResponseBase:
     headers, credential = _client_headers(request, metadata)
     betas = bedrock_betas(headers.get("anthropic-beta"))
     circuit = circuit_name("anthropic", credential)
@@ -159,18 +176,20 @@ async def proxy_messages(
         target = await bedrock_target(metadata, context.requested_model)
         if isinstance(target, BedrockTarget):
             context.fallback_reason = skip_reason
+            context.attempting = "bedrock"
             outcome = await call_bedrock(target=target, body=data, betas=betas, context=context)
             if not isinstance(outcome, BedrockFailure):
                 return outcome
             # Bedrock failed too: Anthropic still deserves its try.
             context.fallback_reason = ""
 
+    context.attempting = "anthropic"
     result = await attempt_anthropic(
         path=MESSAGES_PATH, body=body, headers=headers, context=context
     )
     if not isinstance(result, AnthropicFailure):
         if result.status_code < 500:
-            await circuits.record_success(circuit)
+            await circuits.record_success(circuit, started_at=context.started_wall)
         return result
     await circuits.record_failure(circuit, reason=result.reason, retry_at=result.retry_at)
     UPSTREAM_ERRORS.labels("anthropic", result.reason).inc()
@@ -183,6 +202,7 @@ async def proxy_messages(
         )
         return _anthropic_failed(result, context, no_fallback=target)
     context.fallback_reason = result.reason
+    context.attempting = "bedrock"
     outcome = await call_bedrock(target=target, body=data, betas=betas, context=context)
     if isinstance(outcome, BedrockFailure):
         UPSTREAM_ERRORS.labels("bedrock", outcome.error.error_type).inc()
@@ -202,6 +222,7 @@ async def proxy_count_tokens(
         return error_response(exc.status, exc.error_type, exc.message)
     context = _new_context(request, metadata, data)
     context.stream = False
+    context.billable = False  # counting tokens costs nothing and uses no tokens
     headers, credential = _client_headers(request, metadata)
     result: HttpResponseBase | AnthropicFailure = AnthropicFailure(reason="no_anthropic_credential")
     if credential:

@@ -76,6 +76,14 @@ class UsageRecord:
 
 
 def _clip(value: str, limit: int) -> str:
+    """Text as every database takes it: no NUL (PostgreSQL refuses it), no lone surrogates
+    (not encodable), at most ``limit`` characters. One bad header must not poison a batch."""
+    if "\x00" in value:
+        value = value.replace("\x00", "")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        value = value.encode("utf-8", "replace").decode("utf-8")
     return value[:limit]
 
 
@@ -148,7 +156,8 @@ class Spool:
         if not self.directory.exists():
             return 0
         for path in sorted(self.directory.glob("usage-*.jsonl")):
-            claimed = path.with_name(f"{path.name}.replaying-{os.getpid()}")
+            # A unique claim name: a rename never replaces a claim a failed replay left behind.
+            claimed = path.with_name(f"{path.name}.replaying-{os.getpid()}-{uuid.uuid4().hex[:8]}")
             with self._lock:
                 try:
                     path.rename(claimed)
@@ -157,7 +166,7 @@ class Spool:
             replayed += self._replay_file(claimed)
         # Files claimed by this process in an attempt that failed, or by a process that died.
         for claimed in sorted(self.directory.glob("usage-*.jsonl.replaying-*")):
-            owner = int(claimed.name.rsplit("-", 1)[1])
+            owner = int(claimed.name.split(".replaying-", 1)[1].split("-", 1)[0])
             if owner != os.getpid() and _process_alive(owner):
                 continue
             replayed += self._replay_file(claimed)

@@ -75,7 +75,7 @@ async def test_a_429_with_retry_after_opens_at_once_until_then(
     # Half-open: exactly one probe goes to Anthropic, the others keep avoiding it.
     assert await registry.should_skip(c) == ""
     assert await registry.should_skip(c) == "circuit_open"
-    await registry.record_success(c)
+    await registry.record_success(c, started_at=clock[0])
     assert await registry.should_skip(c) == ""
     assert registry.snapshot()[0]["state"] == "closed"
 
@@ -135,7 +135,7 @@ async def test_state_is_shared_between_workers_through_redis(clock: list[float])
         assert await worker_b.should_skip(name) == "circuit_open"
         clock[0] += 61
         assert await worker_b.should_skip(name) == ""  # worker b probes and succeeds
-        await worker_b.record_success(name)
+        await worker_b.record_success(name, started_at=clock[0])
         clock[0] += 2  # past worker a's sync interval
         await worker_a.should_skip(name)
         await worker_a.wait_synced()

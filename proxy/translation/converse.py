@@ -514,7 +514,8 @@ def _cache_point(cache_control: Any) -> JSON | None:
     if not isinstance(cache_control, dict) or cache_control.get("type") != "ephemeral":
         return None
     point: JSON = {"type": "default"}
-    if cache_control.get("ttl") in CACHE_TTLS:
+    ttl = cache_control.get("ttl")
+    if isinstance(ttl, str) and ttl in CACHE_TTLS:
         point["ttl"] = cache_control["ttl"]
     return {"cachePoint": point}
 

@@ -111,7 +111,7 @@ def sanitise_tool_use_id(tool_use_id: str) -> str:
 
 
 def map_stop_reason(bedrock_stop_reason: str | None) -> str:
-    if bedrock_stop_reason is None:
+    if not isinstance(bedrock_stop_reason, str):
         return DEFAULT_STOP_REASON
     return STOP_REASONS.get(bedrock_stop_reason, DEFAULT_STOP_REASON)
 

@@ -375,7 +375,11 @@ def _context_management_for_bedrock(
     if not isinstance(edits, list):
         return None, []
     kept = [
-        edit for edit in edits if isinstance(edit, dict) and edit.get("type") in _CONTEXT_EDIT_BETAS
+        edit
+        for edit in edits
+        if isinstance(edit, dict)
+        and isinstance(edit.get("type"), str)
+        and edit.get("type") in _CONTEXT_EDIT_BETAS
     ]
     if not kept:
         return None, []
