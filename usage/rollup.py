@@ -141,7 +141,7 @@ class _Sql:
             return f"date_trunc('{bucket}', {column}, 'UTC')"
         # SQLite keeps datetimes as 'YYYY-MM-DD HH:MM:SS[.ffffff]' text in UTC; these formats
         # give exactly the text Django writes for a bucket start. ('%%': the query has params.)
-        formats = {
+        formats: dict[str, str] = {
             Bucket.MINUTE: f"strftime('%%Y-%%m-%%d %%H:%%M:00', {column})",
             Bucket.HOUR: f"strftime('%%Y-%%m-%%d %%H:00:00', {column})",
             Bucket.DAY: f"strftime('%%Y-%%m-%%d 00:00:00', {column})",
@@ -431,7 +431,7 @@ def _rollup_batch(batch_size: int) -> _Batch | None:
 
 def _rollup_pending(
     *,
-    lease: Lease | None,
+    leases: Sequence[Lease],
     batch_size: int,
     max_batches: int | None,
     time_budget: float | None,
@@ -451,7 +451,7 @@ def _rollup_pending(
             _report_unpriced(key[0], key[1], count)
         if progress:
             progress(f"batch {report.batches}: {batch.events} events ({report.events} in all)")
-        if lease is not None:
+        for lease in leases:
             lease.extend()
         # Limits are checked after a batch, so every run makes progress.
         if (max_batches is not None and report.batches >= max_batches) or (
@@ -482,7 +482,7 @@ def usage_rollup(
         raise RollupError("the batch size must be at least 1")
     with maintenance_lock(ROLLUP_LOCK, ttl=LOCK_TTL_SECONDS) as lease:
         return _rollup_pending(
-            lease=lease,
+            leases=[lease],
             batch_size=batch_size,
             max_batches=max_batches,
             time_budget=time_budget,
@@ -618,7 +618,7 @@ def usage_aggregates_rebuild(
         # Roll up what is queued first: the rebuild reads rolled-up events only, and events
         # arriving meanwhile stay queued for the next rollup, so none is counted twice.
         report.rolled_up_first = _rollup_pending(
-            lease=lease,
+            leases=[lease, prune_lease],
             batch_size=DEFAULT_BATCH_SIZE,
             max_batches=None,
             time_budget=None,

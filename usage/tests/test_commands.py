@@ -118,6 +118,20 @@ def test_rollup_usage_refuses_to_overlap_another_job(lock):
         run("rollup_usage")
 
 
+def test_a_lost_lock_ends_the_command_with_an_error(monkeypatch):
+    from usage.locks import LockLost
+
+    def lose(**kwargs):
+        raise LockLost("lock usage-rollup expired and was taken over")
+
+    monkeypatch.setattr("usage.management.commands.rollup_usage.usage_aggregates_rebuild", lose)
+    monkeypatch.setattr("usage.management.commands.prune_usage_events.usage_events_prune", lose)
+    with pytest.raises(CommandError, match="taken over: another job may have started"):
+        run("rollup_usage", "--rebuild")
+    with pytest.raises(CommandError, match="taken over; run the command again"):
+        run("prune_usage_events")
+
+
 # --- prune_usage_events ---------------------------------------------------------------------
 
 

@@ -244,6 +244,31 @@ def test_rollup_refuses_to_run_while_locked():
     assert usage_rollup().events == 1
 
 
+def test_a_rollup_that_lost_its_lock_stops_after_a_committed_batch():
+    from django.conf import settings
+
+    from usage.locks import LockLost, shared_redis
+    from usage.models import MaintenanceLease
+
+    def steal(line: str) -> None:
+        # As if the lease had expired and another worker had taken it.
+        if settings.REDIS_URL:
+            shared_redis.sync_client().set(f"gateway:lock:{ROLLUP_LOCK}", "other")
+        else:
+            MaintenanceLease.objects.filter(name=ROLLUP_LOCK).update(owner="other")
+
+    make_events(event_fields() for _ in range(3))
+    with pytest.raises(LockLost):
+        usage_rollup(batch_size=2, progress=steal)
+    assert PendingUsageEvent.objects.count() == 1
+    if settings.REDIS_URL:
+        shared_redis.sync_client().delete(f"gateway:lock:{ROLLUP_LOCK}")
+    else:
+        MaintenanceLease.objects.filter(name=ROLLUP_LOCK).update(owner="", expires_at=None)
+    assert usage_rollup().events == 1
+    assert_exact()
+
+
 # --- rebuild --------------------------------------------------------------------------------
 
 

@@ -7,7 +7,7 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from usage.locks import LockBusy
+from usage.locks import LockBusy, LockLost
 from usage.rollup import DEFAULT_PRUNE_BATCH_SIZE, RollupError, usage_events_prune
 
 
@@ -40,6 +40,8 @@ class Command(BaseCommand):
             )
         except LockBusy as exc:
             raise CommandError("A rebuild or another prune is running; try again later.") from exc
+        except LockLost as exc:
+            raise CommandError(f"{exc}; run the command again") from exc
         except RollupError as exc:
             raise CommandError(str(exc)) from exc
         before = f"{report.cutoff:%Y-%m-%d %H:%M} UTC ({retention_days} days retention)"

@@ -7,7 +7,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from usage.locks import LockBusy
+from usage.locks import LockBusy, LockLost
 from usage.rollup import (
     DEFAULT_BATCH_SIZE,
     RollupError,
@@ -82,6 +82,10 @@ class Command(BaseCommand):
         except LockBusy as exc:
             raise CommandError(
                 "Another rollup, rebuild or prune is running; try again in a minute."
+            ) from exc
+        except LockLost as exc:
+            raise CommandError(
+                f"{exc}: another job may have started; run the command again"
             ) from exc
         except RollupError as exc:
             raise CommandError(str(exc)) from exc
