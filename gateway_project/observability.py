@@ -1,7 +1,7 @@
 """Prometheus metrics, the request-id log context, and the JSON log formatter's extras.
 
 Metrics are plain prometheus_client objects. With several worker processes, set
-PROMETHEUS_MULTIPROC_DIR (run_gateway does) so that a scrape sees all workers, not one.
+GATEWAY_METRICS_DIR to an empty directory so that a scrape sees all workers, not one.
 The /metrics endpoint is not public: it needs GATEWAY_METRICS_TOKEN as a bearer token, or,
 without a token configured, a client on the loopback address.
 """
@@ -13,10 +13,19 @@ import hmac
 import logging
 import os
 import re
+from pathlib import Path
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
-from prometheus_client import (
+
+# prometheus_client picks its storage when imported: with several worker processes, metrics go
+# to files in GATEWAY_METRICS_DIR (an empty directory per start, e.g. a tmpfs) that a scrape of
+# any worker adds up.
+if settings.GATEWAY_METRICS_DIR:
+    Path(settings.GATEWAY_METRICS_DIR).mkdir(parents=True, exist_ok=True)
+    os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", settings.GATEWAY_METRICS_DIR)
+
+from prometheus_client import (  # noqa: E402
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
     Counter,
@@ -24,7 +33,7 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
-from prometheus_client import multiprocess as prometheus_multiprocess
+from prometheus_client import multiprocess as prometheus_multiprocess  # noqa: E402
 
 request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="")
 

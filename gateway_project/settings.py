@@ -284,10 +284,15 @@ LOGGING = {
         "uvicorn.access": {"handlers": ["console"], "propagate": False},
     },
 }
+# Email of the admin account run_gateway creates on the first start.
+GATEWAY_ADMIN_EMAIL: str = env.str("GATEWAY_ADMIN_EMAIL", "admin@localhost")
 # Bearer token for the admin usage API (/api/admin/...); empty: staff sessions only.
 GATEWAY_ADMIN_API_TOKEN: str = env.str("GATEWAY_ADMIN_API_TOKEN", "")
 # Prometheus metrics at /metrics: with a token, for bearers of it; without, for loopback only.
 GATEWAY_METRICS_TOKEN: str = env.str("GATEWAY_METRICS_TOKEN", "")
+# With several web workers: an empty directory (cleared at each start, e.g. a tmpfs) where every
+# worker writes its metrics, so that a scrape of any worker reports them all.
+GATEWAY_METRICS_DIR: str = env.str("GATEWAY_METRICS_DIR", "")
 
 # Repeated unusable keys from one client address: after this many within the window, further
 # bad keys from that address get 429 instead of 401 (valid keys always work).

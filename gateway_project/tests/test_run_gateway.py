@@ -22,6 +22,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
@@ -565,12 +566,12 @@ def test_admin_email_taken_by_a_plain_user(tmp_path: Path) -> None:
     assert not get_user_model().objects.filter(is_superuser=True).exists()
 
 
-def test_admin_email_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("GATEWAY_ADMIN_EMAIL", raising=False)
+def test_admin_email_from_the_settings(settings: Any) -> None:
+    settings.GATEWAY_ADMIN_EMAIL = ""
     assert admin_email() == DEFAULT_ADMIN_EMAIL
-    monkeypatch.setenv("GATEWAY_ADMIN_EMAIL", " root@example.com ")
+    settings.GATEWAY_ADMIN_EMAIL = " root@example.com "
     assert admin_email() == "root@example.com"
-    monkeypatch.setenv("GATEWAY_ADMIN_EMAIL", "not an email")
+    settings.GATEWAY_ADMIN_EMAIL = "not an email"
     with pytest.raises(CommandError, match="^GATEWAY_ADMIN_EMAIL: not an email address"):
         admin_email()
 

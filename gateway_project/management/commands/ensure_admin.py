@@ -21,7 +21,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.core.validators import validate_email
 from django.db import transaction
 
-from gateway_project.envparse import EnvReader, write_private_file
+from gateway_project.envparse import write_private_file
 
 DEFAULT_ADMIN_EMAIL = "admin@localhost"
 
@@ -41,10 +41,7 @@ class AdminLogin:
 
 def admin_email() -> str:
     """GATEWAY_ADMIN_EMAIL, checked like the settings check theirs."""
-    email: str = getattr(settings, "GATEWAY_ADMIN_EMAIL", None) or EnvReader().str(
-        "GATEWAY_ADMIN_EMAIL", DEFAULT_ADMIN_EMAIL
-    )
-    email = email.strip()
+    email = str(settings.GATEWAY_ADMIN_EMAIL).strip() or DEFAULT_ADMIN_EMAIL
     # "admin@localhost" has no dot in its domain, which validate_email refuses; check the rest.
     if email != DEFAULT_ADMIN_EMAIL:
         try:
