@@ -113,14 +113,6 @@ def _assert_each_request_recorded_once(outcomes: list[Outcome]) -> int:
     return len(events)
 
 
-SPOOL_BUG = (
-    "usage.recording.Spool.replay claims a spool file by renaming it to "
-    "'<name>.replaying-<pid>', over the claim a failed replay of the same process left there: "
-    "every failed replay after the first destroys the events it held"
-)
-
-
-@pytest.mark.xfail(strict=True, reason=SPOOL_BUG)
 def test_usage_survives_a_database_outage_during_load(
     gateway_server: GatewayServer,
     key_holder: KeyHolder,
@@ -171,7 +163,6 @@ def test_a_batch_written_before_its_error_is_not_counted_twice(
     assert _assert_each_request_recorded_once(outcomes) == len(outcomes)
 
 
-@pytest.mark.xfail(strict=True, reason=SPOOL_BUG)
 def test_spooled_events_survive_repeated_failed_replays(tmp_path: Path) -> None:
     spool = Spool(tmp_path)
     written: list[UsageRecord] = []

@@ -259,11 +259,6 @@ def test_half_open_lets_one_probe_through_while_others_use_bedrock(
     assert _post(gateway_server, key_holder.plaintext).headers["x-gateway-provider"] == "anthropic"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="proxy.circuit.CircuitRegistry.record_success closes an open circuit on the success "
-    "of a request that was sent before the circuit opened",
-)
 def test_a_success_sent_before_the_circuit_opened_does_not_close_it(
     gateway_server: GatewayServer,
     key_holder: KeyHolder,
