@@ -20,6 +20,8 @@ from django.db import connection, connections
 from usage import rollup
 from usage.locks import Lease, LockBusy
 from usage.models import UsageEvent
+from usage.rollup import services as rollup_services
+from usage.rollup import sql as rollup_sql
 from usage.tests.factories import event_fields, expected_aggregates, make_events, stored_aggregates
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -76,16 +78,16 @@ class Runner:
 def pause_first_batches(monkeypatch, parties: int) -> threading.Barrier:
     """Make the first ``parties`` batches wait for each other once they have their snapshot."""
     barrier = threading.Barrier(parties, timeout=20)
-    original = rollup._create_delta
+    original = rollup_sql.create_delta
     waited: set[int] = set()
 
-    def create_delta(sql: Any, cursor: Any) -> None:
+    def create_delta(dialect: Any, cursor: Any) -> None:
         if threading.get_ident() not in waited:
             waited.add(threading.get_ident())
             barrier.wait()
-        original(sql, cursor)
+        original(dialect, cursor)
 
-    monkeypatch.setattr(rollup, "_create_delta", create_delta)
+    monkeypatch.setattr(rollup_sql, "create_delta", create_delta)
     return barrier
 
 
@@ -94,7 +96,7 @@ def test_two_rollups_at_once_without_the_lock_stay_exact(monkeypatch, caplog):
     def no_lock(name: str, *, ttl: float) -> Iterator[Lease]:
         yield Lease(name=name, owner="test", ttl=ttl, backend="none")
 
-    monkeypatch.setattr(rollup, "maintenance_lock", no_lock)
+    monkeypatch.setattr(rollup_services, "maintenance_lock", no_lock)
     monkeypatch.setattr(Lease, "extend", lambda self: None)
     pause_first_batches(monkeypatch, parties=2)
     make_events(events(300))
@@ -118,14 +120,14 @@ def test_two_rollups_at_once_without_the_lock_stay_exact(monkeypatch, caplog):
 
 def test_a_second_rollup_is_refused_while_the_first_holds_the_lock(monkeypatch):
     entered, release = threading.Event(), threading.Event()
-    original = rollup._create_delta
+    original = rollup_sql.create_delta
 
-    def slow_create_delta(sql: Any, cursor: Any) -> None:
+    def slow_create_delta(dialect: Any, cursor: Any) -> None:
         entered.set()
         assert release.wait(timeout=20)
-        original(sql, cursor)
+        original(dialect, cursor)
 
-    monkeypatch.setattr(rollup, "_create_delta", slow_create_delta)
+    monkeypatch.setattr(rollup_sql, "create_delta", slow_create_delta)
     make_events(events(50))
     runner = Runner()
     runner.start(lambda: rollup.usage_rollup())

@@ -1,0 +1,367 @@
+"""The SQL of the rollup, for PostgreSQL and SQLite: bucket truncation, cost arithmetic in
+integer units, the per-batch delta table, the upserts into UsageAggregate, and the transaction
+and retry rules every statement here runs under. usage.rollup.services decides what to run."""
+
+# ruff: noqa: S608 - the SQL below is assembled only from this module's table names and
+# expressions; every value is passed as a query parameter.
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+from django.db import OperationalError, connection, transaction
+
+from usage.models import Bucket, PendingUsageEvent, Price, UsageAggregate, UsageEvent
+from usage.pricing import PICO_PER_COST_UNIT, PriceWindow, price_micros, price_windows
+
+logger = logging.getLogger("usage.rollup")
+
+_MAX_ATTEMPTS = 5
+_RETRYABLE_SQLSTATES = {"40001", "40P01"}  # serialization failure, deadlock
+_T = TypeVar("_T")
+
+
+class UnsupportedDatabase(Exception):
+    pass
+
+
+class Dialect:
+    """The few expressions that differ between PostgreSQL and SQLite."""
+
+    def __init__(self, vendor: str) -> None:
+        if vendor not in ("postgresql", "sqlite"):
+            raise UnsupportedDatabase(
+                f"the usage rollup supports PostgreSQL and SQLite, not {vendor}"
+            )
+        self.postgres = vendor == "postgresql"
+
+    def trunc(self, bucket: str, column: str) -> str:
+        if self.postgres:
+            return f"date_trunc('{bucket}', {column}, 'UTC')"
+        # SQLite keeps datetimes as 'YYYY-MM-DD HH:MM:SS[.ffffff]' text in UTC; these formats
+        # give exactly the text Django writes for a bucket start. ('%%': the query has params.)
+        formats: dict[str, str] = {
+            Bucket.MINUTE: f"strftime('%%Y-%%m-%%d %%H:%%M:00', {column})",
+            Bucket.HOUR: f"strftime('%%Y-%%m-%%d %%H:00:00', {column})",
+            Bucket.DAY: f"strftime('%%Y-%%m-%%d 00:00:00', {column})",
+            # 'weekday 0' moves forward to Sunday (staying on a Sunday); 6 days back is Monday.
+            Bucket.WEEK: f"strftime('%%Y-%%m-%%d 00:00:00', {column}, 'weekday 0', '-6 days')",
+            Bucket.MONTH: f"strftime('%%Y-%%m-01 00:00:00', {column})",
+        }
+        return formats[bucket]
+
+    def to_units(self, column: str) -> str:
+        """A cost column as an integer count of 1e-8 USD."""
+        if self.postgres:
+            return f"ROUND({column} * 100000000)::bigint"
+        return f"CAST(ROUND({column} * 100000000) AS INTEGER)"
+
+    def from_units(self, expression: str) -> str:
+        if self.postgres:
+            return f"(({expression})::numeric / 100000000)"
+        return f"(({expression}) / 100000000.0)"
+
+    def add_costs(self, current: str, added: str) -> str:
+        if self.postgres:
+            return f"{current} + {added}"
+        return f"(ROUND({current} * 100000000 + {added} * 100000000) / 100000000.0)"
+
+    def cast(self, kind: str) -> str:
+        types = {
+            "text": ("text", "TEXT"),
+            "timestamp": ("timestamptz", "TEXT"),
+            "integer": ("bigint", "INTEGER"),
+        }
+        return f"CAST(%s AS {types[kind][0 if self.postgres else 1]})"
+
+    @property
+    def timestamp_type(self) -> str:
+        return "timestamptz" if self.postgres else "TEXT"
+
+
+def dialect() -> Dialect:
+    return Dialect(connection.vendor)
+
+
+def dt(value: datetime | None) -> Any:
+    return connection.ops.adapt_datetimefield_value(value)
+
+
+EVENTS = UsageEvent._meta.db_table
+AGGREGATES = UsageAggregate._meta.db_table
+QUEUE = PendingUsageEvent._meta.db_table
+DELTA = "usage_rollup_delta"
+_DIMENSIONS = "user_id, access_key_id, provider, model"
+_COUNTS = (
+    "requests",
+    "errors",
+    "fallbacks",
+    "input_tokens",
+    "output_tokens",
+    "cache_read_tokens",
+    "cache_write_tokens",
+)
+_AGGREGATE_COLUMNS = f"bucket, bucket_start, {_DIMENSIONS}, {', '.join(_COUNTS)}, cost_usd"
+_CONFLICT = "ON CONFLICT (bucket, bucket_start, user_id, access_key_id, provider, model)"
+
+
+def price_cte(sql: Dialect, windows: Sequence[PriceWindow]) -> tuple[str, list[Any]]:
+    """A ``price_window`` table of prices in millionths of a dollar per million tokens."""
+    text, stamp, integer = sql.cast("text"), sql.cast("timestamp"), sql.cast("integer")
+    row = f"({text}, {text}, {stamp}, {stamp}, {integer}, {integer}, {integer}, {integer})"
+    params: list[Any] = []
+    for w in windows:
+        params += [
+            w.provider,
+            w.model,
+            dt(w.valid_from),
+            dt(w.valid_until),
+            price_micros(w.input_per_mtok),
+            price_micros(w.output_per_mtok),
+            price_micros(w.cache_read_per_mtok),
+            price_micros(w.cache_write_per_mtok),
+        ]
+    if not windows:  # VALUES needs a row; NULLs match nothing
+        params = [None] * 8
+    rows = ", ".join([row] * max(1, len(windows)))
+    return (
+        f"price_window (provider, model, valid_from, valid_until, pi, po, pr, pw) "
+        f"AS (VALUES {rows})",
+        params,
+    )
+
+
+_PRICE_MATCH = (
+    "p.provider = e.provider AND p.model = e.requested_model AND e.occurred_at >= p.valid_from "
+    "AND (p.valid_until IS NULL OR e.occurred_at < p.valid_until)"
+)
+# Exactly usage.pricing.cost_units: tokens × micro-dollars per million tokens, in 1e-12 USD,
+# rounded half up to 1e-8 USD.
+_COMPUTED_UNITS = (
+    "((e.input_tokens * p.pi + e.output_tokens * p.po + e.cache_read_tokens * p.pr"
+    f" + e.cache_write_tokens * p.pw + {PICO_PER_COST_UNIT // 2}) / {PICO_PER_COST_UNIT})"
+)
+
+
+def create_delta(sql: Dialect, cursor: Any) -> None:
+    """The temporary table of one batch's sums per minute bucket and dimensions."""
+    counts = ", ".join(f"{name} bigint" for name in _COUNTS)
+    cursor.execute(f"DROP TABLE IF EXISTS {DELTA}", [])
+    cursor.execute(
+        f"CREATE TEMPORARY TABLE {DELTA} (bucket_start {sql.timestamp_type}, user_id bigint, "
+        f"access_key_id bigint, provider varchar(16), model varchar(200), {counts}, "
+        "cost_units bigint, unpriced bigint)",
+        [],
+    )
+
+
+# Requested model names priced through a fallback name (usage.pricing.model_name_candidates),
+# remembered so later batches price them in their first pass.
+_fallback_priced: set[tuple[str, str]] = set()
+
+
+def fill_delta(sql: Dialect, cursor: Any, *, source: str, where: str, params: list[Any]) -> None:
+    """Sum the events ``e`` of ``source`` matching ``where`` into a fresh delta table, pricing
+    those without a recorded cost.
+
+    Prices are joined for every (provider, model) of the price table, plus fallback names seen
+    before; should the batch hold another pair that has a price after all, it is summed again
+    with it. This spares a pass over the batch's events to list their models first.
+    """
+    pairs = set(Price.objects.order_by().values_list("provider", "model").distinct())
+    pairs |= _fallback_priced
+    while True:
+        create_delta(sql, cursor)
+        prices, price_params = price_cte(sql, price_windows(pairs))
+        stored_units = sql.to_units("e.cost_usd")
+        cursor.execute(
+            f"WITH {prices} INSERT INTO {DELTA} SELECT"
+            f" {sql.trunc(Bucket.MINUTE, 'e.occurred_at')}, COALESCE(e.user_id, 0),"
+            " COALESCE(e.access_key_id, 0), e.provider, e.requested_model,"
+            " COUNT(*), SUM(CASE WHEN e.status_code >= 400 THEN 1 ELSE 0 END),"
+            " SUM(CASE WHEN e.fallback_reason <> '' THEN 1 ELSE 0 END),"
+            " SUM(e.input_tokens), SUM(e.output_tokens), SUM(e.cache_read_tokens),"
+            f" SUM(e.cache_write_tokens), SUM(COALESCE({stored_units}, {_COMPUTED_UNITS}, 0)),"
+            " SUM(CASE WHEN e.cost_usd IS NULL AND p.provider IS NULL THEN 1 ELSE 0 END)"
+            f" FROM {source} LEFT JOIN price_window p ON {_PRICE_MATCH}"
+            f" WHERE {where} GROUP BY 1, 2, 3, 4, 5",
+            [*price_params, *params],
+        )
+        cursor.execute(f"SELECT DISTINCT provider, model FROM {DELTA}", [])
+        unseen = set(cursor.fetchall()) - pairs
+        newly_priced = {(w.provider, w.model) for w in price_windows(unseen)}
+        if not newly_priced:
+            return
+        _fallback_priced.update(newly_priced)
+        pairs |= newly_priced
+
+
+def delta_to_level(sql: Dialect, cursor: Any, level: str, *, add: bool) -> None:
+    """Write the delta's sums into the ``level`` rows: added to existing rows (``add``) or as
+    new rows (the rebuild, which deleted them first)."""
+    if level == Bucket.MINUTE:  # the delta is already one row per minute and dimensions
+        select = (
+            f"SELECT %s, d.bucket_start, d.user_id, d.access_key_id, d.provider, d.model,"
+            f" {', '.join(f'd.{name}' for name in _COUNTS)}, {sql.from_units('d.cost_units')}"
+            f" FROM {DELTA} d WHERE 1 = 1"
+        )
+    else:
+        select = (
+            f"SELECT %s, {sql.trunc(level, 'd.bucket_start')}, d.user_id, d.access_key_id,"
+            f" d.provider, d.model, {', '.join(f'SUM(d.{name})' for name in _COUNTS)},"
+            f" {sql.from_units('SUM(d.cost_units)')} FROM {DELTA} d WHERE 1 = 1"
+            " GROUP BY 2, 3, 4, 5, 6"
+        )
+    conflict = ""
+    if add:
+        updates = ", ".join(f"{name} = {AGGREGATES}.{name} + excluded.{name}" for name in _COUNTS)
+        cost = sql.add_costs(f"{AGGREGATES}.cost_usd", "excluded.cost_usd")
+        conflict = f" {_CONFLICT} DO UPDATE SET {updates}, cost_usd = {cost}"
+    cursor.execute(f"INSERT INTO {AGGREGATES} ({_AGGREGATE_COLUMNS}) {select}{conflict}", [level])
+
+
+def delta_totals(cursor: Any) -> tuple[int, dict[tuple[str, str], int]]:
+    cursor.execute(
+        f"SELECT provider, model, SUM(unpriced), SUM(requests) FROM {DELTA}"
+        " GROUP BY provider, model",
+        [],
+    )
+    unpriced: dict[tuple[str, str], int] = {}
+    events = 0
+    for provider, model, without_price, requests in cursor.fetchall():
+        events += int(requests)
+        if without_price:
+            unpriced[(provider, model)] = int(without_price)
+    return events, unpriced
+
+
+def recompute_from(
+    sql: Dialect, cursor: Any, level: str, finer: str, start: datetime, end: datetime
+) -> None:
+    """Replace the ``level`` rows starting in [start, end) by sums of ``finer`` rows."""
+    cursor.execute(
+        f"DELETE FROM {AGGREGATES} WHERE bucket = %s AND bucket_start >= %s AND bucket_start < %s",
+        [level, dt(start), dt(end)],
+    )
+    counts = ", ".join(f"SUM(a.{name})" for name in _COUNTS)
+    cost = sql.from_units(f"SUM({sql.to_units('a.cost_usd')})")
+    cursor.execute(
+        f"INSERT INTO {AGGREGATES} ({_AGGREGATE_COLUMNS}) SELECT %s,"
+        f" {sql.trunc(level, 'a.bucket_start')}, a.user_id, a.access_key_id, a.provider, a.model,"
+        f" {counts}, {cost} FROM {AGGREGATES} a"
+        " WHERE a.bucket = %s AND a.bucket_start >= %s AND a.bucket_start < %s"
+        " GROUP BY 2, 3, 4, 5, 6",
+        [level, finer, dt(start), dt(end)],
+    )
+
+
+def days_with_data(start: datetime) -> list[datetime]:
+    """The UTC days from ``start`` on that hold events or minute, hour or day rows."""
+    sql = dialect()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT {sql.trunc(Bucket.DAY, 'occurred_at')} FROM {EVENTS}"
+            f" WHERE occurred_at >= %s GROUP BY 1 UNION"
+            f" SELECT {sql.trunc(Bucket.DAY, 'bucket_start')} FROM {AGGREGATES}"
+            " WHERE bucket IN (%s, %s, %s) AND bucket_start >= %s GROUP BY 1",
+            [dt(start), Bucket.MINUTE, Bucket.HOUR, Bucket.DAY, dt(start)],
+        )
+        days = [value for (value,) in cursor.fetchall()]
+    # SQLite answers with text in Django's storage format.
+    return sorted(
+        day if isinstance(day, datetime) else datetime.fromisoformat(day).replace(tzinfo=UTC)
+        for day in days
+    )
+
+
+def queue_batch(cursor: Any, batch_size: int) -> tuple[int | None, int]:
+    """The highest id and the number of the first ``batch_size`` queued events."""
+    cursor.execute(
+        f"SELECT MAX(event_id), COUNT(*) FROM (SELECT event_id FROM {QUEUE}"
+        " ORDER BY event_id LIMIT %s) AS batch",
+        [batch_size],
+    )
+    upper, queued = cursor.fetchone()
+    return upper, int(queued)
+
+
+def fill_delta_from_queue(sql: Dialect, cursor: Any, upper: int) -> None:
+    fill_delta(
+        sql,
+        cursor,
+        source=f"{QUEUE} q JOIN {EVENTS} e ON e.id = q.event_id",
+        where="q.event_id <= %s",
+        params=[upper],
+    )
+
+
+def fill_delta_from_day(sql: Dialect, cursor: Any, day: datetime, end: datetime) -> None:
+    """The rolled-up events (not in the queue) that occurred in [day, end)."""
+    fill_delta(
+        sql,
+        cursor,
+        source=f"{EVENTS} e",
+        where=(
+            "e.occurred_at >= %s AND e.occurred_at < %s"
+            f" AND NOT EXISTS (SELECT 1 FROM {QUEUE} q WHERE q.event_id = e.id)"
+        ),
+        params=[dt(day), dt(end)],
+    )
+
+
+def dequeue(cursor: Any, upper: int) -> int:
+    """Delete the queue rows up to ``upper``; returns how many there were."""
+    cursor.execute(f"DELETE FROM {QUEUE} WHERE event_id <= %s", [upper])
+    return int(cursor.rowcount)
+
+
+def delete_rows(cursor: Any, level: str, start: datetime, end: datetime) -> None:
+    cursor.execute(
+        f"DELETE FROM {AGGREGATES} WHERE bucket = %s AND bucket_start >= %s AND bucket_start < %s",
+        [level, dt(start), dt(end)],
+    )
+
+
+def drop_delta(cursor: Any) -> None:
+    cursor.execute(f"DROP TABLE {DELTA}", [])
+
+
+# --- Transactions ---------------------------------------------------------------------------
+
+
+@contextmanager
+def snapshot_transaction() -> Iterator[None]:
+    """A transaction whose statements all see one snapshot (see usage.rollup)."""
+    outermost = not connection.in_atomic_block
+    with transaction.atomic():
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                if outermost:
+                    cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+                # A batch's grouping fits in memory instead of spilling to disk.
+                cursor.execute("SET LOCAL work_mem = '64MB'")
+        yield
+
+
+def _retryable(exc: OperationalError) -> bool:
+    if getattr(exc.__cause__, "sqlstate", None) in _RETRYABLE_SQLSTATES:
+        return True
+    return "database is locked" in str(exc)
+
+
+def with_retries(work: Callable[[], _T]) -> _T:
+    for attempt in range(1, _MAX_ATTEMPTS + 1):
+        try:
+            return work()
+        except OperationalError as exc:
+            # Inside an outer transaction (tests) the failed work cannot be redone in isolation.
+            if attempt == _MAX_ATTEMPTS or connection.in_atomic_block or not _retryable(exc):
+                raise
+            logger.info("usage rollup: concurrent update, retrying (%s)", exc)
+            time.sleep(0.05 * attempt)
+    raise AssertionError("unreachable")
