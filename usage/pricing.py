@@ -43,10 +43,16 @@ _TAG_SUFFIX = re.compile(r"\[[^\]]*\]$")
 
 
 class PriceLike(Protocol):
-    input_per_mtok: Decimal
-    output_per_mtok: Decimal
-    cache_read_per_mtok: Decimal
-    cache_write_per_mtok: Decimal
+    """A Price row or a PriceWindow."""
+
+    @property
+    def input_per_mtok(self) -> Decimal: ...
+    @property
+    def output_per_mtok(self) -> Decimal: ...
+    @property
+    def cache_read_per_mtok(self) -> Decimal: ...
+    @property
+    def cache_write_per_mtok(self) -> Decimal: ...
 
 
 @dataclass(frozen=True, slots=True)
