@@ -1,5 +1,10 @@
 """Rollup bookkeeping: the queue of events not rolled up yet (filled by a trigger on insert),
-the rollup state row and maintenance leases."""
+the rollup state row and maintenance leases.
+
+On SQLite, a later migration that rebuilds usage_usageevent (most AlterField/RemoveField
+operations do) drops the trigger with the old table: such a migration must run SQLITE_TRIGGER
+again (usage/tests/test_rollup.py checks that the trigger exists after all migrations).
+"""
 
 from django.db import migrations, models
 

@@ -88,6 +88,12 @@ def _rollup_pending(
     time_budget: float | None,
     progress: Progress | None,
 ) -> RollupReport:
+    if not sql.enqueue_trigger_exists():
+        logger.error(
+            "usage rollup: the trigger %s is missing, so new events are not queued and will "
+            "not be counted; recreate it (see migration usage 0002)",
+            sql.ENQUEUE_TRIGGER,
+        )
     report = RollupReport()
     started = time.monotonic()
     while True:

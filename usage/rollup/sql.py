@@ -279,6 +279,30 @@ def days_with_data(start: datetime) -> list[datetime]:
     )
 
 
+ENQUEUE_TRIGGER = "usage_enqueue_events"
+
+
+def enqueue_trigger_exists() -> bool:
+    """Whether the trigger that queues inserted events (migration usage 0002) is in place.
+
+    On SQLite, a later migration that rebuilds the events table drops it; such a migration
+    must create it again.
+    """
+    with connection.cursor() as cursor:
+        if dialect().postgres:
+            cursor.execute(
+                "SELECT 1 FROM pg_trigger WHERE tgname = %s AND tgrelid = %s::regclass",
+                [ENQUEUE_TRIGGER, EVENTS],
+            )
+        else:
+            cursor.execute(
+                "SELECT 1 FROM sqlite_master WHERE type = 'trigger' AND name = %s"
+                " AND tbl_name = %s",
+                [ENQUEUE_TRIGGER, EVENTS],
+            )
+        return cursor.fetchone() is not None
+
+
 def queue_batch(cursor: Any, batch_size: int) -> tuple[int | None, int]:
     """The highest id and the number of the first ``batch_size`` queued events."""
     cursor.execute(

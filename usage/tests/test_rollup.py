@@ -452,6 +452,22 @@ def test_prune_refuses_bad_arguments_and_waits_for_a_rebuild():
         assert usage_events_prune(retention_days=1).deleted == 1
 
 
+def test_the_enqueue_trigger_survives_every_migration():
+    # A migration that rebuilds the events table on SQLite drops the trigger; it must create
+    # it again, or new events would never be counted.
+    from usage.rollup import sql
+
+    assert sql.enqueue_trigger_exists()
+
+
+def test_a_missing_enqueue_trigger_is_logged(monkeypatch, caplog):
+    from usage.rollup import sql
+
+    monkeypatch.setattr(sql, "enqueue_trigger_exists", lambda: False)
+    usage_rollup()
+    assert "the trigger usage_enqueue_events is missing" in caplog.text
+
+
 def test_events_inserted_with_raw_sql_are_queued_too():
     from django.db import connection
 
