@@ -95,6 +95,9 @@ def redact_access_keys(text: str) -> str:
     return _KEY_IN_PATH.sub(lambda match: f"{match.group(1)}{match.group(2)}…", text)
 
 
+_STANDARD_RECORD_FIELDS = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
+
+
 class RedactAccessKeysFilter(logging.Filter):
     """Masks access keys in every record (Django's request logger and uvicorn's access log
     print request paths, and proxy paths carry keys)."""
@@ -104,6 +107,11 @@ class RedactAccessKeysFilter(logging.Filter):
         if "/ak/" in message:
             record.msg = redact_access_keys(message)
             record.args = ()
+        # Extras too: Django's request logger passes the request object, which the JSON
+        # formatter prints with its path.
+        for name, value in list(vars(record).items()):
+            if name not in _STANDARD_RECORD_FIELDS and "/ak/" in str(value):
+                setattr(record, name, redact_access_keys(str(value)))
         return True
 
 

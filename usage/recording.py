@@ -87,6 +87,16 @@ def _clip(value: str, limit: int) -> str:
     return value[:limit]
 
 
+_BIGINT_MAX = 2**63 - 1
+_INT_MAX = 2**31 - 1
+
+
+def _count(value: int, limit: int = _BIGINT_MAX) -> int:
+    """A count the column can hold: upstream figures are not trusted to fit (one that does not
+    would fail its whole batch, and every replay of it)."""
+    return min(max(0, value), limit)
+
+
 def _write_batch(records: list[UsageRecord]) -> None:
     """Insert a batch; idempotent thanks to the unique event_id."""
     from usage.models import UsageEvent
@@ -103,15 +113,19 @@ def _write_batch(records: list[UsageRecord]) -> None:
                 provider=_clip(record.provider, 16),
                 requested_model=_clip(record.requested_model, 200),
                 upstream_model=_clip(record.upstream_model, 200),
-                input_tokens=max(0, record.input_tokens),
-                output_tokens=max(0, record.output_tokens),
-                cache_read_tokens=max(0, record.cache_read_tokens),
-                cache_write_tokens=max(0, record.cache_write_tokens),
+                input_tokens=_count(record.input_tokens),
+                output_tokens=_count(record.output_tokens),
+                cache_read_tokens=_count(record.cache_read_tokens),
+                cache_write_tokens=_count(record.cache_write_tokens),
                 status_code=record.status_code,
                 streamed=record.streamed,
                 client_disconnected=record.client_disconnected,
-                latency_ms=max(0, record.latency_ms),
-                time_to_first_byte_ms=record.time_to_first_byte_ms,
+                latency_ms=_count(record.latency_ms, _INT_MAX),
+                time_to_first_byte_ms=(
+                    None
+                    if record.time_to_first_byte_ms is None
+                    else _count(record.time_to_first_byte_ms, _INT_MAX)
+                ),
                 fallback_reason=_clip(record.fallback_reason, 64),
                 session_id=_clip(record.session_id, 100),
                 request_id=_clip(record.request_id, 100),

@@ -360,7 +360,8 @@ def _tools_for_bedrock(
 def _tool_choice_for_bedrock(tool_choice: Any, tools: list[Any]) -> Any:
     # A choice naming a tool that was removed would be rejected; let the model choose instead.
     if isinstance(tool_choice, dict) and tool_choice.get("type") == "tool":
-        names = {tool.get("name") for tool in tools if isinstance(tool, dict)}
+        # A list (not a set): names are client JSON and may be unhashable lists or objects.
+        names = [tool.get("name") for tool in tools if isinstance(tool, dict)]
         if tool_choice.get("name") not in names:
             return None
     return tool_choice
