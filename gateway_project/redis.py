@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from typing import Any
 
 import redis
 import redis.asyncio as aredis
@@ -13,6 +14,17 @@ from django.conf import settings
 # Short timeouts: Redis holds shared state for speed; when it is away the gateway goes on with
 # its in-process state rather than wait.
 _TIMEOUT_SECONDS = 0.5
+
+
+def _options() -> dict[str, Any]:
+    # No retries either: redis-py's default retries with backoff turn one unreachable Redis
+    # into seconds of waiting per call.
+    return {
+        "socket_connect_timeout": _TIMEOUT_SECONDS,
+        "socket_timeout": _TIMEOUT_SECONDS,
+        "retry": None,
+    }
+
 
 _sync_clients: dict[str, redis.Redis] = {}
 _sync_lock = threading.Lock()
@@ -27,9 +39,7 @@ def sync_client() -> redis.Redis | None:
     with _sync_lock:
         client = _sync_clients.get(url)
         if client is None:
-            client = _sync_clients[url] = redis.Redis.from_url(
-                url, socket_connect_timeout=_TIMEOUT_SECONDS, socket_timeout=_TIMEOUT_SECONDS
-            )
+            client = _sync_clients[url] = redis.Redis.from_url(url, **_options())
         return client
 
 
@@ -44,9 +54,7 @@ def async_client() -> aredis.Redis | None:
         entry = (
             url,
             loop,
-            aredis.Redis.from_url(
-                url, socket_connect_timeout=_TIMEOUT_SECONDS, socket_timeout=_TIMEOUT_SECONDS
-            ),
+            aredis.Redis.from_url(url, **_options()),
         )
         _async_clients.clear()  # one loop per worker process; drop clients of finished loops
         _async_clients[id(loop)] = entry
