@@ -53,6 +53,7 @@ from bench.proxy.targets import (
     Target,
     converse_stream_body,
     cpu_seconds,
+    debug_off,
     direct_target,
     gateway_env,
     prepare_gateway,
@@ -68,6 +69,7 @@ SERVER_CORE = 1
 TEXT_DELTAS = 64
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/gw_h9"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/10"
+GATEWAY_PATHS = ("accounts", "proxy", "usage", "gateway_project")
 
 
 @dataclass(frozen=True)
@@ -87,6 +89,7 @@ class Plan:
     lean_levels: tuple[int, ...] = (1, 2, 3, 4)
     litellm: bool = True
     choices: bool = True
+    debug: bool = True  # DEBUG=true, as the benchmark was specified; False: production settings
 
 
 FULL = Plan()
@@ -463,8 +466,14 @@ def stack_choices(context: Context, env: dict[str, str], access_key: str) -> dic
     return choices
 
 
-def lean_experiments(context: Context, env: dict[str, str], access_key: str) -> dict[str, Any]:
+def lean_experiments(
+    context: Context, env: dict[str, str], access_key: str, data_dir: Path
+) -> dict[str, Any]:
     variants: dict[str, dict[str, Any]] = {"baseline": {}}
+    if context.plan.debug:
+        # DEBUG keeps every SQL statement of the usage writer's connection (up to 9,000): the
+        # same gateway with production settings shows what that costs.
+        variants["baseline-debug-off"] = {"env": debug_off({}, data_dir)}
     for level in context.plan.lean_levels:
         options: dict[str, Any] = {
             "app": "bench.proxy.lean_asgi:application",
@@ -480,6 +489,20 @@ def lean_experiments(context: Context, env: dict[str, str], access_key: str) -> 
 
 
 # --- the run -----------------------------------------------------------------------------------
+
+
+def _git(*args: str) -> str:
+    try:
+        finished = subprocess.run(  # noqa: S603 - fixed commands built here
+            [shutil.which("git") or "git", "-C", str(REPO), *args],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+    return finished.stdout.strip()
 
 
 def environment_facts() -> dict[str, Any]:
@@ -508,6 +531,9 @@ def environment_facts() -> dict[str, Any]:
         if LITELLM_BIN.exists()
         else "not installed",
         "pinning": "fake + load generator on core 0, target on core 1" if cores() >= 2 else "none",
+        # The gateway measured is the work tree as it was at the start of the run.
+        "git_commit": _git("rev-parse", "--short", "HEAD"),
+        "gateway_changes_not_committed": bool(_git("status", "--porcelain", "--", *GATEWAY_PATHS)),
     }
 
 
@@ -557,6 +583,8 @@ def run(plan: Plan, *, database_url: str, redis_url: str, mode: str) -> Path:
             redis_url=redis_url,
         )
         access_key = prepare_gateway(env, fake_url=fake.base_url, log=work / "setup.log")
+        if not plan.debug:
+            env = debug_off(env, data_dir)
         gateway = start_gateway(
             name="gateway", env=env, access_key=access_key, log_dir=work, core=SERVER_CORE
         )
@@ -600,7 +628,7 @@ def run(plan: Plan, *, database_url: str, redis_url: str, mode: str) -> Path:
         servers = servers[:1]
         if plan.choices:
             results["choices"] = stack_choices(context, env, access_key)
-            results["lean_experiments"] = lean_experiments(context, env, access_key)
+            results["lean_experiments"] = lean_experiments(context, env, access_key, data_dir)
     finally:
         for server in reversed(servers):
             server.stop()
@@ -622,6 +650,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-litellm", action="store_true", help="skip LiteLLM")
     parser.add_argument("--no-choices", action="store_true", help="skip stack choices/experiments")
     parser.add_argument(
+        "--debug-off", action="store_true", help="run the gateway with DEBUG off (production)"
+    )
+    parser.add_argument(
         "--lean-levels", default=None, help="comma-separated lean_asgi levels (empty: none)"
     )
     parser.add_argument(
@@ -638,6 +669,8 @@ def main(argv: list[str] | None = None) -> int:
         plan = replace(plan, litellm=False)
     if args.no_choices:
         plan = replace(plan, choices=False)
+    if args.debug_off:
+        plan = replace(plan, debug=False)
     if args.lean_levels is not None:
         levels = tuple(int(level) for level in args.lean_levels.split(",") if level.strip())
         plan = replace(plan, lean_levels=levels)

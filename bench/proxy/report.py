@@ -245,7 +245,9 @@ def markdown(results: dict[str, Any], *, json_name: str) -> str:
         f"{plan.get('repetitions')} repetition(s), medians), raw data in `{json_name}`. "
         f"{environment.get('cores')} cores ({environment.get('pinning')}); "
         f"load average at start/end {_load(environment)}, "
-        f"LiteLLM {environment.get('litellm')}, {environment.get('wrk')}.",
+        f"LiteLLM {environment.get('litellm')}, {environment.get('wrk')}. The gateway ran with "
+        f"DEBUG={'true' if plan.get('debug', True) else 'false'}, PostgreSQL "
+        f"(`{results.get('database_url')}`), Redis and usage recording on.",
         "",
         f"Fake upstream ceiling (wrk straight at the fake): "
         f"**{_fmt(ceiling_rps(results.get('fake_ceiling', {})))} requests/s**. "

@@ -71,6 +71,19 @@ def gateway_env(*, fake_url: str, data_dir: Path, database_url: str, redis_url: 
     return env
 
 
+def debug_off(env: dict[str, str], data_dir: Path) -> dict[str, str]:
+    """The same gateway with DEBUG off: production settings, reading the secrets that the
+    DEBUG run generated into the data directory (so the access key still verifies)."""
+    secrets_dir = data_dir / "secrets"
+    return {
+        **env,
+        "DEBUG": "false",
+        "SECRET_KEY_FILE": str(secrets_dir / "secret_key"),
+        "GATEWAY_ENCRYPTION_KEYS_FILE": str(secrets_dir / "gateway_encryption_keys"),
+        "GATEWAY_KEY_HASH_SECRET_FILE": str(secrets_dir / "gateway_key_hash_secret"),
+    }
+
+
 def prepare_gateway(env: dict[str, str], *, fake_url: str, log: Path) -> str:
     """Migrate the database and create the benchmark's key; returns the plaintext key."""
     with log.open("ab") as handle:
