@@ -13,7 +13,9 @@ from typing import Any
 
 import httpx
 import pytest
+from django.db import OperationalError
 
+from accounts import selectors as account_selectors
 from accounts.keycache import GENERATION_KEY, invalidate_key_metadata
 from accounts.models import AccessKey
 from accounts.services import provider_credential_set
@@ -216,3 +218,36 @@ def test_admin_changes_while_redis_is_down_apply_here_and_later_everywhere(
     redis_url.start()
     invalidate_key_metadata()
     assert redis_url.client().get(GENERATION_KEY) == b"1"
+
+
+def _database_down(*args: Any, **kwargs: Any) -> Any:
+    raise OperationalError("connection refused (simulated)")
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="accounts.keycache.KeyMetadataCache._read_generation clears every entry when the "
+    "shared generation changes, also when Redis merely came back empty after a restart: with the "
+    "database away at that moment (both on one host that rebooted, say) no key keeps a stale "
+    "entry to fall back on, and every request waits out the pool timeout for a 503",
+)
+def test_a_redis_restart_during_a_database_outage_keeps_cached_keys_working(
+    gateway_server: GatewayServer,
+    key_holder: KeyHolder,
+    fake: FakeUpstream,
+    redis_url: PrivateRedis,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    url = gateway_server.key_url(key_holder.plaintext) + "/v1/messages"
+    invalidate_key_metadata()  # a shared generation exists, and this process has adopted it
+    assert httpx.post(url, json=BODY, headers=CLIENT_HEADERS).status_code == 200
+
+    monkeypatch.setattr(account_selectors, "key_metadata_load", _database_down)
+    redis_url.kill()
+    redis_url.start()  # empty: the generation is gone
+    statuses = []
+    deadline = time.monotonic() + 3  # the generation is checked once a second
+    while time.monotonic() < deadline:
+        statuses.append(httpx.post(url, json=BODY, headers=CLIENT_HEADERS, timeout=10).status_code)
+        time.sleep(0.1)
+    assert set(statuses) == {200}, statuses
