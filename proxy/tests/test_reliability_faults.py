@@ -173,14 +173,16 @@ def test_anthropic_429_and_bedrock_throttled_return_anthropic_s_own_429(
 
 @pytest.fixture
 def fast_circuit(settings: Any) -> float:
+    """Opens after 3 failures, for a cooldown short enough to wait out and long enough that
+    the requests a test sends while it is open all fall inside it, even on a busy machine."""
     settings.GATEWAY_CIRCUIT_FAILURE_THRESHOLD = 3
     settings.GATEWAY_CIRCUIT_WINDOW_SECONDS = 30.0
-    settings.GATEWAY_CIRCUIT_COOLDOWN_SECONDS = 0.5
-    return 0.5
+    settings.GATEWAY_CIRCUIT_COOLDOWN_SECONDS = 1.5
+    return 1.5
 
 
 def _wait_past_cooldown(seconds: float) -> None:
-    time.sleep(seconds + 0.15)
+    time.sleep(seconds + 0.2)
 
 
 def test_circuit_opens_after_threshold_and_recovers_through_the_probe(
@@ -243,7 +245,7 @@ def test_half_open_lets_one_probe_through_while_others_use_bedrock(
         _post(gateway_server, key_holder.plaintext)
     _wait_past_cooldown(fast_circuit)
 
-    fake.add_fault("anthropic", Delay(delay=1.5))  # a slow but healthy probe
+    fake.add_fault("anthropic", Delay(delay=1.0))  # a slow but healthy probe
     results: dict[str, httpx.Response] = {}
     probe = threading.Thread(
         target=lambda: results.setdefault("probe", _post(gateway_server, key_holder.plaintext))
