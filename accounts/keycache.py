@@ -88,6 +88,13 @@ class KeyMetadataCache:
         with self._lock:
             self._entries.clear()
 
+    def reset(self) -> None:
+        """Back to a fresh process's state (tests)."""
+        self.clear()
+        self._generation = _NEVER_READ
+        self._generation_checked_at = 0.0
+        self._sync_task = None
+
     def adopt_generation(self, generation: bytes) -> None:
         self._generation = generation
 
@@ -120,12 +127,20 @@ class KeyMetadataCache:
             return
         self._generation_checked_at = now
         client = shared_redis.async_client()
-        if client is None or (self._sync_task is not None and not self._sync_task.done()):
+        if client is None or self._sync_running():
             return
         if self._generation == _NEVER_READ:
             await self._read_generation(client)
             return
         self._sync_task = asyncio.get_running_loop().create_task(self._read_generation(client))
+
+    def _sync_running(self) -> bool:
+        """A check is under way in this event loop (a task of a loop that has ended never
+        finishes, and must not block checks forever)."""
+        task = self._sync_task
+        return (
+            task is not None and not task.done() and task.get_loop() is asyncio.get_running_loop()
+        )
 
     async def _read_generation(self, client: Any) -> None:
         try:
@@ -139,7 +154,8 @@ class KeyMetadataCache:
 
     async def wait_synced(self) -> None:
         """Wait for a background invalidation check (tests use it to be deterministic)."""
-        if self._sync_task is not None:
+        if self._sync_running():
+            assert self._sync_task is not None
             await asyncio.gather(self._sync_task, return_exceptions=True)
 
     def _verify(self, metadata: KeyMetadata | None, plaintext: str) -> KeyMetadata | None:

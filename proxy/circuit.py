@@ -117,7 +117,11 @@ class CircuitRegistry:
             return
         circuit.synced_at = now
         client = shared_redis.async_client()
-        if client is None or circuit.name in self._syncing:
+        if client is None:
+            return
+        running = self._syncing.get(circuit.name)
+        # A task of an event loop that has ended never finishes: it must not block syncs.
+        if running is not None and running.get_loop() is asyncio.get_running_loop():
             return
         task = asyncio.get_running_loop().create_task(self._read_shared(circuit, client))
         self._syncing[circuit.name] = task
@@ -125,8 +129,9 @@ class CircuitRegistry:
 
     async def wait_synced(self) -> None:
         """Wait for background reads of shared state (tests use it to be deterministic)."""
-        while self._syncing:
-            await asyncio.gather(*list(self._syncing.values()), return_exceptions=True)
+        loop = asyncio.get_running_loop()
+        while tasks := [t for t in self._syncing.values() if t.get_loop() is loop and not t.done()]:
+            await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _read_shared(self, circuit: Circuit, client: Any) -> None:
         try:

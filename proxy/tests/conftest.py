@@ -67,14 +67,14 @@ def gateway_server() -> Iterator[GatewayServer]:
 
 @pytest.fixture(autouse=True)
 def _fresh_proxy_state() -> Iterator[None]:
-    key_cache.clear()
+    key_cache.reset()
     circuits.reset()
     reset_shared_state()
     auth_throttle.reset()
     model_map.invalidate()
     yield
     flush_usage_events()  # no event of this test may land in the next one's database
-    key_cache.clear()
+    key_cache.reset()
     circuits.reset()
     model_map.invalidate()
 
