@@ -85,12 +85,17 @@ class KeyMetadataCache:
         self._sync_task: asyncio.Task[None] | None = None
 
     def clear(self) -> None:
+        """Make every entry stale: the next lookup of each key asks the database again. The
+        entries stay as a fallback for while the database cannot answer (a Redis restart that
+        looks like an invalidation must not leave running sessions without their keys)."""
         with self._lock:
-            self._entries.clear()
+            for prefix, (_, metadata) in self._entries.items():
+                self._entries[prefix] = (0.0, metadata)
 
     def reset(self) -> None:
         """Back to a fresh process's state (tests)."""
-        self.clear()
+        with self._lock:
+            self._entries.clear()
         self._generation = _NEVER_READ
         self._generation_checked_at = 0.0
         self._sync_task = None
