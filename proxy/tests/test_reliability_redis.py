@@ -224,13 +224,6 @@ def _database_down(*args: Any, **kwargs: Any) -> Any:
     raise OperationalError("connection refused (simulated)")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="accounts.keycache.KeyMetadataCache._read_generation clears every entry when the "
-    "shared generation changes, also when Redis merely came back empty after a restart: with the "
-    "database away at that moment (both on one host that rebooted, say) no key keeps a stale "
-    "entry to fall back on, and every request waits out the pool timeout for a 503",
-)
 def test_a_redis_restart_during_a_database_outage_keeps_cached_keys_working(
     gateway_server: GatewayServer,
     key_holder: KeyHolder,
