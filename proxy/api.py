@@ -63,19 +63,22 @@ async def _authenticate(request: HttpRequest, access_key: str) -> KeyMetadata | 
     return error_response(401, "authentication_error", "Invalid gateway access key.")
 
 
+def _too_large(limit: int) -> HttpResponse:
+    return error_response(
+        413, "request_too_large", f"Request exceeds the maximum allowed size of {limit} bytes."
+    )
+
+
 def _read_body(request: HttpRequest) -> bytes | HttpResponse:
     limit = settings.GATEWAY_MAX_BODY_BYTES
     declared = request.META.get("CONTENT_LENGTH") or "0"
-    too_large = error_response(
-        413, "request_too_large", f"Request exceeds the maximum allowed size of {limit} bytes."
-    )
     if declared.isdigit() and int(declared) > limit:
-        return too_large
+        return _too_large(limit)
     try:
         body = request.body
     except RequestDataTooBig:
-        return too_large
-    return too_large if len(body) > limit else body
+        return _too_large(limit)
+    return _too_large(limit) if len(body) > limit else body
 
 
 def _already_logged(response: HttpResponseBase) -> HttpResponseBase:
