@@ -21,6 +21,7 @@ from django.db import OperationalError
 from accounts import selectors as account_selectors
 from proxy.testing.answers import ScriptedAnswer
 from proxy.testing.fake_upstream import FakeUpstream
+from proxy.testing.faults import HttpError
 from proxy.tests.conftest import GatewayServer, KeyHolder
 from proxy.tests.test_reliability_support import (
     LoadRunner,
@@ -235,3 +236,30 @@ def test_an_uncached_key_with_the_database_down_gets_an_anthropic_error(
     monkeypatch.setattr(account_selectors, "key_metadata_load", _database_down)
     response = _post(gateway_server, key_holder.plaintext)
     assert_error_response(response, 503, "overloaded_error")
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="proxy.routing.ModelMap._current reloads the model map from the database every "
+    "MAP_TTL seconds and lets a database error escape: with the database away, every request "
+    "that needs a fallback ends in a 500 once the map is 30 s old, instead of using the map "
+    "it has",
+)
+def test_fallbacks_keep_their_model_map_while_the_database_is_down(
+    gateway_server: GatewayServer,
+    key_holder: KeyHolder,
+    bedrock_credential: None,
+    fake: FakeUpstream,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from proxy import routing
+
+    fake.set_default_fault("anthropic", HttpError(status=529))
+    warm = _post(gateway_server, key_holder.plaintext)
+    assert warm.headers["x-gateway-provider"] == "bedrock"
+
+    monkeypatch.setattr(routing.model_map, "_load", _database_down)
+    monkeypatch.setattr(routing, "MAP_TTL", 0.0)  # the map is due for a reload at every request
+    response = _post(gateway_server, key_holder.plaintext)
+    assert response.status_code == 200, response.text[:300]
+    assert response.headers["x-gateway-provider"] == "bedrock"
