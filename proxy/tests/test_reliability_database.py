@@ -9,8 +9,10 @@ tested by making ``accounts.selectors.key_metadata_load`` fail.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +21,7 @@ import pytest
 from django.db import OperationalError
 
 from accounts import selectors as account_selectors
+from accounts.services import access_key_create
 from proxy.testing.answers import ScriptedAnswer
 from proxy.testing.fake_upstream import FakeUpstream
 from proxy.testing.faults import HttpError
@@ -263,3 +266,34 @@ def test_fallbacks_keep_their_model_map_while_the_database_is_down(
     response = _post(gateway_server, key_holder.plaintext)
     assert response.status_code == 200, response.text[:300]
     assert response.headers["x-gateway-provider"] == "bedrock"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="accounts.keycache and proxy.routing read the database through sync_to_async with its "
+    "default thread_sensitive=True: all ORM calls of the event loop share one thread, so with "
+    "a hanging database (each call waits out the pool timeout) every request that needs the "
+    "database queues behind the others, for minutes after the database is back",
+)
+def test_database_lookups_of_different_requests_run_side_by_side(
+    gateway_server: GatewayServer,
+    key_holder: KeyHolder,
+    fake: FakeUpstream,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Three requests with uncached keys: their lookups must be able to wait at the same time."""
+    keys = [access_key_create(user=key_holder.user, label=f"key {n}")[1] for n in range(3)]
+    together = threading.Barrier(3, timeout=3)
+    original = account_selectors.key_metadata_load
+
+    def slow_lookup(prefix: str) -> Any:
+        try:
+            together.wait()  # a slow database: returns only once all three are waiting
+        except threading.BrokenBarrierError:
+            raise OperationalError("the lookups were made one after the other") from None
+        return original(prefix)
+
+    monkeypatch.setattr(account_selectors, "key_metadata_load", slow_lookup)
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        responses = list(pool.map(lambda key: _post(gateway_server, key), keys))
+    assert [response.status_code for response in responses] == [200, 200, 200]
