@@ -1,0 +1,1 @@
+"""Long reliability runs: a PostgreSQL outage under load, and a soak through every failure."""
