@@ -12,17 +12,21 @@ This is the seam for rule-based routing later: a decision object computed from t
 
 from __future__ import annotations
 
+import logging
 import re
 import time
 from dataclasses import dataclass, field
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
+from django.db import DatabaseError
 
 from accounts.keycache import KeyMetadata, ResolvedCredential
 from proxy.translation.model_ids import claude_version, normalize_requested_model
 
 MAP_TTL = 30.0
+_RETRY_AFTER_ERROR = 5.0
+logger = logging.getLogger(__name__)
 DEFAULT_REGION = "us-east-1"
 
 
@@ -91,7 +95,15 @@ class ModelMap:
     async def _current(self) -> dict[str, MappedModel]:
         now = time.monotonic()
         if now - self._loaded_at >= MAP_TTL:
-            self._map = await sync_to_async(self._load)()
+            try:
+                self._map = await sync_to_async(self._load)()
+            except DatabaseError:
+                if self._loaded_at < 0 and not self._map:
+                    raise  # never loaded: nothing to fall back on
+                # The database is away: keep routing with the map we have, ask again soon.
+                logger.warning("model map: database unavailable, keeping the loaded map")
+                self._loaded_at = now - MAP_TTL + _RETRY_AFTER_ERROR
+                return self._map
             self._loaded_at = now
         return self._map
 

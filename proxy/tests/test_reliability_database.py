@@ -241,13 +241,6 @@ def test_an_uncached_key_with_the_database_down_gets_an_anthropic_error(
     assert_error_response(response, 503, "overloaded_error")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="proxy.routing.ModelMap._current reloads the model map from the database every "
-    "MAP_TTL seconds and lets a database error escape: with the database away, every request "
-    "that needs a fallback ends in a 500 once the map is 30 s old, instead of using the map "
-    "it has",
-)
 def test_fallbacks_keep_their_model_map_while_the_database_is_down(
     gateway_server: GatewayServer,
     key_holder: KeyHolder,
