@@ -128,6 +128,7 @@ def test_hanging_up_before_a_non_streamed_answer_closes_upstream(
     key_holder: KeyHolder,
     bedrock_credential: None,
     fake: FakeUpstream,
+    recorded_events: Any,
     path: str,
 ) -> None:
     _route(path, fake)
@@ -138,6 +139,9 @@ def test_hanging_up_before_a_non_streamed_answer_closes_upstream(
     assert abandoned.client_disconnected_at is not None
     assert abandoned.client_disconnected_at - closed_at < UPSTREAM_CLOSE_BOUND
     fake.wait_idle(timeout=5)
+    # The gateway records the hang-up just after closing the upstream request: wait for it, so
+    # that it does not land in the next test's database.
+    assert len(_wait_for_events(recorded_events, 1)) == 1
 
 
 @pytest.mark.parametrize("path", PATHS)
@@ -234,7 +238,9 @@ def test_twenty_disconnects_leak_no_connection_stream_or_task(
         baseline_connections=baseline_connections,
     )
     assert abandoned == hang_ups
-    events = [event for event in recorded_events() if event.id not in baseline_events]
+    # Each hang-up is recorded just after its upstream request is closed: wait for the last.
+    all_events = _wait_for_events(recorded_events, len(baseline_events) + hang_ups)
+    events = [event for event in all_events if event.id not in baseline_events]
     assert len(events) == hang_ups
     assert all(event.client_disconnected for event in events)
     assert sum(event.streamed for event in events) == streamed_hang_ups
