@@ -96,6 +96,19 @@ class Bucket(models.TextChoices):
     MONTH = "month", "Month"
 
 
+# The summed counters of an aggregate row (cost_usd aside), in one place for the roll-up's SQL
+# and the report selectors.
+AGGREGATE_COUNT_FIELDS: tuple[str, ...] = (
+    "requests",
+    "errors",
+    "fallbacks",
+    "input_tokens",
+    "output_tokens",
+    "cache_read_tokens",
+    "cache_write_tokens",
+)
+
+
 class UsageAggregate(models.Model):
     """Sums of usage events per bucket (UTC start) and dimensions.
 

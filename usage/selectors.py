@@ -23,7 +23,7 @@ from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
 from accounts.models import AccessKey, Provider, User
-from usage.models import UsageAggregate
+from usage.models import AGGREGATE_COUNT_FIELDS, UsageAggregate
 from usage.timeseries import (
     MAX_POINTS,
     SeriesPlan,
@@ -39,15 +39,7 @@ from usage.timeseries import (
     zone_get,
 )
 
-COUNT_FIELDS: tuple[str, ...] = (
-    "requests",
-    "errors",
-    "fallbacks",
-    "input_tokens",
-    "output_tokens",
-    "cache_read_tokens",
-    "cache_write_tokens",
-)
+COUNT_FIELDS = AGGREGATE_COUNT_FIELDS
 SUM_FIELDS: tuple[str, ...] = (*COUNT_FIELDS, "cost_usd")
 # Memory for grouping one report query on PostgreSQL (see _grouping_memory).
 REPORT_WORK_MEM = "64MB"

@@ -16,7 +16,14 @@ from typing import Any, TypeVar
 
 from django.db import OperationalError, connection, transaction
 
-from usage.models import Bucket, PendingUsageEvent, Price, UsageAggregate, UsageEvent
+from usage.models import (
+    AGGREGATE_COUNT_FIELDS,
+    Bucket,
+    PendingUsageEvent,
+    Price,
+    UsageAggregate,
+    UsageEvent,
+)
 from usage.pricing import PICO_PER_COST_UNIT, PriceWindow, price_micros, price_windows
 
 logger = logging.getLogger("usage.rollup")
@@ -97,15 +104,7 @@ AGGREGATES = UsageAggregate._meta.db_table
 QUEUE = PendingUsageEvent._meta.db_table
 DELTA = "usage_rollup_delta"
 _DIMENSIONS = "user_id, access_key_id, provider, model"
-_COUNTS = (
-    "requests",
-    "errors",
-    "fallbacks",
-    "input_tokens",
-    "output_tokens",
-    "cache_read_tokens",
-    "cache_write_tokens",
-)
+_COUNTS = AGGREGATE_COUNT_FIELDS
 _AGGREGATE_COLUMNS = f"bucket, bucket_start, {_DIMENSIONS}, {', '.join(_COUNTS)}, cost_usd"
 _CONFLICT = "ON CONFLICT (bucket, bucket_start, user_id, access_key_id, provider, model)"
 
