@@ -22,11 +22,11 @@ from django.http import HttpResponse, StreamingHttpResponse
 from django.http.response import HttpResponseBase
 
 from proxy.circuit import retry_at_from_headers
-from proxy.context import ProxyContext
+from proxy.context import STREAM_INTERRUPTED, ProxyContext
 from proxy.headers import client_response_headers
 from proxy.http_client import upstream_client
-from proxy.translation.errors import error_body, is_retryable_anthropic_status
-from proxy.translation.sse import SSEUsageSniffer, Usage, encode_sse, usage_from_message
+from proxy.translation.errors import is_retryable_anthropic_status
+from proxy.translation.sse import SSEUsageSniffer, Usage, usage_from_message
 
 logger = logging.getLogger(__name__)
 
@@ -180,12 +180,10 @@ async def _relay(
             yield chunk
         disconnected = False
     except httpx.HTTPError as exc:
-        # Bytes have reached the client: no fallback is possible any more. End the stream with
-        # an SSE error event the SDKs understand instead of a truncated stream.
         disconnected = False
         status = 502
         logger.warning("anthropic: stream cut for %s: %s", context.request_id, exc)
-        yield encode_sse("error", error_body("api_error", "The upstream stream was interrupted."))
+        yield STREAM_INTERRUPTED
     finally:
         await upstream.aclose()
         sniffer.close()

@@ -22,7 +22,7 @@ from botocore.eventstream import EventStreamBuffer, EventStreamMessage, ParserEr
 from django.http import StreamingHttpResponse
 from django.http.response import HttpResponseBase
 
-from proxy.context import ProxyContext, json_response
+from proxy.context import STREAM_INTERRUPTED, ProxyContext, json_response
 from proxy.http_client import upstream_client
 from proxy.routing import BedrockTarget
 from proxy.translation.converse import (
@@ -296,7 +296,7 @@ async def _relay(
         disconnected = False
         status = 502
         logger.warning("bedrock: stream failed for %s: %s", context.request_id, exc)
-        yield encode_sse("error", error_body("api_error", "The upstream stream was interrupted."))
+        yield STREAM_INTERRUPTED
     finally:
         await response.aclose()
         context.record(

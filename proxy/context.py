@@ -23,7 +23,7 @@ from gateway_project.observability import (
     request_id_var,
 )
 from proxy.translation.errors import error_body
-from proxy.translation.sse import Usage
+from proxy.translation.sse import Usage, encode_sse
 from usage.recording import UsageRecord, record_usage_event
 
 PROVIDER_HEADER = "x-gateway-provider"
@@ -31,6 +31,13 @@ FALLBACK_REASON_HEADER = "x-gateway-fallback-reason"
 NO_FALLBACK_HEADER = "x-gateway-no-fallback-reason"
 REQUEST_ID_HEADER = "x-gateway-request-id"
 SESSION_HEADER = "x-claude-code-session-id"
+
+
+# Ends a stream whose upstream failed after bytes reached the client: no fallback is possible
+# any more, and SDKs understand an error event where a truncated stream would confuse them.
+STREAM_INTERRUPTED = encode_sse(
+    "error", error_body("api_error", "The upstream stream was interrupted.")
+)
 
 
 def new_request_id() -> str:
