@@ -1,0 +1,89 @@
+"""The hub format every translator speaks: Anthropic Messages requests, answers and stream events.
+
+Each upstream or client wire format (OpenAI chat, Gemini, Ollama, Converse, Invoke) has one pure
+translator to and from this hub, so N formats need 2·N translators instead of one per pair.
+
+- A request or an answer is an Anthropic Messages dict (``model``, ``messages``, ``system``,
+  ``tools``...; ``{"type": "message", "content": [...], "usage": {...}}``).
+- A stream is a sequence of ``HubEvent``: ``(event name, data)`` exactly as Anthropic sends them
+  (``message_start`` … ``message_stop``, ``error``), ready for ``encode_sse``.
+- ``TranslationError`` is what a translator raises for a request it cannot express upstream
+  (the proxy answers 400 in the client's format, naming ``param``).
+- ``HubUsage`` reads token usage from hub events as they pass.
+
+Pure: no Django, no I/O.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from proxy.translation.sse import USAGE_FIELDS, Usage, as_token_count
+
+JSON = dict[str, Any]
+HubEvent = tuple[str, JSON]
+
+
+class TranslationError(ValueError):
+    """A client request that cannot be translated; ``param`` names the offending field
+    (dotted path such as ``messages.2.tool_calls.0.function.arguments``), or is None."""
+
+    def __init__(self, message: str, *, param: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+
+
+class HubUsage:
+    """Token usage of a hub stream, fed event by event.
+
+    ``message_start`` carries the input side; ``message_delta`` carries cumulative counts that
+    win when they are present (Anthropic puts the real input and cache counts there when
+    ``message_start`` could only say 0).
+    """
+
+    def __init__(self) -> None:
+        self._counts: dict[str, int] = dict.fromkeys(USAGE_FIELDS, 0)
+        self.reasoning_tokens = 0
+        self.model: str = ""
+        self.stop_reason: str | None = None
+        self.error: tuple[str, str] | None = None
+
+    @property
+    def usage(self) -> Usage:
+        return Usage(**self._counts)
+
+    def _take(self, raw: Any) -> None:
+        if not isinstance(raw, Mapping):
+            return
+        for name in USAGE_FIELDS:
+            if raw.get(name) is not None:
+                self._counts[name] = as_token_count(raw.get(name))
+
+    def feed(self, event: str, data: Mapping[str, Any]) -> None:
+        if event == "message_start":
+            message = data.get("message")
+            if isinstance(message, Mapping):
+                self._take(message.get("usage"))
+                self.model = str(message.get("model") or self.model)
+        elif event == "message_delta":
+            self._take(data.get("usage"))
+            delta = data.get("delta")
+            if isinstance(delta, Mapping) and delta.get("stop_reason"):
+                self.stop_reason = str(delta["stop_reason"])
+        elif event == "error":
+            error = data.get("error")
+            if isinstance(error, Mapping):
+                self.error = (str(error.get("type") or ""), str(error.get("message") or ""))
+
+
+def zero_usage() -> JSON:
+    """The complete usage object of a ``message_start`` whose counts are not known yet (every
+    field present: Claude Code breaks on missing ones)."""
+    return {
+        "input_tokens": 0,
+        "output_tokens": 0,
+        "cache_creation_input_tokens": 0,
+        "cache_read_input_tokens": 0,
+    }
