@@ -1,4 +1,5 @@
-"""Admin for usage: read-only events and aggregates, the editable price table and the dashboard.
+"""Admin for usage: read-only events and aggregates, the editable price table, the dead-letter
+events the rollup set aside (with an action to queue them again) and the dashboard.
 
 The dashboard's pages (usage.dashboard.views) hang off the aggregate admin's URLs and are linked
 from the admin index and from the aggregate list.
@@ -9,16 +10,24 @@ from __future__ import annotations
 from functools import cached_property
 from typing import Any
 
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.core.paginator import Paginator
 from django.db import connections
 from django.db.models import Q, QuerySet
 from django.http import HttpRequest
-from django.urls import URLPattern
+from django.urls import URLPattern, reverse
+from django.utils.html import format_html
 
 from accounts.models import Provider
 from usage.dashboard.views import dashboard_urls
-from usage.models import Price, UsageAggregate, UsageEvent
+from usage.models import (
+    AGGREGATE_COUNT_FIELDS,
+    DeadLetterUsageEvent,
+    Price,
+    UsageAggregate,
+    UsageEvent,
+)
+from usage.rollup import usage_dead_letters_requeue
 
 # The index shows a link to the dashboard; a site that set its own index template keeps it.
 if admin.site.index_template is None:
@@ -144,13 +153,7 @@ class UsageAggregateAdmin(ReadOnlyAdmin):
         "access_key_id",
         "provider",
         "model",
-        "requests",
-        "errors",
-        "fallbacks",
-        "input_tokens",
-        "output_tokens",
-        "cache_read_tokens",
-        "cache_write_tokens",
+        *AGGREGATE_COUNT_FIELDS,
         "cost_usd",
     )
     list_filter = ("bucket", ProviderFilter)
@@ -177,3 +180,65 @@ class PriceAdmin(admin.ModelAdmin):
     list_filter = ("provider",)
     search_fields = ("model",)
     ordering = ("provider", "model", "-valid_from")
+
+
+@admin.register(DeadLetterUsageEvent)
+class DeadLetterUsageEventAdmin(ReadOnlyAdmin):
+    """Events the rollup could not add to the aggregates: not counted until queued again."""
+
+    list_display = (
+        "set_aside_at",
+        "event_link",
+        "request_id",
+        "occurred_at",
+        "input_tokens",
+        "output_tokens",
+        "cache_read_tokens",
+        "cache_write_tokens",
+        "reason",
+    )
+    list_select_related = ("event",)
+    search_fields = ("=event__request_id",)
+    ordering = ("-set_aside_at",)
+    actions = ("requeue",)
+
+    @admin.display(description="event")
+    def event_link(self, obj: DeadLetterUsageEvent) -> str:
+        url = reverse("admin:usage_usageevent_change", args=[obj.event_id])
+        return format_html('<a href="{}">{}</a>', url, obj.event_id)
+
+    @admin.display(description="request id")
+    def request_id(self, obj: DeadLetterUsageEvent) -> str:
+        return obj.event.request_id
+
+    @admin.display(description="occurred at")
+    def occurred_at(self, obj: DeadLetterUsageEvent) -> Any:
+        return obj.event.occurred_at
+
+    @admin.display(description="input")
+    def input_tokens(self, obj: DeadLetterUsageEvent) -> int:
+        return obj.event.input_tokens
+
+    @admin.display(description="output")
+    def output_tokens(self, obj: DeadLetterUsageEvent) -> int:
+        return obj.event.output_tokens
+
+    @admin.display(description="cache read")
+    def cache_read_tokens(self, obj: DeadLetterUsageEvent) -> int:
+        return obj.event.cache_read_tokens
+
+    @admin.display(description="cache write")
+    def cache_write_tokens(self, obj: DeadLetterUsageEvent) -> int:
+        return obj.event.cache_write_tokens
+
+    @admin.action(description="Queue the selected events for the rollup again")
+    def requeue(self, request: HttpRequest, queryset: QuerySet[DeadLetterUsageEvent]) -> None:
+        queued = usage_dead_letters_requeue(
+            event_ids=list(queryset.values_list("event_id", flat=True))
+        )
+        self.message_user(
+            request,
+            f"{queued} event{'s' if queued != 1 else ''} queued; the next rollup adds "
+            "them, or sets them aside again if they still cannot be added.",
+            messages.SUCCESS,
+        )

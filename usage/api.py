@@ -40,7 +40,7 @@ class AdminTokenAuth(HttpBearer):
     """The operator's admin token, for scripts and monitoring."""
 
     def authenticate(self, request: HttpRequest, token: str) -> str | None:
-        expected = str(getattr(settings, "GATEWAY_ADMIN_API_TOKEN", "") or "")
+        expected = settings.GATEWAY_ADMIN_API_TOKEN
         if expected and hmac.compare_digest(token.encode(), expected.encode()):
             return "admin-token"
         return None

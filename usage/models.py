@@ -13,6 +13,20 @@ from typing import ClassVar
 from django.db import models
 from django.utils import timezone
 
+# The most tokens of one kind one event may carry. No request comes near it (the largest context
+# windows are a few million tokens), and it keeps the rollup's arithmetic within 64 bits: a count
+# times a price in millionths of a dollar per million tokens (usage.pricing) fits for prices up
+# to $2,000 per million tokens, four of those terms still fit in their sum, and billions of
+# events fit in one aggregate row. usage.recording bounds incoming counts to it; the rollup sets
+# aside stored events beyond it.
+MAX_TOKENS_PER_COUNT = 10**9
+TOKEN_COUNT_FIELDS: tuple[str, ...] = (
+    "input_tokens",
+    "output_tokens",
+    "cache_read_tokens",
+    "cache_write_tokens",
+)
+
 
 class UsageEvent(models.Model):
     event_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
@@ -160,6 +174,32 @@ class PendingUsageEvent(models.Model):
 
     def __str__(self) -> str:
         return f"pending event {self.event_id}"
+
+
+class DeadLetterUsageEvent(models.Model):
+    """An event the rollup could not add to the aggregates, set aside instead of retried forever.
+
+    A rollup batch that fails with a data error (a sum beyond 64 bits, say) is split until the
+    events that cannot be applied are found; those leave the queue for this table, with the
+    error, and every other event of the batch is counted. Admins see them in the admin and can
+    queue them again once the cause is fixed (usage.rollup.usage_dead_letters_requeue).
+    """
+
+    event = models.OneToOneField(
+        UsageEvent,
+        primary_key=True,
+        on_delete=models.DO_NOTHING,
+        db_constraint=False,
+        related_name="+",
+    )
+    reason = models.TextField()
+    set_aside_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        verbose_name = "dead-letter usage event"
+
+    def __str__(self) -> str:
+        return f"event {self.event_id} set aside at {self.set_aside_at:%Y-%m-%d %H:%M:%S}"
 
 
 class UsageRollupState(models.Model):

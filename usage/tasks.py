@@ -36,7 +36,12 @@ def rollup_usage() -> dict[str, Any]:
     except LockBusy:
         logger.info("usage rollup: another rollup or a rebuild is running; skipped")
         return {"skipped": "busy"}
-    return {"events": report.events, "batches": report.batches, "complete": report.complete}
+    return {
+        "events": report.events,
+        "batches": report.batches,
+        "complete": report.complete,
+        "set_aside": len(report.set_aside),
+    }
 
 
 @shared_task(
@@ -50,7 +55,7 @@ def rollup_usage() -> dict[str, Any]:
 )
 def prune_usage_events(self: Task) -> dict[str, Any]:
     """Delete rolled-up events older than GATEWAY_USAGE_RETENTION_DAYS."""
-    retention_days = int(getattr(settings, "GATEWAY_USAGE_RETENTION_DAYS", 90))
+    retention_days = settings.GATEWAY_USAGE_RETENTION_DAYS
     try:
         report = usage_events_prune(retention_days=retention_days)
     except LockBusy as exc:  # a rebuild is running: come back later

@@ -24,6 +24,11 @@ How the rollup stays exact and idempotent:
   REPEATABLE READ the second transaction to touch the same queue or aggregate rows fails with a
   serialization error and is retried; on SQLite it waits, then finds the queue empty. A batch
   also checks that it deleted as many queue rows as it counted, and rolls back if not.
+* An event that cannot be added (a sum beyond 64 bits, from an absurd count stored before
+  usage.recording bounded them) must not stop all accounting: a batch that fails on its data
+  is split in halves until the failing events are alone; those move from the queue to
+  DeadLetterUsageEvent (logged as errors, listed in the admin, queued again from there) and
+  the rest is counted. A database that is away fails the run instead, to be retried.
 
 Cost: an event's cost is ``UsageEvent.cost_usd`` when whoever recorded it set one, else the price
 valid at its ``occurred_at`` (usage.pricing, computed here in SQL with the same integer
@@ -58,6 +63,7 @@ from usage.rollup.services import (
     prune_cutoff,
     rollup_state,
     usage_aggregates_rebuild,
+    usage_dead_letters_requeue,
     usage_events_prune,
     usage_rollup,
 )
@@ -78,6 +84,7 @@ __all__ = [
     "prune_cutoff",
     "rollup_state",
     "usage_aggregates_rebuild",
+    "usage_dead_letters_requeue",
     "usage_events_prune",
     "usage_rollup",
 ]

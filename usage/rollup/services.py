@@ -10,12 +10,21 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from django.db import OperationalError, connection
+from django.db import DatabaseError, OperationalError, connection, transaction
 from django.db.models import Exists, Max, Min, OuterRef, Q
 from django.utils import timezone
 
 from usage.locks import Lease, maintenance_lock
-from usage.models import Bucket, PendingUsageEvent, UsageAggregate, UsageEvent, UsageRollupState
+from usage.models import (
+    MAX_TOKENS_PER_COUNT,
+    TOKEN_COUNT_FIELDS,
+    Bucket,
+    DeadLetterUsageEvent,
+    PendingUsageEvent,
+    UsageAggregate,
+    UsageEvent,
+    UsageRollupState,
+)
 from usage.pricing import report_unpriced
 from usage.rollup import sql
 from usage.rollup.buckets import LEVELS, bucket_floor, bucket_next
@@ -53,31 +62,132 @@ class RollupReport:
     missing: int = 0
     # False when a batch limit or time budget stopped the run with events still queued.
     complete: bool = True
+    # Events that could not be added to the aggregates: moved to DeadLetterUsageEvent.
+    set_aside: list[int] = field(default_factory=list)
 
 
-@dataclass(frozen=True)
+@dataclass
 class _Batch:
-    queued: int
-    events: int
-    unpriced: dict[tuple[str, str], int]
+    queued: int = 0
+    events: int = 0
+    unpriced: dict[tuple[str, str], int] = field(default_factory=dict)
+    set_aside: list[int] = field(default_factory=list)
+
+    def add(self, other: _Batch) -> None:
+        self.queued += other.queued
+        self.events += other.events
+        for key, count in other.unpriced.items():
+            self.unpriced[key] = self.unpriced.get(key, 0) + count
+        self.set_aside += other.set_aside
 
 
-def _rollup_batch(batch_size: int) -> _Batch | None:
+def _batch_upper(batch_size: int) -> int | None:
+    """The last queued id of the next batch, or None when the queue is empty."""
+    with connection.cursor() as cursor:
+        upper, queued = sql.queue_batch(cursor, batch_size)
+    return upper if queued else None
+
+
+def _rollup_range(after: int | None, upper: int) -> _Batch:
+    """Add the queued events with ids in (after, upper] to the aggregates, in one transaction."""
     dialect = sql.dialect()
     with sql.snapshot_transaction(), connection.cursor() as cursor:
-        upper, queued = sql.queue_batch(cursor, batch_size)
-        if upper is None or not queued:
-            return None
-        sql.fill_delta_from_queue(dialect, cursor, upper)
+        queued = sql.queue_count(cursor, after, upper)
+        if not queued:
+            return _Batch()
+        sql.fill_delta_from_queue(dialect, cursor, after, upper)
         for level in LEVELS:
             sql.delta_to_level(dialect, cursor, level, add=True)
         events, unpriced = sql.delta_totals(cursor)
-        deleted = sql.dequeue(cursor, upper)
+        deleted = sql.dequeue(cursor, after, upper)
         sql.drop_delta(cursor)
         if deleted != queued:
             # Only possible if another transaction changed the queue inside this batch.
             raise OperationalError(f"usage rollup: batch counted {queued}, deleted {deleted}")
     return _Batch(queued=queued, events=events, unpriced=unpriced)
+
+
+def _rollup_isolating(after: int | None, upper: int) -> _Batch:
+    """``_rollup_range``, splitting a range that fails on its data until the events that
+    cannot be applied are alone; those are set aside and everything else is counted.
+
+    Only data errors split (the same events would fail every time); a database that is away
+    or busy fails the whole run as before, and the next run tries the same range again.
+    """
+    try:
+        return sql.with_retries(lambda: _rollup_range(after, upper))
+    except DatabaseError as exc:
+        if not sql.is_data_error(exc):
+            raise
+        error = exc
+    with connection.cursor() as cursor:
+        queued = sql.queue_count(cursor, after, upper)
+        if queued > 1:
+            middle = sql.queue_split(cursor, after, upper, queued)
+    if queued > 1:
+        logger.warning(
+            "usage rollup: %d events (ids %s to %s] cannot be added together (%s); splitting",
+            queued,
+            after,
+            upper,
+            error,
+        )
+        batch = _rollup_isolating(after, middle)
+        batch.add(_rollup_isolating(middle, upper))
+        return batch
+    batch = _Batch()
+    with connection.cursor() as cursor:
+        ids = sql.queue_ids(cursor, after, upper)
+    for event_id in ids:
+        _set_aside(event_id, f"{type(error).__name__}: {error}")
+        batch.set_aside.append(event_id)
+    return batch
+
+
+def _rollup_checked(upper: int) -> _Batch:
+    """The next batch, up to ``upper``: events with impossible counts set aside first, then the
+    rest added (``_rollup_isolating``)."""
+    with connection.cursor() as cursor:
+        oversized = sql.queue_oversized(cursor, None, upper)
+    for event_id in oversized:
+        _set_aside(
+            event_id,
+            f"a token count is above {MAX_TOKENS_PER_COUNT:,} (the most one event may carry)",
+        )
+    batch = _rollup_isolating(None, upper)
+    batch.set_aside = oversized + batch.set_aside
+    return batch
+
+
+def _set_aside(event_id: int, reason: str) -> None:
+    reason = reason.strip()[:2000]
+    with transaction.atomic(), connection.cursor() as cursor:
+        sql.set_aside(cursor, event_id, reason, timezone.now())
+    event = UsageEvent.objects.filter(pk=event_id).values("request_id", *TOKEN_COUNT_FIELDS).first()
+    logger.error(
+        "usage rollup: event %s cannot be added to the aggregates and was set aside as a dead "
+        "letter (see the admin; it is not counted until queued again): %s; event %s",
+        event_id,
+        reason,
+        event,
+    )
+
+
+def usage_dead_letters_requeue(*, event_ids: Sequence[int]) -> int:
+    """Queue dead-letter events for the rollup again (after their cause was fixed); returns
+    how many were queued. The next rollup adds them, or sets them aside again."""
+    with transaction.atomic():
+        letters = list(
+            DeadLetterUsageEvent.objects.select_for_update()
+            .filter(event_id__in=list(event_ids))
+            .values_list("event_id", flat=True)
+        )
+        PendingUsageEvent.objects.bulk_create(
+            [PendingUsageEvent(event_id=event_id) for event_id in letters],
+            ignore_conflicts=True,
+        )
+        DeadLetterUsageEvent.objects.filter(event_id__in=letters).delete()
+    return len(letters)
 
 
 def _rollup_pending(
@@ -97,12 +207,14 @@ def _rollup_pending(
     report = RollupReport()
     started = time.monotonic()
     while True:
-        batch = sql.with_retries(lambda: _rollup_batch(batch_size))
-        if batch is None:
+        upper = _batch_upper(batch_size)
+        if upper is None:
             break
+        batch = _rollup_checked(upper)
         report.batches += 1
         report.events += batch.events
         report.missing += batch.queued - batch.events
+        report.set_aside += batch.set_aside
         for key, count in batch.unpriced.items():
             report.unpriced[key] = report.unpriced.get(key, 0) + count
             report_unpriced(key[0], key[1], count)
@@ -118,6 +230,12 @@ def _rollup_pending(
             break
     if report.missing:
         logger.warning("usage rollup: %d queued events no longer existed", report.missing)
+    if report.set_aside:
+        logger.error(
+            "usage rollup: %d events set aside as dead letters, not counted: ids %s",
+            len(report.set_aside),
+            report.set_aside[:20],
+        )
     rollup_state()
     UsageRollupState.objects.filter(pk=1).update(last_rollup_at=timezone.now())
     return report
@@ -282,8 +400,10 @@ def usage_events_prune(
         raise RollupError("the batch size must be at least 1")
     report = PruneReport(cutoff=prune_cutoff(retention_days=retention_days, now=now))
     queued = PendingUsageEvent.objects.filter(event_id=OuterRef("pk"))
+    dead_letter = DeadLetterUsageEvent.objects.filter(event_id=OuterRef("pk"))
     old = UsageEvent.objects.filter(occurred_at__lt=report.cutoff).order_by()
-    due = old.exclude(Exists(queued))
+    # Dead letters stay until an admin has dealt with them: they are in no aggregate.
+    due = old.exclude(Exists(queued)).exclude(Exists(dead_letter))
     if dry_run:
         report.dry_run = True
         report.deleted = due.count()

@@ -14,11 +14,14 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from django.db import OperationalError, connection, transaction
+from django.db import DatabaseError, DataError, OperationalError, connection, transaction
 
 from usage.models import (
     AGGREGATE_COUNT_FIELDS,
+    MAX_TOKENS_PER_COUNT,
+    TOKEN_COUNT_FIELDS,
     Bucket,
+    DeadLetterUsageEvent,
     PendingUsageEvent,
     Price,
     UsageAggregate,
@@ -102,6 +105,7 @@ def dt(value: datetime | None) -> Any:
 EVENTS = UsageEvent._meta.db_table
 AGGREGATES = UsageAggregate._meta.db_table
 QUEUE = PendingUsageEvent._meta.db_table
+DEAD_LETTERS = DeadLetterUsageEvent._meta.db_table
 DELTA = "usage_rollup_delta"
 _DIMENSIONS = "user_id, access_key_id, provider, model"
 _COUNTS = AGGREGATE_COUNT_FIELDS
@@ -302,6 +306,14 @@ def enqueue_trigger_exists() -> bool:
         return cursor.fetchone() is not None
 
 
+# A batch is the queued ids in (after, upper]; ``after`` None is the start of the queue.
+_IN_RANGE = "event_id > %s AND event_id <= %s"
+
+
+def _bounds(after: int | None, upper: int) -> list[int]:
+    return [-1 if after is None else after, upper]
+
+
 def queue_batch(cursor: Any, batch_size: int) -> tuple[int | None, int]:
     """The highest id and the number of the first ``batch_size`` queued events."""
     cursor.execute(
@@ -313,18 +325,52 @@ def queue_batch(cursor: Any, batch_size: int) -> tuple[int | None, int]:
     return upper, int(queued)
 
 
-def fill_delta_from_queue(sql: Dialect, cursor: Any, upper: int) -> None:
+def queue_count(cursor: Any, after: int | None, upper: int) -> int:
+    cursor.execute(f"SELECT COUNT(*) FROM {QUEUE} WHERE {_IN_RANGE}", _bounds(after, upper))
+    return int(cursor.fetchone()[0])
+
+
+def queue_split(cursor: Any, after: int | None, upper: int, count: int) -> int:
+    """The id that ends the first half of the ``count`` queued ids in (after, upper]."""
+    cursor.execute(
+        f"SELECT event_id FROM {QUEUE} WHERE {_IN_RANGE} ORDER BY event_id LIMIT 1 OFFSET %s",
+        [*_bounds(after, upper), max(count // 2 - 1, 0)],
+    )
+    return int(cursor.fetchone()[0])
+
+
+def queue_ids(cursor: Any, after: int | None, upper: int) -> list[int]:
+    cursor.execute(
+        f"SELECT event_id FROM {QUEUE} WHERE {_IN_RANGE} ORDER BY event_id", _bounds(after, upper)
+    )
+    return [int(event_id) for (event_id,) in cursor.fetchall()]
+
+
+def queue_oversized(cursor: Any, after: int | None, upper: int) -> list[int]:
+    """Queued ids in (after, upper] of events with a token count beyond MAX_TOKENS_PER_COUNT
+    (stored before usage.recording bounded them, or written by hand): their sums and costs could
+    overflow 64 bits, which PostgreSQL refuses but SQLite turns into floats without a word."""
+    beyond = " OR ".join(f"e.{name} > %s" for name in TOKEN_COUNT_FIELDS)
+    cursor.execute(
+        f"SELECT q.event_id FROM {QUEUE} q JOIN {EVENTS} e ON e.id = q.event_id"
+        f" WHERE q.event_id > %s AND q.event_id <= %s AND ({beyond}) ORDER BY q.event_id",
+        [*_bounds(after, upper), *[MAX_TOKENS_PER_COUNT] * len(TOKEN_COUNT_FIELDS)],
+    )
+    return [int(event_id) for (event_id,) in cursor.fetchall()]
+
+
+def fill_delta_from_queue(sql: Dialect, cursor: Any, after: int | None, upper: int) -> None:
     fill_delta(
         sql,
         cursor,
         source=f"{QUEUE} q JOIN {EVENTS} e ON e.id = q.event_id",
-        where="q.event_id <= %s",
-        params=[upper],
+        where="q.event_id > %s AND q.event_id <= %s",
+        params=_bounds(after, upper),
     )
 
 
 def fill_delta_from_day(sql: Dialect, cursor: Any, day: datetime, end: datetime) -> None:
-    """The rolled-up events (not in the queue) that occurred in [day, end)."""
+    """The rolled-up events (neither in the queue nor set aside) that occurred in [day, end)."""
     fill_delta(
         sql,
         cursor,
@@ -332,15 +378,27 @@ def fill_delta_from_day(sql: Dialect, cursor: Any, day: datetime, end: datetime)
         where=(
             "e.occurred_at >= %s AND e.occurred_at < %s"
             f" AND NOT EXISTS (SELECT 1 FROM {QUEUE} q WHERE q.event_id = e.id)"
+            f" AND NOT EXISTS (SELECT 1 FROM {DEAD_LETTERS} x WHERE x.event_id = e.id)"
         ),
         params=[dt(day), dt(end)],
     )
 
 
-def dequeue(cursor: Any, upper: int) -> int:
-    """Delete the queue rows up to ``upper``; returns how many there were."""
-    cursor.execute(f"DELETE FROM {QUEUE} WHERE event_id <= %s", [upper])
+def dequeue(cursor: Any, after: int | None, upper: int) -> int:
+    """Delete the queue rows in (after, upper]; returns how many there were."""
+    cursor.execute(f"DELETE FROM {QUEUE} WHERE {_IN_RANGE}", _bounds(after, upper))
     return int(cursor.rowcount)
+
+
+def set_aside(cursor: Any, event_id: int, reason: str, now: datetime) -> None:
+    """Move one queued event to the dead letters."""
+    cursor.execute(f"DELETE FROM {QUEUE} WHERE event_id = %s", [event_id])
+    cursor.execute(
+        f"INSERT INTO {DEAD_LETTERS} (event_id, reason, set_aside_at) VALUES (%s, %s, %s)"
+        " ON CONFLICT (event_id) DO UPDATE SET reason = excluded.reason,"
+        " set_aside_at = excluded.set_aside_at",
+        [event_id, reason, dt(now)],
+    )
 
 
 def delete_rows(cursor: Any, level: str, start: datetime, end: datetime) -> None:
@@ -369,6 +427,19 @@ def snapshot_transaction() -> Iterator[None]:
                 # A batch's grouping fits in memory instead of spilling to disk.
                 cursor.execute("SET LOCAL work_mem = '64MB'")
         yield
+
+
+def is_data_error(exc: DatabaseError) -> bool:
+    """Whether ``exc`` comes from the values a statement computed (a sum beyond 64 bits, a
+    value out of its column's range) rather than from the database being away or busy: the
+    same events fail the same way every time."""
+    if isinstance(exc, DataError):
+        return True
+    sqlstate = getattr(exc.__cause__, "sqlstate", None)
+    if isinstance(sqlstate, str):
+        return sqlstate.startswith("22")  # PostgreSQL's class 22: data exception
+    message = str(exc)
+    return connection.vendor == "sqlite" and ("integer overflow" in message or "too big" in message)
 
 
 def _retryable(exc: OperationalError) -> bool:

@@ -27,9 +27,9 @@ pytestmark = pytest.mark.django_db
 
 def test_rollup_task_is_idempotent():
     make_events(event_fields(occurred_at=timezone.now() - timedelta(minutes=m)) for m in range(4))
-    assert rollup_usage() == {"events": 4, "batches": 1, "complete": True}
+    assert rollup_usage() == {"events": 4, "batches": 1, "complete": True, "set_aside": 0}
     once = stored_aggregates()
-    assert rollup_usage() == {"events": 0, "batches": 0, "complete": True}
+    assert rollup_usage() == {"events": 0, "batches": 0, "complete": True, "set_aside": 0}
     assert stored_aggregates() == once == expected_aggregates(UsageEvent.objects.all())
 
 
@@ -45,7 +45,7 @@ def test_rollup_task_stops_at_its_time_budget(monkeypatch):
     monkeypatch.setattr("usage.tasks.ROLLUP_TIME_BUDGET_SECONDS", 0.0)
     monkeypatch.setattr("usage.tasks.usage_rollup", partial(usage_rollup, batch_size=2))
     make_events(event_fields() for _ in range(5))
-    assert rollup_usage() == {"events": 2, "batches": 1, "complete": False}
+    assert rollup_usage() == {"events": 2, "batches": 1, "complete": False, "set_aside": 0}
 
 
 def test_prune_task_uses_the_retention_setting(settings):

@@ -317,7 +317,7 @@ class Command(BaseCommand):
             workers=workers,
             with_worker=not options["no_worker"],
             with_beat=not options["no_beat"],
-            log_level=getattr(settings, "GATEWAY_LOG_LEVEL", "INFO"),
+            log_level=settings.GATEWAY_LOG_LEVEL,
         )
         self._banner(
             base_url,

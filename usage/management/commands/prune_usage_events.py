@@ -29,7 +29,7 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        retention_days = int(getattr(settings, "GATEWAY_USAGE_RETENTION_DAYS", 90))
+        retention_days = settings.GATEWAY_USAGE_RETENTION_DAYS
         progress = self.stdout.write if options["verbosity"] >= 1 else None
         try:
             report = usage_events_prune(

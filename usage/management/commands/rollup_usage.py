@@ -95,6 +95,13 @@ class Command(BaseCommand):
                     f"{count} events of {provider}/{model or '<empty>'} have no price: cost 0"
                 )
             )
+        if report.set_aside:
+            self.stdout.write(
+                self.style.ERROR(
+                    f"{len(report.set_aside)} events could not be added and were set aside "
+                    "(admin: Usage › Dead-letter usage events)."
+                )
+            )
         self.stdout.write(
             self.style.SUCCESS(f"Rolled up {report.events} events in {report.batches} batches.")
         )
