@@ -56,7 +56,8 @@ class ScriptedAnswer:
     Anthropic `message_start` / `message_delta` events (by default `message_start` carries the input
     and cache counters with `output_tokens: 1`, as Anthropic does, and `message_delta` carries all
     four counters, cumulative). `converse_stop_reason` overrides the Bedrock Converse stop reason
-    (for example `guardrail_intervened`).
+    (for example `guardrail_intervened`). `reasoning_tokens` is the part of `output_tokens` spent
+    thinking, which the OpenAI, Gemini and Ollama renderings report separately (Anthropic does not).
     """
 
     content: list[dict[str, Any]]
@@ -67,6 +68,7 @@ class ScriptedAnswer:
     start_usage: dict[str, Any] | None = None
     delta_usage: dict[str, Any] | None = None
     converse_stop_reason: str | None = None
+    reasoning_tokens: int = 0
 
     def __post_init__(self) -> None:
         for position, block in enumerate(self.content):

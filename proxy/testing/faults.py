@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 UPSTREAMS = ("anthropic", "bedrock")
+# The fake provider upstreams (fake_openai.py, fake_gemini.py, fake_ollama.py), one queue each.
+PROVIDER_UPSTREAMS = ("openai", "gemini", "ollama")
 
 ANTHROPIC_ERROR_TYPES = {
     400: "invalid_request_error",
@@ -73,8 +75,10 @@ class Delay(Fault):
 class HttpError(Fault):
     """An HTTP error in the upstream's own error format.
 
-    `error_type` is the Anthropic error type or the Bedrock exception name; by default it follows
-    the status. `body` replaces the rendered body entirely. `headers` are added to the response
+    `error_type` is the Anthropic error type or the Bedrock exception name (the OpenAI error
+    `type`, the Google `status` such as `RESOURCE_EXHAUSTED`); by default it follows the status.
+    `code` is OpenAI's error `code` (e.g. `insufficient_quota`). `body` replaces the rendered body
+    entirely. `headers` are added to the response
     (e.g. `retry-after`, `anthropic-ratelimit-unified-5h-reset`, `request-id`) and override the
     defaults.
     """
@@ -82,6 +86,7 @@ class HttpError(Fault):
     status: int = 500
     error_type: str | None = None
     message: str | None = None
+    code: str | None = None
     headers: dict[str, str] = field(default_factory=dict)
     body: bytes | None = None
 
@@ -135,7 +140,24 @@ class BedrockStreamException(Fault):
         return payload
 
 
-MidStreamFault = StreamCut | AnthropicStreamError | BedrockStreamException
+@dataclass(kw_only=True)
+class ProviderStreamError(Fault):
+    """Send `after_events` stream events, then the provider's in-stream error, then end the stream:
+    `data: {"error": {...}}` (OpenAI), an SSE `{"error": {"code", "message", "status"}}` (Gemini), an
+    `{"error": "..."}` line (Ollama). `status` picks the default type and Google status;
+    `error_type` and `code` override them where the format has them.
+    """
+
+    after_events: int = 1
+    status: int = 500
+    message: str = "The server had an error while processing your request."
+    error_type: str | None = None
+    code: str | None = None
+
+    streaming_only = True
+
+
+MidStreamFault = StreamCut | AnthropicStreamError | BedrockStreamException | ProviderStreamError
 
 _UPSTREAM_ONLY: dict[type[Fault], str] = {
     AnthropicStreamError: "anthropic",
@@ -145,8 +167,11 @@ _UPSTREAM_ONLY: dict[type[Fault], str] = {
 
 def check_fault_for(upstream: str, fault: Fault) -> None:
     """Refuse faults an upstream cannot produce (e.g. an eventstream exception on Anthropic)."""
-    if upstream not in UPSTREAMS:
-        raise ValueError(f"unknown upstream {upstream!r}; expected one of {UPSTREAMS}")
+    known = UPSTREAMS + PROVIDER_UPSTREAMS
+    if upstream not in known:
+        raise ValueError(f"unknown upstream {upstream!r}; expected one of {known}")
+    if isinstance(fault, ProviderStreamError) and upstream not in PROVIDER_UPSTREAMS:
+        raise ValueError(f"ProviderStreamError is a provider fault, not a {upstream} one")
     only = _UPSTREAM_ONLY.get(type(fault))
     if only is not None and only != upstream:
         raise ValueError(f"{type(fault).__name__} is a {only} fault, not a {upstream} one")
