@@ -13,7 +13,6 @@ from typing import Any
 
 from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
-from django.db import models
 from django.db.models import Count, Q, QuerySet
 from django.http import HttpRequest
 from django.urls import reverse
@@ -32,6 +31,7 @@ from accounts.forms import (
 from accounts.models import AccessKey, ProviderCredential, User
 from accounts.selectors import provider_credential_decrypts
 from accounts.services import (
+    REDIRECT_PERMISSION,
     AccountsError,
     access_key_create,
     access_key_revoke,
@@ -40,6 +40,8 @@ from accounts.services import (
     access_key_update,
     provider_credential_delete,
     provider_credential_save,
+    user_delete,
+    user_save,
 )
 
 # New plaintext keys travel in the message cookie, which holds about 2 KB; messages that do not
@@ -155,6 +157,17 @@ class UserAdmin(DjangoUserAdmin):
     def get_inlines(self, request: HttpRequest, obj: Any) -> Any:
         # The add page has no keys to show yet.
         return self.inlines if obj is not None else ()
+
+    def save_model(self, request: HttpRequest, obj: User, form: Any, change: bool) -> None:
+        # Through the service: whether the user is active decides whether their keys work.
+        user_save(user=obj)
+
+    def delete_model(self, request: HttpRequest, obj: User) -> None:
+        user_delete(user=obj)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[User]) -> None:
+        for user in queryset:
+            user_delete(user=user)
 
     @admin.display(description="keys", ordering="live_key_count")
     def key_count(self, obj: User) -> int:
@@ -390,25 +403,31 @@ class ScopeFilter(admin.SimpleListFilter):
 @admin.register(ProviderCredential)
 class ProviderCredentialAdmin(admin.ModelAdmin):
     form = ProviderCredentialForm
-    formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
     list_display = (
         "provider",
+        "name",
         "scope",
-        "label",
-        "region",
-        "api_mode",
+        "endpoint",
         "fingerprint",
         "decrypts",
+        "label",
         "updated_at",
     )
     list_filter = ("provider", "api_mode", ScopeFilter)
-    search_fields = ("label", "region", "user__email", "access_key__prefix")
+    search_fields = ("name", "label", "region", "endpoint_url", "user__email", "access_key__prefix")
     list_select_related = ("user", "access_key")
     show_full_result_count = False
     autocomplete_fields = ("user", "access_key")
     readonly_fields = ("id", "fingerprint", "decrypts", "created_at", "updated_at")
     fieldsets = (
-        (None, {"fields": ("provider", "label", "secret", "fingerprint", "decrypts")}),
+        (
+            None,
+            {
+                "fields": ("provider", "name", "label", "secret", "fingerprint", "decrypts"),
+                "description": "Each provider takes its own fields (see the help texts); "
+                "a field a provider does not take is refused rather than ignored.",
+            },
+        ),
         (
             "Scope",
             {
@@ -417,9 +436,48 @@ class ProviderCredentialAdmin(admin.ModelAdmin):
                 "credential wins: access key, then user, then global.",
             },
         ),
-        ("Upstream", {"fields": ("region", "api_mode", "endpoint_url", "fallback_model")}),
+        ("Upstream", {"fields": ("endpoint_url",)}),
+        (
+            "Bedrock only",
+            {"fields": ("region", "api_mode", "fallback_model")},
+        ),
         ("Record", {"fields": ("id", "created_at", "updated_at")}),
     )
+    add_fieldsets = (
+        (
+            None,
+            {
+                "fields": ("provider", "name", "label", "secret"),
+                "description": fieldsets[0][1]["description"],
+            },
+        ),
+        fieldsets[1],
+        fieldsets[2],
+        fieldsets[3],
+    )
+
+    def get_fieldsets(self, request: HttpRequest, obj: ProviderCredential | None = None) -> Any:
+        # Nothing is recorded before the first save: no id, dates or fingerprint to show.
+        return self.add_fieldsets if obj is None else self.fieldsets
+
+    def get_readonly_fields(
+        self, request: HttpRequest, obj: ProviderCredential | None = None
+    ) -> Any:
+        return () if obj is None else self.readonly_fields
+
+    def get_form(
+        self,
+        request: HttpRequest,
+        obj: ProviderCredential | None = None,
+        change: bool = False,
+        **kwargs: Any,
+    ) -> Any:
+        form = super().get_form(request, obj, change, **kwargs)
+        form.may_redirect = self._may_redirect(request)  # type: ignore[attr-defined]
+        return form
+
+    def _may_redirect(self, request: HttpRequest) -> bool:
+        return bool(request.user.has_perm(REDIRECT_PERMISSION))
 
     @method_decorator(sensitive_post_parameters("secret"))
     def changeform_view(self, *args: Any, **kwargs: Any) -> Any:
@@ -428,6 +486,10 @@ class ProviderCredentialAdmin(admin.ModelAdmin):
     @admin.display(description="scope")
     def scope(self, obj: ProviderCredential) -> str:
         return obj.scope_description
+
+    @admin.display(description="endpoint", ordering="endpoint_url")
+    def endpoint(self, obj: ProviderCredential) -> str:
+        return obj.endpoint_url or "default"
 
     @admin.display(description="fingerprint")
     def fingerprint(self, obj: ProviderCredential) -> str:
@@ -442,7 +504,11 @@ class ProviderCredentialAdmin(admin.ModelAdmin):
     def save_model(
         self, request: HttpRequest, obj: ProviderCredential, form: Any, change: bool
     ) -> None:
-        provider_credential_save(credential=obj, secret=form.cleaned_data.get("secret") or None)
+        provider_credential_save(
+            credential=obj,
+            secret=form.cleaned_data.get("secret") or None,
+            may_redirect=self._may_redirect(request),
+        )
 
     def delete_model(self, request: HttpRequest, obj: ProviderCredential) -> None:
         provider_credential_delete(credential=obj)

@@ -11,15 +11,10 @@ from typing import Any
 from django import forms
 from django.contrib.auth import forms as auth_forms
 from django.core.exceptions import ValidationError
-from django.db import models
 from django.utils import timezone
 
 from accounts.models import AccessKey, ProviderCredential, User
-from accounts.services import (
-    AccountsError,
-    provider_endpoint_validate,
-    provider_secret_validate,
-)
+from accounts.services import CredentialInvalid, provider_credential_clean
 
 
 class UserCreationForm(auth_forms.AdminUserCreationForm):
@@ -65,27 +60,31 @@ class AccessKeyForm(forms.ModelForm):
         return expires_at
 
 
-def https_by_default(db_field: models.Field[Any, Any], **kwargs: Any) -> forms.Field | None:
-    """The form field of a model field, where a URL typed without scheme means https."""
-    if isinstance(db_field, models.URLField):
-        kwargs.setdefault("assume_scheme", "https")
-    return db_field.formfield(**kwargs)
-
-
 class ProviderCredentialForm(forms.ModelForm):
-    """The secret is write-only: never rendered back, required on add, blank keeps it on change."""
+    """The secret is write-only: never rendered back, blank keeps the stored one on change.
+
+    Which fields a provider takes, and when a changed endpoint needs the secret entered again,
+    is decided by accounts.services.provider_credential_clean (the command uses it too); its
+    errors are shown on the fields they concern. ``may_redirect`` is set by the admin from the
+    editor's permissions.
+    """
+
+    may_redirect = False
 
     secret = forms.CharField(
         required=False,
         strip=True,
         widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
-        help_text="Stored encrypted and never shown again. Leave blank to keep the stored one.",
+        help_text="Stored encrypted and never shown again. Leave blank to keep the stored one "
+        "(changing the provider or endpoint needs it entered again). Anthropic, Bedrock, "
+        "OpenAI, Gemini: required. Generic servers: optional. Ollama: none.",
     )
 
     class Meta:
         model = ProviderCredential
         fields = (
             "provider",
+            "name",
             "user",
             "access_key",
             "label",
@@ -94,28 +93,20 @@ class ProviderCredentialForm(forms.ModelForm):
             "endpoint_url",
             "fallback_model",
         )
-        formfield_callback = https_by_default
+        help_texts = {
+            "provider": "Anthropic, OpenAI, Gemini: a secret (API key), endpoint optional. "
+            "Bedrock: a secret, region, API mode, fallback model. Ollama: endpoint only "
+            "(default GATEWAY_OLLAMA_BASE_URL). Generic (any OpenAI-compatible server): a "
+            "name and a base URL, secret optional.",
+        }
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         if self.instance._state.adding:
-            self.fields["secret"].required = True
-            self.fields["secret"].help_text = "Stored encrypted and never shown again."
-
-    def clean_endpoint_url(self) -> str:
-        try:
-            return provider_endpoint_validate(self.cleaned_data.get("endpoint_url") or "")
-        except AccountsError as exc:
-            raise ValidationError(str(exc)) from exc
-
-    def clean_secret(self) -> str:
-        secret: str = self.cleaned_data.get("secret", "")
-        if not secret:
-            return ""
-        try:
-            return provider_secret_validate(secret)
-        except AccountsError as exc:
-            raise ValidationError(str(exc)) from exc
+            self.fields["secret"].help_text = (
+                "Stored encrypted and never shown again. Anthropic, Bedrock, OpenAI, Gemini: "
+                "required. Generic servers: optional. Ollama: none."
+            )
 
     def clean(self) -> dict[str, Any]:
         # Errors are attached to fields so that the model's constraint checks, which would say
@@ -131,13 +122,41 @@ class ProviderCredentialForm(forms.ModelForm):
             )
             return cleaned
         provider = cleaned.get("provider")
-        if provider:
-            same_scope = ProviderCredential.objects.filter(
-                provider=provider, user=user, access_key=access_key
-            ).exclude(pk=self.instance.pk)
-            if same_scope.exists():
-                self.add_error(
-                    "provider",
-                    "This scope already has a credential for this provider; edit that one.",
-                )
+        if not provider:
+            return cleaned
+        stored = None
+        if not self.instance._state.adding:
+            stored = ProviderCredential.objects.filter(pk=self.instance.pk).first()
+        try:
+            fields = provider_credential_clean(
+                provider=provider,
+                name=cleaned.get("name") or "",
+                secret=cleaned.get("secret") or None,
+                region=cleaned.get("region") or "",
+                api_mode=cleaned.get("api_mode") or "",
+                endpoint_url=cleaned.get("endpoint_url") or "",
+                fallback_model=cleaned.get("fallback_model") or "",
+                label=cleaned.get("label") or "",
+                stored=stored,
+                may_redirect=self.may_redirect,
+            )
+        except CredentialInvalid as exc:
+            for field_name, message in exc.errors.items():
+                target = field_name if field_name in self.fields else None
+                if field_name not in self.errors:
+                    self.add_error(target, message)
+            return cleaned
+        for field_name in ("name", "region", "api_mode", "endpoint_url", "fallback_model", "label"):
+            cleaned[field_name] = getattr(fields, field_name)
+        cleaned["secret"] = fields.secret or ""
+        same_scope = ProviderCredential.objects.filter(
+            provider=provider, name=fields.name, user=user, access_key=access_key
+        ).exclude(pk=self.instance.pk)
+        if same_scope.exists():
+            self.add_error(
+                "provider",
+                "This scope already has a credential for this provider"
+                + (f" named {fields.name!r}" if fields.name else "")
+                + "; edit that one.",
+            )
         return cleaned

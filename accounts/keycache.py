@@ -1,10 +1,16 @@
 """The proxy's per-process cache of access-key metadata, and its invalidation.
 
 A warm lookup costs one HMAC and a dict access: no database query. Entries live for
-GATEWAY_KEY_CACHE_TTL seconds. ``invalidate_key_metadata`` (called by accounts.services on every
-change to a key or credential) clears this process's cache and, with Redis configured, bumps a
-shared generation counter that every worker checks at most once a second, so a revoke takes
-effect everywhere within about a second. Without Redis, other processes see it within the TTL.
+GATEWAY_KEY_CACHE_TTL seconds. ``invalidate_key_metadata`` (called by accounts.services, after
+the commit, on every change that affects whether a key works or what it may use: the key, its
+user, its credentials) clears this process's cache and bumps a shared generation counter: a row
+in the database always, and a Redis key when Redis is configured. Every process compares both
+with what it saw last, at most once a second in a background task, so a change made anywhere (a
+command, another worker, the admin) takes effect everywhere within about a second, with or
+without Redis.
+
+Database reads run on a small thread pool of their own, not on the event loop's single
+thread-sensitive thread: a hanging database must not queue every cold lookup behind one another.
 """
 
 from __future__ import annotations
@@ -15,16 +21,30 @@ import logging
 import threading
 import time
 from collections import OrderedDict
-from dataclasses import dataclass, field
-from datetime import datetime
-from typing import Any
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.db import DatabaseError
+from django.db import DatabaseError, connection, transaction
+from django.db.models import F
 
+from accounts import selectors
 from accounts.crypto import access_key_prefix, hash_access_key
+from accounts.metadata import KeyMetadata, ResolvedCredential
+from accounts.models import KeyCacheGeneration
 from gateway_project import redis as shared_redis
+
+__all__ = [
+    "GENERATION_KEY",
+    "KeyMetadata",
+    "KeyMetadataCache",
+    "KeyStoreUnavailable",
+    "ResolvedCredential",
+    "invalidate_key_metadata",
+    "key_cache",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -32,43 +52,40 @@ GENERATION_KEY = "gateway:keycache:generation"
 _GENERATION_CHECK_INTERVAL = 1.0
 _MAX_ENTRIES = 50_000
 _NEVER_READ = b"<never read>"
+# Cold lookups that may wait on the database at the same time, per process. Each holds a
+# connection (from the pool on PostgreSQL) only while it runs.
+_DATABASE_THREADS = 8
+
+_database_executor = ThreadPoolExecutor(
+    max_workers=_DATABASE_THREADS, thread_name_prefix="keycache-db"
+)
+
+T = TypeVar("T")
 
 
-@dataclass(frozen=True, slots=True)
-class ResolvedCredential:
-    """A provider credential as the proxy uses it; ``error`` is set when it cannot be used."""
+def _closing_connection(func: Callable[..., T]) -> Callable[..., T]:
+    """``func``, then this thread's connection closed: connections belong to threads, and a pool
+    thread may sit idle for long (on PostgreSQL the connection goes back to Django's pool)."""
 
-    id: int
-    provider: str
-    scope: str
-    region: str
-    api_mode: str
-    endpoint_url: str
-    fallback_model: str
-    secret: str = field(repr=False)
-    error: str = ""
+    def run(*args: Any) -> T:
+        try:
+            return func(*args)
+        finally:
+            connection.close()
+
+    return run
 
 
-@dataclass(frozen=True, slots=True)
-class KeyMetadata:
-    key_id: int
-    user_id: int
-    prefix: str
-    key_hash: str = field(repr=False)
-    status: str
-    expires_at: datetime | None
-    grace_ends_at: datetime | None
-    deleted: bool
-    credentials: dict[str, ResolvedCredential] = field(default_factory=dict, repr=False)
+async def _in_database_thread(func: Callable[..., T], *args: Any) -> T:
+    """Run a database read off the event loop, side by side with the others."""
+    return await sync_to_async(
+        _closing_connection(func), thread_sensitive=False, executor=_database_executor
+    )(*args)
 
-    def usable_at(self, moment: datetime) -> bool:
-        if self.deleted or (self.expires_at is not None and self.expires_at <= moment):
-            return False
-        if self.status == "active":
-            return True
-        if self.status == "rotated":
-            return self.grace_ends_at is not None and self.grace_ends_at > moment
-        return False
+
+def _load_key_metadata(prefix: str) -> KeyMetadata | None:
+    # Looked up at call time: tests stand in for the selector to simulate the database away.
+    return selectors.key_metadata_load(prefix)
 
 
 class KeyStoreUnavailable(Exception):
@@ -79,10 +96,14 @@ class KeyMetadataCache:
     def __init__(self) -> None:
         self._entries: OrderedDict[str, tuple[float, KeyMetadata | None]] = OrderedDict()
         self._lock = threading.Lock()
-        # What Redis held at the last check: bytes, or None while nobody has invalidated yet.
+        # What Redis and the database held at the last check: _NEVER_READ until read once.
+        # Redis holds bytes, or None while nobody has invalidated since it started.
         self._generation: bytes | str | None = _NEVER_READ
+        self._database_generation: int | bytes = _NEVER_READ
+        self._first_check_done = False
         self._generation_checked_at = 0.0
         self._sync_task: asyncio.Task[None] | None = None
+        self._database_check_failing = False
 
     def clear(self) -> None:
         """Make every entry stale: the next lookup of each key asks the database again. The
@@ -97,11 +118,21 @@ class KeyMetadataCache:
         with self._lock:
             self._entries.clear()
         self._generation = _NEVER_READ
+        self._database_generation = _NEVER_READ
+        self._first_check_done = False
         self._generation_checked_at = 0.0
         self._sync_task = None
+        self._database_check_failing = False
 
     def adopt_generation(self, generation: bytes) -> None:
         self._generation = generation
+
+    def adopt_database_generation(self, generation: int) -> None:
+        """This process has just bumped the counter from ``generation - 1`` itself (and cleared):
+        no need to clear again on seeing it. A jump of more than one is another process's
+        change, which the next check acts on."""
+        if self._database_generation == generation - 1:
+            self._database_generation = generation
 
     def _get(self, prefix: str, now: float) -> tuple[bool, KeyMetadata | None]:
         with self._lock:
@@ -125,19 +156,19 @@ class KeyMetadataCache:
         """Drop everything when another process has invalidated (checked once a second).
 
         Only a process's first check is awaited (nothing cached can predate it); later checks
-        run as background tasks, so a request never waits on Redis and a slow or absent Redis
-        costs nothing on the hot path.
+        run as background tasks, so a request never waits on Redis or the database for it, and
+        a slow or absent one costs nothing on the hot path.
         """
         if now - self._generation_checked_at < _GENERATION_CHECK_INTERVAL:
             return
         self._generation_checked_at = now
-        client = shared_redis.async_client()
-        if client is None or self._sync_running():
+        if self._sync_running():
             return
-        if self._generation == _NEVER_READ:
-            await self._read_generation(client)
+        if not self._first_check_done:
+            self._first_check_done = True
+            await self._read_generation()
             return
-        self._sync_task = asyncio.get_running_loop().create_task(self._read_generation(client))
+        self._sync_task = asyncio.get_running_loop().create_task(self._read_generation())
 
     def _sync_running(self) -> bool:
         """A check is under way in this event loop (a task of a loop that has ended never
@@ -147,15 +178,27 @@ class KeyMetadataCache:
             task is not None and not task.done() and task.get_loop() is asyncio.get_running_loop()
         )
 
-    async def _read_generation(self, client: Any) -> None:
+    async def _read_generation(self) -> None:
+        redis_generation = self._generation
+        client = shared_redis.async_client()
+        if client is not None:
+            try:
+                redis_generation = await client.get(GENERATION_KEY)
+            except Exception as exc:  # Redis away: the database's counter still works.
+                logger.warning("key cache: cannot read invalidation generation: %s", exc)
+        database_generation = self._database_generation
         try:
-            generation = await client.get(GENERATION_KEY)
-        except Exception as exc:  # Redis away: keep serving from the TTL-bounded cache.
-            logger.warning("key cache: cannot read invalidation generation: %s", exc)
-            return
-        if generation != self._generation:
+            database_generation = await _in_database_thread(selectors.key_cache_generation)
+        except Exception as exc:  # The database away: keep serving from the cache.
+            if not self._database_check_failing:
+                logger.warning("key cache: cannot read the database's generation: %s", exc)
+            self._database_check_failing = True
+        else:
+            self._database_check_failing = False
+        if redis_generation != self._generation or database_generation != self._database_generation:
             self.clear()
-            self._generation = generation
+            self._generation = redis_generation
+            self._database_generation = database_generation
 
     async def wait_synced(self) -> None:
         """Wait for a background invalidation check (tests use it to be deterministic)."""
@@ -189,15 +232,13 @@ class KeyMetadataCache:
 
     async def lookup(self, plaintext: str) -> KeyMetadata | None:
         """The metadata of a usable key, or None for an unknown or unusable one."""
-        from accounts.selectors import key_metadata_load
-
         answered, metadata = await self.lookup_cached(plaintext)
         if answered:
             return metadata
         prefix = access_key_prefix(plaintext)
         assert prefix is not None  # lookup_cached answers malformed keys itself
         try:
-            loaded = await sync_to_async(key_metadata_load)(prefix)
+            loaded = await _in_database_thread(_load_key_metadata, prefix)
         except DatabaseError as exc:
             # The database is away: a key known before keeps working on its last known state
             # (kept for another TTL) rather than failing every request of a running session.
@@ -213,24 +254,37 @@ class KeyMetadataCache:
 key_cache = KeyMetadataCache()
 
 
-def invalidate_key_metadata() -> None:
-    """Forget cached key metadata here and, through Redis, in every other process.
+def _bump_database_generation() -> int:
+    """Add one to the database's counter; returns the new value."""
+    with transaction.atomic():
+        updated = KeyCacheGeneration.objects.filter(pk=1).update(value=F("value") + 1)
+        if not updated:
+            KeyCacheGeneration.objects.get_or_create(pk=1)
+            KeyCacheGeneration.objects.filter(pk=1).update(value=F("value") + 1)
+        # Read under the row lock the update took: the value is this bump's, nobody else's.
+        return selectors.key_cache_generation()
 
-    Called after any change to an access key or provider credential. Invalidation clears the
-    whole cache: such changes are rare, and a credential change touches many keys at once.
+
+def invalidate_key_metadata() -> None:
+    """Forget cached key metadata here and, through the database and Redis, in every other
+    process.
+
+    Called after any change to an access key, its user or a provider credential (accounts.services
+    registers it with ``transaction.on_commit``). Invalidation clears the whole cache: such
+    changes are rare, and a credential change touches many keys at once.
     """
     key_cache.clear()
+    try:
+        key_cache.adopt_database_generation(_bump_database_generation())
+    except DatabaseError as exc:
+        logger.warning("key cache: could not bump the database's generation: %s", exc)
     client = shared_redis.sync_client()
     if client is None:
         return
     try:
         generation = client.incr(GENERATION_KEY)
     except Exception as exc:
-        logger.warning(
-            "key cache: could not publish invalidation (other workers catch up within %ss): %s",
-            settings.GATEWAY_KEY_CACHE_TTL,
-            exc,
-        )
+        logger.warning("key cache: could not publish invalidation through Redis: %s", exc)
         return
     # This process has just cleared everything: it need not clear again on seeing the new value.
     key_cache.adopt_generation(str(generation).encode())

@@ -111,7 +111,7 @@ class Provider(models.TextChoices):
     OPENAI = "openai", "OpenAI"
     GEMINI = "gemini", "Google Gemini"
     OLLAMA = "ollama", "Ollama"
-    GENERIC = "generic", "Generic HTTP"
+    GENERIC = "generic", "Generic OpenAI-compatible server"
 
 
 class BedrockApiMode(models.TextChoices):
@@ -124,9 +124,18 @@ class ProviderCredential(models.Model):
 
     The most specific scope wins (access key, then user, then global). The secret is stored only
     encrypted (accounts.crypto); ``secret_hint`` keeps its last four characters for recognition.
+    A credential without a secret (Ollama, a keyless generic server) stores an empty ciphertext.
+    Generic OpenAI-compatible servers are told apart by ``name``, which is empty for every other
+    provider. Which fields each provider takes is checked in accounts.services.
     """
 
     provider = models.CharField(max_length=16, choices=Provider.choices)
+    name = models.CharField(
+        max_length=32,
+        blank=True,
+        help_text="Generic servers only: the name clients use in model ids (vllm/<model>); "
+        "lowercase letters, digits, - and _.",
+    )
     user = models.ForeignKey(
         User, null=True, blank=True, on_delete=models.CASCADE, related_name="credentials"
     )
@@ -134,52 +143,73 @@ class ProviderCredential(models.Model):
         AccessKey, null=True, blank=True, on_delete=models.CASCADE, related_name="credentials"
     )
     label = models.CharField(max_length=100, blank=True)
-    region = models.CharField(max_length=32, blank=True, help_text="AWS region, e.g. us-east-1.")
+    region = models.CharField(
+        max_length=32, blank=True, help_text="Bedrock only: AWS region, e.g. us-east-1."
+    )
     api_mode = models.CharField(
         max_length=16,
         choices=BedrockApiMode.choices,
-        default=BedrockApiMode.INVOKE,
-        help_text="Bedrock only: which API answers fallback requests.",
+        blank=True,
+        help_text="Bedrock only: which API answers fallback requests (default: InvokeModel).",
     )
-    endpoint_url = models.URLField(
-        blank=True, help_text="Overrides the provider's default endpoint."
+    endpoint_url = models.CharField(
+        max_length=200,
+        blank=True,
+        help_text="Where requests go, overriding the provider's default. Generic servers: the "
+        "base URL (required), e.g. https://api.groq.com/openai.",
     )
     fallback_model = models.CharField(
         max_length=200,
         blank=True,
         help_text="Bedrock only: model used for requested models missing from the model map.",
     )
-    secret_ciphertext = models.TextField(editable=False)
+    secret_ciphertext = models.TextField(editable=False, blank=True)
     secret_hint = models.CharField(max_length=8, editable=False, blank=True)
     created_at = models.DateTimeField(default=timezone.now, editable=False)
     updated_at = models.DateTimeField(default=timezone.now, editable=False)
 
     class Meta:
-        ordering = ("provider", "id")
+        ordering = ("provider", "name", "id")
+        permissions = (
+            (
+                "redirect_providercredential",
+                "Can change where a stored secret is sent without entering it again",
+            ),
+        )
         constraints: ClassVar[list[models.BaseConstraint]] = [
             models.CheckConstraint(
                 condition=Q(user__isnull=True) | Q(access_key__isnull=True),
                 name="credential_one_scope",
             ),
             models.UniqueConstraint(
-                fields=["provider"],
+                fields=["provider", "name"],
                 condition=Q(user__isnull=True, access_key__isnull=True),
                 name="credential_unique_global",
             ),
             models.UniqueConstraint(
-                fields=["provider", "user"],
+                fields=["provider", "name", "user"],
                 condition=Q(user__isnull=False),
                 name="credential_unique_user",
             ),
             models.UniqueConstraint(
-                fields=["provider", "access_key"],
+                fields=["provider", "name", "access_key"],
                 condition=Q(access_key__isnull=False),
                 name="credential_unique_access_key",
             ),
         ]
 
     def __str__(self) -> str:
-        return f"{self.get_provider_display()} ({self.scope_description})"
+        kind = (
+            f"{self.get_provider_display()} {self.name}"
+            if self.name
+            else (self.get_provider_display())
+        )
+        return f"{kind} ({self.scope_description})"
+
+    @property
+    def provider_key(self) -> str:
+        """How the proxy finds this credential: the name of a generic server, else the provider."""
+        return self.name or self.provider
 
     @property
     def scope_description(self) -> str:
@@ -192,3 +222,18 @@ class ProviderCredential(models.Model):
     @property
     def fingerprint(self) -> str:
         return f"…{self.secret_hint}" if self.secret_hint else ""
+
+
+class KeyCacheGeneration(models.Model):
+    """One row, bumped on every change that affects whether a key works or what it may use.
+
+    Every gateway process compares it with the value it last saw, at most once a second, and
+    drops its cached key metadata when it moved: how a change made by a command or another
+    worker reaches running processes without Redis (and while Redis is away).
+    """
+
+    id = models.PositiveSmallIntegerField(primary_key=True, default=1, editable=False)
+    value = models.BigIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"key cache generation {self.value}"

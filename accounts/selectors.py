@@ -1,4 +1,5 @@
-"""Reads of accounts data: key lookups and credential resolution (most specific scope wins)."""
+"""Reads of accounts data: key lookups, credential resolution (most specific scope wins) and the
+key cache's generation counter."""
 
 from __future__ import annotations
 
@@ -7,8 +8,8 @@ import logging
 from django.db.models import Q
 
 from accounts.crypto import SecretDecryptionError, decrypt_secret
-from accounts.keycache import KeyMetadata, ResolvedCredential
-from accounts.models import AccessKey, ProviderCredential, User
+from accounts.metadata import KeyMetadata, ResolvedCredential
+from accounts.models import AccessKey, KeyCacheGeneration, ProviderCredential, User
 
 logger = logging.getLogger(__name__)
 
@@ -34,7 +35,8 @@ def _scope_rank(credential: ProviderCredential) -> int:
 
 
 def credentials_for_key(*, user_id: int, access_key_id: int) -> dict[str, ProviderCredential]:
-    """For each provider, the most specific credential that applies to this key (one query)."""
+    """For each provider key (the provider, or a generic server's name), the most specific
+    credential that applies to this key (one query)."""
     candidates = ProviderCredential.objects.select_related("user", "access_key").filter(
         Q(access_key_id=access_key_id)
         | Q(user_id=user_id)
@@ -42,14 +44,17 @@ def credentials_for_key(*, user_id: int, access_key_id: int) -> dict[str, Provid
     )
     chosen: dict[str, ProviderCredential] = {}
     for credential in candidates:
-        current = chosen.get(credential.provider)
+        current = chosen.get(credential.provider_key)
         if current is None or _scope_rank(credential) > _scope_rank(current):
-            chosen[credential.provider] = credential
+            chosen[credential.provider_key] = credential
     return chosen
 
 
 def provider_credential_decrypts(credential: ProviderCredential) -> bool:
-    """Whether the configured encryption keys decrypt this credential's secret."""
+    """Whether the configured encryption keys decrypt this credential's secret (a credential
+    without a secret has nothing to decrypt)."""
+    if not credential.secret_ciphertext:
+        return True
     try:
         decrypt_secret(credential.secret_ciphertext)
     except SecretDecryptionError:
@@ -61,13 +66,15 @@ def resolve_credential(credential: ProviderCredential) -> ResolvedCredential:
     """Decrypt a credential for use. A secret no configured key decrypts yields ``error``."""
     secret, error = "", ""
     try:
-        secret = decrypt_secret(credential.secret_ciphertext)
+        if credential.secret_ciphertext:
+            secret = decrypt_secret(credential.secret_ciphertext)
     except SecretDecryptionError as exc:
         error = f"provider credential #{credential.id} ({credential}) cannot be decrypted: {exc}"
         logger.error("%s", error)
     return ResolvedCredential(
         id=credential.id,
         provider=credential.provider,
+        name=credential.name,
         scope=credential.scope_description,
         region=credential.region,
         api_mode=credential.api_mode,
@@ -92,9 +99,23 @@ def key_metadata_load(prefix: str) -> KeyMetadata | None:
         status=key.status,
         expires_at=key.expires_at,
         grace_ends_at=key.grace_ends_at,
-        # A deactivated user's keys stop working with the user.
-        deleted=key.deleted_at is not None or not key.user.is_active,
+        deleted=key.deleted_at is not None,
+        # A deactivated user's keys stop working with the user (KeyMetadata.usable_at).
+        user_active=key.user.is_active,
         credentials={
-            provider: resolve_credential(credential) for provider, credential in credentials.items()
+            provider_key: resolve_credential(credential)
+            for provider_key, credential in credentials.items()
         },
     )
+
+
+def configured_provider_keys(metadata: KeyMetadata) -> list[str]:
+    """The provider keys this key has a usable credential for, sorted (built-in providers by
+    name, generic servers by theirs)."""
+    return sorted(key for key, credential in metadata.credentials.items() if not credential.error)
+
+
+def key_cache_generation() -> int:
+    """The key cache's generation in the database (0 before the first invalidation)."""
+    value = KeyCacheGeneration.objects.filter(pk=1).values_list("value", flat=True).first()
+    return value or 0

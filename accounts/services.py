@@ -1,19 +1,23 @@
-"""Writes to accounts: users, access keys (create, verify, rotate, revoke) and provider credentials.
+"""Writes to accounts: users, access keys (create, rotate, revoke) and provider credentials, and
+the rules a credential's fields follow for each provider.
 
-Every function that changes a key or a credential ends by invalidating the proxy's key cache
-(accounts.keycache), after the transaction commits. Plaintext keys are returned to the caller
-once and never stored.
+Every function that changes whether a key works or what it may use (the key, its user, a
+credential) ends by invalidating the proxy's key cache (accounts.keycache) after the transaction
+commits; that one path reaches every gateway process within about a second. Plaintext keys are
+returned to the caller once and never stored.
 """
 
 from __future__ import annotations
 
-import hmac
+import ipaddress
+import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.core.validators import URLValidator, validate_email
+from django.core.validators import validate_email
 from django.db import IntegrityError, models, transaction
 from django.db.models import Q
 from django.db.models.functions import Coalesce
@@ -21,7 +25,6 @@ from django.utils import timezone
 
 from accounts.crypto import (
     SecretDecryptionError,
-    access_key_prefix,
     encrypt_secret,
     hash_access_key,
     new_access_key,
@@ -59,6 +62,28 @@ def user_get_or_create(*, email: str, create: bool) -> tuple[User, bool]:
     return User.objects.create_user(email=email), True
 
 
+def user_save(*, user: User) -> None:
+    """Save a user edited as a whole (the admin's change form). Whether the user is active
+    decides whether their keys work, so running gateways drop what they cached about them."""
+    user.save()
+    _invalidate_on_commit()
+
+
+def user_set_active(*, user: User, active: bool) -> bool:
+    """Activate or deactivate a user, and with them all their keys. Returns whether it changed."""
+    changed = User.objects.filter(pk=user.pk).exclude(is_active=active).update(is_active=active)
+    user.is_active = active
+    if changed:
+        _invalidate_on_commit()
+    return bool(changed)
+
+
+def user_delete(*, user: User) -> None:
+    """Delete a user (one without keys: keys protect their owner, for the usage history)."""
+    user.delete()
+    _invalidate_on_commit()
+
+
 # --- Access keys ----------------------------------------------------------------------------
 
 
@@ -85,20 +110,6 @@ def access_key_create(
         _invalidate_on_commit()
         return key, plaintext
     raise AccountsError("Could not allocate a unique key prefix.")
-
-
-def access_key_verify(*, plaintext: str, now: datetime | None = None) -> AccessKey | None:
-    """The key a plaintext belongs to, if it is usable now. Constant-time hash comparison."""
-    prefix = access_key_prefix(plaintext)
-    if prefix is None:
-        return None
-    key = AccessKey.objects.select_related("user").filter(prefix=prefix).first()
-    if key is None or not hmac.compare_digest(key.key_hash, hash_access_key(plaintext)):
-        return None
-    # A deactivated user's keys stop working with the user (as in the proxy's key cache).
-    if not key.user.is_active:
-        return None
-    return key if key.usable_at(now or timezone.now()) else None
 
 
 def access_key_update(*, access_key: AccessKey, label: str, expires_at: datetime | None) -> None:
@@ -187,6 +198,50 @@ def access_keys_touch(*, last_used: dict[int, datetime]) -> None:
 
 # --- Provider credentials -------------------------------------------------------------------
 
+# Built-in providers take their fields from these sets; everything else is refused, so that a
+# field that would be silently ignored (a region on an OpenAI credential) is caught when entered.
+_SECRET_REQUIRED = frozenset(
+    {Provider.ANTHROPIC, Provider.BEDROCK, Provider.OPENAI, Provider.GEMINI}
+)
+_SECRET_OPTIONAL = frozenset({Provider.GENERIC})
+_NO_SECRET = frozenset({Provider.OLLAMA})
+_GENERIC_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,31}")
+# AWS region names: us-east-1, eu-central-2, us-gov-west-1, ap-southeast-3. The region is put
+# into the endpoint's host name, so nothing else may pass (``x@evil.example/#`` would be a host).
+_AWS_REGION = re.compile(r"[a-z]{2}(-[a-z]+)+-\d{1,2}")
+_HOST_LABEL = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)")
+REDIRECT_PERMISSION = "accounts.redirect_providercredential"
+
+
+def provider_secret_rule(provider: str) -> str:
+    """Whether ``provider`` takes a secret: ``required``, ``optional`` or ``none``."""
+    if provider in _SECRET_REQUIRED:
+        return "required"
+    return "none" if provider in _NO_SECRET else "optional"
+
+
+class CredentialInvalid(AccountsError):
+    """Credential input refused; ``errors`` maps each offending field to what is wrong with it."""
+
+    def __init__(self, errors: dict[str, str]) -> None:
+        self.errors = errors
+        super().__init__(" ".join(errors.values()))
+
+
+@dataclass(frozen=True)
+class CredentialFields:
+    """A credential's fields once checked for its provider. ``secret`` None keeps the stored
+    one; an empty ``secret`` means the credential has none."""
+
+    provider: str
+    name: str
+    secret: str | None
+    region: str
+    api_mode: str
+    endpoint_url: str
+    fallback_model: str
+    label: str
+
 
 def provider_secret_validate(secret: str) -> str:
     """The secret as it will be stored (surrounding whitespace removed), or AccountsError."""
@@ -198,90 +253,286 @@ def provider_secret_validate(secret: str) -> str:
     return secret
 
 
-_endpoint_validator = URLValidator(schemes=["http", "https"])
-
-
 def provider_endpoint_validate(endpoint_url: str) -> str:
-    """An endpoint override must be an http(s) URL; empty means the provider's default."""
+    """An endpoint must be a plain http(s) URL: a host, an optional port and path, and no user
+    name, password, query or fragment (each a way to send a request somewhere other than it
+    looks). Empty means the provider's default."""
     endpoint_url = endpoint_url.strip()
-    if endpoint_url:
-        try:
-            _endpoint_validator(endpoint_url)
-        except ValidationError as exc:
-            raise AccountsError(f"{endpoint_url!r} is not an http(s) URL.") from exc
+    if not endpoint_url:
+        return ""
+    shown = repr(endpoint_url[:80])
+    if any(ch.isspace() or ord(ch) < 32 or ch == "\\" for ch in endpoint_url):
+        raise AccountsError(f"{shown} is not an http(s) URL (it has spaces or backslashes).")
+    parts = urlsplit(endpoint_url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise AccountsError(
+            f"{shown} is not an http(s) URL; write it in full, e.g. https://host:8443/path."
+        )
+    if "@" in parts.netloc:
+        raise AccountsError(
+            f"{shown}: an endpoint URL takes no user name or password (the secret goes in the "
+            "secret field)."
+        )
+    if "#" in endpoint_url or "?" in endpoint_url:
+        raise AccountsError(f"{shown}: an endpoint URL takes no query (?…) or fragment (#…).")
+    host = parts.hostname or ""
+    try:
+        parts.port  # noqa: B018 (validates the port)
+    except ValueError as exc:
+        raise AccountsError(f"{shown} has an invalid port.") from exc
+    if not _valid_host(host):
+        raise AccountsError(f"{shown} is not an http(s) URL (invalid host {host!r}).")
     return endpoint_url
 
 
-def _check_lengths(model: type[models.Model], **values: str) -> None:
+def _valid_host(host: str) -> bool:
+    if not host:
+        return False
+    if ":" in host:  # an IPv6 literal, given in brackets
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            return False
+        return True
+    # Single labels pass on purpose: servers on a private network (http://vllm:8000).
+    return len(host) <= 253 and all(_HOST_LABEL.fullmatch(label) for label in host.split("."))
+
+
+def _too_long(model: type[models.Model], **values: str) -> dict[str, str]:
     # PostgreSQL refuses over-long strings with a bare DataError; say which field instead.
+    errors: dict[str, str] = {}
     for name, value in values.items():
         limit = getattr(model._meta.get_field(name), "max_length", None)
         if limit is not None and len(value) > limit:
-            raise AccountsError(f"The {name.replace('_', ' ')} is over {limit} characters.")
+            errors[name] = f"The {name.replace('_', ' ')} is over {limit} characters."
+    return errors
+
+
+def _check_lengths(model: type[models.Model], **values: str) -> None:
+    errors = _too_long(model, **values)
+    if errors:
+        raise AccountsError(" ".join(errors.values()))
+
+
+def provider_credential_clean(
+    *,
+    provider: str,
+    name: str = "",
+    secret: str | None = None,
+    region: str = "",
+    api_mode: str = "",
+    endpoint_url: str = "",
+    fallback_model: str = "",
+    label: str = "",
+    stored: ProviderCredential | None = None,
+    may_redirect: bool = False,
+) -> CredentialFields:
+    """Check a credential's fields against what its provider takes; the one set of rules for
+    the admin form, the command and the services. Raises CredentialInvalid naming each field.
+
+    ``secret`` None or empty means none was entered. ``stored`` is the credential being edited,
+    if any: its secret is kept when none is entered, but only as long as the secret keeps going
+    where it went (same provider, same endpoint), unless ``may_redirect`` (a permission only
+    superusers have by default): otherwise whoever may edit credentials could point a stored
+    secret at a server of their own.
+    """
+    errors: dict[str, str] = {}
+    name, region, api_mode = name.strip(), region.strip(), (api_mode or "").strip()
+    fallback_model, label = fallback_model.strip(), label.strip()
+    if provider not in Provider.values:
+        raise CredentialInvalid(
+            {
+                "provider": f"Unknown provider {provider!r}; choose one of "
+                f"{', '.join(Provider.values)}."
+            }
+        )
+    too_long = _too_long(
+        ProviderCredential,
+        name=name,
+        label=label,
+        region=region,
+        endpoint_url=endpoint_url.strip(),
+        fallback_model=fallback_model,
+    )
+    if too_long:
+        raise CredentialInvalid(too_long)
+    display = Provider(provider).label
+
+    if provider == Provider.GENERIC:
+        if not name:
+            errors["name"] = "A generic server needs a name (clients write <name>/<model>)."
+        elif not _GENERIC_NAME.fullmatch(name):
+            errors["name"] = (
+                f"{name!r} is not a valid name: lowercase letters, digits, - and _, starting "
+                "with a letter or digit, at most 32 characters."
+            )
+        elif name in Provider.values:
+            errors["name"] = f"{name!r} is a built-in provider's name; choose another."
+    elif name:
+        errors["name"] = "Only generic servers have a name; leave it empty."
+
+    try:
+        endpoint_url = provider_endpoint_validate(endpoint_url)
+    except AccountsError as exc:
+        errors["endpoint_url"] = str(exc)
+    else:
+        if provider == Provider.GENERIC and not endpoint_url:
+            errors["endpoint_url"] = (
+                "A generic server needs its base URL, e.g. https://api.groq.com/openai."
+            )
+
+    new_secret: str | None = None
+    if secret and secret.strip():
+        if provider in _NO_SECRET:
+            errors["secret"] = f"{display} takes no secret; leave it empty."
+        else:
+            try:
+                new_secret = provider_secret_validate(secret)
+            except AccountsError as exc:
+                errors["secret"] = str(exc)
+    has_stored_secret = stored is not None and bool(stored.secret_ciphertext)
+    if provider in _NO_SECRET:
+        new_secret = ""  # a secret stored for another provider before goes
+    elif new_secret is None and "secret" not in errors:
+        if provider in _SECRET_REQUIRED and not has_stored_secret:
+            errors["secret"] = f"{display} needs a secret."
+        elif stored is None:
+            new_secret = ""
+        elif has_stored_secret and not may_redirect:
+            assert stored is not None
+            moved = []
+            if stored.provider != provider:
+                moved.append("provider")
+            if stored.endpoint_url != endpoint_url:
+                moved.append("endpoint")
+            if moved:
+                errors["secret"] = (
+                    f"Changing the {' and '.join(moved)} changes where the stored secret is "
+                    "sent: enter the secret again to confirm (or ask a superuser)."
+                )
+
+    if provider == Provider.BEDROCK:
+        if region and not _AWS_REGION.fullmatch(region):
+            errors["region"] = f"{region!r} is not an AWS region name, e.g. us-east-1."
+        api_mode = api_mode or BedrockApiMode.INVOKE
+        if api_mode not in BedrockApiMode.values:
+            errors["api_mode"] = f"Unknown mode {api_mode!r}; choose converse or invoke."
+    else:
+        for field_name, value in (
+            ("region", region),
+            ("api_mode", api_mode),
+            ("fallback_model", fallback_model),
+        ):
+            if value:
+                errors[field_name] = (
+                    f"Only Bedrock credentials have a {field_name.replace('_', ' ')}; leave it "
+                    "empty."
+                )
+    if errors:
+        raise CredentialInvalid(errors)
+    return CredentialFields(
+        provider=provider,
+        name=name,
+        secret=new_secret,
+        region=region,
+        api_mode=api_mode,
+        endpoint_url=endpoint_url,
+        fallback_model=fallback_model,
+        label=label,
+    )
+
+
+def _secret_values(secret: str) -> dict[str, str]:
+    if not secret:
+        return {"secret_ciphertext": "", "secret_hint": ""}
+    return {"secret_ciphertext": encrypt_secret(secret), "secret_hint": secret_hint(secret)}
 
 
 def provider_credential_set(
     *,
     provider: str,
-    secret: str,
+    secret: str = "",
     user: User | None = None,
     access_key: AccessKey | None = None,
+    name: str = "",
     region: str = "",
-    api_mode: str = BedrockApiMode.INVOKE,
+    api_mode: str = "",
     endpoint_url: str = "",
     label: str = "",
     fallback_model: str = "",
 ) -> tuple[ProviderCredential, bool]:
-    """Create, or replace, the credential of ``provider`` for one scope. Returns (it, created)."""
-    if provider not in Provider.values:
-        raise AccountsError(
-            f"Unknown provider {provider!r}; choose one of {', '.join(Provider.values)}."
-        )
-    if api_mode not in BedrockApiMode.values:
-        raise AccountsError(f"Unknown mode {api_mode!r}; choose converse or invoke.")
+    """Create, or replace, the credential of ``provider`` (and ``name``, for a generic server)
+    for one scope. Returns (it, created). Replacing replaces everything, the secret included:
+    a credential set without a secret has none afterwards."""
     if user is not None and access_key is not None:
         raise AccountsError("A credential is scoped to a user or to an access key, not both.")
-    secret = provider_secret_validate(secret)
-    endpoint_url = provider_endpoint_validate(endpoint_url)
-    _check_lengths(
-        ProviderCredential,
-        label=label,
+    fields = provider_credential_clean(
+        provider=provider,
+        name=name,
+        secret=secret,
         region=region,
+        api_mode=api_mode,
         endpoint_url=endpoint_url,
         fallback_model=fallback_model,
+        label=label,
     )
-    now = timezone.now()
     values = {
-        "region": region,
-        "api_mode": api_mode,
-        "endpoint_url": endpoint_url,
-        "label": label,
-        "fallback_model": fallback_model,
-        "secret_ciphertext": encrypt_secret(secret),
-        "secret_hint": secret_hint(secret),
-        "updated_at": now,
+        "region": fields.region,
+        "api_mode": fields.api_mode,
+        "endpoint_url": fields.endpoint_url,
+        "label": fields.label,
+        "fallback_model": fields.fallback_model,
+        **_secret_values(fields.secret or ""),
+        "updated_at": timezone.now(),
     }
     with transaction.atomic():
         credential, created = ProviderCredential.objects.select_for_update().update_or_create(
-            provider=provider, user=user, access_key=access_key, defaults=values
+            provider=fields.provider,
+            name=fields.name,
+            user=user,
+            access_key=access_key,
+            defaults=values,
         )
     _invalidate_on_commit()
     return credential, created
 
 
-def provider_credential_save(*, credential: ProviderCredential, secret: str | None) -> None:
-    """Save an edited credential (admin form); a new ``secret`` replaces the stored one."""
+def provider_credential_save(
+    *, credential: ProviderCredential, secret: str | None, may_redirect: bool = False
+) -> None:
+    """Save an edited or new credential (admin form); a new ``secret`` replaces the stored one.
+
+    ``may_redirect``: the editor may change where a stored secret is sent without entering it
+    again (REDIRECT_PERMISSION).
+    """
     if credential.user_id is not None and credential.access_key_id is not None:
         raise AccountsError("A credential is scoped to a user or to an access key, not both.")
-    credential.endpoint_url = provider_endpoint_validate(credential.endpoint_url)
-    if secret:
-        secret = provider_secret_validate(secret)
-        credential.secret_ciphertext = encrypt_secret(secret)
-        credential.secret_hint = secret_hint(secret)
-    elif not credential.secret_ciphertext:
-        raise AccountsError("A new credential needs a secret.")
-    credential.updated_at = timezone.now()
-    credential.save()
+    with transaction.atomic():
+        stored = None
+        if credential.pk is not None:
+            stored = ProviderCredential.objects.select_for_update().filter(pk=credential.pk).first()
+        fields = provider_credential_clean(
+            provider=credential.provider,
+            name=credential.name,
+            secret=secret,
+            region=credential.region,
+            api_mode=credential.api_mode,
+            endpoint_url=credential.endpoint_url,
+            fallback_model=credential.fallback_model,
+            label=credential.label,
+            stored=stored,
+            may_redirect=may_redirect,
+        )
+        for field_name in ("name", "region", "api_mode", "endpoint_url", "fallback_model", "label"):
+            setattr(credential, field_name, getattr(fields, field_name))
+        if fields.secret is not None:
+            for field_name, value in _secret_values(fields.secret).items():
+                setattr(credential, field_name, value)
+        elif stored is not None:
+            credential.secret_ciphertext = stored.secret_ciphertext
+            credential.secret_hint = stored.secret_hint
+        credential.updated_at = timezone.now()
+        credential.save()
     _invalidate_on_commit()
 
 

@@ -1,5 +1,6 @@
 """Fixtures of the accounts tests: users, keys and credentials made through the services, a
-clean key cache around every test, and a scan of every table for leaked plaintext."""
+clean key cache around every test, its database reads on the test's own thread, and a scan of
+every table for leaked plaintext."""
 
 from __future__ import annotations
 
@@ -8,9 +9,11 @@ from datetime import datetime
 from typing import Any
 
 import pytest
+from asgiref.sync import sync_to_async
 from cryptography.fernet import Fernet
 from django.db import connection
 
+from accounts import keycache
 from accounts.keycache import key_cache
 from accounts.models import AccessKey, ProviderCredential, User
 from accounts.services import access_key_create, provider_credential_set
@@ -28,6 +31,22 @@ def _clean_key_cache() -> Iterator[None]:
     key_cache.reset()
     yield
     key_cache.reset()
+
+
+async def _on_the_test_thread(func: Callable[..., Any], *args: Any) -> Any:
+    return await sync_to_async(func)(*args)
+
+
+@pytest.fixture(autouse=True)
+def _key_cache_reads_on_the_test_thread(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The cache reads the database on a pool of its own threads, whose connections cannot see
+    a test's uncommitted transaction; through async_to_sync from the test, thread-sensitive
+    reads run on the test's thread and connection instead. Tests of the pool itself opt out
+    with the ``database_threads`` marker (and a transactional database)."""
+    if request.node.get_closest_marker("database_threads") is None:
+        monkeypatch.setattr(keycache, "_in_database_thread", _on_the_test_thread)
 
 
 @pytest.fixture
@@ -62,9 +81,9 @@ def make_credential(db: None) -> Callable[..., ProviderCredential]:
         secret: str = "bedrock-api-key-0123456789",  # noqa: S107
         **scope: Any,
     ) -> ProviderCredential:
-        credential, _created = provider_credential_set(
-            provider=provider, secret=secret, region=scope.pop("region", "us-east-1"), **scope
-        )
+        if provider == "bedrock":
+            scope.setdefault("region", "us-east-1")
+        credential, _created = provider_credential_set(provider=provider, secret=secret, **scope)
         return credential
 
     return make

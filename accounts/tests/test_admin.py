@@ -23,7 +23,8 @@ from accounts.admin import MAX_KEYS_PER_ACTION
 from accounts.crypto import decrypt_secret
 from accounts.keycache import invalidate_key_metadata
 from accounts.models import AccessKey, ProviderCredential, User
-from accounts.services import access_key_revoke, access_key_verify
+from accounts.services import access_key_revoke
+from accounts.tests.helpers import verified_key
 
 pytestmark = pytest.mark.django_db
 
@@ -165,7 +166,7 @@ def test_create_access_key_action_shows_the_key_once(
     assert response.status_code == 200
     plaintexts = shown_keys(response.content.decode())
     assert len(plaintexts) == 2
-    owners = {access_key_verify(plaintext=plaintext).user for plaintext in plaintexts}  # type: ignore[union-attr]
+    owners = {verified_key(plaintext=plaintext).user for plaintext in plaintexts}  # type: ignore[union-attr]
     assert owners == {bob, carol}
     for plaintext in plaintexts:
         assert_shown_once_and_never_again(
@@ -197,7 +198,7 @@ def test_the_most_keys_one_action_makes_all_fit_in_the_message_cookie(
     response = run_action(admin_client, USERS, "create_access_key", *users)
     plaintexts = shown_keys(response.content.decode())
     assert len(plaintexts) == MAX_KEYS_PER_ACTION
-    assert all(access_key_verify(plaintext=plaintext) for plaintext in plaintexts)
+    assert all(verified_key(plaintext=plaintext) for plaintext in plaintexts)
 
 
 # --- Access keys ------------------------------------------------------------------------------
@@ -225,7 +226,7 @@ def test_add_form_creates_through_the_service_and_shows_the_key_once(
     assert invalidate_key_metadata in callbacks
     assert response.status_code == 200
     [plaintext] = shown_keys(response.content.decode())
-    key = access_key_verify(plaintext=plaintext)
+    key = verified_key(plaintext=plaintext)
     assert key is not None
     assert (key.user, key.label) == (user, "ci")
     assert key.expires_at is not None
@@ -272,7 +273,7 @@ def test_change_page_shows_ids_and_a_truncated_hash_and_edits_through_the_servic
     key.refresh_from_db()
     assert key.label == "new"
     assert key.expires_at is None
-    assert access_key_verify(plaintext=plaintext) == key
+    assert verified_key(plaintext=plaintext) == key
 
 
 def test_rotate_action_shows_the_new_key_once_and_keeps_the_old_in_grace(
@@ -283,12 +284,12 @@ def test_rotate_action_shows_the_new_key_once_and_keeps_the_old_in_grace(
     response = run_action(admin_client, KEYS, "rotate_keys", old)
 
     [new_plaintext] = shown_keys(response.content.decode())
-    new = access_key_verify(plaintext=new_plaintext)
+    new = verified_key(plaintext=new_plaintext)
     assert new is not None
     old.refresh_from_db()
     assert old.status == AccessKey.Status.ROTATED
     assert old.replaced_by == new
-    assert access_key_verify(plaintext=old_plaintext) == old
+    assert verified_key(plaintext=old_plaintext) == old
     assert f"The old key {old.prefix} keeps working until" in response.content.decode()
     assert_shown_once_and_never_again(
         admin_client,
@@ -319,7 +320,7 @@ def test_revoke_action(admin_client: Client, make_key: MakeKey) -> None:
     key, plaintext = make_key()
     response = run_action(admin_client, KEYS, "revoke_keys", key)
     assert f"Revoked {key.prefix}." in response.content.decode()
-    assert access_key_verify(plaintext=plaintext) is None
+    assert verified_key(plaintext=plaintext) is None
     response = run_action(admin_client, KEYS, "revoke_keys", key)
     assert "already revoked" in response.content.decode()
 
@@ -355,7 +356,7 @@ def test_delete_is_a_soft_delete(
         key.refresh_from_db()
         assert key.deleted_at is not None
         assert key.status == AccessKey.Status.REVOKED
-    assert access_key_verify(plaintext=one_plaintext) is None
+    assert verified_key(plaintext=one_plaintext) is None
     # Deleted keys leave the default list but stay findable.
     assert listed(admin_client, KEYS) == {three}
     assert listed(admin_client, KEYS, deleted="no") == {three}
@@ -480,7 +481,7 @@ def test_credential_add_requires_a_secret(admin_client: Client) -> None:
         reverse("admin:accounts_providercredential_add"), credential_form(secret="   ")
     )
     assert response.status_code == 200
-    assert "This field is required." in response.content.decode()
+    assert "AWS Bedrock needs a secret." in response.content.decode()
     assert not ProviderCredential.objects.exists()
 
 
@@ -507,7 +508,7 @@ def test_credential_change_keeps_or_replaces_the_secret(
     ("changes", "message"),
     [
         ({"endpoint_url": "ftp://example.com"}, "is not an http(s) URL"),
-        ({"endpoint_url": "not a url"}, "Enter a valid URL."),
+        ({"endpoint_url": "not a url"}, "is not an http(s) URL"),
         ({"secret": "two\nlines-of-secret"}, "line breaks"),
         ({"provider": "azure"}, "Select a valid choice."),
         ({"api_mode": "stream"}, "Select a valid choice."),

@@ -10,8 +10,9 @@ from django.core.management import call_command
 
 from accounts import services
 from accounts.models import AccessKey
-from accounts.services import access_key_rotate, access_key_verify
+from accounts.services import access_key_rotate
 from accounts.tasks import revoke_expired_rotated_keys
+from accounts.tests.helpers import verified_key
 
 pytestmark = pytest.mark.django_db
 
@@ -56,7 +57,7 @@ def test_command_revokes_only_keys_past_their_grace_and_drops_cached_metadata(
     assert keys["expired"].revoked_at is not None
     assert status(keys["in_grace"]) == AccessKey.Status.ROTATED
     assert status(keys["active"]) == AccessKey.Status.ACTIVE
-    assert access_key_verify(plaintext=keys["plain"]) is None
+    assert verified_key(plaintext=keys["plain"]) is None
     assert invalidations == [None]
 
 

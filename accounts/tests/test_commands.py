@@ -21,7 +21,8 @@ from django.utils import timezone
 
 from accounts.crypto import decrypt_secret
 from accounts.models import AccessKey, ProviderCredential, User
-from accounts.services import access_key_revoke, access_key_verify
+from accounts.services import access_key_revoke
+from accounts.tests.helpers import verified_key
 
 pytestmark = pytest.mark.django_db
 
@@ -45,7 +46,7 @@ def test_create_prints_the_key_alone_on_the_last_line(user: User, db_scan: Scan)
     lines, _ = run("create_access_key", "Alice@Example.com", "--label", "laptop")
 
     *info, plaintext = lines
-    key = access_key_verify(plaintext=plaintext)
+    key = verified_key(plaintext=plaintext)
     assert key is not None
     assert (key.user, key.label, key.expires_at) == (user, "laptop", None)
     assert plaintext == plaintext.strip()
@@ -56,7 +57,7 @@ def test_create_prints_the_key_alone_on_the_last_line(user: User, db_scan: Scan)
 
 def test_create_with_expiry(user: User) -> None:
     lines, _ = run("create_access_key", user.email, "--expires-in-days", "30")
-    key = access_key_verify(plaintext=lines[-1])
+    key = verified_key(plaintext=lines[-1])
     assert key is not None
     assert key.expires_at is not None
     assert timedelta(days=29, hours=23) < key.expires_at - timezone.now() <= timedelta(days=30)
@@ -66,7 +67,7 @@ def test_create_with_expiry(user: User) -> None:
 def test_create_user_on_request() -> None:
     lines, _ = run("create_access_key", "new@example.com", "--create-user")
     assert lines[0] == "Created user new@example.com."
-    key = access_key_verify(plaintext=lines[-1])
+    key = verified_key(plaintext=lines[-1])
     assert key is not None
     assert key.user.email == "new@example.com"
     assert not key.user.has_usable_password()
@@ -102,21 +103,21 @@ def test_create_refuses_bad_input(user: User, args: list[str], message: str) -> 
 def test_rotate_prints_the_new_key_last_and_keeps_the_old_in_grace(make_key: MakeKey) -> None:
     old, old_plaintext = make_key(label="ci")
     lines, _ = run("rotate_access_key", old.prefix)
-    new = access_key_verify(plaintext=lines[-1])
+    new = verified_key(plaintext=lines[-1])
     assert new is not None
     assert new.pk != old.pk
     assert new.label == "ci"
     old.refresh_from_db()
     assert old.status == AccessKey.Status.ROTATED
     assert old.replaced_by == new
-    assert access_key_verify(plaintext=old_plaintext) == old
+    assert verified_key(plaintext=old_plaintext) == old
     assert f"{old.prefix} keeps working until" in lines[0]
 
 
 def test_rotate_with_a_chosen_grace(make_key: MakeKey) -> None:
     old, old_plaintext = make_key()
     run("rotate_access_key", old.prefix, "--grace-hours", "0")
-    assert access_key_verify(plaintext=old_plaintext) is None
+    assert verified_key(plaintext=old_plaintext) is None
     other, _ = make_key()
     run("rotate_access_key", other.prefix, "--grace-hours", "1.5")
     other.refresh_from_db()
@@ -152,7 +153,7 @@ def test_revoke(make_key: MakeKey) -> None:
     key, plaintext = make_key()
     lines, _ = run("revoke_access_key", key.prefix)
     assert lines == [f"Revoked {key.prefix} of {key.user.email}."]
-    assert access_key_verify(plaintext=plaintext) is None
+    assert verified_key(plaintext=plaintext) is None
     lines, _ = run("revoke_access_key", key.prefix)
     assert lines == [f"{key.prefix} was already revoked."]
 
@@ -388,8 +389,8 @@ def test_manage_py_create_access_key_last_line_verifies(tmp_path: Path) -> None:
         "shell",
         "--no-imports",
         "-c",
-        "import sys; from accounts.services import access_key_verify; "
-        "key = access_key_verify(plaintext=sys.stdin.read().strip()); "
+        "import sys; from accounts.tests.helpers import verified_key; "
+        "key = verified_key(plaintext=sys.stdin.read().strip()); "
         "print(key.user.email if key else 'refused')",
         stdin=plaintext,
     )

@@ -29,7 +29,6 @@ from accounts.services import (
     access_key_rotate,
     access_key_soft_delete,
     access_key_update,
-    access_key_verify,
     access_keys_expire_rotated,
     access_keys_touch,
     encryption_keys_rotate,
@@ -38,6 +37,7 @@ from accounts.services import (
     provider_credential_set,
     user_get_or_create,
 )
+from accounts.tests.helpers import verified_key
 
 pytestmark = pytest.mark.django_db
 
@@ -103,24 +103,22 @@ def test_create_refuses_past_expiry_and_long_label(user: User) -> None:
 def test_verify_accepts_the_key_and_nothing_else(make_key: MakeKey) -> None:
     key, plaintext = make_key()
     other, _ = make_key()
-    assert access_key_verify(plaintext=plaintext) == key
-    assert (
-        access_key_verify(plaintext=plaintext[:-1] + ("A" if plaintext[-1] != "A" else "B")) is None
-    )
+    assert verified_key(plaintext=plaintext) == key
+    assert verified_key(plaintext=plaintext[:-1] + ("A" if plaintext[-1] != "A" else "B")) is None
     # The right secret under another key's prefix.
-    assert access_key_verify(plaintext=other.prefix + plaintext[len(key.prefix) :]) is None
-    assert access_key_verify(plaintext="gw_zzzzzzzz_" + "x" * 43) is None
-    assert access_key_verify(plaintext="not a key") is None
+    assert verified_key(plaintext=other.prefix + plaintext[len(key.prefix) :]) is None
+    assert verified_key(plaintext="gw_zzzzzzzz_" + "x" * 43) is None
+    assert verified_key(plaintext="not a key") is None
 
 
 def test_verify_refuses_expired_keys_and_deactivated_users(make_key: MakeKey, user: User) -> None:
     soon = timezone.now() + timedelta(hours=1)
     key, plaintext = make_key(user=user, expires_at=soon)
-    assert access_key_verify(plaintext=plaintext) == key
-    assert access_key_verify(plaintext=plaintext, now=soon) is None
+    assert verified_key(plaintext=plaintext) == key
+    assert verified_key(plaintext=plaintext, now=soon) is None
     user.is_active = False
     user.save(update_fields=["is_active"])
-    assert access_key_verify(plaintext=plaintext) is None
+    assert verified_key(plaintext=plaintext) is None
 
 
 def test_rotate_gives_a_new_key_and_keeps_the_old_one_during_grace(
@@ -138,11 +136,11 @@ def test_rotate_gives_a_new_key_and_keeps_the_old_one_during_grace(
     assert old.replaced_by == new
     assert old.grace_ends_at is not None
     assert timedelta(hours=1, minutes=59) < old.grace_ends_at - timezone.now() <= timedelta(hours=2)
-    assert access_key_verify(plaintext=new_plaintext) == new
-    assert access_key_verify(plaintext=old_plaintext) == old
+    assert verified_key(plaintext=new_plaintext) == new
+    assert verified_key(plaintext=old_plaintext) == old
     # Grace over: the old key stops, the new one goes on.
-    assert access_key_verify(plaintext=old_plaintext, now=old.grace_ends_at) is None
-    assert access_key_verify(plaintext=new_plaintext, now=old.grace_ends_at) == new
+    assert verified_key(plaintext=old_plaintext, now=old.grace_ends_at) is None
+    assert verified_key(plaintext=new_plaintext, now=old.grace_ends_at) == new
 
 
 def test_rotate_uses_the_configured_grace_and_keeps_the_expiry(
@@ -182,7 +180,7 @@ def test_rotated_keys_are_revoked_when_their_grace_ends(make_key: MakeKey) -> No
     old.refresh_from_db()
     assert old.status == AccessKey.Status.REVOKED
     assert old.revoked_at == old.grace_ends_at
-    assert access_key_verify(plaintext=old_plaintext) is None
+    assert verified_key(plaintext=old_plaintext) is None
 
 
 def test_revoke_stops_the_key_at_once(
@@ -194,7 +192,7 @@ def test_revoke_stops_the_key_at_once(
     assert invalidate_key_metadata in callbacks
     assert key.status == AccessKey.Status.REVOKED
     assert key.revoked_at is not None
-    assert access_key_verify(plaintext=plaintext) is None
+    assert verified_key(plaintext=plaintext) is None
     assert access_key_revoke(access_key=key) is False
 
 
@@ -202,7 +200,7 @@ def test_revoking_a_rotated_key_ends_its_grace(make_key: MakeKey) -> None:
     old, old_plaintext = make_key()
     access_key_rotate(access_key=old)
     assert access_key_revoke(access_key=old) is True
-    assert access_key_verify(plaintext=old_plaintext) is None
+    assert verified_key(plaintext=old_plaintext) is None
 
 
 def test_soft_delete_keeps_the_row_but_hides_and_stops_the_key(
@@ -216,7 +214,7 @@ def test_soft_delete_keeps_the_row_but_hides_and_stops_the_key(
     assert key.deleted_at is not None
     assert key.status == AccessKey.Status.REVOKED
     assert key.revoked_at is not None
-    assert access_key_verify(plaintext=plaintext) is None
+    assert verified_key(plaintext=plaintext) is None
     assert access_key_get_by_prefix(key.prefix) is None
     metadata = key_metadata_load(key.prefix)
     assert metadata is not None
@@ -368,8 +366,8 @@ def test_set_replaces_the_credential_of_the_same_provider_and_scope(
     [
         ({"provider": "azure"}, "Unknown provider 'azure'"),
         ({"api_mode": "stream"}, "Unknown mode 'stream'"),
-        ({"secret": ""}, "secret is empty"),
-        ({"secret": " \n\t "}, "secret is empty"),
+        ({"secret": ""}, "AWS Bedrock needs a secret"),
+        ({"secret": " \n\t "}, "AWS Bedrock needs a secret"),
         ({"secret": "two\nlines"}, "line breaks"),
         ({"secret": "nul\x00byte"}, "NUL"),
         ({"endpoint_url": "ftp://example.com"}, "not an http"),

@@ -261,20 +261,15 @@ def test_fallbacks_keep_their_model_map_while_the_database_is_down(
     assert response.headers["x-gateway-provider"] == "bedrock"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="accounts.keycache and proxy.routing read the database through sync_to_async with its "
-    "default thread_sensitive=True: all ORM calls of the event loop share one thread, so with "
-    "a hanging database (each call waits out the pool timeout) every request that needs the "
-    "database queues behind the others, for minutes after the database is back",
-)
 def test_database_lookups_of_different_requests_run_side_by_side(
     gateway_server: GatewayServer,
     key_holder: KeyHolder,
     fake: FakeUpstream,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """Three requests with uncached keys: their lookups must be able to wait at the same time."""
+    """Three requests with uncached keys: their lookups must be able to wait at the same time
+    (accounts.keycache reads on a thread pool of its own, not on the event loop's one
+    thread-sensitive thread, where a hanging database would queue every lookup)."""
     keys = [access_key_create(user=key_holder.user, label=f"key {n}")[1] for n in range(3)]
     together = threading.Barrier(3, timeout=3)
     original = account_selectors.key_metadata_load
