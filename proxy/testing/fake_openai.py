@@ -186,7 +186,7 @@ class FakeOpenAI(ProviderFake):
             )
         )
 
-    def stream_error_bytes(self, fault: ProviderStreamError) -> bytes:
+    def stream_error_bytes(self, fault: ProviderStreamError, record: ProviderRequest) -> bytes:
         default_type, default_code = ERROR_TYPES.get(fault.status, ("server_error", None))
         return sse_data(
             openai_error(

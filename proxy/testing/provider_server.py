@@ -295,8 +295,8 @@ class ProviderFake:
         """The error for a missing (None) or refused key."""
         raise NotImplementedError
 
-    def stream_error_bytes(self, fault: ProviderStreamError) -> bytes:
-        """The provider's in-stream error, encoded as its stream encodes events."""
+    def stream_error_bytes(self, fault: ProviderStreamError, record: ProviderRequest) -> bytes:
+        """The provider's in-stream error, encoded as the request's stream encodes events."""
         raise NotImplementedError
 
     async def answer_request(
@@ -496,16 +496,16 @@ class ProviderFake:
                 headers,
                 frames,
                 delta_interval=pacing.delta_interval,
-                fault=self._stream_fault(fault),
+                fault=self._stream_fault(fault, exchange.record),  # type: ignore[arg-type]
             )
         finally:
             self.streams_in_flight -= 1
 
-    def _stream_fault(self, fault: Fault | None) -> StreamFault | None:
+    def _stream_fault(self, fault: Fault | None, record: ProviderRequest) -> StreamFault | None:
         if isinstance(fault, StreamCut):
             return (fault.after_events, None)
         if isinstance(fault, ProviderStreamError):
-            return (fault.after_events, self.stream_error_bytes(fault))
+            return (fault.after_events, self.stream_error_bytes(fault, record))
         return None
 
 

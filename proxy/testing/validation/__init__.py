@@ -4,7 +4,7 @@
 - `openai_rules`: chat completions, legacy completions and embeddings bodies.
 - `gemini_rules`: generateContent, countTokens and embedding bodies, walked against google-genai's
   types.
-- `ollama_rules`: `/api/chat`, `/api/generate` and `/api/embed` bodies, from Ollama's documented API.
+- `ollama_rules`: `/api/chat`, `/api/generate` and `/api/embed` bodies, from Ollama's API docs.
 
 Each validator takes a parsed JSON body and returns a list of problems (empty when valid).
 """

@@ -215,7 +215,7 @@ def _is_base64(text: str) -> bool:
     return False
 
 
-def _get(data: dict[str, Any], camel: str) -> Any:
+def field_value(data: dict[str, Any], camel: str) -> Any:
     """A field by its camelCase or snake_case key."""
     if camel in data:
         return data[camel]
@@ -243,10 +243,10 @@ def _contents_rules(contents: Any, path: str) -> list[str]:
             problems.append(f"{path}[{position}].parts: must contain at least one part")
         for part_position, part in enumerate(parts_of(content)):
             where = f"{path}[{position}].parts[{part_position}]"
-            call = _get(part, "functionCall")
+            call = field_value(part, "functionCall")
             if isinstance(call, dict) and call.get("name"):
                 called.add(call["name"])
-            response = _get(part, "functionResponse")
+            response = field_value(part, "functionResponse")
             if isinstance(response, dict) and response.get("name") not in called:
                 problems.append(
                     f"{where}.functionResponse.name: {response.get('name')!r} answers no earlier "
@@ -260,16 +260,16 @@ def _generation_rules(config: Any, path: str) -> list[str]:
     if not isinstance(config, dict):
         return []
     problems: list[str] = []
-    stops = _get(config, "stopSequences")
+    stops = field_value(config, "stopSequences")
     if isinstance(stops, list) and len(stops) > MAX_STOP_SEQUENCES:
         problems.append(
             f"{path}.stopSequences: at most {MAX_STOP_SEQUENCES} stop sequences, got {len(stops)}"
         )
     for key, low, high in (("temperature", 0, 2), ("topP", 0, 1)):
-        value = _get(config, key)
+        value = field_value(config, key)
         if isinstance(value, int | float) and not low <= value <= high:
             problems.append(f"{path}.{key}: {value} is out of range [{low}, {high}]")
-    count = _get(config, "candidateCount")
+    count = field_value(config, "candidateCount")
     if isinstance(count, int) and count < 1:
         problems.append(f"{path}.candidateCount: must be at least 1")
     return problems
@@ -283,8 +283,10 @@ def _structure(body: Any, model: type[pydantic.BaseModel]) -> list[str]:
 
 def _generate_rules(body: dict[str, Any], path: str = "") -> list[str]:
     prefix = f"{path}." if path else ""
-    problems = _contents_rules(_get(body, "contents"), f"{prefix}contents")
-    problems += _generation_rules(_get(body, "generationConfig"), f"{prefix}generationConfig")
+    problems = _contents_rules(field_value(body, "contents"), f"{prefix}contents")
+    problems += _generation_rules(
+        field_value(body, "generationConfig"), f"{prefix}generationConfig"
+    )
     return problems
 
 
@@ -293,7 +295,7 @@ def validate_generate_content(body: Any) -> list[str]:
     problems = _structure(body, GenerateContentBody)
     if problems:
         return problems
-    if _get(body, "model") is not None:
+    if field_value(body, "model") is not None:
         problems.append('model: Invalid JSON payload received. Unknown name "model"')
     return problems + _generate_rules(body)
 
@@ -303,12 +305,12 @@ def validate_count_tokens(body: Any) -> list[str]:
     problems = _structure(body, CountTokensBody)
     if problems:
         return problems
-    contents = _get(body, "contents")
-    request = _get(body, "generateContentRequest")
+    contents = field_value(body, "contents")
+    request = field_value(body, "generateContentRequest")
     if (contents is None) == (request is None):
         return ["(body): exactly one of contents or generateContentRequest must be set"]
     if request is not None:
-        if not _get(request, "model"):
+        if not field_value(request, "model"):
             problems.append("generateContentRequest.model: is required")
         return problems + _generate_rules(request, "generateContentRequest")
     return _contents_rules(contents, "contents")
@@ -316,7 +318,7 @@ def validate_count_tokens(body: Any) -> list[str]:
 
 def _embed_rules(body: dict[str, Any], path: str) -> list[str]:
     prefix = f"{path}." if path else ""
-    content = _get(body, "content")
+    content = field_value(body, "content")
     if content is None:
         return [f"{prefix}content: is required"]
     problems: list[str] = []
@@ -324,7 +326,7 @@ def _embed_rules(body: dict[str, Any], path: str) -> list[str]:
         isinstance(part.get("text"), str) for part in parts_of(content)
     ):
         problems.append(f"{prefix}content.parts: must be text parts, at least one")
-    dimensions = _get(body, "outputDimensionality")
+    dimensions = field_value(body, "outputDimensionality")
     if isinstance(dimensions, int) and dimensions < 1:
         problems.append(f"{prefix}outputDimensionality: must be at least 1")
     return problems
@@ -341,15 +343,13 @@ def validate_batch_embed_contents(body: Any, *, model: str) -> list[str]:
     problems = _structure(body, BatchEmbedContentsBody)
     if problems:
         return problems
-    requests = _get(body, "requests")
+    requests = field_value(body, "requests")
     if not requests:
         return ["requests: must contain at least one request"]
     for position, request in enumerate(requests):
         path = f"requests[{position}]"
-        if _get(request, "model") != f"models/{model}":
-            problems.append(
-                f"{path}.model: {_get(request, 'model')!r} must be 'models/{model}', the model "
-                "of the URL"
-            )
+        named = field_value(request, "model")
+        if named != f"models/{model}":
+            problems.append(f"{path}.model: {named!r} must be 'models/{model}', the URL's model")
         problems += _embed_rules(request, path)
     return problems
