@@ -4,6 +4,10 @@ Metrics are plain prometheus_client objects. With several worker processes, set
 GATEWAY_METRICS_DIR to an empty directory so that a scrape sees all workers, not one.
 The /metrics endpoint is not public: it needs GATEWAY_METRICS_TOKEN as a bearer token, or,
 without a token configured, a client on the loopback address.
+
+Gauges read at scrape time come from the apps that own them, through ``before_scrape`` hooks
+(usage.recording reports its spool's depth that way): this module imports no app, so apps can
+import their metrics from here without a cycle.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import hmac
 import logging
 import os
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 from django.conf import settings
@@ -123,6 +128,26 @@ class RequestIdFilter(logging.Filter):
         return True
 
 
+_scrape_hooks: list[Callable[[], None]] = []
+_logger = logging.getLogger(__name__)
+
+
+def before_scrape(hook: Callable[[], None]) -> Callable[[], None]:
+    """Register ``hook`` to run before every scrape (to set gauges that are read, not counted).
+    Usable as a decorator; registering the same function twice runs it once."""
+    if hook not in _scrape_hooks:
+        _scrape_hooks.append(hook)
+    return hook
+
+
+def _run_scrape_hooks() -> None:
+    for hook in _scrape_hooks:
+        try:
+            hook()
+        except Exception:  # one broken gauge must not cost the scrape every other metric
+            _logger.exception("metrics: %s failed", getattr(hook, "__qualname__", hook))
+
+
 def _allowed(request: HttpRequest) -> bool:
     token = settings.GATEWAY_METRICS_TOKEN
     if token:
@@ -134,9 +159,7 @@ def _allowed(request: HttpRequest) -> bool:
 def metrics_view(request: HttpRequest) -> HttpResponse:
     if not _allowed(request):
         return HttpResponse("Forbidden\n", status=403, content_type="text/plain")
-    from usage.recording import usage_writer
-
-    USAGE_SPOOL_DEPTH.set(usage_writer().spool.depth())
+    _run_scrape_hooks()
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         registry = CollectorRegistry()
         prometheus_multiprocess.MultiProcessCollector(registry)

@@ -2,10 +2,22 @@
 
 ``record_usage_event`` puts the event on an in-process queue and returns at once, so the client's
 response never waits for the database. A writer thread drains the queue in batches into
-``UsageEvent``. A batch that cannot be written (database away) is appended to a spool file in
-GATEWAY_DATA_DIR/spool and replayed once the database answers again. Every event carries a UUID
-with a unique index and batches are inserted with ``ignore_conflicts``, so a replay after a
-partial failure never counts an event twice.
+``UsageEvent``. Every event carries a UUID with a unique index and batches are inserted with
+``ignore_conflicts``, so writing an event twice (a replay after a partial failure, or a batch
+spooled at exit while its write was still running) never counts it twice.
+
+Nothing queued is lost when the database is away or the process stops:
+
+- A failed write appends the batch and everything queued behind it to a spool file in
+  GATEWAY_DATA_DIR/spool. For a few seconds after a failure the writer spools new batches
+  without knocking on the database again, and it asks the connection pool for a connection with
+  a short timeout of its own, so a hanging database holds at most a few seconds of events in
+  memory. The spool is replayed once the database answers again.
+- At process exit (ASGI lifespan shutdown, see usage.lifespan, and atexit) ``flush_usage_events``
+  drains the queue within a time limit; whatever the database did not take by then is spooled.
+
+Token counts are bounded on the way in (usage.models.MAX_TOKENS_PER_COUNT): one absurd figure
+from an upstream must not overflow the rollup's sums.
 
 The writer also coalesces "last used" times of access keys into at most one update per key a
 minute.
@@ -29,14 +41,20 @@ from typing import Any
 from django.conf import settings
 from django.db import close_old_connections, connection
 
-from gateway_project.observability import USAGE_EVENTS
+from gateway_project.observability import USAGE_EVENTS, USAGE_SPOOL_DEPTH, before_scrape
 
 logger = logging.getLogger(__name__)
 
 _BATCH_SIZE = 500
 _BATCH_WAIT_SECONDS = 0.25
+# After a failed write, the database is left alone this long: batches go straight to the spool.
 _SPOOL_RETRY_SECONDS = 5.0
 _TOUCH_INTERVAL_SECONDS = 60.0
+# How long the writer waits for a pooled connection: well below the pool's own timeout (which
+# request handlers need), so a hanging database costs a write attempt seconds, not tens.
+WRITER_POOL_TIMEOUT_SECONDS = 2.0
+# How long the drain at process exit may take before the rest goes to the spool.
+EXIT_DRAIN_SECONDS = 10.0
 
 
 @dataclass(slots=True)
@@ -97,6 +115,25 @@ def _count(value: int, limit: int = _BIGINT_MAX) -> int:
     return min(max(0, value), limit)
 
 
+def bounded_token_counts(record: UsageRecord) -> dict[str, int]:
+    """The record's four token counts as they are stored: at least 0 and at most
+    MAX_TOKENS_PER_COUNT. A count beyond the bound is logged once per event, with its request
+    id, and stored as the bound (a sum of such figures would overflow the aggregates)."""
+    from usage.models import MAX_TOKENS_PER_COUNT, TOKEN_COUNT_FIELDS
+
+    counts = {name: _count(getattr(record, name)) for name in TOKEN_COUNT_FIELDS}
+    beyond = {name: value for name, value in counts.items() if value > MAX_TOKENS_PER_COUNT}
+    if beyond:
+        logger.warning(
+            "usage: request %s reported %s; stored as %d (the most one event may carry)",
+            record.request_id or record.event_id,
+            ", ".join(f"{name}={getattr(record, name)}" for name in beyond),
+            MAX_TOKENS_PER_COUNT,
+        )
+        counts.update(dict.fromkeys(beyond, MAX_TOKENS_PER_COUNT))
+    return counts
+
+
 def _write_batch(records: list[UsageRecord]) -> None:
     """Insert a batch; idempotent thanks to the unique event_id."""
     from usage.models import UsageEvent
@@ -113,10 +150,7 @@ def _write_batch(records: list[UsageRecord]) -> None:
                 provider=_clip(record.provider, 16),
                 requested_model=_clip(record.requested_model, 200),
                 upstream_model=_clip(record.upstream_model, 200),
-                input_tokens=_count(record.input_tokens),
-                output_tokens=_count(record.output_tokens),
-                cache_read_tokens=_count(record.cache_read_tokens),
-                cache_write_tokens=_count(record.cache_write_tokens),
+                **bounded_token_counts(record),
                 status_code=record.status_code,
                 streamed=record.streamed,
                 client_disconnected=record.client_disconnected,
@@ -214,6 +248,19 @@ def _process_alive(pid: int) -> bool:
     return True
 
 
+def _database_check(timeout: float) -> None:
+    """Raise unless this thread has a connection or the pool hands one out within ``timeout``.
+
+    Only PostgreSQL with Django's pool waits for a connection; without this the writer would
+    wait the pool's own timeout on every attempt while the database hangs."""
+    pool = getattr(connection, "pool", None)
+    if connection.connection is not None or pool is None:
+        return
+    pool.open()
+    probe = pool.getconn(timeout=timeout)
+    pool.putconn(probe)
+
+
 class UsageWriter:
     """The background thread that drains the queue into the database (or the spool)."""
 
@@ -227,6 +274,11 @@ class UsageWriter:
         self._touched_at: dict[int, float] = {}
         self._last_spool_attempt = 0.0
         self._spool_has_data = True  # replay anything left by an earlier run at start
+        self._stop_seen = False
+        # The batch being written right now: spooled too if the process must exit meanwhile.
+        self._in_flight: list[UsageRecord] = []
+        # monotonic time of the last failed write; None while the database answers.
+        self._failed_at: float | None = None
         self.written = 0
         self.spooled = 0
 
@@ -241,12 +293,13 @@ class UsageWriter:
             return
         with self._start_lock:
             if self._thread is None or not self._thread.is_alive():
+                self._stop_seen = False
                 thread = threading.Thread(target=self._run, name="usage-writer", daemon=True)
                 thread.start()
                 self._thread = thread  # published only once started: flush_now may join it
 
-    def _collect(self, block_seconds: float) -> tuple[list[UsageRecord], bool]:
-        """Up to a batch of records; the flag says a stop was requested.
+    def _collect(self, block_seconds: float) -> list[UsageRecord]:
+        """Up to a batch of records; a stop request sets ``_stop_seen``.
 
         The thread sleeps for ``block_seconds`` (or until a full batch or a stop wakes it) and
         then drains the queue without blocking: producers on the event loop never wake it per
@@ -255,55 +308,86 @@ class UsageWriter:
         if block_seconds > 0:
             self._wake.wait(block_seconds)
             self._wake.clear()
+        return self._take(_BATCH_SIZE)
+
+    def _take(self, limit: int | None = None) -> list[UsageRecord]:
         batch: list[UsageRecord] = []
-        while len(batch) < _BATCH_SIZE:
+        while limit is None or len(batch) < limit:
             try:
                 item = self._queue.get_nowait()
             except queue.Empty:
                 break
             if item is None:
-                return batch, True
+                self._stop_seen = True
+                break
             batch.append(item)
-        return batch, False
+        return batch
 
     def _run(self) -> None:
-        stop = False
         try:
-            while not stop:
-                batch, stop = self._collect(_BATCH_WAIT_SECONDS)
-                self._flush(batch)
+            while not self._stop_seen:
+                self._flush(self._collect(_BATCH_WAIT_SECONDS))
         finally:
             # The thread's connection must not outlive it (it would hold a pool slot, and keep
             # a test database from being dropped).
             connection.close()
 
+    def _database_resting(self) -> bool:
+        return (
+            self._failed_at is not None
+            and time.monotonic() - self._failed_at < _SPOOL_RETRY_SECONDS
+        )
+
     def _flush(self, batch: list[UsageRecord]) -> None:
+        if self._database_resting():
+            if batch:
+                self._spool(batch + self._take())
+            return
+        self._in_flight = batch
         try:
             close_old_connections()
             if self._spool_has_data and time.monotonic() - self._last_spool_attempt > (
                 _SPOOL_RETRY_SECONDS
             ):
                 self._last_spool_attempt = time.monotonic()
+                _database_check(WRITER_POOL_TIMEOUT_SECONDS)
                 replayed = self.spool.replay()
                 self._spool_has_data = False
                 if replayed:
                     logger.info("usage spool: replayed %d events", replayed)
             if batch:
+                _database_check(WRITER_POOL_TIMEOUT_SECONDS)
                 _write_batch(batch)
                 self.written += len(batch)
                 USAGE_EVENTS.labels("written").inc(len(batch))
                 self._note_used(batch)
+            self._failed_at = None
             self._touch_keys()
         except Exception as exc:
-            if batch:
-                self.spool.append(batch)
-                self.spooled += len(batch)
-                USAGE_EVENTS.labels("spooled").inc(len(batch))
+            self._failed_at = time.monotonic()
             self._spool_has_data = True
+            # Everything queued behind the batch goes to disk too: the database may stay away
+            # for long, and memory does not survive a crash.
+            pending = batch + self._take()
+            if pending:
+                self._spool(pending)
             logger.warning(
-                "usage: database write failed, %d events spooled for replay: %s", len(batch), exc
+                "usage: database write failed, %d events spooled for replay: %s", len(pending), exc
             )
             close_old_connections()
+        finally:
+            self._in_flight = []
+
+    def _spool(self, records: list[UsageRecord]) -> None:
+        try:
+            self.spool.append(records)
+        except OSError:
+            logger.exception("usage: %d events could not be spooled and are lost", len(records))
+            USAGE_EVENTS.labels("lost").inc(len(records))
+            return
+        self._spool_has_data = True
+        self.spooled += len(records)
+        USAGE_EVENTS.labels("spooled").inc(len(records))
 
     def _note_used(self, batch: list[UsageRecord]) -> None:
         for record in batch:
@@ -330,8 +414,12 @@ class UsageWriter:
             self._touched_at[key_id] = now
             del self._pending_touch[key_id]
 
-    def flush_now(self, timeout: float = 10.0) -> None:
-        """Stop the thread after it has written everything queued (tests, shutdown)."""
+    def flush_now(self, timeout: float = EXIT_DRAIN_SECONDS) -> None:
+        """Stop the thread after it has written everything queued (tests, shutdown).
+
+        Bounded by ``timeout``: when the thread is still busy by then (a database that hangs),
+        the batch it is writing and everything still queued are spooled instead, so the process
+        can exit without losing them (a batch both written and spooled is counted once)."""
         with self._start_lock:
             thread = self._thread
             if thread is None:
@@ -340,8 +428,18 @@ class UsageWriter:
             self._wake.set()
             thread.join(timeout)
             self._thread = None
+            if thread.is_alive():
+                stuck = list(self._in_flight) + self._take()
+                logger.warning(
+                    "usage: the writer did not finish within %.0f s; %d events spooled",
+                    timeout,
+                    len(stuck),
+                )
+                if stuck:
+                    self._spool(stuck)
+                return
             # Records submitted while the thread was stopping are written here, not left behind.
-            late, _ = self._collect(0)
+            late = self._take()
             if late:
                 self._flush(late)
 
@@ -360,6 +458,12 @@ def usage_writer() -> UsageWriter:
         return _writer
 
 
+@before_scrape
+def report_spool_depth() -> None:
+    """Set the spool depth gauge (events of every process waiting on disk) for a scrape."""
+    USAGE_SPOOL_DEPTH.set(usage_writer().spool.depth())
+
+
 def record_usage_event(record: UsageRecord) -> None:
     """Queue one usage event for writing. Never blocks and never raises into the proxy."""
     try:
@@ -368,6 +472,7 @@ def record_usage_event(record: UsageRecord) -> None:
         logger.exception("usage: could not queue event %s", record.event_id)
 
 
-def flush_usage_events(timeout: float = 10.0) -> None:
-    """Write everything queued so far (used at shutdown and by tests)."""
+def flush_usage_events(timeout: float = EXIT_DRAIN_SECONDS) -> None:
+    """Write everything queued so far, or spool what the database does not take within
+    ``timeout`` seconds (used at shutdown and by tests)."""
     usage_writer().flush_now(timeout)

@@ -2,18 +2,28 @@
 
 from __future__ import annotations
 
+import ast
+import logging
+import threading
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from types import SimpleNamespace
 from unittest import mock
 
 import pytest
+from django.conf import settings
 from django.db import OperationalError
+from django.test import RequestFactory
 
 from accounts.models import AccessKey, User
 from accounts.services import access_key_create
+from gateway_project import observability
 from usage import recording
-from usage.models import UsageEvent
+from usage.models import MAX_TOKENS_PER_COUNT, UsageEvent
+from usage.pricing import PRICE_SCALE
 from usage.recording import Spool, UsageRecord, UsageWriter
+from usage.rollup import usage_rollup
 
 
 @pytest.fixture
@@ -73,8 +83,10 @@ def test_database_failure_spools_then_replays_exactly_once(writer: UsageWriter) 
     assert writer.spool.depth() == 7
     assert writer.spooled == 7
 
-    # The database is back: the next flush replays the spool, then writes the new event.
+    # The database is back and the writer's pause after the failure is over: the next flush
+    # replays the spool, then writes the new event.
     writer._last_spool_attempt = 0.0
+    writer._failed_at = None
     writer.submit(_record(input_tokens=100))
     writer.flush_now()
     assert UsageEvent.objects.count() == 8
@@ -146,3 +158,220 @@ def test_record_usage_event_never_raises(monkeypatch: pytest.MonkeyPatch) -> Non
 
     monkeypatch.setattr(recording, "usage_writer", broken)
     recording.record_usage_event(_record())  # logged, not raised
+
+
+# --- bounds on incoming counts ---------------------------------------------------------------
+
+
+@pytest.mark.django_db(transaction=True)
+def test_absurd_token_counts_are_bounded_and_logged_once_with_the_request_id(
+    writer: UsageWriter, caplog: pytest.LogCaptureFixture
+) -> None:
+    record = _record(
+        input_tokens=12,
+        output_tokens=10**26,
+        cache_read_tokens=MAX_TOKENS_PER_COUNT + 1,
+        request_id="gwreq_absurd",
+    )
+    with caplog.at_level(logging.WARNING, logger="usage.recording"):
+        writer.submit(record)
+        writer.submit(_record(output_tokens=MAX_TOKENS_PER_COUNT, request_id="gwreq_at_bound"))
+        writer.flush_now()
+
+    absurd = UsageEvent.objects.get(request_id="gwreq_absurd")
+    assert absurd.output_tokens == MAX_TOKENS_PER_COUNT
+    assert absurd.cache_read_tokens == MAX_TOKENS_PER_COUNT
+    assert (absurd.input_tokens, absurd.cache_write_tokens) == (12, 4)
+    at_bound = UsageEvent.objects.get(request_id="gwreq_at_bound")
+    assert at_bound.output_tokens == MAX_TOKENS_PER_COUNT
+    warnings = [r.getMessage() for r in caplog.records if r.name == "usage.recording"]
+    assert len(warnings) == 1
+    assert "gwreq_absurd" in warnings[0] and str(10**26) in warnings[0]
+    # The rollup takes the bounded event without setting anything aside.
+    report = usage_rollup()
+    assert (report.events, report.set_aside) == (2, [])
+
+
+def test_the_bound_keeps_the_rollup_arithmetic_within_64_bits() -> None:
+    # Four counts at the bound times a price of $2,000 per million tokens, in the rollup's
+    # units (usage.pricing), still fit a signed 64-bit integer.
+    two_thousand_dollars = 2000 * PRICE_SCALE
+    assert 4 * MAX_TOKENS_PER_COUNT * two_thousand_dollars < 2**63
+    assert MAX_TOKENS_PER_COUNT >= 10**8  # far above any real request
+
+
+# --- a database that is away or hangs ---------------------------------------------------------
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_failed_write_spools_the_whole_queue_not_just_the_batch(writer: UsageWriter) -> None:
+    writer._spool_has_data = False
+    records = [_record(input_tokens=i) for i in range(1234)]
+    for record in records:
+        writer._queue.put(record)  # queued faster than the thread drains them
+    with mock.patch.object(
+        recording, "_write_batch", side_effect=OperationalError("db away")
+    ) as write:
+        writer._flush(writer._collect(0))
+    assert write.call_count == 1
+    assert writer._queue.empty()
+    assert writer.spool.depth() == 1234
+    assert writer.spooled == 1234
+
+
+@pytest.mark.django_db(transaction=True)
+def test_after_a_failure_batches_go_to_the_spool_without_waiting_on_the_database(
+    writer: UsageWriter,
+) -> None:
+    writer._spool_has_data = False
+    with mock.patch.object(
+        recording, "_write_batch", side_effect=OperationalError("db away")
+    ) as write:
+        writer._flush([_record()])
+        for number in range(5):
+            writer._flush([_record(input_tokens=number)])
+    assert write.call_count == 1  # one attempt, then the database is left alone a while
+    assert writer.spool.depth() == 6
+
+    # Once the pause is over the writer tries the database again.
+    writer._failed_at = time.monotonic() - 60
+    with (
+        mock.patch.object(recording, "_write_batch") as write,
+        mock.patch.object(writer.spool, "replay", return_value=6),
+    ):
+        writer._flush([_record()])
+    assert write.call_count == 1
+    assert writer._failed_at is None
+
+
+class _FakePool:
+    def __init__(self, *, available: bool) -> None:
+        self.available = available
+        self.timeouts: list[float | None] = []
+        self.returned: list[object] = []
+
+    def open(self) -> None:
+        pass
+
+    def getconn(self, timeout: float | None = None) -> object:
+        self.timeouts.append(timeout)
+        if not self.available:
+            raise TimeoutError("couldn't get a connection after 2.00 sec")
+        return "connection"
+
+    def putconn(self, conn: object) -> None:
+        self.returned.append(conn)
+
+
+def test_the_writer_asks_the_pool_with_a_short_timeout_of_its_own(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    pool = _FakePool(available=True)
+    monkeypatch.setattr(recording, "connection", SimpleNamespace(connection=None, pool=pool))
+    recording._database_check(recording.WRITER_POOL_TIMEOUT_SECONDS)
+    assert pool.timeouts == [recording.WRITER_POOL_TIMEOUT_SECONDS]
+    assert pool.returned == ["connection"]
+    assert recording.WRITER_POOL_TIMEOUT_SECONDS <= 3
+
+    hanging = _FakePool(available=False)
+    monkeypatch.setattr(recording, "connection", SimpleNamespace(connection=None, pool=hanging))
+    with pytest.raises(TimeoutError):
+        recording._database_check(recording.WRITER_POOL_TIMEOUT_SECONDS)
+
+    # A thread that holds a connection already, or a database without a pool, is not probed.
+    monkeypatch.setattr(recording, "connection", SimpleNamespace(connection=object(), pool=hanging))
+    recording._database_check(1.0)
+    monkeypatch.setattr(recording, "connection", SimpleNamespace(connection=None))
+    recording._database_check(1.0)
+    assert hanging.timeouts == [recording.WRITER_POOL_TIMEOUT_SECONDS]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_pool_timeout_spools_the_batch(
+    writer: UsageWriter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def hanging(timeout: float) -> None:
+        raise TimeoutError(f"couldn't get a connection after {timeout:.2f} sec")
+
+    monkeypatch.setattr(recording, "_database_check", hanging)
+    writer._spool_has_data = False
+    writer._flush([_record(), _record()])
+    assert writer.spool.depth() == 2
+    assert UsageEvent.objects.count() == 0
+
+
+# --- the drain at exit ------------------------------------------------------------------------
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_exit_drain_is_bounded_and_spools_what_a_hanging_database_holds(
+    writer: UsageWriter,
+) -> None:
+    entered = threading.Event()
+    release = threading.Event()
+    real_write = recording._write_batch
+
+    def hanging_write(records: list[UsageRecord]) -> None:
+        entered.set()
+        release.wait(30)
+        real_write(records)
+
+    writer._spool_has_data = False
+    with mock.patch.object(recording, "_write_batch", side_effect=hanging_write):
+        writer.submit(_record(request_id="gwreq_in_flight"))
+        assert entered.wait(10)
+        for number in range(3):
+            writer.submit(_record(request_id=f"gwreq_queued_{number}"))
+        started = time.monotonic()
+        writer.flush_now(timeout=0.5)
+        assert time.monotonic() - started < 3
+        # The batch being written and everything queued behind it are on disk.
+        assert writer.spool.depth() == 4
+        release.set()
+        thread_done = time.monotonic() + 10
+        while UsageEvent.objects.count() < 1 and time.monotonic() < thread_done:
+            time.sleep(0.05)
+
+    # The hung write did land after all; replaying the spool does not count it twice.
+    assert writer.spool.replay() == 4
+    assert sorted(UsageEvent.objects.values_list("request_id", flat=True)) == [
+        "gwreq_in_flight",
+        "gwreq_queued_0",
+        "gwreq_queued_1",
+        "gwreq_queued_2",
+    ]
+
+
+# --- metrics ----------------------------------------------------------------------------------
+
+
+def test_observability_imports_no_app_module() -> None:
+    """gateway_project.observability is imported by the apps for their metrics; an import of
+    an app from it (even inside a function) would make a cycle."""
+    source = Path(observability.__file__).read_text()
+    imported: set[str] = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            imported.add(node.module.split(".")[0])
+        elif isinstance(node, ast.Import):
+            imported.update(alias.name.split(".")[0] for alias in node.names)
+    assert not imported & {"usage", "proxy", "accounts"}
+
+
+def test_metrics_report_the_spool_depth_through_a_scrape_hook(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setattr(recording.usage_writer().spool, "directory", tmp_path / "spool")
+    monkeypatch.setattr(settings, "GATEWAY_METRICS_TOKEN", "")
+    recording.usage_writer().spool.append([_record(), _record(), _record()])
+    request = RequestFactory().get("/metrics", REMOTE_ADDR="127.0.0.1")
+    body = observability.metrics_view(request).content.decode()
+    assert "gateway_usage_spool_depth 3.0" in body
+
+    def broken() -> None:
+        raise RuntimeError("gauge source away")
+
+    monkeypatch.setattr(observability, "_scrape_hooks", [broken, recording.report_spool_depth])
+    recording.usage_writer().spool.append([_record()])
+    body = observability.metrics_view(request).content.decode()
+    assert "gateway_usage_spool_depth 4.0" in body
