@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import types
 from typing import Any
 
@@ -462,3 +463,146 @@ def test_usage_from_message() -> None:
     )
     assert usage_from_message({"type": "message"}) == Usage()
     assert usage_from_message({"usage": [1]}) == Usage()
+
+
+# -- the sniffer never breaks a stream ---------------------------------------------------------
+
+DEEP = 100_000
+
+
+def _deep_delta(depth: int = DEEP) -> bytes:
+    return (
+        b'event: message_delta\ndata: {"type":"message_delta","usage":'
+        + b"[" * depth
+        + b"]" * depth
+        + b"}\n\n"
+    )
+
+
+def test_deeply_nested_data_is_skipped_and_the_rest_of_the_stream_read(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    events = _events()
+    data = _stream(events[:-2]) + _deep_delta() + _deep_delta() + _stream(events[-2:])
+    with caplog.at_level(logging.WARNING, logger="proxy.translation.sse"):
+        whole = _sniff([data])
+        chunked = _sniff([data[i : i + 4096] for i in range(0, len(data), 4096)])
+    for sniffer in (whole, chunked):
+        assert sniffer.usage == _expected(events)
+        assert (sniffer.stop_reason, sniffer.saw_message_stop) == ("tool_use", True)
+        assert sniffer.failures == 2
+        assert sniffer.skipped_events == 2
+        assert sniffer.buffered_bytes == 0
+    # Logged once per stream, not once per bad event.
+    assert [r.name for r in caplog.records].count("proxy.translation.sse") == 2
+
+
+def test_any_failure_inside_the_sniffer_is_contained(monkeypatch: pytest.MonkeyPatch) -> None:
+    sniffer = SSEUsageSniffer()
+    original = sniffer._handle_line
+    failing = {"left": 3}
+
+    def flaky(line: bytes) -> None:
+        if line.startswith(b"data:") and failing["left"]:
+            failing["left"] -= 1
+            raise MemoryError("no room")
+        original(line)
+
+    monkeypatch.setattr(sniffer, "_handle_line", flaky)
+    events = _events()
+    junk = b'event: message_delta\ndata: {"usage": 1}\n\n' * 3
+    sniffer.feed(junk + b"event: message_delta\ndata: partial")
+    sniffer.feed(b"\n\n" + _stream(events))
+    monkeypatch.setattr(sniffer, "_close", lambda: 1 / 0)
+    sniffer.close()
+    assert sniffer.failures == 4
+    assert sniffer.usage == _expected(events)
+    assert sniffer.saw_message_stop
+
+
+_DIGITS = st.integers(min_value=1, max_value=6000).map(lambda n: b"9" * n)
+_NUMBER = st.one_of(
+    _DIGITS,
+    st.sampled_from([b"1e999", b"-1e999", b"-5", b"1.5e308", b"NaN", b"Infinity", b"0x10"]),
+)
+_GARBAGE = st.one_of(
+    st.binary(max_size=300),
+    st.integers(min_value=900, max_value=120_000).map(_deep_delta),
+    st.integers(min_value=900, max_value=120_000).map(
+        lambda depth: b'data: {"type":"message_start","message":' + b"{" * depth + b"\n\n"
+    ),
+    _NUMBER.map(
+        lambda number: (
+            b'event: message_delta\ndata: {"type":"message_delta","usage":'
+            b'{"output_tokens":' + number + b',"input_tokens":' + number + b"}}\n\n"
+        )
+    ),
+    _NUMBER.map(
+        lambda number: (
+            b'data: {"type":"message_start","message":{"model":"m","usage":'
+            b'{"input_tokens":' + number + b"}}}\n\n"
+        )
+    ),
+    # Invalid UTF-8 where text is expected, and in names.
+    st.binary(min_size=1, max_size=8).map(
+        lambda raw: (
+            b'event: message_start\ndata: {"type":"message_start","message":{"model":"'
+            + b"\xff\xfe"
+            + raw
+            + b'"}}\n\nevent: \xc3\x28'
+            + raw
+            + b"\n"
+        )
+    ),
+    st.sampled_from(
+        [
+            b"event: error\ndata: " + b'{"type":"error","error":' * 2000 + b"\n\n",
+            b"data: \r\n\r\n",
+            b"\r\r\r\n\n",
+            b"event: message_stop\ndata: " + b"x" * 300_000 + b"\n\n",
+        ]
+    ),
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    garbage=st.lists(_GARBAGE, max_size=6),
+    cuts=st.lists(st.integers(min_value=0, max_value=2_000_000), max_size=30),
+    crlf=st.booleans(),
+)
+def test_fuzzed_streams_never_raise_and_a_good_stream_after_them_is_read(
+    garbage: list[bytes], cuts: list[int], crlf: bool
+) -> None:
+    """Whatever comes before it, in whatever chunks, the sniffer neither raises nor holds more
+    than its bound, and an intact stream after a blank line is read exactly."""
+    events = _events()
+    data = b"".join(garbage) + b"\n\n" + _stream(events, crlf=crlf)
+    points = sorted({cut % (len(data) + 1) for cut in cuts})
+    chunks = [data[a:b] for a, b in zip([0, *points], [*points, len(data)], strict=True)]
+
+    sniffer = SSEUsageSniffer()
+    for chunk in chunks:
+        sniffer.feed(chunk)
+        assert sniffer.buffered_bytes <= sse.DEFAULT_MAX_EVENT_BYTES
+    sniffer.close()
+
+    assert sniffer.usage == _expected(events)
+    assert (sniffer.model, sniffer.stop_reason, sniffer.saw_message_stop) == (
+        MODEL,
+        "tool_use",
+        True,
+    )
+    assert all(isinstance(value, int) and value >= 0 for value in sniffer.usage.as_dict().values())
+
+
+@settings(max_examples=200, deadline=None)
+@given(data=st.binary(max_size=2000), cuts=st.lists(st.integers(0, 2000), max_size=20))
+def test_arbitrary_bytes_never_raise(data: bytes, cuts: list[int]) -> None:
+    points = sorted({cut % (len(data) + 1) for cut in cuts})
+    sniffer = SSEUsageSniffer(max_event_bytes=256)
+    for a, b in zip([0, *points], [*points, len(data)], strict=True):
+        sniffer.feed(data[a:b])
+        assert sniffer.buffered_bytes <= 256
+    sniffer.close()
+    assert all(value >= 0 for value in sniffer.usage.as_dict().values())

@@ -3,20 +3,25 @@
 - ``encode_sse`` writes one event the way Anthropic does (compact UTF-8 JSON).
 - ``SSEUsageSniffer`` watches the raw bytes of an Anthropic stream as the proxy relays them,
   without changing or re-encoding a byte, and keeps what accounting needs: token usage, model,
-  message id, stop reason, an ``error`` event, whether ``message_stop`` arrived.
+  message id, stop reason, an ``error`` event, whether ``message_stop`` arrived. It never raises,
+  whatever the upstream sends: a failure to read an event (100,000 nested brackets exhaust the
+  JSON parser's recursion) is counted and logged, and the relay goes on.
 - ``Usage`` / ``normalize_usage`` / ``usage_from_message`` give every path (streamed or JSON,
   Anthropic or Bedrock) one usage shape with missing counts as 0.
 
-Pure code over bytes and dicts: no Django, no I/O.
+Pure code over bytes and dicts: no Django, no I/O (only a log line when sniffing fails).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
+
+logger = logging.getLogger(__name__)
 
 USAGE_FIELDS: tuple[str, ...] = (
     "input_tokens",
@@ -95,6 +100,11 @@ class SSEUsageSniffer:
     ``message_start``, ``message_delta`` and ``error`` events are JSON-parsed; lines of other
     events are discarded as they arrive. Memory is bounded by ``max_event_bytes``: a longer line
     or event is skipped. Malformed events are ignored, so sniffing never breaks the relay.
+
+    ``feed`` and ``close`` never raise (the proxy calls them between relaying chunks, and an
+    exception there would cut the client's stream): an event that cannot be read is skipped,
+    and any other failure drops the partial state and counts in ``failures``; the first of a
+    stream is logged.
     """
 
     def __init__(self, *, max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES) -> None:
@@ -113,6 +123,7 @@ class SSEUsageSniffer:
         self.saw_message_start = False
         self.saw_message_stop = False
         self.skipped_events = 0
+        self.failures = 0
 
     @property
     def usage(self) -> Usage:
@@ -124,7 +135,37 @@ class SSEUsageSniffer:
         return len(self._line) + len(self._data)
 
     def feed(self, chunk: bytes) -> None:
-        """Take the next bytes of the stream, exactly as they were relayed."""
+        """Take the next bytes of the stream, exactly as they were relayed. Never raises."""
+        try:
+            self._feed(chunk)
+        except Exception as exc:
+            self._failed(exc)
+
+    def close(self) -> None:
+        """Handle an event left unterminated at the end of the stream. Never raises."""
+        try:
+            self._close()
+        except Exception as exc:
+            self._failed(exc)
+
+    def _failed(self, exc: Exception) -> None:
+        """Forget the partial line and event (they may be what failed) and carry on."""
+        self.failures += 1
+        self._line.clear()
+        self._data.clear()
+        self._discarding_line = False
+        self._event_name = None
+        self._has_data = False
+        self._event_too_large = False
+        if self.failures == 1:
+            logger.warning(
+                "usage sniffer: could not read the stream (%s: %.200s); relaying it on, "
+                "its usage may be incomplete",
+                type(exc).__name__,
+                exc,
+            )
+
+    def _feed(self, chunk: bytes) -> None:
         start = 0
         end = len(chunk)
         while start < end:
@@ -137,12 +178,14 @@ class SSEUsageSniffer:
                 self._discarding_line = False
             else:
                 line = bytes(self._line)
-                self._handle_line(line[:-1] if line.endswith(b"\r") else line)
+                try:
+                    self._handle_line(line[:-1] if line.endswith(b"\r") else line)
+                except Exception as exc:  # this line's event is lost, not the rest of the chunk
+                    self._failed(exc)
             self._line.clear()
             start = newline + 1
 
-    def close(self) -> None:
-        """Handle an event left unterminated at the end of the stream."""
+    def _close(self) -> None:
         if self._line and not self._discarding_line:
             line = bytes(self._line)
             self._handle_line(line[:-1] if line.endswith(b"\r") else line)
@@ -224,11 +267,15 @@ class SSEUsageSniffer:
             return
         try:
             payload = json.loads(data)
+            if isinstance(payload, dict):
+                self._apply(str(payload.get("type") or name), payload)
         except ValueError:
             self.skipped_events += 1
-            return
-        if isinstance(payload, dict):
-            self._apply(str(payload.get("type") or name), payload)
+        except Exception as exc:
+            # RecursionError on deeply nested data, and whatever else an odd event may cause:
+            # this event is lost to accounting, the rest of the stream is not.
+            self.skipped_events += 1
+            self._failed(exc)
 
     def _apply(self, event_type: str, payload: dict[str, Any]) -> None:
         if event_type == "message_start":
