@@ -20,6 +20,7 @@ from ninja import Field, Query, Router, Schema, Status
 from ninja.errors import HttpError, ValidationError
 from ninja.security import APIKeyCookie, HttpBearer
 
+from usage.models import AGGREGATE_COUNT_FIELDS
 from usage.selectors import (
     UsageQuery,
     UsageReport,
@@ -172,13 +173,7 @@ def _json(payload: dict[str, Any]) -> HttpResponse:
 
 def _sums(sums: UsageSums) -> dict[str, Any]:
     return {
-        "requests": sums.requests,
-        "errors": sums.errors,
-        "fallbacks": sums.fallbacks,
-        "input_tokens": sums.input_tokens,
-        "output_tokens": sums.output_tokens,
-        "cache_read_tokens": sums.cache_read_tokens,
-        "cache_write_tokens": sums.cache_write_tokens,
+        **{name: getattr(sums, name) for name in AGGREGATE_COUNT_FIELDS},
         "total_tokens": sums.total_tokens,
         "cost_usd": str(sums.cost_usd),
         "fallback_rate": sums.fallback_rate,

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from functools import reduce
-from operator import or_
+from operator import add, or_
 from typing import Any, Literal
 
 from django.db import connections, router, transaction
@@ -23,7 +23,7 @@ from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
 from accounts.models import AccessKey, Provider, User
-from usage.models import AGGREGATE_COUNT_FIELDS, UsageAggregate
+from usage.models import AGGREGATE_COUNT_FIELDS, TOKEN_COUNT_FIELDS, UsageAggregate
 from usage.timeseries import (
     MAX_POINTS,
     SeriesPlan,
@@ -68,13 +68,7 @@ class UsageSums:
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> UsageSums:
         return cls(
-            requests=int(row.get("requests") or 0),
-            errors=int(row.get("errors") or 0),
-            fallbacks=int(row.get("fallbacks") or 0),
-            input_tokens=int(row.get("input_tokens") or 0),
-            output_tokens=int(row.get("output_tokens") or 0),
-            cache_read_tokens=int(row.get("cache_read_tokens") or 0),
-            cache_write_tokens=int(row.get("cache_write_tokens") or 0),
+            **{name: int(row.get(name) or 0) for name in COUNT_FIELDS},
             cost_usd=Decimal(row.get("cost_usd") or 0),
         )
 
@@ -90,12 +84,7 @@ class UsageSums:
 
     @property
     def total_tokens(self) -> int:
-        return (
-            self.input_tokens
-            + self.output_tokens
-            + self.cache_read_tokens
-            + self.cache_write_tokens
-        )
+        return sum(getattr(self, name) for name in TOKEN_COUNT_FIELDS)
 
     @property
     def fallback_rate(self) -> float:
@@ -295,7 +284,7 @@ def _ranking(rank_by: str) -> str:
 
 
 def _total_tokens() -> Any:
-    return F("input_tokens") + F("output_tokens") + F("cache_read_tokens") + F("cache_write_tokens")
+    return reduce(add, (F(name) for name in TOKEN_COUNT_FIELDS))
 
 
 # --- Reports ------------------------------------------------------------------------------------

@@ -13,7 +13,6 @@ What does not live here: reading the rows (usage.selectors) and presenting them.
 from __future__ import annotations
 
 import re
-from bisect import bisect_right
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
@@ -190,13 +189,6 @@ class SeriesPlan:
     @property
     def point_count(self) -> int:
         return len(self.boundaries) - 1
-
-    def point_index(self, moment: datetime) -> int:
-        """Index of the point containing ``moment`` (which must lie inside the plan)."""
-        index = bisect_right(self.boundaries, moment) - 1
-        if not 0 <= index < self.point_count:
-            raise ValueError(f"{moment.isoformat()} lies outside the report range")
-        return index
 
     def local_starts(self) -> list[datetime]:
         return [moment.astimezone(self.zone) for moment in self.boundaries[:-1]]

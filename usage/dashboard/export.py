@@ -13,19 +13,11 @@ from typing import Any
 
 from django.http import HttpResponse
 
+from usage.models import AGGREGATE_COUNT_FIELDS
 from usage.selectors import KeyUsage, ModelUsage, UsageReport, UsageSums, UserUsage
 
-SUM_COLUMNS: tuple[str, ...] = (
-    "requests",
-    "errors",
-    "fallbacks",
-    "input_tokens",
-    "output_tokens",
-    "cache_read_tokens",
-    "cache_write_tokens",
-    "total_tokens",
-    "cost_usd",
-)
+# The aggregate's counters in their own order, then what is derived from them.
+SUM_COLUMNS: tuple[str, ...] = (*AGGREGATE_COUNT_FIELDS, "total_tokens", "cost_usd")
 EXPORTS: tuple[str, ...] = ("series", "users", "keys", "models")
 _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
@@ -37,13 +29,7 @@ def safe_text(value: str) -> str:
 
 def _sums(sums: UsageSums) -> list[Any]:
     return [
-        sums.requests,
-        sums.errors,
-        sums.fallbacks,
-        sums.input_tokens,
-        sums.output_tokens,
-        sums.cache_read_tokens,
-        sums.cache_write_tokens,
+        *(getattr(sums, name) for name in AGGREGATE_COUNT_FIELDS),
         sums.total_tokens,
         f"{sums.cost_usd:f}",
     ]
