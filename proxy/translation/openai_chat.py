@@ -219,7 +219,9 @@ def _text_blocks(content: Any, where: str, *, allow_refusal: bool) -> list[JSON]
                 param=f"{where}.content.{j}.type",
             )
         if not isinstance(text, str):
-            raise TranslationError("A text part needs a text string.", param=f"{where}.content.{j}")
+            raise TranslationError(
+                f"A {kind} part needs a {kind} string.", param=f"{where}.content.{j}.{kind}"
+            )
         if not is_blank(text):
             blocks.append({"type": "text", "text": text})
     return blocks
@@ -234,7 +236,13 @@ def _user_blocks(content: Any, where: str) -> list[JSON]:
         if kind == "image_url":
             blocks.append(_image_block(part.get("image_url"), f"{where}.content.{j}"))
         elif kind == "text":
-            blocks += _text_blocks([part], where, allow_refusal=False)
+            text = part.get("text")
+            if not isinstance(text, str):
+                raise TranslationError(
+                    "A text part needs a text string.", param=f"{where}.content.{j}.text"
+                )
+            if not is_blank(text):
+                blocks.append({"type": "text", "text": text})
         else:
             # input_audio, file and anything newer: the hub has no equivalent.
             raise TranslationError(
