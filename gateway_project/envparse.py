@@ -1,8 +1,15 @@
 """Typed reads of environment variables for settings.py.
 
-Every reader fails with ``ImproperlyConfigured`` naming the variable, so a bad deployment stops at
-start instead of at the first request. django-environ does the parsing; this module adds the
-variable's name to its errors and the secret handling (``NAME_FILE`` and generated local secrets).
+Every reader fails with ``EnvironmentValueError`` (an ``ImproperlyConfigured``) naming the
+variable, so a bad deployment stops at start instead of at the first request. django-environ does
+the parsing; this module adds the variable's name to its errors and the secret handling
+(``NAME_FILE`` and generated local secrets).
+
+The entry points (manage.py, the WSGI and ASGI modules, and any other process through the hook
+settings.py installs) turn such an error into one line naming the variable and a non-zero exit,
+not a traceback through Django's internals: ``exit_on_bad_environment`` and
+``install_bad_environment_hook``.
+
 Nothing here imports Django settings: it must be importable while settings are being built.
 """
 
@@ -15,9 +22,11 @@ import contextlib
 import math
 import os
 import secrets
+import sys
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
+from types import TracebackType
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -30,6 +39,10 @@ _NOT_SET: Any = object()
 _PATHLESS_SCHEMES = frozenset({"filesystem", "memory"})
 # The database engines the gateway runs on; django-environ knows many more (MySQL, Oracle...).
 _DATABASE_ENGINES = frozenset({"django.db.backends.postgresql", "django.db.backends.sqlite3"})
+
+
+class EnvironmentValueError(ImproperlyConfigured):
+    """A missing or unusable environment variable; the message names it and says what is wrong."""
 
 
 class EnvReader:
@@ -54,14 +67,14 @@ class EnvReader:
     def _read(self, name: str, parse: Callable[..., Any], default: Any, what: str) -> Any:
         if not self.is_set(name):
             if default is _NOT_SET:
-                raise ImproperlyConfigured(f"{name} is not set.")
+                raise EnvironmentValueError(f"{name} is not set.")
             return default
         try:
             return parse(name)
         except (ValueError, TypeError, KeyError) as exc:
             raw = self.environ[name]
             shown = raw if len(raw) <= 40 else raw[:37] + "..."
-            raise ImproperlyConfigured(f"{name}: expected {what}, got {shown!r}.") from exc
+            raise EnvironmentValueError(f"{name}: expected {what}, got {shown!r}.") from exc
 
     def str(self, name: builtins.str, default: Any = _NOT_SET) -> Any:
         # The raw value: django-environ would treat a leading "$" as a reference to another
@@ -84,7 +97,7 @@ class EnvReader:
     ) -> Any:
         value = self._read(name, lambda key: int(self.environ[key].strip()), default, "an integer")
         if minimum is not None and value is not None and value < minimum:
-            raise ImproperlyConfigured(f"{name}: must be at least {minimum}, got {value}.")
+            raise EnvironmentValueError(f"{name}: must be at least {minimum}, got {value}.")
         return value
 
     def float(
@@ -99,7 +112,7 @@ class EnvReader:
 
         value = self._read(name, parse, default, "a number")
         if minimum is not None and value is not None and value < minimum:
-            raise ImproperlyConfigured(f"{name}: must be at least {minimum}, got {value}.")
+            raise EnvironmentValueError(f"{name}: must be at least {minimum}, got {value}.")
         return value
 
     def list(self, name: builtins.str, default: Any = _NOT_SET) -> Any:
@@ -107,6 +120,19 @@ class EnvReader:
             return [item.strip() for item in self.environ[key].split(",") if item.strip()]
 
         return self._read(name, parse, default, "a comma-separated list")
+
+    def choice(
+        self, name: builtins.str, default: Any = _NOT_SET, *, choices: tuple[builtins.str, ...]
+    ) -> Any:
+        """One of ``choices``, compared without case; returned in lower case."""
+
+        def parse(key: builtins.str) -> builtins.str:
+            raw = self.environ[key].strip().lower()
+            if raw not in choices:
+                raise ValueError(raw)
+            return raw
+
+        return self._read(name, parse, default, " or ".join(choices))
 
     def url(
         self, name: builtins.str, default: Any = _NOT_SET, *, schemes: tuple[builtins.str, ...]
@@ -155,7 +181,7 @@ class EnvReader:
         if self.is_set(name):
             value = str(self.environ[name]).strip()
             if not value:
-                raise ImproperlyConfigured(f"{name} is blank.")
+                raise EnvironmentValueError(f"{name} is blank.")
             return value
         file_var = f"{name}_FILE"
         if self.is_set(file_var):
@@ -163,12 +189,12 @@ class EnvReader:
             try:
                 value = path.read_text().strip()
             except OSError as exc:
-                raise ImproperlyConfigured(f"{file_var}: cannot read {path}: {exc}") from exc
+                raise EnvironmentValueError(f"{file_var}: cannot read {path}: {exc}") from exc
             if not value:
-                raise ImproperlyConfigured(f"{file_var}: {path} is empty.")
+                raise EnvironmentValueError(f"{file_var}: {path} is empty.")
             return value
         if generate is None:
-            raise ImproperlyConfigured(
+            raise EnvironmentValueError(
                 f"{name} is not set (nor {file_var}). Set it in the environment; only with "
                 "DEBUG=true are missing secrets generated into GATEWAY_DATA_DIR."
             )
@@ -182,7 +208,7 @@ def _local_secret(path: Path, generate: Callable[[], str]) -> str:
         write_private_file(path, generate() + "\n", replace=False)
     value = path.read_text().strip()
     if not value:
-        raise ImproperlyConfigured(f"{path} is empty: delete it to have a new secret generated.")
+        raise EnvironmentValueError(f"{path} is empty: delete it to have a new secret generated.")
     return value
 
 
@@ -221,7 +247,7 @@ def parse_fernet_keys(name: str, raw: str) -> list[str]:
     """Split a comma-separated list of Fernet keys, naming the position of a bad one."""
     keys = [item.strip() for item in raw.split(",")]
     if not any(keys):
-        raise ImproperlyConfigured(f"{name} is empty.")
+        raise EnvironmentValueError(f"{name} is empty.")
     for position, key in enumerate(keys, start=1):
         try:
             # validate=True: a stray character (a quote, a space) is an error, not skipped.
@@ -229,8 +255,76 @@ def parse_fernet_keys(name: str, raw: str) -> list[str]:
         except (binascii.Error, ValueError):
             decoded = b""
         if len(decoded) != 32:
-            raise ImproperlyConfigured(
+            raise EnvironmentValueError(
                 f"{name}: key #{position} is not a valid Fernet key "
                 "(expected 32 url-safe base64-encoded bytes)."
             )
     return keys
+
+
+# --- Entry points -------------------------------------------------------------------------------
+
+
+def _settings_module_in(traceback: TracebackType | None) -> bool:
+    while traceback is not None:
+        if traceback.tb_frame.f_globals.get("__name__") == "gateway_project.settings":
+            return True
+        traceback = traceback.tb_next
+    return False
+
+
+def bad_environment_message(error: BaseException) -> str | None:
+    """The one line to print for an error a bad environment caused, or None for any other error.
+
+    That is an ``EnvironmentValueError`` anywhere in the chain of causes, or an
+    ``ImproperlyConfigured`` raised while settings.py ran (its own checks of values).
+    """
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, EnvironmentValueError) or (
+            isinstance(current, ImproperlyConfigured) and _settings_module_in(current.__traceback__)
+        ):
+            return f"Configuration error: {current}"
+        current = current.__cause__ or current.__context__
+    return None
+
+
+@contextlib.contextmanager
+def exit_on_bad_environment() -> Iterator[None]:
+    """Around an entry point: a bad environment value prints one line and exits with status 1;
+    every other error propagates untouched."""
+    try:
+        yield
+    except Exception as error:
+        message = bad_environment_message(error)
+        if message is None:
+            raise
+        sys.stderr.write(message + "\n")
+        sys.stderr.flush()
+        raise SystemExit(1) from None
+
+
+def install_bad_environment_hook() -> None:
+    """Make an uncaught bad-environment error print its one line instead of a traceback.
+
+    For the processes no code of ours wraps: a Celery worker or beat, a WSGI or ASGI server
+    importing the application. The interpreter still exits with status 1; other errors keep
+    their traceback. Installing twice is harmless.
+    """
+    previous = sys.excepthook
+    if getattr(previous, "gateway_bad_environment_hook", False):
+        return
+
+    def hook(
+        kind: type[BaseException], error: BaseException, traceback: TracebackType | None
+    ) -> None:
+        message = bad_environment_message(error)
+        if message is None:
+            previous(kind, error, traceback)
+        else:
+            sys.stderr.write(message + "\n")
+
+    hook.gateway_bad_environment_hook = True  # type: ignore[attr-defined]
+    sys.excepthook = hook

@@ -14,8 +14,13 @@ from gateway_project.envparse import (
     EnvReader,
     generate_django_secret,
     generate_fernet_key,
+    install_bad_environment_hook,
     parse_fernet_keys,
 )
+
+# Whatever process imports these settings (a Celery worker, a web server), a bad value below ends
+# it with one line naming the variable rather than a traceback.
+install_bad_environment_hook()
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -58,6 +63,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "ninja",  # its bundled Swagger UI static files: the API docs load nothing from a CDN
+    "axes",  # admin login lockout after repeated failures
     "gateway_project",
     "accounts",
     "proxy",
@@ -72,6 +78,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as django-axes asks: turns a locked-out login into its 429 page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "gateway_project.urls"
@@ -183,6 +191,26 @@ CSRF_COOKIE_SECURE = env.bool("CSRF_COOKIE_SECURE", not DEBUG)
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 X_FRAME_OPTIONS = "DENY"
 
+# Admin login lockout (django-axes): after this many wrong passwords for one account from one
+# client address, that pair is refused (429, even with the right password) for the cool-off;
+# 0 minutes: until an operator unlocks it (delete the attempt in the admin, or
+# `manage.py axes_reset`). The address is the one the bad-key throttle uses (trusted proxies).
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT: int = env.int("GATEWAY_ADMIN_LOGIN_FAILURE_LIMIT", 10, minimum=1)
+_admin_login_cooloff_minutes: float = env.float(
+    "GATEWAY_ADMIN_LOGIN_COOLOFF_MINUTES", 30.0, minimum=0
+)
+# A float is hours to django-axes; None locks until reset.
+AXES_COOLOFF_TIME: float | None = _admin_login_cooloff_minutes / 60 or None
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+# The admin login form's field is "username" whatever the user model's login field is.
+AXES_USERNAME_FORM_FIELD = "username"
+AXES_CLIENT_IP_CALLABLE = "gateway_project.access.client_address"
+AXES_RESET_ON_SUCCESS = True
+
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
 USE_I18N = True
@@ -236,25 +264,25 @@ GATEWAY_CIRCUIT_MAX_OPEN_SECONDS: float = env.float(
     "GATEWAY_CIRCUIT_MAX_OPEN_SECONDS", 3600.0, minimum=1
 )
 GATEWAY_USAGE_RETENTION_DAYS: int = env.int("GATEWAY_USAGE_RETENTION_DAYS", 90, minimum=1)
+# On a stop signal the web server finishes open requests (streams included) for this long, then
+# cuts them; the usage events of all of them are written (or spooled) before the process exits.
+GATEWAY_SHUTDOWN_GRACE_SECONDS: int = env.int("GATEWAY_SHUTDOWN_GRACE_SECONDS", 30, minimum=0)
 
 # --- Logging and metrics --------------------------------------------------------------------
 GATEWAY_LOG_LEVEL: str = env.str("GATEWAY_LOG_LEVEL", "INFO").upper()
 # JSON lines (one object per record, with the request id) for production log pipelines; plain
 # text is easier to read on a terminal.
-GATEWAY_LOG_FORMAT: str = env.str("GATEWAY_LOG_FORMAT", "plain" if DEBUG else "json").lower()
-if GATEWAY_LOG_FORMAT not in {"json", "plain"}:
-    from django.core.exceptions import ImproperlyConfigured
-
-    raise ImproperlyConfigured(
-        f"GATEWAY_LOG_FORMAT: expected json or plain, got {GATEWAY_LOG_FORMAT!r}."
-    )
+GATEWAY_LOG_FORMAT: str = env.choice(
+    "GATEWAY_LOG_FORMAT", "plain" if DEBUG else "json", choices=("json", "plain")
+)
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "filters": {
         "request_id": {"()": "gateway_project.observability.RequestIdFilter"},
-        # Proxy URLs carry access keys (/ak/<key>/...): every record is masked before output.
-        "redact_keys": {"()": "gateway_project.observability.RedactAccessKeysFilter"},
+        # URLs carry access keys (/ak/<key>/..., ?key=) and admin tokens (?token=), headers
+        # bearer tokens: every record is masked before any handler writes it.
+        "redact_keys": {"()": "gateway_project.logfilters.RedactSecretsFilter"},
     },
     "formatters": {
         "plain": {"format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"},
@@ -277,11 +305,20 @@ LOGGING = {
         # httpx logs every request URL at INFO, and proxy URLs carry access keys.
         "httpx": {"level": "WARNING"},
         "httpcore": {"level": "WARNING"},
-        # uvicorn's own loggers go through the same handler, so access lines are masked and
-        # formatted (JSON) like the rest.
+        # Django's default configuration gives these loggers handlers of its own (a console one
+        # with DEBUG on, mail_admins, runserver's): without the masking filter, so none here;
+        # their records reach the console handler through the root logger.
+        "django": {"handlers": [], "propagate": True},
+        "django.server": {"handlers": [], "propagate": True},
+        # django-axes announces itself at INFO in every process, every manage.py command too.
+        "axes.apps": {"level": "WARNING"},
+        # uvicorn's own loggers go through the same handler, masked and formatted like the rest.
         "uvicorn": {"handlers": ["console"], "propagate": False},
         "uvicorn.error": {"handlers": [], "propagate": True},
-        "uvicorn.access": {"handlers": ["console"], "propagate": False},
+        # No access log: request paths carry access keys. uvicorn's --no-access-log only empties
+        # this logger's handlers before the application (and so this configuration) is loaded;
+        # uvicorn logs access lines only when the logger has a handler, so it gets none here.
+        "uvicorn.access": {"handlers": [], "propagate": False},
     },
 }
 # Email of the admin account run_gateway creates on the first start.
@@ -300,6 +337,9 @@ GATEWAY_AUTH_FAILURE_LIMIT: int = env.int("GATEWAY_AUTH_FAILURE_LIMIT", 20, mini
 GATEWAY_AUTH_FAILURE_WINDOW_SECONDS: float = env.float(
     "GATEWAY_AUTH_FAILURE_WINDOW_SECONDS", 60.0, minimum=1
 )
-# Behind a reverse proxy, the header carrying the client address (e.g. X-Forwarded-For: its
-# first entry is used). Unset: the socket's peer address.
+# Behind reverse proxies, the header carrying the client address (e.g. X-Forwarded-For), and
+# how many proxies in front of the gateway append to it: the address used is the entry the
+# outermost of them wrote (the right-most with one proxy), never one a client wrote itself.
+# Unset: the socket's peer address.
 GATEWAY_CLIENT_IP_HEADER: str = env.str("GATEWAY_CLIENT_IP_HEADER", "")
+GATEWAY_TRUSTED_PROXY_HOPS: int = env.int("GATEWAY_TRUSTED_PROXY_HOPS", 1, minimum=1)

@@ -4,6 +4,9 @@ After GATEWAY_AUTH_FAILURE_LIMIT failures within GATEWAY_AUTH_FAILURE_WINDOW_SEC
 gets 429 instead of 401 for bad keys, with a retry-after. Keys that work are never affected: the
 throttle is consulted only once a key has failed. Counts live in Redis when configured (shared by
 all workers; fixed windows via INCR + EXPIRE), else in process.
+
+The address is ``client_address`` (gateway_project.access): behind reverse proxies, the entry the
+trusted proxies appended, so that rotating the forwarded header does not reset the count.
 """
 
 from __future__ import annotations
@@ -13,24 +16,16 @@ import time
 from collections import OrderedDict
 
 from django.conf import settings
-from django.http import HttpRequest
 
 from gateway_project import redis as shared_redis
+from gateway_project.access import client_address
+
+__all__ = ("AuthFailureThrottle", "auth_throttle", "client_address")
 
 logger = logging.getLogger(__name__)
 
 _REDIS_PREFIX = "gateway:authfail:"
 _MAX_ADDRESSES = 100_000
-
-
-def client_address(request: HttpRequest) -> str:
-    header = settings.GATEWAY_CLIENT_IP_HEADER
-    if header:
-        value = request.META.get("HTTP_" + header.upper().replace("-", "_"), "")
-        first = value.split(",")[0].strip()
-        if first:
-            return first[:64]
-    return str(request.META.get("REMOTE_ADDR") or "unknown")
 
 
 class AuthFailureThrottle:

@@ -70,13 +70,13 @@ def load(data_dir: Path, variables: dict[str, str], *names: str) -> dict[str, An
 
 
 def start_error(data_dir: Path, variables: dict[str, str]) -> str:
-    """The ImproperlyConfigured message that stopped the start."""
+    """The message that stopped the start: one line naming the variable, no traceback."""
     result = run_settings(data_dir, variables, "DEBUG")
     assert result.returncode != 0, f"settings loaded: {result.stdout}"
-    last_line = result.stderr.strip().splitlines()[-1]
-    prefix = "django.core.exceptions.ImproperlyConfigured: "
-    assert last_line.startswith(prefix), result.stderr
-    return last_line.removeprefix(prefix)
+    lines = result.stderr.strip().splitlines()
+    prefix = "Configuration error: "
+    assert len(lines) == 1 and lines[0].startswith(prefix), result.stderr
+    return lines[0].removeprefix(prefix)
 
 
 # --- values that stop the start ---------------------------------------------------------------

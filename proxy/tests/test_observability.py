@@ -60,11 +60,31 @@ def test_the_client_address_header_is_used_when_configured(
 ) -> None:
     settings.GATEWAY_AUTH_FAILURE_LIMIT = 1
     settings.GATEWAY_CLIENT_IP_HEADER = "X-Forwarded-For"
+    settings.GATEWAY_TRUSTED_PROXY_HOPS = 1
     url = gateway_server.key_url("gw_zzzzzzzz_" + "y" * 43) + "/v1/messages"
-    first = httpx.post(url, json=BODY, headers={"x-forwarded-for": "203.0.113.7, 10.0.0.1"})
+    # The proxy in front appends the address it saw: the right-most entry.
+    first = httpx.post(url, json=BODY, headers={"x-forwarded-for": "10.0.0.1, 203.0.113.7"})
     second = httpx.post(url, json=BODY, headers={"x-forwarded-for": "203.0.113.7"})
-    other = httpx.post(url, json=BODY, headers={"x-forwarded-for": "198.51.100.2"})
+    other = httpx.post(url, json=BODY, headers={"x-forwarded-for": "203.0.113.7, 198.51.100.2"})
     assert (first.status_code, second.status_code, other.status_code) == (401, 429, 401)
+
+
+@pytest.mark.parametrize(
+    ("hops", "header"),
+    [(1, "{n}.0.2.1, 203.0.113.7"), (2, "{n}.0.2.1, 203.0.113.7, 192.0.2.50")],
+)
+def test_rotating_forwarded_entries_does_not_escape_the_throttle(
+    gateway_server: GatewayServer, key_holder: KeyHolder, settings: Any, hops: int, header: str
+) -> None:
+    settings.GATEWAY_AUTH_FAILURE_LIMIT = 5
+    settings.GATEWAY_CLIENT_IP_HEADER = "X-Forwarded-For"
+    settings.GATEWAY_TRUSTED_PROXY_HOPS = hops
+    url = gateway_server.key_url("gw_zzzzzzzz_" + "y" * 43) + "/v1/messages"
+    statuses = [
+        httpx.post(url, json=BODY, headers={"x-forwarded-for": header.format(n=n)}).status_code
+        for n in range(1, 31)
+    ]
+    assert statuses == [401] * 5 + [429] * 25
 
 
 def test_metrics_are_served_to_loopback_and_count_requests(
@@ -148,16 +168,16 @@ def test_access_keys_are_masked_in_every_log_line(
 ) -> None:
     import io
 
-    from gateway_project.observability import RedactAccessKeysFilter, redact_access_keys
+    from gateway_project.logfilters import RedactSecretsFilter, redact_secrets
 
     secret_part = key_holder.plaintext[12:]
     line = f'127.0.0.1 - "POST /ak/{key_holder.plaintext}/v1/messages?beta=true HTTP/1.1" 401'
-    assert secret_part not in redact_access_keys(line)
-    assert key_holder.plaintext[:11] in redact_access_keys(line)  # the prefix still identifies
+    assert secret_part not in redact_secrets(line)
+    assert key_holder.plaintext[:11] in redact_secrets(line)  # the prefix still identifies
 
     # The configured console handler masks records from any logger, whatever their arguments.
     console = next(h for h in logging.getLogger().handlers if isinstance(h, logging.StreamHandler))
-    assert any(isinstance(f, RedactAccessKeysFilter) for f in console.filters)
+    assert any(isinstance(f, RedactSecretsFilter) for f in console.filters)
     stream = io.StringIO()
     handler = logging.StreamHandler(stream)
     handler.setFormatter(console.formatter)

@@ -1,0 +1,84 @@
+"""A bad environment value stops every entry point with one line naming the variable.
+
+manage.py, the WSGI module, a Celery worker and the ASGI server each start in a fresh
+interpreter with a crafted environment; each must exit non-zero with a single line on stderr.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from django.core.exceptions import ImproperlyConfigured
+
+from gateway_project.envparse import (
+    EnvironmentValueError,
+    EnvReader,
+    bad_environment_message,
+    exit_on_bad_environment,
+)
+
+BASE_DIR = Path(__file__).resolve().parents[2]
+EXPECTED = "Configuration error: GATEWAY_UPSTREAM_CONNECT_TIMEOUT: expected a number, got 'soon'."
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        pytest.param([sys.executable, "manage.py", "check"], id="manage.py check"),
+        pytest.param([sys.executable, "manage.py", "run_gateway"], id="manage.py run_gateway"),
+        pytest.param([sys.executable, "-c", "import gateway_project.wsgi"], id="wsgi"),
+        pytest.param(
+            [sys.executable, "-m", "celery", "-A", "gateway_project", "worker"], id="celery"
+        ),
+        pytest.param(
+            [sys.executable, "-m", "uvicorn", "gateway_project.asgi:application", "--port", "1"],
+            id="uvicorn",
+        ),
+    ],
+)
+def test_a_bad_value_prints_one_line_and_exits_non_zero(tmp_path: Path, argv: list[str]) -> None:
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "DJANGO_SETTINGS_MODULE": "gateway_project.settings",
+        "DEBUG": "true",
+        "GATEWAY_DATA_DIR": str(tmp_path),
+        "GATEWAY_UPSTREAM_CONNECT_TIMEOUT": "soon",
+    }
+    result = subprocess.run(
+        argv, cwd=BASE_DIR, env=env, capture_output=True, text=True, timeout=120, check=False
+    )
+    assert result.returncode != 0
+    assert result.stderr.strip().splitlines() == [EXPECTED], result.stderr
+    assert "Traceback" not in result.stdout
+
+
+def test_bad_environment_message_finds_the_cause() -> None:
+    try:
+        try:
+            EnvReader({"COUNT": "many"}).int("COUNT", 1)
+        except EnvironmentValueError as inner:
+            raise RuntimeError("while loading the worker's configuration") from inner
+    except RuntimeError as outer:
+        assert bad_environment_message(outer) == (
+            "Configuration error: COUNT: expected an integer, got 'many'."
+        )
+    assert bad_environment_message(ValueError("unrelated")) is None
+    # Raised elsewhere than settings.py, a plain ImproperlyConfigured keeps its traceback.
+    assert bad_environment_message(ImproperlyConfigured("app registry")) is None
+
+
+def test_exit_on_bad_environment_exits_only_for_bad_values(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit) as exited, exit_on_bad_environment():
+        EnvReader({"FLAG": "maybe"}).bool("FLAG", False)
+    assert exited.value.code == 1
+    assert capsys.readouterr().err == (
+        "Configuration error: FLAG: expected a boolean (true/false), got 'maybe'.\n"
+    )
+    with pytest.raises(KeyError), exit_on_bad_environment():
+        raise KeyError("other errors pass through")
