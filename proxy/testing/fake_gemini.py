@@ -234,7 +234,9 @@ class FakeGemini(ProviderFake):
                 call = gemini_rules.field_value(part, "functionCall")
                 if not isinstance(call, dict):
                     continue
-                issued = self.issued_signatures.get(_call_key(call.get("name"), call.get("args")))
+                issued = self.issued_signatures.get(
+                    _call_key(str(call.get("name")), call.get("args"))
+                )
                 if issued is None:
                     continue
                 if _decoded(gemini_rules.field_value(part, "thoughtSignature")) != issued:

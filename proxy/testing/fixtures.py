@@ -18,14 +18,18 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from proxy.testing.fake_gemini import FakeGemini
-from proxy.testing.fake_ollama import FakeOllama
-from proxy.testing.fake_openai import FakeOpenAI
 from proxy.testing.fake_upstream import FakeUpstream
+
+if TYPE_CHECKING:
+    # Imported where used: the openai and google-genai packages take seconds to import, and every
+    # conftest that imports this module would pay for them.
+    from proxy.testing.fake_gemini import FakeGemini
+    from proxy.testing.fake_ollama import FakeOllama
+    from proxy.testing.fake_openai import FakeOpenAI
 
 
 @pytest.fixture(scope="session", name="fake_upstream_server")
@@ -54,6 +58,8 @@ def fake_upstream_settings(fake_upstream: FakeUpstream, settings: Any) -> FakeUp
 
 @pytest.fixture(scope="session", name="fake_openai_server")
 def fake_openai_server() -> Iterator[FakeOpenAI]:
+    from proxy.testing.fake_openai import FakeOpenAI
+
     with FakeOpenAI() as fake:
         yield fake
 
@@ -67,6 +73,8 @@ def fake_openai(fake_openai_server: FakeOpenAI) -> Iterator[FakeOpenAI]:
 
 @pytest.fixture(scope="session", name="fake_gemini_server")
 def fake_gemini_server() -> Iterator[FakeGemini]:
+    from proxy.testing.fake_gemini import FakeGemini
+
     with FakeGemini() as fake:
         yield fake
 
@@ -80,6 +88,8 @@ def fake_gemini(fake_gemini_server: FakeGemini) -> Iterator[FakeGemini]:
 
 @pytest.fixture(scope="session", name="fake_ollama_server")
 def fake_ollama_server() -> Iterator[FakeOllama]:
+    from proxy.testing.fake_ollama import FakeOllama
+
     with FakeOllama() as fake:
         yield fake
 

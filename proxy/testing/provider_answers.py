@@ -341,19 +341,19 @@ def openai_text_completion_chunks(
     chunks = []
     for position, piece in enumerate(pieces):
         last = position == len(pieces) - 1
+        choice = completion_choice.CompletionChoice(
+            index=0, text=piece, logprobs=None, finish_reason=_text_finish_reason(answer)
+        )
+        if not last:
+            # OpenAI sends `"finish_reason": null` until the last chunk, which the SDK's type
+            # (shared with whole completions) does not allow: set it past validation.
+            choice.finish_reason = None  # type: ignore[assignment]
         chunk = openai_completion.Completion(
             id=completion_id,
             object="text_completion",
             created=created,
             model=model,
-            choices=[
-                completion_choice.CompletionChoice(
-                    index=0,
-                    text=piece,
-                    logprobs=None,
-                    finish_reason=_text_finish_reason(answer) if last else None,  # type: ignore[arg-type]
-                )
-            ],
+            choices=[choice],
         )
         chunks.append(sdk_dump(chunk))
     if include_usage:
@@ -742,7 +742,7 @@ def ollama_chat_lines(
             "done": False,
         }
 
-    lines = []
+    lines: list[dict[str, Any]] = []
     thinking = answer_thinking(answer)
     if think and thinking:
         lines.extend(line({"thinking": piece}) for piece in split_text(thinking, text_deltas))

@@ -27,7 +27,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Self
 
 from proxy.testing.answers import ScriptedAnswer, default_answer
 from proxy.testing.exchange import Exchange, Frames, StreamFault, json_bytes
@@ -224,7 +224,7 @@ class ProviderFake:
             raise RuntimeError(f"the fake {self.upstream} upstream is not started")
         return f"http://{self._runner.host}:{self._runner.port}"
 
-    def start(self) -> ProviderFake:
+    def start(self) -> Self:
         """Serve from a background thread; returns once connections are accepted."""
         self._stopping = False
         self._runner.start_in_thread()
@@ -233,7 +233,7 @@ class ProviderFake:
     def stop(self) -> None:
         self._runner.stop()
 
-    def __enter__(self) -> ProviderFake:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc_info: object) -> None:
