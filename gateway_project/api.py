@@ -4,7 +4,7 @@ from django.contrib.admin.views.decorators import staff_member_required
 from ninja import NinjaAPI
 from ninja.errors import ValidationError
 
-from proxy.api import proxy_unexpected_error
+from proxy.api import bearer_router, proxy_unexpected_error
 from proxy.api import router as proxy_router
 from usage.api import router as usage_router
 from usage.api import validation_error_response
@@ -13,6 +13,11 @@ from usage.api import validation_error_response
 proxy_api = NinjaAPI(urls_namespace="proxy", docs_url=None, openapi_url=None)
 proxy_api.add_router("", proxy_router)
 proxy_api.add_exception_handler(Exception, proxy_unexpected_error)
+
+# The OpenAI-compatible paths under /v1/, with the access key as the bearer token.
+openai_api = NinjaAPI(urls_namespace="openai", docs_url=None, openapi_url=None)
+openai_api.add_router("", bearer_router)
+openai_api.add_exception_handler(Exception, proxy_unexpected_error)
 
 # The admin API: each router authenticates staff itself (session or admin token); the docs page
 # and the OpenAPI schema are for logged-in staff only.

@@ -1,6 +1,6 @@
 """ASGI entry point (`gateway_project.asgi:application`), served by uvicorn.
 
-The proxy routes under /ak/ skip Django's middleware and its per-request thread context: they
+The proxy routes under /ak/ and /v1/ skip Django's middleware and its per-request thread context: they
 use no session, CSRF, authentication or messages (the key in the path is the credential), and
 each of those sync-capable middlewares would cost thread hops on every proxied request.
 Everything else (admin, API, health) goes through the full stack.
@@ -38,10 +38,12 @@ class ProxyRoutesHandler(ASGIHandler):
 
 
 proxy_application = ProxyRoutesHandler()
+# The key-holding clients' paths: /ak/<key>/... and the OpenAI-compatible /v1/...
+PROXY_PREFIXES = ("/ak/", "/v1/")
 
 
 async def application(scope: dict[str, Any], receive: Any, send: Any) -> None:
-    if scope["type"] == "http" and scope["path"].startswith("/ak/"):
+    if scope["type"] == "http" and scope["path"].startswith(PROXY_PREFIXES):
         await proxy_application(scope, receive, send)
     else:
         await full_application(scope, receive, send)

@@ -231,6 +231,25 @@ GATEWAY_BEDROCK_ENDPOINT_URL: str = env.url(
     "https://bedrock-runtime.{region}.amazonaws.com",
     schemes=("http", "https"),
 )
+GATEWAY_OPENAI_BASE_URL: str = env.url(
+    "GATEWAY_OPENAI_BASE_URL", "https://api.openai.com", schemes=("http", "https")
+)
+GATEWAY_GEMINI_BASE_URL: str = env.url(
+    "GATEWAY_GEMINI_BASE_URL",
+    "https://generativelanguage.googleapis.com",
+    schemes=("http", "https"),
+)
+GATEWAY_OLLAMA_BASE_URL: str = env.url(
+    "GATEWAY_OLLAMA_BASE_URL", "http://127.0.0.1:11434", schemes=("http", "https")
+)
+# max_tokens for a translated request whose client set none (OpenAI clients may omit it;
+# Anthropic requires it).
+GATEWAY_DEFAULT_MAX_TOKENS: int = env.int("GATEWAY_DEFAULT_MAX_TOKENS", 8192, minimum=1)
+# URL images translated for an upstream that needs the bytes: largest size and longest fetch.
+GATEWAY_IMAGE_FETCH_MAX_BYTES: int = env.int(
+    "GATEWAY_IMAGE_FETCH_MAX_BYTES", 10 * 1024 * 1024, minimum=1024
+)
+GATEWAY_IMAGE_FETCH_TIMEOUT: float = env.float("GATEWAY_IMAGE_FETCH_TIMEOUT", 10.0, minimum=0.1)
 GATEWAY_UPSTREAM_CONNECT_TIMEOUT: float = env.float(
     "GATEWAY_UPSTREAM_CONNECT_TIMEOUT", 5.0, minimum=0.1
 )

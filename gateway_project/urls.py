@@ -5,7 +5,7 @@ from django.contrib import admin
 from django.urls import path, re_path
 from django.views.static import serve
 
-from gateway_project.api import admin_api, proxy_api
+from gateway_project.api import admin_api, openai_api, proxy_api
 from gateway_project.observability import metrics_view
 from gateway_project.views import healthz, proxy_not_found
 
@@ -19,6 +19,7 @@ urlpatterns = [
     path("ak/", proxy_api.urls),
     re_path(r"^ak/", proxy_not_found),
     path("api/", admin_api.urls),
+    path("v1/", openai_api.urls),
 ]
 
 if settings.GATEWAY_SERVE_STATIC:

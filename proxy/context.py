@@ -29,6 +29,7 @@ from usage.recording import UsageRecord, record_usage_event
 PROVIDER_HEADER = "x-gateway-provider"
 FALLBACK_REASON_HEADER = "x-gateway-fallback-reason"
 NO_FALLBACK_HEADER = "x-gateway-no-fallback-reason"
+FALLBACK_ERROR_HEADER = "x-gateway-fallback-error"
 REQUEST_ID_HEADER = "x-gateway-request-id"
 SESSION_HEADER = "x-claude-code-session-id"
 

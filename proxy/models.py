@@ -26,3 +26,28 @@ class ModelMapping(models.Model):
 
     def __str__(self) -> str:
         return f"{self.anthropic_model} → {self.bedrock_model_id}"
+
+
+class ModelAlias(models.Model):
+    """A model name clients may send, standing for ``provider/model`` (``fast`` → ``ollama/qwen3``).
+
+    Aliases are looked up before any other routing; the target is checked when saved.
+    """
+
+    alias = models.CharField(
+        max_length=200, unique=True, help_text="The model name as clients send it, e.g. fast."
+    )
+    target = models.CharField(
+        max_length=300,
+        help_text="provider/model it stands for, e.g. openai/gpt-4.1-mini or ollama/qwen3.",
+    )
+    description = models.CharField(max_length=200, blank=True)
+    enabled = models.BooleanField(default=True)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ("alias",)
+        verbose_name_plural = "model aliases"
+
+    def __str__(self) -> str:
+        return f"{self.alias} → {self.target}"

@@ -16,15 +16,17 @@ import logging
 import re
 import time
 from dataclasses import dataclass, field
+from typing import Generic, TypeVar
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.db import DatabaseError
+from django.db import DatabaseError, connection
 
 from accounts.keycache import KeyMetadata, ResolvedCredential
 from proxy.translation.model_ids import claude_version, normalize_requested_model
 
 MAP_TTL = 30.0
+T = TypeVar("T")
 _RETRY_AFTER_ERROR = 5.0
 logger = logging.getLogger(__name__)
 DEFAULT_REGION = "us-east-1"
@@ -77,10 +79,54 @@ class NoFallback:
     detail: str
 
 
-class ModelMap:
-    def __init__(self) -> None:
-        self._map: dict[str, MappedModel] = {}
+class LoadedTable(Generic[T]):
+    """A small admin-edited table read whole into the process, refreshed every MAP_TTL seconds,
+    so routing costs no query on the hot path. While the database is away the loaded copy keeps
+    serving. Reads run on a worker thread of their own (not the one shared thread-sensitive
+    thread), so a hanging database cannot queue every request behind one read."""
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+        self._map: dict[str, T] = {}
         self._loaded_at = -MAP_TTL
+
+    def _load(self) -> dict[str, T]:
+        raise NotImplementedError
+
+    def _load_closing(self) -> dict[str, T]:
+        try:
+            return self._load()
+        finally:
+            # A thread of sync_to_async's pool: its connection would otherwise stay open.
+            connection.close()
+
+    async def _current(self) -> dict[str, T]:
+        now = time.monotonic()
+        if now - self._loaded_at >= MAP_TTL:
+            try:
+                self._map = await sync_to_async(self._load_closing, thread_sensitive=False)()
+            except DatabaseError:
+                if self._loaded_at < 0 and not self._map:
+                    raise  # never loaded: nothing to fall back on
+                # The database is away: keep routing with the table we have, ask again soon.
+                logger.warning("%s: database unavailable, keeping the loaded table", self._name)
+                self._loaded_at = now - MAP_TTL + _RETRY_AFTER_ERROR
+                return self._map
+            self._loaded_at = now
+        return self._map
+
+    def names(self) -> list[str]:
+        return list(self._map)
+
+    def invalidate(self) -> None:
+        self._loaded_at = -MAP_TTL
+
+
+class ModelMap(LoadedTable[MappedModel]):
+    """Anthropic model names → the Bedrock model that answers for them on fallback."""
+
+    def __init__(self) -> None:
+        super().__init__("model map")
 
     def _load(self) -> dict[str, MappedModel]:
         from proxy.models import ModelMapping
@@ -92,35 +138,30 @@ class ModelMap:
             )
         }
 
-    async def _current(self) -> dict[str, MappedModel]:
-        now = time.monotonic()
-        if now - self._loaded_at >= MAP_TTL:
-            try:
-                self._map = await sync_to_async(self._load)()
-            except DatabaseError:
-                if self._loaded_at < 0 and not self._map:
-                    raise  # never loaded: nothing to fall back on
-                # The database is away: keep routing with the map we have, ask again soon.
-                logger.warning("model map: database unavailable, keeping the loaded map")
-                self._loaded_at = now - MAP_TTL + _RETRY_AFTER_ERROR
-                return self._map
-            self._loaded_at = now
-        return self._map
-
     async def get(self, requested_model: str) -> MappedModel | None:
         return (await self._current()).get(normalize_requested_model(requested_model))
 
     async def newest_in_family(self, requested_model: str) -> MappedModel | None:
         return newest_in_family(await self._current(), requested_model)
 
-    def names(self) -> list[str]:
-        return list(self._map)
 
-    def invalidate(self) -> None:
-        self._loaded_at = -MAP_TTL
+class AliasTable(LoadedTable[str]):
+    """Admin-defined model aliases: the name clients send → ``provider/model``."""
+
+    def __init__(self) -> None:
+        super().__init__("model aliases")
+
+    def _load(self) -> dict[str, str]:
+        from proxy.models import ModelAlias
+
+        return dict(ModelAlias.objects.filter(enabled=True).values_list("alias", "target"))
+
+    async def get(self, name: str) -> str | None:
+        return (await self._current()).get(name)
 
 
 model_map = ModelMap()
+model_aliases = AliasTable()
 
 
 def bedrock_endpoint(credential: ResolvedCredential) -> str:
@@ -130,13 +171,20 @@ def bedrock_endpoint(credential: ResolvedCredential) -> str:
     return settings.GATEWAY_BEDROCK_ENDPOINT_URL.replace("{region}", region).rstrip("/")
 
 
-async def bedrock_target(metadata: KeyMetadata, requested_model: str) -> BedrockTarget | NoFallback:
+async def bedrock_target(
+    metadata: KeyMetadata, requested_model: str, *, model_id: str = ""
+) -> BedrockTarget | NoFallback:
+    """The Bedrock leg for ``requested_model`` (or for ``model_id`` itself when a client named a
+    Bedrock model with ``bedrock/<model id>``)."""
     credential = metadata.credentials.get("bedrock")
     if credential is None:
         return NoFallback("no_bedrock_credential", "no Bedrock credential applies to this key")
     if credential.error:
         return NoFallback("bedrock_credential_unusable", credential.error)
-    mapped = await model_map.get(requested_model) if requested_model else None
+    if model_id:
+        mapped: MappedModel | None = MappedModel(model_id)
+    else:
+        mapped = await model_map.get(requested_model) if requested_model else None
     if mapped is None and credential.fallback_model:
         mapped = MappedModel(credential.fallback_model)
     if mapped is None and settings.GATEWAY_FALLBACK_SAME_FAMILY:

@@ -1,7 +1,17 @@
-"""The proxy's request flow: validate, try Anthropic, fall back to Bedrock, choose the error.
+"""The proxy's request flow: parse the client's request, make a plan, try its legs in order.
 
-Views call ``proxy_messages``, ``proxy_count_tokens`` and ``proxy_models``; each returns the
-client's response. See DESIGN.md "Request flow" for the order of things.
+Views call one function per client operation (``proxy_messages``, ``proxy_chat``...); each
+returns the client's response. Whatever the surface and the providers, a request goes:
+
+    surface parses the body ─▶ plan (legs) ─▶ legs tried at most once each, in order
+        ─▶ the first leg that answers answers the client (in the client's format)
+        ─▶ one usage event
+
+A leg whose circuit is open (or, for Anthropic, that has no credential to send) is tried last
+instead of first. A leg's failure moves on to the next leg only before any byte reached the
+client. When every leg failed, the client gets the most useful error: the first leg's own reply
+when it had one (Claude Code reads its type, wording and retry-after), else a later leg's, else
+the gateway's own.
 """
 
 from __future__ import annotations
@@ -9,56 +19,55 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
-from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from django.http.response import HttpResponseBase
 
 from accounts.keycache import KeyMetadata
 from gateway_project.observability import NO_FALLBACK, UPSTREAM_ERRORS
-from proxy.anthropic import AnthropicFailure, attempt_anthropic
-from proxy.bedrock import (
-    BedrockFailure,
-    bedrock_http_error,
-    bedrock_transport_error,
-    call_bedrock,
-)
 from proxy.circuit import circuit_name, circuits
 from proxy.context import (
+    FALLBACK_ERROR_HEADER,
     NO_FALLBACK_HEADER,
     SESSION_HEADER,
     ProxyContext,
-    error_response,
-    json_response,
     new_request_id,
 )
-from proxy.headers import asgi_request_headers, has_client_credential, upstream_request_headers
-from proxy.http_client import upstream_client
-from proxy.routing import BedrockTarget, NoFallback, bedrock_target, model_map
-from proxy.translation.betas import bedrock_betas
-from proxy.translation.converse import converse_count_tokens_body
-from proxy.translation.errors import error_body
-from proxy.translation.model_ids import quote_model_id, strip_geo_prefix
+from proxy.headers import asgi_request_headers, upstream_request_headers
+from proxy.planning import Leg, Plan, PlanError, make_plan
+from proxy.providers.base import Call, LegFailure, Provider, no_answer_error
+from proxy.providers.registry import provider_for
+from proxy.surfaces import (
+    ANTHROPIC_MESSAGES,
+    OPENAI_CHAT,
+    OPENAI_COMPLETIONS,
+    OPENAI_EMBEDDINGS,
+    Surface,
+)
+from proxy.translation.hub import TranslationError
 
 logger = logging.getLogger(__name__)
 
-MESSAGES_PATH = "/v1/messages"
-COUNT_TOKENS_PATH = "/v1/messages/count_tokens"
-MODELS_PATH = "/v1/models"
+LegOperation = Callable[[Provider, Leg, Call], Awaitable[HttpResponseBase | LegFailure]]
 
 
 class BadRequest(Exception):
-    def __init__(self, status: int, error_type: str, message: str) -> None:
+    def __init__(
+        self, status: int, error_type: str, message: str, param: str | None = None
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.error_type = error_type
         self.message = message
+        self.param = param
 
 
-def parse_body(body: bytes, *, require_max_tokens: bool) -> dict[str, Any]:
-    """The request JSON, checked just enough to route it; Anthropic judges the rest."""
+def parse_body(
+    body: bytes, *, require_max_tokens: bool, require_messages: bool = True
+) -> dict[str, Any]:
+    """The request JSON, checked just enough to route it; the upstream judges the rest."""
     try:
         data = json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
@@ -70,64 +79,16 @@ def parse_body(body: bytes, *, require_max_tokens: bool) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise BadRequest(400, "invalid_request_error", "The body must be a JSON object.")
     if not isinstance(data.get("model"), str) or not data["model"]:
-        raise BadRequest(400, "invalid_request_error", "model: Field required")
-    if not isinstance(data.get("messages"), list):
-        raise BadRequest(400, "invalid_request_error", "messages: Field required")
+        raise BadRequest(400, "invalid_request_error", "model: Field required", "model")
+    if require_messages and not isinstance(data.get("messages"), list):
+        raise BadRequest(400, "invalid_request_error", "messages: Field required", "messages")
     if require_max_tokens and "max_tokens" not in data:
-        raise BadRequest(400, "invalid_request_error", "max_tokens: Field required")
+        raise BadRequest(400, "invalid_request_error", "max_tokens: Field required", "max_tokens")
     return data
 
 
-def _client_headers(request: HttpRequest, metadata: KeyMetadata) -> tuple[dict[str, str], str]:
-    """Headers for Anthropic, and the credential that identifies the circuit."""
-    client = asgi_request_headers(request.META)
-    headers = upstream_request_headers(client)
-    if not has_client_credential(headers):
-        anthropic = metadata.credentials.get("anthropic")
-        if anthropic is not None and not anthropic.error:
-            headers["x-api-key"] = anthropic.secret
-    credential = headers.get("x-api-key") or headers.get("authorization") or ""
-    return headers, credential
-
-
-def _with_reason(response: HttpResponse, no_fallback: NoFallback | None) -> HttpResponse:
-    if no_fallback is not None:
-        response[NO_FALLBACK_HEADER] = no_fallback.reason
-    return response
-
-
-def _no_answer_error(failure: AnthropicFailure) -> tuple[int, str, str]:
-    if failure.reason in ("first_byte_timeout", "connect_timeout"):
-        return 504, "timeout_error", "Anthropic did not answer in time."
-    return 529, "overloaded_error", "Anthropic could not be reached."
-
-
-def _anthropic_failed(
-    failure: AnthropicFailure,
-    context: ProxyContext,
-    *,
-    no_fallback: NoFallback | None = None,
-    bedrock_failure: BedrockFailure | None = None,
-) -> HttpResponse:
-    """Answer with the more useful error: Anthropic's own reply when there was one (Claude Code
-    reads its type, wording and retry-after), else Bedrock's mapped error, else our own."""
-    response = failure.as_response()
-    provider = "anthropic"
-    if response is None and bedrock_failure is not None:
-        error = bedrock_failure.error
-        response = json_response(error.body, status=error.status, headers=error.headers)
-        provider = "bedrock"
-    if response is None:
-        status, error_type, message = _no_answer_error(failure)
-        response = error_response(status, error_type, message)
-    if bedrock_failure is not None:
-        response["x-gateway-fallback-error"] = (
-            f"{bedrock_failure.error.status} {bedrock_failure.error.error_type}"
-        )
-    for name, value in context.gateway_headers(provider).items():
-        response[name] = value
-    context.record(provider=provider, status=response.status_code)
-    return _with_reason(response, no_fallback)
+def _client_anthropic_credential(headers: dict[str, str]) -> str:
+    return headers.get("x-api-key") or headers.get("authorization") or ""
 
 
 def _new_context(request: HttpRequest, metadata: KeyMetadata, data: dict[str, Any]) -> ProxyContext:
@@ -141,16 +102,146 @@ def _new_context(request: HttpRequest, metadata: KeyMetadata, data: dict[str, An
     )
 
 
-async def proxy_messages(
-    request: HttpRequest, metadata: KeyMetadata, body: bytes
+async def _generate(provider: Provider, leg: Leg, call: Call) -> HttpResponseBase | LegFailure:
+    return await provider.generate(leg, call)
+
+
+async def _count_tokens(provider: Provider, leg: Leg, call: Call) -> HttpResponseBase | LegFailure:
+    return await provider.count_tokens(leg, call)
+
+
+async def _embed(provider: Provider, leg: Leg, call: Call) -> HttpResponseBase | LegFailure:
+    return await provider.embed(leg, call)
+
+
+async def _order(plan: Plan, *, use_circuits: bool) -> tuple[list[Leg], str]:
+    """The legs in the order to try them, and why the first leg of the plan was moved to the
+    end (its circuit is open, or Anthropic has no credential to send), or ""."""
+    ready: list[Leg] = []
+    deferred: list[Leg] = []
+    first_skip_reason = ""
+    for index, leg in enumerate(plan.legs):
+        reason = plan.deferred_reason if index == 0 else ""
+        if not reason and use_circuits:
+            reason = await circuits.should_skip(circuit_name(leg.provider, leg.circuit_credential))
+        if reason and index == 0:
+            first_skip_reason = reason
+        (deferred if reason else ready).append(leg)
+    return ready + deferred, first_skip_reason
+
+
+async def run_plan(
+    plan: Plan, call: Call, operation: LegOperation, *, use_circuits: bool = True
+) -> HttpResponseBase:
+    """Try the plan's legs, each at most once, and answer with the first that answers."""
+    context = call.context
+    failures: list[tuple[Leg, LegFailure]] = []
+    legs, skip_reason = await _order(plan, use_circuits=use_circuits)
+    for position, leg in enumerate(legs):
+        call.has_next_leg = position < len(legs) - 1
+        # A fallback leg says why it is answering: the last failure, or why the first leg of
+        # the plan was skipped. The first leg itself answers as no fallback.
+        if leg is plan.legs[0]:
+            context.fallback_reason = ""
+        elif failures:
+            context.fallback_reason = failures[-1][1].reason
+        else:
+            context.fallback_reason = skip_reason
+        context.attempting = leg.provider
+        circuit = circuit_name(leg.provider, leg.circuit_credential)
+        outcome = await operation(provider_for(leg.kind), leg, call)
+        if isinstance(outcome, LegFailure):
+            if use_circuits and outcome.upstream_failed:
+                await circuits.record_failure(
+                    circuit, reason=outcome.reason, retry_at=outcome.retry_at
+                )
+            UPSTREAM_ERRORS.labels(leg.provider, outcome.reason).inc()
+            logger.warning("%s failed for %s: %s", leg.provider, context.request_id, outcome.reason)
+            failures.append((leg, outcome))
+            continue
+        if use_circuits and outcome.status_code < 500:
+            await circuits.record_success(circuit, started_at=context.started_wall)
+        return outcome
+    return _every_leg_failed(plan, call, failures)
+
+
+def _every_leg_failed(
+    plan: Plan, call: Call, failures: list[tuple[Leg, LegFailure]]
+) -> HttpResponse:
+    context = call.context
+    by_plan_order = sorted(failures, key=lambda item: plan.legs.index(item[0]))
+    leg, failure = next(
+        ((leg, failure) for leg, failure in by_plan_order if failure.has_reply), by_plan_order[0]
+    )
+    provider = provider_for(leg.kind)
+    if failure.raw is not None and provider.wire == call.surface.wire:
+        response = failure.raw.as_response()
+    else:
+        response = call.surface.mapped_error_response(
+            failure.error or no_answer_error(leg.provider, failure)
+        )
+    later = [item for item in by_plan_order if item[0] is not plan.legs[0]]
+    if later and later[-1][1].error is not None:
+        error = later[-1][1].error
+        assert error is not None
+        response[FALLBACK_ERROR_HEADER] = f"{error.status} {error.error_type}"
+    for name, value in context.gateway_headers(leg.provider).items():
+        response[name] = value
+    if plan.no_fallback is not None:
+        NO_FALLBACK.labels(plan.no_fallback.reason).inc()
+        logger.warning(
+            "no fallback for %s after %s: %s",
+            context.request_id,
+            failures[0][1].reason,
+            plan.no_fallback.detail,
+        )
+        response[NO_FALLBACK_HEADER] = plan.no_fallback.reason
+    context.record(provider=leg.provider, status=response.status_code)
+    return response
+
+
+async def _serve(
+    request: HttpRequest,
+    metadata: KeyMetadata,
+    body: bytes,
+    surface: Surface,
+    operation: LegOperation,
+    *,
+    require_max_tokens: bool = False,
+    require_messages: bool = True,
+    billable: bool = True,
+    bedrock_allowed: bool = True,
+    use_circuits: bool = True,
 ) -> HttpResponseBase:
     try:
-        data = parse_body(body, require_max_tokens=True)
+        data = parse_body(
+            body, require_max_tokens=require_max_tokens, require_messages=require_messages
+        )
     except BadRequest as exc:
-        return error_response(exc.status, exc.error_type, exc.message)
+        return surface.error_response(exc.status, exc.error_type, exc.message, param=exc.param)
     context = _new_context(request, metadata, data)
+    context.billable = billable
+    if not surface.streams:
+        context.stream = False
+    headers = upstream_request_headers(asgi_request_headers(request.META))
+    headers.pop("accept-encoding", None)
+    client_credential = (
+        _client_anthropic_credential(headers) if surface.wire == ANTHROPIC_MESSAGES.wire else ""
+    )
+    call = Call(surface=surface, context=context, data=data, body=body, headers=headers)
     try:
-        return await _messages_flow(request, metadata, body, data, context)
+        plan = await make_plan(
+            requested_model=context.requested_model,
+            metadata=metadata,
+            surface_wire=surface.wire,
+            client_credential=client_credential,
+            bedrock_allowed=bedrock_allowed,
+        )
+        return await run_plan(plan, call, operation, use_circuits=use_circuits)
+    except PlanError as exc:
+        return surface.error_response(exc.status, exc.error_type, exc.message, param=exc.param)
+    except TranslationError as exc:
+        return surface.error_response(400, "invalid_request_error", exc.message, param=exc.param)
     except asyncio.CancelledError:
         # The client hung up before the answer started (streams record their own hang-ups):
         # the request still cost upstream work and is accounted, with what is known.
@@ -158,161 +249,54 @@ async def proxy_messages(
         raise
 
 
-async def _messages_flow(
-    request: HttpRequest,
-    metadata: KeyMetadata,
-    body: bytes,
-    data: dict[str, Any],
-    context: ProxyContext,
+async def proxy_messages(
+    request: HttpRequest, metadata: KeyMetadata, body: bytes
 ) -> HttpResponseBase:
-    headers, credential = _client_headers(request, metadata)
-    betas = bedrock_betas(headers.get("anthropic-beta"))
-    circuit = circuit_name("anthropic", credential)
-
-    skip_reason = "" if credential else "no_anthropic_credential"
-    if not skip_reason:
-        skip_reason = await circuits.should_skip(circuit)
-    if skip_reason:
-        target = await bedrock_target(metadata, context.requested_model)
-        if isinstance(target, BedrockTarget):
-            context.fallback_reason = skip_reason
-            context.attempting = "bedrock"
-            outcome = await call_bedrock(target=target, body=data, betas=betas, context=context)
-            if not isinstance(outcome, BedrockFailure):
-                return outcome
-            # Bedrock failed too: Anthropic still deserves its try.
-            context.fallback_reason = ""
-
-    context.attempting = "anthropic"
-    result = await attempt_anthropic(
-        path=MESSAGES_PATH, body=body, headers=headers, context=context
+    return await _serve(
+        request, metadata, body, ANTHROPIC_MESSAGES, _generate, require_max_tokens=True
     )
-    if not isinstance(result, AnthropicFailure):
-        if result.status_code < 500:
-            await circuits.record_success(circuit, started_at=context.started_wall)
-        return result
-    await circuits.record_failure(circuit, reason=result.reason, retry_at=result.retry_at)
-    UPSTREAM_ERRORS.labels("anthropic", result.reason).inc()
-
-    target = await bedrock_target(metadata, context.requested_model)
-    if isinstance(target, NoFallback):
-        NO_FALLBACK.labels(target.reason).inc()
-        logger.warning(
-            "no fallback for %s after %s: %s", context.request_id, result.reason, target.detail
-        )
-        return _anthropic_failed(result, context, no_fallback=target)
-    context.fallback_reason = result.reason
-    context.attempting = "bedrock"
-    outcome = await call_bedrock(target=target, body=data, betas=betas, context=context)
-    if isinstance(outcome, BedrockFailure):
-        UPSTREAM_ERRORS.labels("bedrock", outcome.error.error_type).inc()
-        logger.warning(
-            "bedrock fallback failed for %s: %s", context.request_id, outcome.error.message
-        )
-        return _anthropic_failed(result, context, bedrock_failure=outcome)
-    return outcome
 
 
 async def proxy_count_tokens(
     request: HttpRequest, metadata: KeyMetadata, body: bytes
 ) -> HttpResponseBase:
-    try:
-        data = parse_body(body, require_max_tokens=False)
-    except BadRequest as exc:
-        return error_response(exc.status, exc.error_type, exc.message)
-    context = _new_context(request, metadata, data)
-    context.stream = False
-    context.billable = False  # counting tokens costs nothing and uses no tokens
-    headers, credential = _client_headers(request, metadata)
-    result: HttpResponseBase | AnthropicFailure = AnthropicFailure(reason="no_anthropic_credential")
-    if credential:
-        result = await attempt_anthropic(
-            path=COUNT_TOKENS_PATH, body=body, headers=headers, context=context
-        )
-    if not isinstance(result, AnthropicFailure):
-        return result
-    target = await bedrock_target(metadata, context.requested_model)
-    if isinstance(target, NoFallback):
-        return _anthropic_failed(result, context, no_fallback=target)
-    context.fallback_reason = result.reason
-    outcome = await _bedrock_count_tokens(target, data, headers.get("anthropic-beta"), context)
-    if isinstance(outcome, BedrockFailure):
-        return _anthropic_failed(result, context, bedrock_failure=outcome)
-    return outcome
-
-
-async def _bedrock_count_tokens(
-    target: BedrockTarget, data: dict[str, Any], beta_header: str | None, context: ProxyContext
-) -> HttpResponseBase | BedrockFailure:
-    # CountTokens takes the base model ID: inference-profile prefixes are rejected there.
-    model_id = strip_geo_prefix(target.model_id)
-    url = f"{target.endpoint}/model/{quote_model_id(model_id)}/count-tokens"
-    payload = converse_count_tokens_body(data, betas=bedrock_betas(beta_header))
-    try:
-        response = await upstream_client().post(
-            url,
-            content=json.dumps(payload, separators=(",", ":")).encode(),
-            headers={
-                "authorization": f"Bearer {target.secret}",
-                "content-type": "application/json",
-                "accept": "application/json",
-            },
-        )
-    except Exception as exc:
-        return BedrockFailure(bedrock_transport_error(exc))
-    if response.status_code != 200:
-        return BedrockFailure(
-            bedrock_http_error(response.status_code, response.headers, response.content)
-        )
-    try:
-        tokens = int(response.json()["inputTokens"])
-    except (ValueError, KeyError, TypeError):
-        return BedrockFailure(bedrock_http_error(500, response.headers, response.content))
-    return json_response({"input_tokens": tokens}, headers=context.gateway_headers("bedrock"))
-
-
-async def proxy_models(request: HttpRequest, metadata: KeyMetadata) -> HttpResponse:
-    """Anthropic's model list; when Anthropic cannot answer, the models the map can serve."""
-    headers, credential = _client_headers(request, metadata)
-    query = request.META.get("QUERY_STRING", "")
-    url = settings.GATEWAY_ANTHROPIC_BASE_URL + MODELS_PATH + (f"?{query}" if query else "")
-    request_id = new_request_id()
-    if credential:
-        try:
-            response = await upstream_client().get(url, headers=headers)
-        except Exception as exc:
-            logger.info("models: anthropic unreachable: %s", type(exc).__name__)
-        else:
-            if response.status_code < 500 and response.status_code != 429:
-                passthrough = HttpResponse(response.content, status=response.status_code)
-                passthrough["content-type"] = response.headers.get(
-                    "content-type", "application/json"
-                )
-                passthrough["x-gateway-provider"] = "anthropic"
-                passthrough["x-gateway-request-id"] = request_id
-                return passthrough
-    names = await _mapped_model_names()
-    created = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(0))
-    data = [
-        {"type": "model", "id": name, "display_name": name, "created_at": created} for name in names
-    ]
-    body = {
-        "data": data,
-        "has_more": False,
-        "first_id": data[0]["id"] if data else None,
-        "last_id": data[-1]["id"] if data else None,
-    }
-    return json_response(
-        body, headers={"x-gateway-provider": "bedrock", "x-gateway-request-id": request_id}
+    # Counting tokens costs nothing and uses no tokens: no usage event, no circuit changes.
+    return await _serve(
+        request,
+        metadata,
+        body,
+        ANTHROPIC_MESSAGES,
+        _count_tokens,
+        billable=False,
+        use_circuits=False,
     )
 
 
-async def _mapped_model_names() -> list[str]:
-    await model_map.get("")  # refreshes the map when stale
-    return sorted(model_map.names())
+async def proxy_chat(request: HttpRequest, metadata: KeyMetadata, body: bytes) -> HttpResponseBase:
+    return await _serve(request, metadata, body, OPENAI_CHAT, _generate)
 
 
-def unknown_route(method: str, path: str) -> HttpResponse:
-    return json_response(
-        error_body("not_found_error", f"No route for {method} {path}."), status=404
+async def proxy_completions(
+    request: HttpRequest, metadata: KeyMetadata, body: bytes
+) -> HttpResponseBase:
+    return await _serve(
+        request, metadata, body, OPENAI_COMPLETIONS, _generate, require_messages=False
     )
+
+
+async def proxy_embeddings(
+    request: HttpRequest, metadata: KeyMetadata, body: bytes
+) -> HttpResponseBase:
+    return await _serve(
+        request,
+        metadata,
+        body,
+        OPENAI_EMBEDDINGS,
+        _embed,
+        require_messages=False,
+        bedrock_allowed=False,
+    )
+
+
+def unknown_route(method: str, path: str, surface: Surface = ANTHROPIC_MESSAGES) -> HttpResponse:
+    return surface.error_response(404, "not_found_error", f"No route for {method} {path}.")

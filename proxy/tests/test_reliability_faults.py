@@ -228,9 +228,11 @@ def test_circuit_opens_after_threshold_and_recovers_through_the_probe(
         assert response.status_code == 200
         assert response.headers["x-gateway-provider"] == "anthropic"
     assert len(fake.requests_to("anthropic")) == 7
-    (circuit,) = circuits.snapshot()
-    assert circuit["state"] == "closed"
-    assert circuit["times_opened"] == 2
+    # Every upstream has its circuit; Bedrock's stayed closed throughout.
+    by_upstream = {str(circuit["name"]).split(":")[0]: circuit for circuit in circuits.snapshot()}
+    assert by_upstream["anthropic"]["state"] == "closed"
+    assert by_upstream["anthropic"]["times_opened"] == 2
+    assert by_upstream["bedrock"]["times_opened"] == 0
 
 
 def test_half_open_lets_one_probe_through_while_others_use_bedrock(

@@ -348,7 +348,7 @@ def test_django_request_extras_show_no_access_key(
         def broken(*args: Any, **kwargs: Any) -> Any:
             raise RuntimeError("boom")
 
-        monkeypatch.setattr(services, "bedrock_betas", broken)
+        monkeypatch.setattr(services, "make_plan", broken)
     response = httpx.post(gateway_server.key_url(key_holder.plaintext) + path, json=BODY)
     assert response.status_code in (404, 500)
     assert captured_logs.lines  # Django did log it

@@ -1,10 +1,10 @@
 """The Anthropic leg: forward the client's bytes, relay the answer, or report a retryable failure.
 
-``attempt_anthropic`` returns either a response to hand to the client (success, or an error
-Anthropic meant for the client) or an ``AnthropicFailure`` when the request may go to Bedrock:
-a retryable status, a connect error or no first byte in time — always before any byte of the
-answer has reached the client. Passthrough chunks are relayed as they arrive, never re-encoded;
-a sniffer reads the usage from them on the way.
+``open_anthropic`` sends a request and returns the upstream response once it may be committed
+to, or a ``LegFailure`` when the request may go to the next leg: a retryable status, a connect
+error or no first byte in time — always before any byte of the answer has reached the client.
+``relay_anthropic`` passes the answer through to an Anthropic client: passthrough chunks are
+relayed as they arrive, never re-encoded; a sniffer reads the usage from them on the way.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import json
 import logging
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import httpx
 from django.conf import settings
@@ -25,7 +25,13 @@ from proxy.circuit import retry_at_from_headers
 from proxy.context import STREAM_INTERRUPTED, ProxyContext
 from proxy.headers import client_response_headers
 from proxy.http_client import upstream_client
-from proxy.translation.errors import is_retryable_anthropic_status
+from proxy.providers.base import LegFailure, RawReply, transport_failure
+from proxy.providers.common import streaming_headers
+from proxy.translation.errors import (
+    MappedError,
+    error_type_for_status,
+    is_retryable_anthropic_status,
+)
 from proxy.translation.sse import SSEUsageSniffer, Usage, usage_from_message
 
 logger = logging.getLogger(__name__)
@@ -33,39 +39,51 @@ logger = logging.getLogger(__name__)
 PROVIDER = "anthropic"
 
 
+def anthropic_error(status: int, headers: dict[str, str], content: bytes) -> MappedError:
+    """Anthropic's error reply in the hub shape (it already is one, when it parses)."""
+    retry = {name: headers[name] for name in ("retry-after", "retry-after-ms") if name in headers}
+    try:
+        body = json.loads(content)
+    except (ValueError, RecursionError):
+        body = None
+    error = body.get("error") if isinstance(body, dict) else None
+    if isinstance(error, dict) and error.get("type"):
+        message = str(error.get("message") or "")
+        clean = {"type": "error", "error": {"type": str(error["type"]), "message": message}}
+        return MappedError(status=status, body=clean, headers=retry)
+    text = content[:500].decode("utf-8", "replace") or "Anthropic failed."
+    return MappedError(
+        status=status,
+        body={"type": "error", "error": {"type": error_type_for_status(status), "message": text}},
+        headers=retry,
+    )
+
+
 @dataclass
-class AnthropicFailure:
-    """Anthropic could not answer; ``status``/``body`` hold its own reply when there was one."""
+class Opened:
+    """An Anthropic response that may be committed to; a stream's first chunk is already read."""
 
-    reason: str
-    status: int | None = None
-    headers: dict[str, str] = field(default_factory=dict)
-    body: bytes = b""
-    retry_at: float | None = None
+    response: httpx.Response
+    first_chunk: bytes = b""
+    chunks: AsyncIterator[bytes] | None = None
 
-    def as_response(self) -> HttpResponse | None:
-        """Anthropic's own reply, unchanged, or None when it never replied."""
-        if self.status is None:
-            return None
-        response = HttpResponse(self.body, status=self.status)
-        for name, value in client_response_headers(self.headers.items()):
-            response[name] = value
-        return response
+    def rest(self) -> AsyncIterator[bytes]:
+        """Every chunk of the body, the one already read first."""
+        return _prepend(self.first_chunk, self.chunks)
 
 
-def _failure_from_exception(exc: BaseException) -> AnthropicFailure:
-    if isinstance(exc, TimeoutError | httpx.TimeoutException):
-        if isinstance(exc, httpx.ConnectTimeout):
-            return AnthropicFailure(reason="connect_timeout")
-        return AnthropicFailure(reason="first_byte_timeout")
-    if isinstance(exc, httpx.ConnectError):
-        return AnthropicFailure(reason="connect_error")
-    return AnthropicFailure(reason="upstream_error")
+async def _prepend(first: bytes, rest: AsyncIterator[bytes] | None) -> AsyncIterator[bytes]:
+    if first:
+        yield first
+    if rest is not None:
+        async for chunk in rest:
+            yield chunk
 
 
-async def attempt_anthropic(
+async def open_anthropic(
     *, path: str, body: bytes, headers: dict[str, str], context: ProxyContext
-) -> HttpResponseBase | AnthropicFailure:
+) -> Opened | LegFailure:
+    """The upstream response, open, when it is a success or an error meant for the client."""
     url = settings.GATEWAY_ANTHROPIC_BASE_URL + path
     client = upstream_client()
     wait = (
@@ -88,11 +106,10 @@ async def attempt_anthropic(
                 content = await response.aread()
                 await response.aclose()
                 response_headers = dict(response.headers)
-                return AnthropicFailure(
+                return LegFailure(
                     reason=f"anthropic_{response.status_code}",
-                    status=response.status_code,
-                    headers=response_headers,
-                    body=content,
+                    raw=RawReply(response.status_code, response_headers, content),
+                    error=anthropic_error(response.status_code, response_headers, content),
                     retry_at=(
                         retry_at_from_headers(response_headers, time.time())
                         if response.status_code == 429
@@ -100,9 +117,11 @@ async def attempt_anthropic(
                     ),
                 )
             if not context.stream or response.status_code != 200:
-                content = await response.aread()
+                await response.aread()
                 await response.aclose()
-                return _complete_response(response, content, context)
+                return Opened(response)
+            # Wait for the first chunk within the same bound: a stream that opens but says
+            # nothing is as dead as one that never opens.
             chunks = response.aiter_raw()
             first_chunk = await anext(chunks, b"")
     except BaseException as exc:
@@ -112,12 +131,20 @@ async def attempt_anthropic(
             raise
         if not isinstance(exc, Exception):
             raise
-        failure = _failure_from_exception(exc)
+        failure = transport_failure(PROVIDER, exc)
         logger.info(
             "anthropic: %s for %s (%s)", failure.reason, context.request_id, type(exc).__name__
         )
         return failure
-    return _streaming_response(response, chunks, first_chunk, context)
+    return Opened(response, first_chunk, chunks)
+
+
+def relay_anthropic(opened: Opened, context: ProxyContext) -> HttpResponseBase:
+    """An open Anthropic response, passed through to an Anthropic client unchanged."""
+    response = opened.response
+    if opened.chunks is None:
+        return _complete_response(response, response.content, context)
+    return _streaming_response(response, opened.chunks, opened.first_chunk, context)
 
 
 def _complete_response(
@@ -130,7 +157,7 @@ def _complete_response(
             message = json.loads(content)
             usage = usage_from_message(message)
             model = str(message.get("model") or "")
-        except (ValueError, AttributeError):
+        except (ValueError, AttributeError, RecursionError):
             logger.warning("anthropic: unparseable 200 body for %s", context.request_id)
     context.mark_first_byte()
     context.record(
@@ -149,7 +176,7 @@ def _streaming_response(
     chunks: AsyncIterator[bytes],
     first_chunk: bytes,
     context: ProxyContext,
-) -> StreamingHttpResponse:
+) -> HttpResponseBase:
     response = StreamingHttpResponse(
         _relay(upstream, chunks, first_chunk, context), status=upstream.status_code
     )
@@ -157,9 +184,7 @@ def _streaming_response(
         response[name] = value
     for name, value in context.gateway_headers(PROVIDER).items():
         response[name] = value
-    response["cache-control"] = "no-cache"
-    response["x-accel-buffering"] = "no"  # nginx in front must not buffer the stream
-    return response
+    return streaming_headers(response)
 
 
 async def _relay(

@@ -4,8 +4,9 @@ Two API modes, chosen per credential: InvokeModel with the Anthropic-native body
 tools and caching as they are) and Converse (translated both ways). Streams arrive as AWS
 eventstream frames, decoded by botocore's ``EventStreamBuffer``, and leave as Anthropic SSE.
 
-``call_bedrock`` returns the client's response, or a ``BedrockFailure`` when Bedrock failed
-before anything was sent to the client (so the caller can pick the more useful error).
+``call_bedrock`` returns the client's response (rendered in the client's format by its surface),
+or a ``LegFailure`` for any failure before anything was sent to the client: Bedrock is the
+fallback, and the request flow then answers with the more useful error.
 """
 
 from __future__ import annotations
@@ -13,20 +14,20 @@ from __future__ import annotations
 import json
 import logging
 import uuid
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from typing import Any
 
 import httpx
 from botocore.eventstream import EventStreamBuffer, EventStreamMessage, ParserError
-from django.http import StreamingHttpResponse
 from django.http.response import HttpResponseBase
 
-from proxy.context import STREAM_INTERRUPTED, ProxyContext, json_response
+from proxy.context import json_response
 from proxy.http_client import upstream_client
+from proxy.providers.base import Call, LegFailure
+from proxy.providers.common import StreamDecodeError, complete_message, translated_stream
 from proxy.routing import BedrockTarget
 from proxy.translation.converse import (
     anthropic_to_converse,
+    converse_count_tokens_body,
     converse_to_anthropic,
     tool_name_map,
 )
@@ -38,18 +39,13 @@ from proxy.translation.invoke import (
     invoke_response_to_anthropic,
 )
 from proxy.translation.limits import clamp_output_tokens
-from proxy.translation.model_ids import quote_model_id
-from proxy.translation.sse import Usage, encode_sse, normalize_usage, usage_from_message
+from proxy.translation.model_ids import quote_model_id, strip_geo_prefix
+from proxy.translation.sse import Usage, normalize_usage
 
 logger = logging.getLogger(__name__)
 
 PROVIDER = "bedrock"
 EVENTSTREAM = "application/vnd.amazon.eventstream"
-
-
-@dataclass
-class BedrockFailure:
-    error: MappedError
 
 
 class _StreamTranslator:
@@ -140,14 +136,53 @@ def bedrock_transport_error(exc: Exception) -> MappedError:
     return MappedError(529, error_body("overloaded_error", "Bedrock is unreachable."), {})
 
 
+class _Frames:
+    """Decoder: eventstream frames out of Bedrock's bytes (botocore checks both CRCs)."""
+
+    def __init__(self) -> None:
+        self._buffer = EventStreamBuffer()
+
+    def feed(self, chunk: bytes) -> list[EventStreamMessage]:
+        self._buffer.add_data(chunk)
+        try:
+            return list(self._buffer)
+        except ParserError as exc:
+            raise StreamDecodeError(f"corrupt eventstream: {exc}") from exc
+
+    def close(self) -> list[EventStreamMessage]:
+        return []
+
+
+class _FrameTranslator:
+    """Translator: frames to hub events; an exception or error frame becomes an error event."""
+
+    def __init__(self, translator: _StreamTranslator) -> None:
+        self._translator = translator
+
+    def feed(self, message: EventStreamMessage) -> list[tuple[str, dict[str, Any]]]:
+        if message.headers.get(":message-type") != "event":
+            return [("error", _frame_error(message).body)]
+        return self._translator.feed(message)
+
+    def finish(self) -> list[tuple[str, dict[str, Any]]]:
+        return self._translator.finish()
+
+    @property
+    def usage(self) -> Usage:
+        return self._translator.usage
+
+
+def _failure(error: MappedError) -> LegFailure:
+    """Every Bedrock failure lets the next leg try: Bedrock is the fallback, and a failed
+    fallback must never hide the primary's own reply."""
+    return LegFailure(reason=f"bedrock_{error.status}", error=error)
+
+
 async def call_bedrock(
-    *,
-    target: BedrockTarget,
-    body: dict[str, Any],
-    betas: list[str],
-    context: ProxyContext,
-) -> HttpResponseBase | BedrockFailure:
-    body = clamp_output_tokens(body, target.max_output_tokens)
+    *, target: BedrockTarget, call: Call, betas: list[str]
+) -> HttpResponseBase | LegFailure:
+    context = call.context
+    body = clamp_output_tokens(call.hub_request(), target.max_output_tokens)
     url, payload = _request_for(target, body, stream=context.stream, betas=betas)
     client = upstream_client()
     request = client.build_request(
@@ -163,146 +198,88 @@ async def call_bedrock(
         response = await client.send(request, stream=True)
     except httpx.HTTPError as exc:
         logger.warning("bedrock: %s for %s", type(exc).__name__, context.request_id)
-        return BedrockFailure(bedrock_transport_error(exc))
+        return _failure(bedrock_transport_error(exc))
     try:
         if response.status_code != 200:
             content = await response.aread()
             await response.aclose()
-            return BedrockFailure(
-                bedrock_http_error(response.status_code, response.headers, content)
-            )
+            return _failure(bedrock_http_error(response.status_code, response.headers, content))
         if not context.stream:
             content = await response.aread()
             await response.aclose()
-            return _complete(target, content, context, message_id, tool_names)
-        return await _start_stream(target, response, context, message_id, tool_names)
+            return _complete(target, content, call, message_id, tool_names)
+        translator = _StreamTranslator(target, context.requested_model, message_id, tool_names)
+        outcome = await translated_stream(
+            call,
+            provider=PROVIDER,
+            upstream_model=target.model_id,
+            response=response,
+            decoder=_Frames(),
+            translator=_FrameTranslator(translator),
+            chunks=response.aiter_raw(),
+            errors_are_failures=True,
+        )
+        if isinstance(outcome, LegFailure) and outcome.error is None:
+            return _failure(
+                MappedError(529, error_body("overloaded_error", "Bedrock is unreachable."), {})
+            )
+        return outcome
     except httpx.HTTPError as exc:
         await response.aclose()
         logger.warning("bedrock: %s for %s", type(exc).__name__, context.request_id)
-        return BedrockFailure(bedrock_transport_error(exc))
+        return _failure(bedrock_transport_error(exc))
 
 
 def _complete(
     target: BedrockTarget,
     content: bytes,
-    context: ProxyContext,
+    call: Call,
     message_id: str,
     tool_names: dict[str, str],
-) -> HttpResponseBase | BedrockFailure:
+) -> HttpResponseBase | LegFailure:
     try:
         data = json.loads(content)
     except ValueError:
-        return BedrockFailure(
+        return _failure(
             MappedError(500, error_body("api_error", "Bedrock sent an unreadable answer."), {})
         )
+    model = call.context.requested_model
     if target.api_mode == "converse":
         message = converse_to_anthropic(
-            data, model=context.requested_model, message_id=message_id, tool_names=tool_names
+            data, model=model, message_id=message_id, tool_names=tool_names
         )
     else:
-        message = invoke_response_to_anthropic(data, model=context.requested_model)
-    context.mark_first_byte()
-    context.record(
-        provider=PROVIDER,
-        status=200,
-        usage=usage_from_message(message),
-        upstream_model=target.model_id,
+        message = invoke_response_to_anthropic(data, model=model)
+    return complete_message(
+        call, provider=PROVIDER, message=message, upstream_model=target.model_id
     )
-    return json_response(message, headers=context.gateway_headers(PROVIDER))
 
 
-async def _start_stream(
-    target: BedrockTarget,
-    response: httpx.Response,
-    context: ProxyContext,
-    message_id: str,
-    tool_names: dict[str, str],
-) -> HttpResponseBase | BedrockFailure:
-    """Read up to the first event before committing: an exception as the very first frame
-    (throttling, say) still becomes a proper HTTP error instead of a stream holding one."""
-    translator = _StreamTranslator(target, context.requested_model, message_id, tool_names)
-    buffer = EventStreamBuffer()
-    chunks = response.aiter_raw()
-    pending: list[EventStreamMessage] = []
-    while not pending:
-        chunk = await anext(chunks, None)
-        if chunk is None:
-            break
-        buffer.add_data(chunk)
-        try:
-            pending.extend(buffer)
-        except ParserError as exc:
-            await response.aclose()
-            logger.warning("bedrock: bad eventstream for %s: %s", context.request_id, exc)
-            return BedrockFailure(
-                MappedError(500, error_body("api_error", "Bedrock sent a corrupt stream."), {})
-            )
-    if pending and pending[0].headers.get(":message-type") != "event":
-        await response.aclose()
-        return BedrockFailure(_frame_error(pending[0]))
-    streaming = StreamingHttpResponse(
-        _relay(response, chunks, buffer, pending, translator, target, context),
-        content_type="text/event-stream; charset=utf-8",
-    )
-    for name, value in context.gateway_headers(PROVIDER).items():
-        streaming[name] = value
-    streaming["cache-control"] = "no-cache"
-    streaming["x-accel-buffering"] = "no"
-    return streaming
-
-
-async def _relay(
-    response: httpx.Response,
-    chunks: AsyncIterator[bytes],
-    buffer: EventStreamBuffer,
-    pending: list[EventStreamMessage],
-    translator: _StreamTranslator,
-    target: BedrockTarget,
-    context: ProxyContext,
-) -> AsyncIterator[bytes]:
-    status = 200
-    disconnected = True  # until the stream ends, normally or with an error event
+async def bedrock_count_tokens(
+    target: BedrockTarget, call: Call, betas: list[str]
+) -> HttpResponseBase | LegFailure:
+    # CountTokens takes the base model ID: inference-profile prefixes are rejected there.
+    model_id = strip_geo_prefix(target.model_id)
+    url = f"{target.endpoint}/model/{quote_model_id(model_id)}/count-tokens"
+    payload = converse_count_tokens_body(call.hub_request(), betas=betas)
     try:
-        messages: list[EventStreamMessage] = pending
-        while True:
-            out: list[bytes] = []
-            failed: MappedError | None = None
-            for message in messages:
-                if message.headers.get(":message-type") != "event":
-                    failed = _frame_error(message)
-                    break
-                out.extend(encode_sse(name, data) for name, data in translator.feed(message))
-            if failed is not None:
-                status = failed.status
-                out.append(encode_sse("error", failed.body))
-                context.mark_first_byte()
-                yield b"".join(out)
-                disconnected = False
-                return
-            if out:
-                context.mark_first_byte()
-                yield b"".join(out)
-            chunk = await anext(chunks, None)
-            if chunk is None:
-                break
-            buffer.add_data(chunk)
-            messages = list(buffer)
-        tail = [encode_sse(name, data) for name, data in translator.finish()]
-        if tail:
-            yield b"".join(tail)
-        disconnected = False
-    except (httpx.HTTPError, ParserError, ValueError) as exc:
-        # ValueError: a frame whose payload is not the JSON it should be (InvokeStreamError).
-        disconnected = False
-        status = 502
-        logger.warning("bedrock: stream failed for %s: %s", context.request_id, exc)
-        yield STREAM_INTERRUPTED
-    finally:
-        await response.aclose()
-        context.record(
-            provider=PROVIDER,
-            status=status,
-            usage=translator.usage,
-            upstream_model=target.model_id,
-            disconnected=disconnected,
+        response = await upstream_client().post(
+            url,
+            content=json.dumps(payload, separators=(",", ":")).encode(),
+            headers={
+                "authorization": f"Bearer {target.secret}",
+                "content-type": "application/json",
+                "accept": "application/json",
+            },
         )
+    except Exception as exc:
+        return _failure(bedrock_transport_error(exc))
+    if response.status_code != 200:
+        return _failure(
+            bedrock_http_error(response.status_code, response.headers, response.content)
+        )
+    try:
+        tokens = int(response.json()["inputTokens"])
+    except (ValueError, KeyError, TypeError):
+        return _failure(bedrock_http_error(500, response.headers, response.content))
+    return json_response({"input_tokens": tokens}, headers=call.context.gateway_headers(PROVIDER))

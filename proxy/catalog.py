@@ -1,0 +1,152 @@
+"""``GET /v1/models`` on both surfaces: the models an access key can use.
+
+Claude models come from Anthropic itself when it answers (with the client's credential on the
+Anthropic surface, as before), else from the model map. Every other provider that has a
+credential for the key lists its own models, named ``provider/model``; those lists are cached
+per credential for a few minutes, so the model list costs upstream calls only now and then.
+Admin-defined aliases are listed too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse
+
+from accounts.keycache import KeyMetadata
+from proxy.context import json_response, new_request_id
+from proxy.headers import asgi_request_headers, has_client_credential, upstream_request_headers
+from proxy.http_client import upstream_client
+from proxy.planning import ANTHROPIC, BEDROCK, GENERIC, Leg
+from proxy.providers.registry import provider_for
+from proxy.routing import model_aliases, model_map
+
+logger = logging.getLogger(__name__)
+
+MODELS_PATH = "/v1/models"
+_LIST_TTL = 300.0
+_LIST_TIMEOUT = 5.0
+_cache: dict[tuple[str, int], tuple[float, list[str]]] = {}
+
+
+async def _listed(leg: Leg) -> list[str]:
+    assert leg.credential is not None
+    key = (leg.provider, leg.credential.id)
+    cached = _cache.get(key)
+    now = time.monotonic()
+    if cached is not None and cached[0] > now:
+        return cached[1]
+    try:
+        async with asyncio.timeout(_LIST_TIMEOUT):
+            ids = await provider_for(leg.kind).list_models(leg)
+    except Exception as exc:
+        logger.info("models: %s did not list its models: %s", leg.provider, type(exc).__name__)
+        ids = cached[1] if cached is not None else []
+    _cache[key] = (now + _LIST_TTL, ids)
+    return ids
+
+
+async def other_provider_models(metadata: KeyMetadata) -> list[tuple[str, str]]:
+    """``(provider, "provider/model")`` for every non-Claude provider the key can reach."""
+    legs = [
+        Leg(name, credential.provider if credential.provider == GENERIC else name, "", credential)
+        for name, credential in sorted(metadata.credentials.items())
+        if name not in (ANTHROPIC, BEDROCK) and not credential.error
+    ]
+    lists = await asyncio.gather(*(_listed(leg) for leg in legs))
+    return [
+        (leg.provider, f"{leg.provider}/{model}")
+        for leg, ids in zip(legs, lists, strict=True)
+        for model in ids
+    ]
+
+
+async def _claude_models(metadata: KeyMetadata) -> list[str]:
+    stored = metadata.credentials.get(ANTHROPIC)
+    if stored is not None and not stored.error:
+        leg = Leg(ANTHROPIC, ANTHROPIC, "", stored)
+        listed = await _listed(leg)
+        if listed:
+            return listed
+    await model_map.get("")  # refreshes the map when stale
+    return sorted(model_map.names())
+
+
+async def _alias_names() -> list[str]:
+    await model_aliases.get("")
+    return sorted(model_aliases.names())
+
+
+async def anthropic_models(request: HttpRequest, metadata: KeyMetadata) -> HttpResponse:
+    """Anthropic's model list (passed through when the client's credential gets one) plus the
+    other providers' models; when Anthropic cannot answer, the models the map can serve."""
+    headers = upstream_request_headers(asgi_request_headers(request.META))
+    stored = metadata.credentials.get(ANTHROPIC)
+    if not has_client_credential(headers) and stored is not None and not stored.error:
+        headers["x-api-key"] = stored.secret
+    query = request.META.get("QUERY_STRING", "")
+    url = settings.GATEWAY_ANTHROPIC_BASE_URL + MODELS_PATH + (f"?{query}" if query else "")
+    request_id = new_request_id()
+    others = await other_provider_models(metadata)
+    extra = [model for _, model in others] + await _alias_names()
+    if has_client_credential(headers):
+        try:
+            response = await upstream_client().get(url, headers=headers)
+        except Exception as exc:
+            logger.info("models: anthropic unreachable: %s", type(exc).__name__)
+        else:
+            if response.status_code < 500 and response.status_code != 429:
+                if not extra or response.status_code != 200:
+                    passthrough = HttpResponse(response.content, status=response.status_code)
+                    passthrough["content-type"] = response.headers.get(
+                        "content-type", "application/json"
+                    )
+                    passthrough["x-gateway-provider"] = "anthropic"
+                    passthrough["x-gateway-request-id"] = request_id
+                    return passthrough
+                listed = response.json()
+                listed["data"] = list(listed.get("data") or []) + _anthropic_entries(extra)
+                listed["last_id"] = listed["data"][-1]["id"] if listed["data"] else None
+                return json_response(
+                    listed,
+                    headers={"x-gateway-provider": "anthropic", "x-gateway-request-id": request_id},
+                )
+    names = await _claude_models(metadata)
+    data = _anthropic_entries(names + extra)
+    body = {
+        "data": data,
+        "has_more": False,
+        "first_id": data[0]["id"] if data else None,
+        "last_id": data[-1]["id"] if data else None,
+    }
+    return json_response(
+        body, headers={"x-gateway-provider": "bedrock", "x-gateway-request-id": request_id}
+    )
+
+
+def _anthropic_entries(names: list[str]) -> list[dict[str, Any]]:
+    created = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(0))
+    return [
+        {"type": "model", "id": name, "display_name": name, "created_at": created} for name in names
+    ]
+
+
+async def openai_models(request: HttpRequest, metadata: KeyMetadata) -> HttpResponse:
+    """The OpenAI-shaped list: every model as ``provider/model``, aliases by their name."""
+    request_id = new_request_id()
+    entries: list[tuple[str, str]] = [
+        (ANTHROPIC, f"{ANTHROPIC}/{name}") for name in await _claude_models(metadata)
+    ]
+    entries += await other_provider_models(metadata)
+    entries += [("gateway", name) for name in await _alias_names()]
+    data = [
+        {"id": model, "object": "model", "created": 0, "owned_by": owner}
+        for owner, model in entries
+    ]
+    return json_response(
+        {"object": "list", "data": data}, headers={"x-gateway-request-id": request_id}
+    )

@@ -1,0 +1,220 @@
+"""The plan of a request: which legs (provider, upstream model, credential) to try, in order.
+
+``make_plan`` turns the model a client asked for into legs:
+
+1. an admin-defined alias (``fast`` → ``ollama/qwen3``) is replaced by its target;
+2. ``provider/model`` names its provider: a built-in one (``openai/gpt-4.1``) or a generic
+   OpenAI-compatible server by the name its credential was given (``vllm/qwen2.5-72b``);
+3. a bare name goes where its family lives: ``claude-*`` to Anthropic, ``gpt-*``, ``o1``…
+   ``o4`` series and ``text-embedding-*`` to OpenAI, ``gemini-*`` to Gemini; anything else to
+   the surface's own provider (Anthropic for ``/v1/messages``, OpenAI for the OpenAI surface).
+
+A Claude model (bare or ``anthropic/…``) gets the default plan: Anthropic, then Bedrock with the
+mapped model (``proxy.routing.bedrock_target``). Every other plan has one leg. Routing rules and
+key pools only change how this plan is made; the loop that runs it is ``proxy.services``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from accounts.keycache import KeyMetadata, ResolvedCredential
+from proxy.routing import BedrockTarget, NoFallback, bedrock_target, model_aliases
+
+ANTHROPIC = "anthropic"
+BEDROCK = "bedrock"
+OPENAI = "openai"
+GEMINI = "gemini"
+OLLAMA = "ollama"
+GENERIC = "generic"
+BUILTIN_PROVIDERS = (ANTHROPIC, BEDROCK, OPENAI, GEMINI, OLLAMA)
+
+_OPENAI_MODEL = re.compile(
+    r"^(gpt-|chatgpt-|text-embedding-|davinci|babbage|omni-moderation|o\d(-|$))", re.IGNORECASE
+)
+_GEMINI_MODEL = re.compile(r"^(gemini-|gemma-|text-embedding-004|embedding-00)", re.IGNORECASE)
+
+
+@dataclass(frozen=True, slots=True)
+class Leg:
+    """One upstream to try: ``provider`` is what clients call it (``openai``, ``vllm``),
+    ``kind`` the implementation in the provider registry (``openai``, ``generic``)."""
+
+    provider: str
+    kind: str
+    model: str
+    credential: ResolvedCredential | None = field(default=None, repr=False)
+    bedrock: BedrockTarget | None = field(default=None, repr=False)
+    # The client's own Anthropic credential (x-api-key or authorization), forwarded as is.
+    client_credential: str = field(default="", repr=False)
+
+    @property
+    def circuit_credential(self) -> str:
+        """What identifies this upstream account for its circuit breaker."""
+        if self.client_credential:
+            return self.client_credential
+        if self.bedrock is not None:
+            return self.bedrock.secret
+        if self.credential is not None:
+            return self.credential.secret or self.credential.endpoint_url or str(self.credential.id)
+        return self.provider
+
+
+@dataclass
+class Plan:
+    legs: list[Leg]
+    # Set when a Claude plan has no Bedrock leg: why (reported in x-gateway-no-fallback-reason).
+    no_fallback: NoFallback | None = None
+    # A leg that cannot be tried first, and why (the client sent no Anthropic credential).
+    deferred_reason: str = ""
+
+
+class PlanError(Exception):
+    """The request names nothing the gateway can route: a 4xx in the client's format."""
+
+    def __init__(self, status: int, error_type: str, message: str, param: str = "model") -> None:
+        super().__init__(message)
+        self.status = status
+        self.error_type = error_type
+        self.message = message
+        self.param = param
+
+
+def default_provider(model: str, *, surface_wire: str) -> str:
+    """The provider of a bare model name."""
+    if model.lower().startswith("claude"):
+        return ANTHROPIC
+    if _OPENAI_MODEL.match(model):
+        return OPENAI
+    if _GEMINI_MODEL.match(model):
+        return GEMINI
+    return ANTHROPIC if surface_wire == ANTHROPIC else OPENAI
+
+
+def configured_providers(metadata: KeyMetadata) -> list[str]:
+    """The providers this key can reach, as clients name them (Ollama needs no credential)."""
+    names = set(metadata.credentials) | {OLLAMA}
+    return sorted(names)
+
+
+def split_model(model: str, metadata: KeyMetadata) -> tuple[str | None, str]:
+    """``(provider, upstream model)``; provider None for a bare name. Raises PlanError for an
+    unknown prefix."""
+    if "/" not in model:
+        return None, model
+    prefix, rest = model.split("/", 1)
+    known = prefix in BUILTIN_PROVIDERS or _generic_credential(metadata, prefix) is not None
+    if not known:
+        configured = ", ".join(configured_providers(metadata))
+        raise PlanError(
+            400,
+            "invalid_request_error",
+            f"Unknown provider {prefix!r} in model {model!r}. Use provider/model with one of: "
+            f"{configured}.",
+        )
+    if not rest:
+        raise PlanError(400, "invalid_request_error", f"Model {model!r} names no model.")
+    return prefix, rest
+
+
+def _generic_credential(metadata: KeyMetadata, name: str) -> ResolvedCredential | None:
+    credential = metadata.credentials.get(name)
+    if credential is not None and credential.provider == GENERIC:
+        return credential
+    return None
+
+
+def _missing_credential(provider: str) -> PlanError:
+    return PlanError(
+        400,
+        "invalid_request_error",
+        f"No {provider} credential applies to this access key. An admin can add one in the "
+        f"admin (Provider credentials) or with `manage.py set_provider_credential {provider} "
+        "--secret-stdin`.",
+    )
+
+
+def _usable(credential: ResolvedCredential | None, provider: str) -> ResolvedCredential:
+    if credential is None:
+        raise _missing_credential(provider)
+    if credential.error:
+        raise PlanError(
+            403, "permission_error", f"The {provider} credential cannot be used: {credential.error}"
+        )
+    return credential
+
+
+async def make_plan(
+    *,
+    requested_model: str,
+    metadata: KeyMetadata,
+    surface_wire: str,
+    client_credential: str = "",
+    bedrock_allowed: bool = True,
+) -> Plan:
+    """The legs for ``requested_model``. ``client_credential`` is the client's own Anthropic
+    credential (Anthropic surface only)."""
+    model = (await model_aliases.get(requested_model)) or requested_model
+    provider, upstream_model = split_model(model, metadata)
+    if provider is None:
+        provider = default_provider(upstream_model, surface_wire=surface_wire)
+    if provider == ANTHROPIC:
+        return await _claude_plan(
+            upstream_model,
+            metadata,
+            surface_wire=surface_wire,
+            client_credential=client_credential,
+            bedrock_allowed=bedrock_allowed,
+        )
+    if provider == BEDROCK:
+        target = await bedrock_target(metadata, upstream_model, model_id=upstream_model)
+        if isinstance(target, NoFallback):
+            raise PlanError(
+                400, "invalid_request_error", f"Bedrock cannot be used: {target.detail}"
+            )
+        return Plan(legs=[Leg(BEDROCK, BEDROCK, target.model_id, bedrock=target)])
+    if provider == OLLAMA:
+        credential = metadata.credentials.get(OLLAMA)
+        if credential is not None and credential.error:
+            credential = _usable(credential, OLLAMA)
+        return Plan(legs=[Leg(OLLAMA, OLLAMA, upstream_model, credential=credential)])
+    if provider in (OPENAI, GEMINI):
+        credential = _usable(metadata.credentials.get(provider), provider)
+        return Plan(legs=[Leg(provider, provider, upstream_model, credential=credential)])
+    credential = _usable(_generic_credential(metadata, provider), provider)
+    return Plan(legs=[Leg(provider, GENERIC, upstream_model, credential=credential)])
+
+
+async def _claude_plan(
+    model: str,
+    metadata: KeyMetadata,
+    *,
+    surface_wire: str,
+    client_credential: str,
+    bedrock_allowed: bool,
+) -> Plan:
+    stored = metadata.credentials.get(ANTHROPIC)
+    if stored is not None and stored.error:
+        stored = None
+    legs: list[Leg] = []
+    deferred_reason = ""
+    if client_credential:
+        legs.append(Leg(ANTHROPIC, ANTHROPIC, model, client_credential=client_credential))
+    elif stored is not None:
+        legs.append(Leg(ANTHROPIC, ANTHROPIC, model, credential=stored))
+    elif surface_wire == ANTHROPIC:
+        # Forwarded without a credential, Anthropic answers with its own 401, which is what a
+        # client with no credential and no fallback should see; with a fallback, Bedrock first.
+        legs.append(Leg(ANTHROPIC, ANTHROPIC, model))
+        deferred_reason = "no_anthropic_credential"
+    no_fallback: NoFallback | None = None
+    if bedrock_allowed:
+        target = await bedrock_target(metadata, model)
+        if isinstance(target, BedrockTarget):
+            legs.append(Leg(BEDROCK, BEDROCK, target.model_id, bedrock=target))
+        else:
+            no_fallback = target
+    if not legs:
+        raise _missing_credential(ANTHROPIC)
+    return Plan(legs=legs, no_fallback=no_fallback, deferred_reason=deferred_reason)
