@@ -698,6 +698,28 @@ def test_signature_without_thoughts_is_a_thinking_block_of_its_own() -> None:
     ]
 
 
+def test_signature_on_a_thought_part_stays_on_its_block_and_goes_to_the_next_part() -> None:
+    message = to_hub(
+        response(
+            [
+                {"text": "plan", "thought": True, "thoughtSignature": SIG_A},
+                {"text": "more", "thought": True},
+                {"text": "Answer."},
+            ]
+        )
+    )
+    assert message["content"] == [
+        {"type": "thinking", "thinking": "plan", "signature": f"gemini:{SIG_A}"},
+        {"type": "thinking", "thinking": "more", "signature": ""},
+        {"type": "text", "text": "Answer."},
+    ]
+    request = replay(message, [user("q")], user("next"))
+    assert request["contents"][1] == {
+        "role": "model",
+        "parts": [{"text": "Answer.", "thoughtSignature": SIG_A}],
+    }
+
+
 def test_unsigned_thoughts_and_dropped_parts() -> None:
     message = to_hub(
         response(
