@@ -33,20 +33,27 @@ def _clean_key_cache() -> Iterator[None]:
     key_cache.reset()
 
 
+_in_database_threads = keycache._in_database_thread
+
+
 async def _on_the_test_thread(func: Callable[..., Any], *args: Any) -> Any:
     return await sync_to_async(func)(*args)
 
 
 @pytest.fixture(autouse=True)
-def _key_cache_reads_on_the_test_thread(
-    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def _key_cache_reads_on_the_test_thread(monkeypatch: pytest.MonkeyPatch) -> None:
     """The cache reads the database on a pool of its own threads, whose connections cannot see
     a test's uncommitted transaction; through async_to_sync from the test, thread-sensitive
     reads run on the test's thread and connection instead. Tests of the pool itself opt out
-    with the ``database_threads`` marker (and a transactional database)."""
-    if request.node.get_closest_marker("database_threads") is None:
-        monkeypatch.setattr(keycache, "_in_database_thread", _on_the_test_thread)
+    with the ``database_threads`` fixture."""
+    monkeypatch.setattr(keycache, "_in_database_thread", _on_the_test_thread)
+
+
+@pytest.fixture
+def database_threads(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The cache's own database threads, as in production (for tests that need no database
+    rows, or a transactional database)."""
+    monkeypatch.setattr(keycache, "_in_database_thread", _in_database_threads)
 
 
 @pytest.fixture

@@ -1,5 +1,6 @@
-"""accounts.keycache: warm lookups make no query; invalidation, locally and through Redis; Redis
-away does not stop lookups.
+"""accounts.keycache: warm lookups make no query; invalidation, locally, through the database and
+through Redis; users deactivated or deleted anywhere; Redis or the database away does not stop
+lookups; database reads side by side on the cache's own threads.
 
 Lookups run through ``async_to_sync`` from the test's thread, so the cache's database loads run on
 that thread's connection, inside the test transaction, where query counting sees them. Time is a
@@ -8,6 +9,8 @@ fake monotonic clock: the tests say "a second later" without waiting for one.
 
 from __future__ import annotations
 
+import asyncio
+import threading
 from collections.abc import Callable
 from datetime import timedelta
 from types import SimpleNamespace
@@ -17,18 +20,23 @@ import pytest
 from asgiref.sync import async_to_sync
 from cryptography.fernet import Fernet
 from django.conf import settings as django_settings
-from django.db import connection
+from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
+from django.db import OperationalError, connection
+from django.test import Client
 from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
 from django.utils import timezone
 
-from accounts import keycache
+from accounts import keycache, selectors
 from accounts.keycache import KeyMetadata, KeyMetadataCache, invalidate_key_metadata, key_cache
-from accounts.models import AccessKey, ProviderCredential, User
+from accounts.models import AccessKey, KeyCacheGeneration, ProviderCredential, User
+from accounts.selectors import key_cache_generation, key_metadata_load
 from accounts.services import (
     access_key_revoke,
     access_key_rotate,
     provider_credential_delete,
     provider_credential_set,
+    user_set_active,
 )
 
 pytestmark = pytest.mark.django_db
@@ -57,9 +65,12 @@ def lookup(cache: KeyMetadataCache, plaintext: str) -> KeyMetadata | None:
 
 
 def counted_lookup(cache: KeyMetadataCache, plaintext: str) -> tuple[int, KeyMetadata | None]:
+    """A lookup and its queries, not counting the reads of the invalidation generation (which
+    run in the background once a second, and may or may not fall within the lookup)."""
     with CaptureQueriesContext(connection) as queries:
         result = lookup(cache, plaintext)
-    return len(queries), result
+    loads = [query for query in queries if "keycachegeneration" not in query["sql"]]
+    return len(loads), result
 
 
 def test_cold_lookup_loads_and_warm_lookup_makes_no_query(
@@ -83,8 +94,7 @@ def test_unknown_and_wrong_keys_are_refused_and_cached(
     cache = KeyMetadataCache()
     unknown = "gw_zzzzzzzz_" + "x" * 43
     wrong_secret = key.prefix + "_" + "y" * 43
-    # A fresh cache's first lookup also reads the invalidation generation: two queries.
-    assert counted_lookup(cache, unknown) == (2, None)
+    assert counted_lookup(cache, unknown) == (1, None)
     assert lookup(cache, plaintext) is not None
     with django_assert_num_queries(0):
         assert lookup(cache, unknown) is None
@@ -273,3 +283,212 @@ def test_lookups_keep_working_when_redis_is_down(
         access_key_revoke(access_key=key)  # publishing fails; this process still forgets
     assert "could not publish invalidation" in caplog.text
     assert lookup(key_cache, plaintext) is None
+
+
+# --- Invalidation through the database, users, the cache's database threads --------------------
+
+
+def test_an_invalidation_reaches_another_process_through_the_database_without_redis(
+    settings: Any,
+    clock: FakeClock,
+    make_key: MakeKey,
+    django_assert_num_queries: Any,
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    settings.REDIS_URL = None
+    key, plaintext = make_key()
+    other = KeyMetadataCache()  # another worker's cache: only the database can tell it
+    assert lookup(other, plaintext) is not None
+    clock.now += 1.0
+
+    async def lookup_after_check() -> KeyMetadata | None:
+        await other.lookup_cached(plaintext)
+        await other.wait_synced()
+        return await other.lookup(plaintext)
+
+    with django_assert_num_queries(1):  # the generation, unchanged: the entry stays
+        assert async_to_sync(lookup_after_check)() is not None
+
+    with django_capture_on_commit_callbacks(execute=True):
+        access_key_revoke(access_key=key)
+    clock.now += 1.0
+    assert async_to_sync(lookup_after_check)() is None
+
+
+def test_each_invalidation_bumps_the_database_generation(
+    settings: Any, clock: FakeClock, make_key: MakeKey, django_assert_num_queries: Any
+) -> None:
+    settings.REDIS_URL = None
+    KeyCacheGeneration.objects.all().delete()  # a missing row is created again
+    assert key_cache_generation() == 0
+    invalidate_key_metadata()
+    invalidate_key_metadata()
+    assert key_cache_generation() == 2
+
+    # The process that bumped has cleared already: seeing its own bump clears nothing more.
+    _key, plaintext = make_key()
+    assert lookup(key_cache, plaintext) is not None  # reads the generation (2), then loads
+    invalidate_key_metadata()
+    assert lookup(key_cache, plaintext) is not None  # reloaded after the clear
+    clock.now += 1.0
+
+    async def check_then_lookup() -> KeyMetadata | None:
+        await key_cache.lookup_cached(plaintext)
+        await key_cache.wait_synced()
+        return await key_cache.lookup(plaintext)
+
+    with django_assert_num_queries(1):  # the generation read; the entry stays fresh
+        assert async_to_sync(check_then_lookup)() is not None
+
+
+def test_a_generation_check_that_fails_keeps_the_cache(
+    settings: Any,
+    clock: FakeClock,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    make_key: MakeKey,
+) -> None:
+    settings.REDIS_URL = None
+    _key, plaintext = make_key()
+    assert lookup(key_cache, plaintext) is not None
+
+    def database_down() -> int:
+        raise OperationalError("connection refused (simulated)")
+
+    monkeypatch.setattr(selectors, "key_cache_generation", database_down)
+    monkeypatch.setattr(selectors, "key_metadata_load", database_down)
+    for _ in range(3):
+        clock.now += 1.0
+
+        async def lookup_and_check() -> KeyMetadata | None:
+            found = await key_cache.lookup(plaintext)
+            await key_cache.wait_synced()
+            return found
+
+        assert async_to_sync(lookup_and_check)() is not None
+    assert caplog.text.count("cannot read the database's generation") == 1  # once per outage
+
+
+def test_keys_of_an_inactive_user_are_refused_by_the_metadata() -> None:
+    metadata = KeyMetadata(
+        key_id=1,
+        user_id=1,
+        prefix="gw_x",
+        key_hash="0" * 64,
+        status="active",
+        expires_at=None,
+        grace_ends_at=None,
+        deleted=False,
+        user_active=False,
+    )
+    assert not metadata.usable_at(timezone.now())
+
+
+def test_the_loaded_metadata_says_whether_the_user_is_active(make_key: MakeKey, user: User) -> None:
+    key, _ = make_key(user=user)
+    User.objects.filter(pk=user.pk).update(is_active=False)
+    metadata = key_metadata_load(key.prefix)
+    assert metadata is not None
+    assert (metadata.user_active, metadata.deleted) == (False, False)
+    assert not metadata.usable_at(timezone.now())
+
+
+def test_deactivating_a_user_through_the_service_stops_their_cached_keys(
+    make_key: MakeKey,
+    user: User,
+    make_user: Callable[..., User],
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    _key, plaintext = make_key(user=user)
+    _other_key, other_plaintext = make_key(user=make_user())
+    assert lookup(key_cache, plaintext) is not None
+    with django_capture_on_commit_callbacks(execute=True) as callbacks:
+        assert user_set_active(user=user, active=False)
+    assert invalidate_key_metadata in callbacks
+    assert lookup(key_cache, plaintext) is None
+    assert lookup(key_cache, other_plaintext) is not None
+    with django_capture_on_commit_callbacks(execute=True) as callbacks:
+        assert not user_set_active(user=user, active=False)  # no change, nothing to drop
+    assert callbacks == []
+    with django_capture_on_commit_callbacks(execute=True):
+        assert user_set_active(user=user, active=True)
+    assert lookup(key_cache, plaintext) is not None
+
+
+def test_deactivating_a_user_in_the_admin_stops_their_cached_keys(
+    admin_client: Client, make_key: MakeKey, user: User, django_capture_on_commit_callbacks: Any
+) -> None:
+    _key, plaintext = make_key(user=user)
+    assert lookup(key_cache, plaintext) is not None
+    page = admin_client.get(reverse("admin:accounts_user_change", args=[user.pk]))
+    form = page.context["adminform"].form
+    data = {
+        name: value
+        for name, value in form.initial.items()
+        if value is not None and name not in {"is_active", "groups", "user_permissions"}
+    }
+    data.update(
+        {
+            "date_joined_0": user.date_joined.strftime("%Y-%m-%d"),
+            "date_joined_1": user.date_joined.strftime("%H:%M:%S"),
+            "access_keys-TOTAL_FORMS": "1",
+            "access_keys-INITIAL_FORMS": "1",
+            "access_keys-MIN_NUM_FORMS": "0",
+            "access_keys-MAX_NUM_FORMS": "1000",
+        }
+    )
+    with django_capture_on_commit_callbacks(execute=True) as callbacks:
+        response = admin_client.post(reverse("admin:accounts_user_change", args=[user.pk]), data)
+    assert response.status_code == 302, response.context["adminform"].form.errors
+    user.refresh_from_db()
+    assert not user.is_active
+    assert invalidate_key_metadata in callbacks
+    assert lookup(key_cache, plaintext) is None
+
+
+def test_deleting_users_in_the_admin_goes_through_the_invalidation(
+    admin_client: Client, make_user: Callable[..., User], django_capture_on_commit_callbacks: Any
+) -> None:
+    one, two = make_user(), make_user()
+    with django_capture_on_commit_callbacks(execute=True) as callbacks:
+        admin_client.post(reverse("admin:accounts_user_delete", args=[one.pk]), {"post": "yes"})
+    assert invalidate_key_metadata in callbacks
+    with django_capture_on_commit_callbacks(execute=True) as callbacks:
+        admin_client.post(
+            reverse("admin:accounts_user_changelist"),
+            {"action": "delete_selected", ACTION_CHECKBOX_NAME: [two.pk], "post": "yes"},
+        )
+    assert invalidate_key_metadata in callbacks
+    assert not User.objects.filter(pk__in=[one.pk, two.pk]).exists()
+
+
+class _RecordingConnection:
+    def __init__(self) -> None:
+        self.closed_on: list[str] = []
+
+    def close(self) -> None:
+        self.closed_on.append(threading.current_thread().name)
+
+
+def test_database_reads_run_side_by_side_on_their_own_threads_and_close_their_connection(
+    database_threads: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    recording = _RecordingConnection()
+    monkeypatch.setattr(keycache, "connection", recording)
+    together = threading.Barrier(3, timeout=5)
+
+    def read(n: int) -> tuple[int, str]:
+        together.wait()  # returns only once all three wait at the same time
+        return n, threading.current_thread().name
+
+    async def three_reads() -> list[tuple[int, str]]:
+        return list(
+            await asyncio.gather(*(keycache._in_database_thread(read, n) for n in range(3)))
+        )
+
+    results = async_to_sync(three_reads)()
+    assert [n for n, _ in results] == [0, 1, 2]
+    threads = {name for _, name in results}
+    assert len(threads) == 3
+    assert all(name.startswith("keycache-db") for name in threads)
+    assert sorted(recording.closed_on) == sorted(threads)
