@@ -114,6 +114,39 @@ def test_wire_form_is_camel_case(http: httpx.Client, fake_gemini: FakeGemini) ->
     }
 
 
+def _keys(value: Any) -> set[str]:
+    """Every object key in a JSON value, except inside function arguments (user data)."""
+    if isinstance(value, list):
+        return set().union(*(_keys(item) for item in value)) if value else set()
+    if not isinstance(value, dict):
+        return set()
+    found = set(value)
+    for key, item in value.items():
+        if key != "args":
+            found |= _keys(item)
+    return found
+
+
+def test_every_key_of_every_answer_is_camel_case(
+    http: httpx.Client, fake_gemini: FakeGemini
+) -> None:
+    fake_gemini.answer = TOOL_ANSWER
+    thinking = {
+        "generationConfig": {"thinkingConfig": {"thinkingBudget": 9, "includeThoughts": True}}
+    }
+    answers = [
+        http.post(url(fake_gemini, "generateContent"), json={**BODY, **thinking}).json(),
+        *sse_data(
+            http.post(url(fake_gemini, "streamGenerateContent") + "?alt=sse", json=BODY).text
+        ),
+        http.post(url(fake_gemini, "countTokens"), json=BODY).json(),
+        http.get(f"{fake_gemini.base_url}/v1beta/models").json(),
+    ]
+    keys = set().union(*(_keys(answer) for answer in answers))
+    assert {"thoughtSignature", "usageMetadata", "thoughtsTokenCount", "totalTokens"} <= keys
+    assert [key for key in keys if "_" in key] == []
+
+
 def test_function_calls_and_thoughts(client: genai.Client, fake_gemini: FakeGemini) -> None:
     fake_gemini.answer = TOOL_ANSWER
     config = types.GenerateContentConfig(
