@@ -223,6 +223,10 @@ REQUEST_CASES: list[tuple[str, dict[str, Any], dict[str, Any]]] = [
                         {"type": "image", "source": {"type": "url", "url": "https://x/a.WEBP?s=1"}},
                         {"type": "image", "source": {"type": "url", "url": "https://x/pic"}},
                         {
+                            "type": "image",
+                            "source": {"type": "base64", "media_type": "image/jpg", "data": PNG},
+                        },
+                        {
                             "type": "document",
                             "source": {
                                 "type": "base64",
@@ -248,6 +252,7 @@ REQUEST_CASES: list[tuple[str, dict[str, Any], dict[str, Any]]] = [
                         {"inlineData": {"mimeType": "image/png", "data": PNG}},
                         {"fileData": {"mimeType": "image/webp", "fileUri": "https://x/a.WEBP?s=1"}},
                         {"fileData": {"mimeType": "image/jpeg", "fileUri": "https://x/pic"}},
+                        {"inlineData": {"mimeType": "image/jpeg", "data": PNG}},
                         {"inlineData": {"mimeType": "application/pdf", "data": PDF}},
                         {"fileData": {"mimeType": "application/pdf", "fileUri": "https://x/d"}},
                         {"text": "notes"},
@@ -529,6 +534,16 @@ def test_thinking(
             "messages.0.content.0.source",
         ),
         ({"messages": [user(42)]}, "messages.0.content"),
+        (
+            {
+                "messages": [
+                    user(
+                        [{"type": "image", "source": {"type": "base64", "media_type": "image/png"}}]
+                    )
+                ]
+            },
+            "messages.0.content.0.source.data",
+        ),
     ],
 )
 def test_request_errors_name_the_field(body: dict[str, Any], param: str) -> None:
@@ -679,6 +694,31 @@ def test_thoughts_function_calls_and_signatures() -> None:
         {"type": "thinking", "thinking": "Let me look this up.", "signature": f"gemini:{SIG_A}"},
         {"type": "tool_use", "id": "toolu_01", "name": "get_weather", "input": {"city": "Paris"}},
         {"type": "tool_use", "id": "toolu_02", "name": "get_weather", "input": {"city": "Rome"}},
+    ]
+
+
+def test_every_call_signed_round_trips_each_signature_to_its_call() -> None:
+    # Gemini signs the first call of a turn; some models (and the fake Gemini) sign every call.
+    message = to_hub(
+        response(
+            [
+                {
+                    "functionCall": {"name": "get_weather", "args": {"city": "A"}},
+                    "thoughtSignature": SIG_A,
+                },
+                {
+                    "functionCall": {"name": "get_weather", "args": {"city": "B"}},
+                    "thoughtSignature": SIG_B,
+                },
+            ]
+        )
+    )
+    assert [block["type"] for block in message["content"]] == ["thinking", "tool_use"] * 2
+    results = user([tool_result("toolu_01"), tool_result("toolu_02")])
+    parts = replay(message, [user("q")], results)["contents"][1]["parts"]
+    assert [(p["functionCall"]["args"]["city"], p["thoughtSignature"]) for p in parts] == [
+        ("A", SIG_A),
+        ("B", SIG_B),
     ]
 
 

@@ -417,6 +417,10 @@ def test_think(thinking: Any, supports: bool, expected: bool | None) -> None:
             "messages.0.content.0.source",
         ),
         ({"messages": [user(["text"])]}, "messages.0.content.0"),
+        (
+            {"messages": [user([{"type": "image", "source": {"type": "base64", "data": ""}}])]},
+            "messages.0.content.0.source.data",
+        ),
         ({"tools": [{"description": "no name"}], "messages": [user("x")]}, "tools.0.name"),
         (
             {"messages": [assistant([{"type": "tool_use", "id": "t", "input": {}}])]},

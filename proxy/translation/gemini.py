@@ -264,9 +264,14 @@ def _media_parts(block: Mapping[str, Any], *, path: str) -> list[JSON]:
         raise TranslationError(f"{kind} needs a source", param=f"{path}.source")
     source_type = source.get("type")
     if source_type == "base64":
+        data = source.get("data")
+        if not isinstance(data, str) or not data:
+            raise TranslationError(f"{kind} has no data", param=f"{path}.source.data")
         default = "image/jpeg" if kind == "image" else "application/pdf"
-        mime = source.get("media_type") or default
-        return [{"inlineData": {"mimeType": str(mime), "data": str(source.get("data") or "")}}]
+        mime = str(source.get("media_type") or default)
+        # Clients write the non-standard image/jpg; Gemini knows only image/jpeg.
+        mime = "image/jpeg" if mime == "image/jpg" else mime
+        return [{"inlineData": {"mimeType": mime, "data": data}}]
     if source_type == "url" and isinstance(source.get("url"), str):
         url = str(source["url"])
         return [{"fileData": {"mimeType": _guess_mime(url, kind), "fileUri": url}}]

@@ -202,7 +202,10 @@ def _collect(block: Mapping[str, Any], path: str, texts: list[str], images: list
     source = block.get("source")
     source_type = source.get("type") if isinstance(source, Mapping) else None
     if kind == "image" and source_type == "base64" and isinstance(source, Mapping):
-        images.append(str(source.get("data") or ""))
+        data = source.get("data")
+        if not isinstance(data, str) or not data:
+            raise TranslationError("image has no data", param=f"{path}.source.data")
+        images.append(data)
     elif kind == "document" and source_type == "text" and isinstance(source, Mapping):
         text = source.get("data")
         if isinstance(text, str) and text.strip():
