@@ -303,8 +303,13 @@ REQUEST_CASES: list[tuple[str, dict[str, Any], dict[str, Any]]] = [
                         {
                             "name": "get_weather",
                             "description": "Weather for a city",
-                            # full JSON Schema passes as it is ($schema, const...)
-                            "parametersJsonSchema": WEATHER_TOOL["input_schema"],
+                            # full JSON Schema passes (const, additionalProperties), but
+                            # for the root $schema marker
+                            "parametersJsonSchema": {
+                                k: v
+                                for k, v in WEATHER_TOOL["input_schema"].items()
+                                if k != "$schema"
+                            },
                         }
                     ]
                 }
@@ -550,6 +555,22 @@ def test_request_errors_name_the_field(body: dict[str, Any], param: str) -> None
     with pytest.raises(TranslationError) as error:
         anthropic_to_gemini({"model": "m", "max_tokens": 10, **body})
     assert error.value.param == param
+
+
+def test_schemas_with_refs_and_unions_pass_unchanged() -> None:
+    schema = {
+        "type": "object",
+        "$defs": {"point": {"type": "object", "properties": {"x": {"type": "number"}}}},
+        "properties": {
+            "at": {"$ref": "#/$defs/point"},
+            "label": {"anyOf": [{"type": "string"}, {"type": "null"}]},
+            "tags": {"type": "array", "items": {"type": "string"}, "uniqueItems": True},
+        },
+    }
+    request = to_gemini(
+        {"tools": [{"name": "place", "input_schema": schema}], "messages": [user("x")]}
+    )
+    assert request["tools"][0]["functionDeclarations"][0]["parametersJsonSchema"] == schema
 
 
 def test_the_request_body_is_not_modified() -> None:

@@ -15,8 +15,9 @@ Requests (this module):
   gives its signature back to the part it came with (see ``gemini_response``); other signatures
   (Claude's) mean nothing to Gemini and are dropped.
 - Tools -> ``functionDeclarations`` with ``parametersJsonSchema``: Gemini reads it as full JSON
-  Schema, so ``input_schema`` passes unchanged (the OpenAPI-subset ``parameters`` field is what
-  rejects ``$schema``, ``additionalProperties``, ``const``...). Server tools (typed, without an
+  Schema (``anyOf``, ``$ref``/``$defs``, ``const``, ``additionalProperties``), so ``input_schema``
+  passes unchanged but for its root ``$schema`` marker (the OpenAPI-subset ``parameters`` field is
+  what rejects those keywords, so no schema cleaning is needed). Server tools (typed, without an
   ``input_schema``) only run on Anthropic's side and are dropped. ``tool_choice`` auto / any /
   tool / none -> ``functionCallingConfig`` AUTO / ANY / ANY + ``allowedFunctionNames`` / NONE.
 - ``max_tokens``, ``temperature`` (copied: the hub's 0–1 is inside Gemini's 0–2), ``top_p``,
@@ -349,7 +350,10 @@ def _function_declarations(tools: Any) -> list[JSON]:
             declaration["description"] = description
         schema = tool.get("input_schema")
         if isinstance(schema, Mapping):
-            declaration["parametersJsonSchema"] = dict(schema)
+            # The dialect marker means nothing to Gemini; other gateways saw it refused.
+            declaration["parametersJsonSchema"] = {
+                key: value for key, value in schema.items() if key != "$schema"
+            }
         declarations.append(declaration)
     return declarations
 
