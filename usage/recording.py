@@ -279,10 +279,16 @@ class UsageWriter:
         self._in_flight: list[UsageRecord] = []
         # monotonic time of the last failed write; None while the database answers.
         self._failed_at: float | None = None
+        # Set by ``close`` at process exit: later events go straight to the spool.
+        self._closed = False
         self.written = 0
         self.spooled = 0
 
     def submit(self, record: UsageRecord) -> None:
+        if self._closed:
+            # The process is exiting and nothing would write a queued event any more.
+            self._spool([record])
+            return
         self._ensure_started()
         self._queue.put(record)
         if self._queue.qsize() >= _BATCH_SIZE:
@@ -414,6 +420,16 @@ class UsageWriter:
             self._touched_at[key_id] = now
             del self._pending_touch[key_id]
 
+    def close(self, timeout: float = EXIT_DRAIN_SECONDS) -> None:
+        """Drain the queue (``flush_now``) for an exiting process; events recorded afterwards
+        (a request cut at the very end) are appended to the spool at once."""
+        self.flush_now(timeout)
+        self._closed = True
+        # Anything submitted between the drain and the flag.
+        late = self._take()
+        if late:
+            self._spool(late)
+
     def flush_now(self, timeout: float = EXIT_DRAIN_SECONDS) -> None:
         """Stop the thread after it has written everything queued (tests, shutdown).
 
@@ -454,7 +470,8 @@ def usage_writer() -> UsageWriter:
         if _writer is None:
             _writer = UsageWriter(Spool(Path(settings.GATEWAY_DATA_DIR) / "spool"))
             # Events still queued when the process exits are written (or spooled), not lost.
-            atexit.register(_writer.flush_now)
+            # A server stopped by a signal may skip atexit: usage.lifespan drains it first.
+            atexit.register(_writer.close)
         return _writer
 
 
@@ -470,6 +487,12 @@ def record_usage_event(record: UsageRecord) -> None:
         usage_writer().submit(record)
     except Exception:  # pragma: no cover - a bug here must not break a client's response
         logger.exception("usage: could not queue event %s", record.event_id)
+
+
+def close_usage_writer(timeout: float = EXIT_DRAIN_SECONDS) -> None:
+    """At process exit: write what is queued, or spool what the database does not take within
+    ``timeout`` seconds; events recorded later go straight to the spool."""
+    usage_writer().close(timeout)
 
 
 def flush_usage_events(timeout: float = EXIT_DRAIN_SECONDS) -> None:

@@ -2,8 +2,9 @@
 fake upstream as processes, an asyncio load client, and the served-versus-recorded count.
 
 Everything listens on 127.0.0.1 only. The gateway runs the way ``manage.py run_gateway`` starts
-its web worker (uvicorn, uvloop, httptools, one worker, no access log) with DEBUG off and secrets
-generated for the run, in a data directory of its own (so its usage spool is its own).
+its web worker (uvicorn, uvloop, httptools, one worker, no access log, the lifespan that drains
+the usage writer at shutdown) with DEBUG off and secrets generated for the run, in a data
+directory of its own (so its usage spool is its own).
 """
 
 from __future__ import annotations
@@ -224,6 +225,11 @@ class Process:
     def alive(self) -> bool:
         return self.popen.poll() is None
 
+    def signal(self, signum: int) -> None:
+        """Send ``signum`` to the process itself (not its group), as a supervisor would."""
+        if self.popen.poll() is None:
+            self.popen.send_signal(signum)
+
     def stop(self, timeout: float = 15.0) -> None:
         if self.popen.poll() is None:
             os.killpg(self.popen.pid, signal.SIGTERM)
@@ -282,13 +288,15 @@ def start_fake(log_dir: Path, environment: dict[str, str], *args: str) -> tuple[
     return process, url
 
 
-def start_gateway(log_dir: Path, environment: dict[str, str]) -> tuple[Process, str]:
-    port = free_port()
+def start_gateway(
+    log_dir: Path, environment: dict[str, str], *, port: int | None = None, name: str = "gateway"
+) -> tuple[Process, str]:
+    port = port or free_port()
     command = [
         PYTHON,
         "-m",
         "uvicorn",
-        "gateway_project.asgi:application",
+        "usage.lifespan:application",
         "--host",
         "127.0.0.1",
         "--port",
@@ -298,12 +306,14 @@ def start_gateway(log_dir: Path, environment: dict[str, str]) -> tuple[Process, 
         "--http",
         "httptools",
         "--lifespan",
-        "off",
+        "on",
+        "--timeout-graceful-shutdown",
+        "30",
         "--no-access-log",
         "--log-level",
         "warning",
     ]
-    process = start_process("gateway", command, environment, log_dir)
+    process = start_process(name, command, environment, log_dir)
     url = f"http://127.0.0.1:{port}"
     wait_http(url + "/healthz", process)
     return process, url

@@ -14,10 +14,13 @@ whole ``--duration``:
     postgres-cut+529  the same, with Anthropic overloaded: fallbacks without the database
     both-down       Anthropic drops connections and Bedrock answers 503
 
-Some streamed requests are abandoned by their client after the first chunk throughout. At the
-end the script waits for the spool to drain and reports, per phase, what the clients got; the
-5xx the gateway made itself; the gateway's memory at the start and the end; the fake's open
-connections and streams once idle; and
+Some streamed requests are abandoned by their client after the first chunk throughout. Then,
+under the same load, the gateway gets SIGTERM (as run_gateway or an orchestrator stops it): it
+finishes the requests in flight, drains its usage writer and exits; it is started again on the
+same port, and the clients go on for ``--after-restart-seconds``. At the end the script waits
+for the spool to drain and reports, per phase, what the clients got; the 5xx the gateway made
+itself; the gateway's memory at the start and the end; the fake's open connections and streams
+once idle; for the requests around the SIGTERM alone, and then for the whole run,
 
     requests served N, events recorded N, events lost 0
 
@@ -34,6 +37,7 @@ import asyncio
 import contextlib
 import itertools
 import shutil
+import signal
 import subprocess
 import time
 from collections.abc import Callable, Sequence
@@ -45,6 +49,7 @@ import redis
 from bench.reliability.common import (
     Forwarder,
     LoadResult,
+    Process,
     database_drop,
     database_recreate,
     database_url,
@@ -176,6 +181,30 @@ async def _soak(
     return await load
 
 
+async def _sigterm_under_load(
+    url: str, headers: dict[str, str], gateway: Process, args: argparse.Namespace
+) -> LoadResult:
+    """Load until the gateway has exited, with SIGTERM sent after ``--sigterm-after`` seconds."""
+    load = asyncio.create_task(
+        run_load(
+            url=url,
+            headers=headers,
+            concurrency=args.concurrency,
+            until=lambda: not gateway.alive(),
+            stream_share=0.4,
+            hang_up_share=0.1,
+            phase=lambda: "sigterm",
+        )
+    )
+    await asyncio.sleep(args.sigterm_after)
+    say("SIGTERM to the gateway under load")
+    gateway.signal(signal.SIGTERM)
+    started = time.monotonic()
+    exit_status = await asyncio.to_thread(gateway.popen.wait, 120)
+    say(f"the gateway exited with status {exit_status} after {time.monotonic() - started:.1f} s")
+    return await load
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.reliability.soak")
     parser.add_argument("--duration", type=float, default=600.0, help="seconds of load")
@@ -185,6 +214,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--database", default="gateway_soak")
     parser.add_argument("--bedrock-mode", choices=["invoke", "converse"], default="invoke")
     parser.add_argument("--replay-timeout", type=float, default=120.0)
+    parser.add_argument(
+        "--sigterm-after", type=float, default=5.0, help="seconds of load before the SIGTERM"
+    )
+    parser.add_argument("--after-restart-seconds", type=float, default=10.0)
     parser.add_argument("--keep", action="store_true", help="keep the database and the logs")
     args = parser.parse_args(argv)
 
@@ -240,11 +273,36 @@ def main(argv: Sequence[str] | None = None) -> int:
         result = asyncio.run(_soak(url, headers, phases, args))
         rss_end = _rss_mib(gateway.popen.pid) if gateway.alive() else 0.0
 
+        stopped = asyncio.run(_sigterm_under_load(url, headers, gateway, args))
+        stop_status = gateway.popen.returncode
+        gateway, _ = start_gateway(
+            workdir, environment, port=urlsplit(gateway_url).port, name="gateway-restarted"
+        )
+        # Traffic after the restart starts its usage writer, which replays the spool.
+        after = asyncio.run(
+            run_load(
+                url=url,
+                headers=headers,
+                concurrency=args.concurrency,
+                until=_after(args.after_restart_seconds),
+                phase=lambda: "after restart",
+            )
+        )
+        stopped_ids = list(stopped.request_ids)
+        for extra in (stopped, after):
+            result.request_ids += extra.request_ids
+            result.details.update(extra.details)
+            result.own_errors.update(extra.own_errors)
+            result.transport_errors.update(extra.transport_errors)
+            for name, outcomes in extra.by_phase.items():
+                result.by_phase.setdefault(name, outcomes.__class__()).update(outcomes)
+
         say("waiting for the usage spool to be replayed and the fake to go idle")
         recorded = wait_recorded(direct_url, result.request_ids, data_dir, args.replay_timeout)
         with contextlib.suppress(TimeoutError):
             fake.wait_until(lambda: fake.requests_in_flight == 0, timeout=30)
         counts = tally(result.request_ids, recorded)
+        stop_counts = tally(stopped_ids, recorded)
 
         say("what the clients got, by phase:")
         for name, outcomes in result.by_phase.items():
@@ -257,6 +315,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"{fake.streams_in_flight} streams and {fake.requests_in_flight} requests in flight"
         )
         say(f"events doubled {counts.doubled}, spool depth {spool_depth(data_dir)}")
+        say(
+            f"SIGTERM under load (exit status {stop_status}): {stop_counts.line()}, "
+            f"{stopped.incomplete_streams} streams ended early"
+        )
         if counts.lost_ids:
             lost = [f"{rid}: {result.details.get(rid, '?')}" for rid in counts.lost_ids]
             (workdir / "lost-request-ids.txt").write_text("\n".join(lost) + "\n")
@@ -265,6 +327,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         failed = (
             counts.lost
             or counts.doubled
+            # uvicorn ends by raising the stop signal again, once it has shut down.
+            or stop_status not in (0, -signal.SIGTERM)
             or result.own_errors
             or fake.streams_in_flight
             or not gateway.alive()

@@ -41,12 +41,15 @@ from gateway_project.management.commands.ensure_admin import (
 )
 from gateway_project.management.commands.run_gateway import (
     ASGI_APPLICATION,
+    USAGE_DRAIN_SECONDS,
     Child,
     Supervisor,
     child_commands,
     describe_broker,
     display_url,
+    stop_grace_seconds,
 )
+from proxy.testing.fake_upstream import FakeUpstream
 
 BASE_DIR = Path(__file__).resolve().parents[2]
 MANAGE = BASE_DIR / "manage.py"
@@ -373,6 +376,76 @@ def test_a_dying_child_stops_everything(start_gateway: Callable[..., RunningGate
     assert not [pid for pid in everything if is_alive(pid)]
 
 
+def _stored_usage(data_dir: Path, request_id: str) -> list[str]:
+    """Where the usage event of ``request_id`` ended up: "database" and/or "spool"."""
+    import sqlite3
+
+    found = []
+    with contextlib.closing(sqlite3.connect(data_dir / "gateway.sqlite3")) as database:
+        rows = database.execute(
+            "SELECT output_tokens FROM usage_usageevent WHERE request_id = ?", [request_id]
+        ).fetchall()
+    found += ["database"] * len(rows)
+    for path in (data_dir / "spool").glob("usage-*.jsonl*"):
+        found += ["spool" for line in path.read_text().splitlines() if request_id in line]
+    return found
+
+
+@linux_only
+@pytest.mark.skipif(
+    bool(os.environ.get("DATABASE_URL")), reason="reads the embedded SQLite database"
+)
+@pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "Ctrl+C"])
+def test_a_stream_in_flight_at_a_stop_is_answered_and_its_usage_kept(
+    start_gateway: Callable[..., RunningGateway],
+    gateway_env: dict[str, str],
+    stop_signal: signal.Signals,
+) -> None:
+    """SIGTERM (or Ctrl+C) while a slow stream is relayed: the client gets the whole answer,
+    and the request's usage event is in the database (or the spool) after the exit."""
+    with FakeUpstream(text_deltas=30, delta_interval_ms=100) as fake:
+        gateway_env["GATEWAY_ANTHROPIC_BASE_URL"] = fake.base_url
+        gateway = start_gateway("--no-worker", "--no-beat")
+        gateway.wait_healthy()
+        created = subprocess.run(
+            [sys.executable, str(MANAGE), "create_access_key", "u@example.com", "--create-user"],
+            env=gateway_env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=True,
+        )
+        key = created.stdout.strip().splitlines()[-1]
+        body = {
+            "model": "claude-sonnet-4-5",
+            "max_tokens": 100,
+            "stream": True,
+            "messages": [{"role": "user", "content": "Tell me a slow story."}],
+        }
+        headers = {"x-api-key": "sk-ant-test", "anthropic-version": "2023-06-01"}
+        url = f"{gateway.base_url}/ak/{key}/v1/messages"
+        with (
+            httpx.Client(timeout=60) as client,
+            client.stream("POST", url, json=body, headers=headers) as response,
+        ):
+            assert response.status_code == 200, response.read()
+            request_id = response.headers["x-gateway-request-id"]
+            chunks = response.iter_bytes()
+            received = next(chunks)
+            started = time.monotonic()
+            gateway.process.send_signal(stop_signal)
+            for chunk in chunks:
+                received += chunk
+        streamed_for = time.monotonic() - started
+
+        assert gateway.process.wait(timeout=STOP_TIMEOUT) == 0, gateway.log()
+    assert streamed_for > 1.0  # the stop did not cut the stream short
+    assert b"event: message_stop" in received, received[-500:]
+    assert "killing" not in gateway.log()
+    stored = _stored_usage(Path(gateway_env["GATEWAY_DATA_DIR"]), request_id)
+    assert stored and set(stored) <= {"database", "spool"}, gateway.log()
+
+
 # --- the command's parts ----------------------------------------------------------------------
 
 
@@ -391,12 +464,26 @@ def test_child_commands() -> None:
     assert web[web.index("--host") + 1] == "0.0.0.0"  # noqa: S104
     assert web[web.index("--port") + 1] == "9000"
     assert web[web.index("--workers") + 1] == "3"
-    assert web[web.index("--lifespan") + 1] == "off"
+    # The lifespan's shutdown drains the usage writer before the process exits.
+    assert ASGI_APPLICATION == "usage.lifespan:application"
+    assert web[web.index("--lifespan") + 1] == "on"
+    assert web[web.index("--timeout-graceful-shutdown") + 1] == "30"
     assert web[web.index("--loop") + 1] == "uvloop"
     assert web[web.index("--http") + 1] == "httptools"
     assert "--no-access-log" in web
     assert worker[:6] == ["/venv/bin/python", "-m", "celery", "-A", "gateway_project", "worker"]
     assert beat[:6] == ["/venv/bin/python", "-m", "celery", "-A", "gateway_project", "beat"]
+
+
+def test_the_grace_period_comes_from_the_settings(settings: Any) -> None:
+    settings.GATEWAY_SHUTDOWN_GRACE_SECONDS = 7
+    (web,) = child_commands(
+        host="127.0.0.1", port=1, workers=1, with_worker=False, with_beat=False, shutdown_grace=7
+    )
+    assert web.argv[web.argv.index("--timeout-graceful-shutdown") + 1] == "7"
+    # Children are killed only after the grace, the drain and a margin.
+    assert stop_grace_seconds() > 7 + USAGE_DRAIN_SECONDS
+    assert Supervisor([], out=print).grace == stop_grace_seconds()
 
 
 def test_child_commands_without_worker_or_beat() -> None:

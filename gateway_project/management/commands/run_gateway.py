@@ -3,9 +3,9 @@
 Prepares the installation (migrate, collectstatic, the first admin account), then runs three
 child processes and supervises them:
 
-- web: uvicorn serving ``gateway_project.asgi:application`` (uvloop, httptools, lifespan off
-  because Django's ASGI handler does not implement the lifespan protocol, access log off
-  because proxy paths carry access keys);
+- web: uvicorn serving ``usage.lifespan:application``, the gateway's ASGI application with a
+  lifespan whose shutdown drains the usage writer (uvloop, httptools, access log off because
+  proxy paths carry access keys);
 - worker: ``celery -A gateway_project worker``;
 - beat: ``celery -A gateway_project beat``.
 
@@ -15,7 +15,10 @@ for both set-ups means the embedded default exercises what production runs. On t
 broker (a folder in GATEWAY_DATA_DIR) both processes simply share the folder.
 
 SIGINT or SIGTERM stops the children with SIGTERM, the graceful stop of both uvicorn and Celery
-(a Celery worker stopped by SIGINT reports failure); a second signal kills them. When any child
+(a Celery worker stopped by SIGINT reports failure); a second signal kills them. The web server
+finishes open requests for GATEWAY_SHUTDOWN_GRACE_SECONDS, cuts the rest, then writes (or
+spools) the usage events of all of them before it exits; a child still running after that, and
+a margin, is killed. When any child
 exits on its own, the others are stopped and the command exits non-zero. Children run in their
 own process groups (so a terminal Ctrl+C reaches them once, through this process) and, on Linux,
 get SIGTERM if this process dies without stopping them.
@@ -46,12 +49,13 @@ from gateway_project.management.commands.ensure_admin import (
     admin_password_file,
     describe_admin_login,
 )
+from usage.recording import EXIT_DRAIN_SECONDS
 
-ASGI_APPLICATION = "gateway_project.asgi:application"
-# Children get this long to finish after the stop signal before they are killed. The web
-# server's own graceful timeout is shorter, so open streams are cut before the kill.
-STOP_GRACE_SECONDS = 30.0
-WEB_GRACEFUL_SHUTDOWN_SECONDS = 20
+ASGI_APPLICATION = "usage.lifespan:application"
+# After the web server's grace period (open streams are cut then), the usage drain may take
+# this long, and the children get a margin on top before they are killed.
+USAGE_DRAIN_SECONDS = EXIT_DRAIN_SECONDS
+STOP_MARGIN_SECONDS = 5.0
 _POLL_SECONDS = 0.2
 _PR_SET_PDEATHSIG = 1
 
@@ -80,6 +84,7 @@ def child_commands(
     with_worker: bool,
     with_beat: bool,
     log_level: str = "INFO",
+    shutdown_grace: int = 30,
     python: str = sys.executable,
 ) -> list[Child]:
     """The command lines of the web server, the Celery worker and beat."""
@@ -98,14 +103,14 @@ def child_commands(
                 "--workers",
                 str(workers),
                 "--lifespan",
-                "off",
+                "on",
                 "--loop",
                 "uvloop",
                 "--http",
                 "httptools",
                 "--no-access-log",
                 "--timeout-graceful-shutdown",
-                str(WEB_GRACEFUL_SHUTDOWN_SECONDS),
+                str(shutdown_grace),
                 "--log-level",
                 log_level.lower(),
             ],
@@ -176,6 +181,12 @@ def _death_signal_hook() -> Callable[[], None] | None:
     return hook
 
 
+def stop_grace_seconds() -> float:
+    """How long the children get after the stop signal before they are killed: the web
+    server's grace for open requests, the usage drain after it, and a margin."""
+    return settings.GATEWAY_SHUTDOWN_GRACE_SECONDS + USAGE_DRAIN_SECONDS + STOP_MARGIN_SECONDS
+
+
 def _kill_group(child: Child) -> None:
     if child.pid is not None:
         with contextlib.suppress(ProcessLookupError, PermissionError):
@@ -190,11 +201,11 @@ class Supervisor:
         children: list[Child],
         *,
         out: Callable[[str], None],
-        grace: float = STOP_GRACE_SECONDS,
+        grace: float | None = None,
     ) -> None:
         self.children = children
         self.out = out
-        self.grace = grace
+        self.grace = stop_grace_seconds() if grace is None else grace
         self.signals: list[int] = []
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
@@ -318,6 +329,7 @@ class Command(BaseCommand):
             with_worker=not options["no_worker"],
             with_beat=not options["no_beat"],
             log_level=settings.GATEWAY_LOG_LEVEL,
+            shutdown_grace=settings.GATEWAY_SHUTDOWN_GRACE_SECONDS,
         )
         self._banner(
             base_url,
