@@ -67,8 +67,8 @@ def forwarded_address(header_value: str, trusted_hops: int) -> str | None:
 def client_address(request: HttpRequest) -> str:
     """The address a request came from, as the trusted proxies in front of the gateway saw it.
 
-    Without GATEWAY_CLIENT_IP_HEADER: the socket's peer. Also django-axes' client address
-    (AXES_CLIENT_IP_CALLABLE), so login lockouts and the key throttle agree on who is who.
+    Without GATEWAY_CLIENT_IP_HEADER: the socket's peer. The admin login lockout uses it too
+    (``client_ip``), so lockouts and the key throttle agree on who is who.
     """
     header = settings.GATEWAY_CLIENT_IP_HEADER
     if header:
@@ -78,6 +78,16 @@ def client_address(request: HttpRequest) -> str:
             return address
     peer = request.META.get("REMOTE_ADDR")
     return _normalise(str(peer)) if peer else "unknown"
+
+
+def client_ip(request: HttpRequest) -> str | None:
+    """``client_address`` when it is an IP address, else None: django-axes' client address
+    (AXES_CLIENT_IP_CALLABLE), stored in an address column that refuses anything else."""
+    address = client_address(request)
+    try:
+        return str(ipaddress.ip_address(address))
+    except ValueError:
+        return None
 
 
 def _is_loopback(address: str) -> bool:

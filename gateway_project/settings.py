@@ -208,7 +208,7 @@ AXES_COOLOFF_TIME: float | None = _admin_login_cooloff_minutes / 60 or None
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 # The admin login form's field is "username" whatever the user model's login field is.
 AXES_USERNAME_FORM_FIELD = "username"
-AXES_CLIENT_IP_CALLABLE = "gateway_project.access.client_address"
+AXES_CLIENT_IP_CALLABLE = "gateway_project.access.client_ip"
 AXES_RESET_ON_SUCCESS = True
 
 LANGUAGE_CODE = "en-us"

@@ -11,6 +11,7 @@ from django.test import RequestFactory
 
 from gateway_project.access import (
     client_address,
+    client_ip,
     forwarded_address,
     host_allowed,
     metrics_access_allowed,
@@ -176,3 +177,15 @@ def test_host_allowed_in_debug_with_no_hosts_is_local_only(settings: Any) -> Non
     assert host_allowed([(b"host", b"localhost:8000")])
     assert host_allowed([(b"host", b"[::1]:8000")])
     assert not host_allowed([(b"host", b"gateway.example.com")])
+
+
+def test_client_ip_is_an_address_or_nothing(settings: Any) -> None:
+    settings.GATEWAY_CLIENT_IP_HEADER = "X-Forwarded-For"
+    settings.GATEWAY_TRUSTED_PROXY_HOPS = 1
+    factory = RequestFactory()
+    assert client_ip(factory.get("/", HTTP_X_FORWARDED_FOR="a, 203.0.113.7:80")) == "203.0.113.7"
+    # Proxies may write "unknown"; an address column would refuse it.
+    assert client_ip(factory.get("/", HTTP_X_FORWARDED_FOR="unknown")) is None
+    request = factory.get("/")
+    del request.META["REMOTE_ADDR"]
+    assert client_ip(request) is None
