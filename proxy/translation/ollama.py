@@ -17,9 +17,12 @@ Requests (``anthropic_to_ollama``):
   ``tool_name`` (found by the ``tool_use`` id) and ``tool_call_id``; an error result's text is
   prefixed with ``Error:`` since Ollama has no error flag. Thinking text goes back in the
   assistant message's ``thinking`` (the chat templates of thinking models read it).
-- ``thinking`` enabled or adaptive -> ``think: true``, disabled -> ``think: false``. Ollama
-  answers 400 when ``think`` is set for a model without thinking support: callers that know the
-  model lacks it pass ``supports_thinking=False`` and no ``think`` is sent.
+- ``thinking`` disabled -> ``think: false``. Enabled or adaptive -> ``think: true`` only when the
+  caller says the model can think (``supports_thinking=True``); otherwise no ``think`` at all:
+  Ollama turns thinking on by itself for every model that can think (ChatHandler defaults
+  ``think`` to true for them) and answers 400 "does not support thinking" when ``think: true``
+  reaches any other model — which is what Claude Code, asking for thinking by default, would
+  otherwise get from most local models. No ``thinking`` field leaves the model's default.
 - ``max_tokens`` -> ``options.num_predict``; ``temperature``, ``top_p``, ``top_k``,
   ``stop_sequences`` -> ``options``. Tools -> ``[{type: "function", function{name, description,
   parameters}}]``. Ollama has no ``tool_choice``: ``none`` drops the tools, ``any`` / ``tool``
@@ -85,8 +88,12 @@ _ERROR_PREFIX = "Error: "
 # --- requests ----------------------------------------------------------------------------------
 
 
-def anthropic_to_ollama(body: JSON, *, model: str, supports_thinking: bool = True) -> JSON:
-    """The /api/chat body for a hub request; ``model`` is the Ollama model name."""
+def anthropic_to_ollama(body: JSON, *, model: str, supports_thinking: bool | None = None) -> JSON:
+    """The /api/chat body for a hub request; ``model`` is the Ollama model name.
+
+    ``supports_thinking`` is whether the model can think (its ``/api/show`` capabilities), None
+    when unknown; it only decides whether enabled thinking is sent as ``think: true``.
+    """
     raw_messages = body.get("messages")
     if not isinstance(raw_messages, list):
         raise TranslationError("messages must be a list", param="messages")
@@ -122,7 +129,7 @@ def anthropic_to_ollama(body: JSON, *, model: str, supports_thinking: bool = Tru
     if options:
         request["options"] = options
     think = _think(body.get("thinking"))
-    if think is not None and supports_thinking:
+    if think is False or (think is True and supports_thinking is True):
         request["think"] = think
     return request
 
