@@ -27,6 +27,7 @@ from openai.types import CreateEmbeddingResponse
 
 from proxy.tests.test_translation_hub_stream import assert_well_formed, checked
 from proxy.translation.gemini import (
+    GEMINI_MAX_OUTPUT_TOKENS,
     GEMINI_MAX_THINKING_BUDGET,
     GeminiStreamToAnthropic,
     anthropic_to_gemini,
@@ -487,6 +488,11 @@ def test_tool_choice(choice: dict[str, Any], expected: dict[str, Any]) -> None:
     assert request["toolConfig"] == {"functionCallingConfig": expected}
 
 
+def test_max_tokens_is_capped_at_geminis_output_limit() -> None:
+    request = to_gemini({"max_tokens": 128000, "messages": [user("hi")]})
+    assert request["generationConfig"]["maxOutputTokens"] == GEMINI_MAX_OUTPUT_TOKENS == 65536
+
+
 def test_tool_choice_without_tools_sends_no_tool_config() -> None:
     request = to_gemini({"tool_choice": {"type": "any"}, "messages": [user("hi")]})
     assert "toolConfig" not in request and "tools" not in request
@@ -505,6 +511,12 @@ def test_tool_choice_without_tools_sends_no_tool_config() -> None:
             None,
             {"thinkingBudget": GEMINI_MAX_THINKING_BUDGET, "includeThoughts": True},
         ),
+        (
+            {"type": "enabled", "budget_tokens": 100},
+            None,
+            {"thinkingBudget": 1024, "includeThoughts": True},
+        ),
+        ({"type": "enabled"}, None, {"thinkingBudget": -1, "includeThoughts": True}),
         ({"type": "adaptive"}, None, {"thinkingBudget": -1, "includeThoughts": True}),
         ({"type": "disabled"}, "gemini-2.5-flash", {"thinkingBudget": 0}),
         ({"type": "disabled"}, "gemini-2.5-pro", None),

@@ -20,13 +20,14 @@ Requests (this module):
   what rejects those keywords, so no schema cleaning is needed). Server tools (typed, without an
   ``input_schema``) only run on Anthropic's side and are dropped. ``tool_choice`` auto / any /
   tool / none -> ``functionCallingConfig`` AUTO / ANY / ANY + ``allowedFunctionNames`` / NONE.
-- ``max_tokens``, ``temperature`` (copied: the hub's 0–1 is inside Gemini's 0–2), ``top_p``,
-  ``top_k``, ``stop_sequences`` (Gemini takes at most 5: more is a ``TranslationError``) ->
-  ``generationConfig``. Thinking: ``enabled`` -> ``thinkingBudget`` (capped at 24576, the largest
-  budget every Gemini 2.5 model accepts) with ``includeThoughts``; ``adaptive`` -> dynamic budget
-  (-1) with ``includeThoughts``; ``disabled`` -> ``thinkingBudget: 0``, which 2.5 Flash and
-  Flash-Lite accept and Pro models reject ("This model only works in thinking mode"): when the
-  caller names a Pro model, ``disabled`` sends nothing (thoughts are then not returned anyway).
+- ``max_tokens`` (capped at 65536, the output limit of current Gemini models), ``temperature``
+  (copied: the hub's 0–1 is inside Gemini's 0–2), ``top_p``, ``top_k``, ``stop_sequences``
+  (Gemini takes at most 5: more is a ``TranslationError``) -> ``generationConfig``. Thinking:
+  ``enabled`` -> ``thinkingBudget`` (kept within 1024..24576, a range every Gemini 2.5 model
+  accepts) with ``includeThoughts``; ``adaptive`` -> dynamic budget (-1) with
+  ``includeThoughts``; ``disabled`` -> ``thinkingBudget: 0``, which 2.5 Flash and Flash-Lite
+  accept and Pro models reject ("This model only works in thinking mode"): when the caller names
+  a Pro model, ``disabled`` sends nothing (thoughts are then not returned anyway).
 - ``gemini_count_tokens_body``: ``:countTokens`` takes either bare ``contents`` or a whole
   ``generateContentRequest`` (which needs ``model``); the latter is used so the system instruction
   and tools are counted too.
@@ -64,6 +65,7 @@ from proxy.translation.hub import JSON, TranslationError
 
 __all__ = [
     "GEMINI_MAX_EMBED_BATCH",
+    "GEMINI_MAX_OUTPUT_TOKENS",
     "GEMINI_MAX_STOP_SEQUENCES",
     "GEMINI_MAX_THINKING_BUDGET",
     "GEMINI_SIGNATURE_PREFIX",
@@ -83,6 +85,11 @@ __all__ = [
 
 GEMINI_MAX_STOP_SEQUENCES = 5
 GEMINI_MAX_THINKING_BUDGET = 24576
+# Anthropic's own minimum; above every Gemini 2.5 model's minimum (128 for Pro, 512 for Lite).
+MIN_THINKING_BUDGET = 1024
+# The largest output of current Gemini models (2.5 and 3); Claude Code asks for up to 128000 and
+# Gemini refuses a maxOutputTokens beyond the model's range instead of capping it.
+GEMINI_MAX_OUTPUT_TOKENS = 65536
 # batchEmbedContents: "at most 100 requests can be in one batch".
 GEMINI_MAX_EMBED_BATCH = 100
 DYNAMIC_THINKING_BUDGET = -1
@@ -376,7 +383,7 @@ def _generation_config(body: JSON, model: str | None) -> JSON:
     config: JSON = {}
     max_tokens = body.get("max_tokens")
     if _is_int(max_tokens) and max_tokens > 0:
-        config["maxOutputTokens"] = max_tokens
+        config["maxOutputTokens"] = min(max_tokens, GEMINI_MAX_OUTPUT_TOKENS)
     for source, target in (("temperature", "temperature"), ("top_p", "topP")):
         value = body.get(source)
         if isinstance(value, int | float) and not isinstance(value, bool):
@@ -407,7 +414,7 @@ def _thinking_config(thinking: Any, model: str | None) -> JSON | None:
     if kind == "enabled":
         budget = thinking.get("budget_tokens")
         if _is_int(budget) and budget > 0:
-            budget = min(budget, GEMINI_MAX_THINKING_BUDGET)
+            budget = min(max(budget, MIN_THINKING_BUDGET), GEMINI_MAX_THINKING_BUDGET)
         else:
             budget = DYNAMIC_THINKING_BUDGET
         return {"thinkingBudget": budget, "includeThoughts": True}
