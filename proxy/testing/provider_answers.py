@@ -24,7 +24,7 @@ import hashlib
 import json
 import struct
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Literal, cast
 
 import pydantic
 from google.genai import types as genai_types
@@ -252,14 +252,18 @@ def openai_chat_chunks(
         )
         thinking = answer_thinking(answer)
         if reasoning_field and thinking:
-            for piece in split_text(thinking, text_deltas):
-                delta = chat_completion_chunk.ChoiceDelta()
-                setattr(delta, reasoning_field, piece)
-                emit(index, delta, None)
+            pieces = split_text(thinking, text_deltas)
+            delta = chat_completion_chunk.ChoiceDelta()
+            setattr(delta, reasoning_field, pieces[0])
+            emit(index, delta, None)
+            template = chunks[-1]
+            chunks.extend(_with_delta(template, reasoning_field, piece) for piece in pieces[1:])
         text = answer_text(answer)
         if text:
-            for piece in split_text(text, text_deltas):
-                emit(index, chat_completion_chunk.ChoiceDelta(content=piece), None)
+            pieces = split_text(text, text_deltas)
+            emit(index, chat_completion_chunk.ChoiceDelta(content=pieces[0]), None)
+            template = chunks[-1]
+            chunks.extend(_with_delta(template, "content", piece) for piece in pieces[1:])
         for call_index, block in enumerate(answer_tool_uses(answer)):
             first = chat_completion_chunk.ChoiceDeltaToolCall(
                 index=call_index,
@@ -290,9 +294,25 @@ def openai_chat_chunks(
     return chunks
 
 
-def _text_finish_reason(answer: ScriptedAnswer) -> str:
+def _with_delta(chunk: dict[str, Any], key: str, value: str) -> dict[str, Any]:
+    """A one-choice chunk with another delta value.
+
+    The first chunk of a run is built through the SDK models; the next ones (hundreds in a
+    benchmark stream) only differ in that value, and building each through pydantic would make
+    the fake slower than what it stands in for.
+    """
+    choice = chunk["choices"][0]
+    return {**chunk, "choices": [{**choice, "delta": {**choice["delta"], key: value}}]}
+
+
+TextFinishReason = Literal["stop", "length", "content_filter"]
+
+
+def _text_finish_reason(answer: ScriptedAnswer) -> TextFinishReason:
     reason = _OPENAI_FINISH_REASONS.get(answer.stop_reason, "stop")
-    return reason if reason in ("stop", "length", "content_filter") else "stop"
+    if reason in ("length", "content_filter"):
+        return cast(TextFinishReason, reason)
+    return "stop"
 
 
 def openai_text_completion(
@@ -309,7 +329,7 @@ def openai_text_completion(
                 index=index,
                 text=answer_text(answer),
                 logprobs=None,
-                finish_reason=_text_finish_reason(answer),  # type: ignore[arg-type]
+                finish_reason=_text_finish_reason(answer),
             )
             for index in range(choices)
         ],
@@ -579,22 +599,30 @@ def gemini_stream_responses(
     Text and thoughts arrive in pieces, each function call whole in its own chunk; the last chunk
     carries `finishReason` and the full usage (earlier ones only the prompt count).
     """
-    pieces: list[genai_types.Part] = []
+    # (part, text piece or None): text parts are split, function calls come whole.
+    pieces: list[tuple[genai_types.Part, str | None]] = []
     for part in gemini_parts(answer, include_thoughts=include_thoughts, sign=sign):
         if part.text is not None:
-            for text in split_text(part.text, text_deltas):
-                pieces.append(part.model_copy(update={"text": text}))
+            pieces.extend((part, text) for text in split_text(part.text, text_deltas))
         else:
-            pieces.append(part)
+            pieces.append((part, None))
     if not pieces:
-        pieces.append(genai_types.Part(text=""))
+        pieces.append((genai_types.Part(text=""), ""))
     model_version = answer.model or model_version
     prompt = prompt_tokens(answer)
     chunks = []
-    for position, part in enumerate(pieces):
+    # The first piece of each text part is built through the types; the next ones reuse its
+    # dumped chunk with other text (see `_with_delta`).
+    template: dict[str, Any] | None = None
+    for position, (part, text) in enumerate(pieces):
         last = position == len(pieces) - 1
+        previous = pieces[position - 1][0] if position else None
+        if text is not None and not last and previous is part and template is not None:
+            chunks.append(_with_text(template, text))
+            continue
+        piece = part if text is None else part.model_copy(update={"text": text})
         candidate = genai_types.Candidate(
-            content=genai_types.Content(role="model", parts=[part]), index=0
+            content=genai_types.Content(role="model", parts=[piece]), index=0
         )
         if last:
             candidate.finish_reason = genai_types.FinishReason(gemini_finish_reason(answer))
@@ -611,8 +639,16 @@ def gemini_stream_responses(
             model_version=model_version,
             response_id=response_id,
         )
-        chunks.append(gemini_dump(response))
+        template = gemini_dump(response)
+        chunks.append(template)
     return chunks
+
+
+def _with_text(chunk: dict[str, Any], text: str) -> dict[str, Any]:
+    candidate = chunk["candidates"][0]
+    content = candidate["content"]
+    part = {**content["parts"][0], "text": text}
+    return {**chunk, "candidates": [{**candidate, "content": {**content, "parts": [part]}}]}
 
 
 def gemini_count_tokens(total: int) -> dict[str, Any]:

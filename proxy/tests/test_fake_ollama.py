@@ -17,6 +17,9 @@ from typing import Any
 import httpx
 import pytest
 
+from proxy.testing import fake_gemini as fake_gemini_module
+from proxy.testing import fake_ollama as fake_ollama_module
+from proxy.testing import fake_openai as fake_openai_module
 from proxy.testing import fixtures
 from proxy.testing.answers import ScriptedAnswer
 from proxy.testing.fake_ollama import FakeOllama
@@ -352,6 +355,7 @@ def test_command_line_serves_until_terminated() -> None:
     try:
         assert process.stdout is not None
         base_url = process.stdout.readline().strip()
+        assert base_url.startswith("http://127.0.0.1:")
         response = httpx.post(f"{base_url}/api/chat", json=CHAT)
         assert len(lines(response)) == 4  # three pieces and the final line
     finally:
@@ -359,3 +363,12 @@ def test_command_line_serves_until_terminated() -> None:
         _, stderr = process.communicate(timeout=10)
     assert process.returncode in (0, -signal.SIGTERM), stderr
     assert "Traceback" not in stderr
+
+
+@pytest.mark.parametrize("module", [fake_gemini_module, fake_ollama_module, fake_openai_module])
+def test_command_lines_refuse_bad_options(module: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    # Every fake's main shares the options and the serving code (the subprocess test above).
+    with pytest.raises(SystemExit) as exited:
+        module.main(["--text-deltas", "0"])
+    assert exited.value.code == 2
+    assert "text_deltas must be at least 1" in capsys.readouterr().err

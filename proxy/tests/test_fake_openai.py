@@ -7,10 +7,7 @@ from __future__ import annotations
 
 import base64
 import json
-import signal
 import struct
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -813,29 +810,3 @@ def test_reset_forgets_scripts_and_history(fake_openai: FakeOpenAI, http: httpx.
     fake_openai.reset()
     assert fake_openai.requests == [] and fake_openai.faults.pending() == []
     assert fake_openai.answer is None and fake_openai.rejected_keys == set()
-
-
-def test_command_line_serves_until_terminated() -> None:
-    process = subprocess.Popen(
-        [sys.executable, "-m", "proxy.testing.fake_openai", "--port", "0", "--text-deltas", "6"],
-        cwd=REPO_ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert process.stdout is not None
-        base_url = process.stdout.readline().strip()
-        assert base_url.startswith("http://127.0.0.1:")
-        response = httpx.post(
-            f"{base_url}/v1/chat/completions",
-            json={**CHAT, "stream": True},
-            headers={"authorization": f"Bearer {KEY}"},
-        )
-        contents = [item for item in sse_data(response.text)[1:-2]]
-        assert len(contents) == 6
-    finally:
-        process.terminate()
-        _, stderr = process.communicate(timeout=10)
-    assert process.returncode in (0, -signal.SIGTERM), stderr
-    assert "Traceback" not in stderr
