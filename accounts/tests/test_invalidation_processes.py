@@ -2,17 +2,21 @@
 deployment shape: the embedded default (SQLite, no Redis) and PostgreSQL with Redis (run this
 module with DATABASE_URL and REDIS_URL set).
 
-Real processes: the gateway is a uvicorn worker serving gateway_project.asgi, the changes are
-made by manage.py commands, each its own process, on one database. The gateway caches keys for
-five minutes here, so only the invalidation can explain a refusal within seconds.
+Real processes: the gateway is a uvicorn worker serving gateway_project.asgi (or, for credentials,
+which the gateway's answers do not show without an upstream, a small process looking its key up
+in a loop), the changes are made by manage.py commands, each its own process, on one database.
+Keys are cached for five minutes here, so only the invalidation can explain a change seen within
+seconds.
 """
 
 from __future__ import annotations
 
 import os
+import queue
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -165,6 +169,15 @@ def _seconds_until_refused(gateway: Gateway, key: str, limit: float = 10.0) -> f
     return float("inf")
 
 
+def _report(capsys: pytest.CaptureFixture[str], what: str, seconds: float) -> float:
+    # Shown in the test output, so that CI logs say how close to the limit each shape runs.
+    with capsys.disabled():
+        engine = django_settings.DATABASES["default"]["ENGINE"].rsplit(".", 1)[-1]
+        redis = "redis" if django_settings.REDIS_URL else "no redis"
+        print(f"\n[propagation] {what} ({engine}, {redis}): {seconds:.2f} s")  # noqa: T201
+    return seconds
+
+
 def _warm(gateway: Gateway, key: str) -> None:
     # Served twice from the cache: the key is known to the running process before the change.
     for _ in range(3):
@@ -172,17 +185,18 @@ def _warm(gateway: Gateway, key: str) -> None:
 
 
 def test_a_key_revoked_by_the_command_is_refused_by_a_running_gateway_within_2s(
-    deployment: Deployment, gateway: Gateway
+    deployment: Deployment, gateway: Gateway, capsys: pytest.CaptureFixture[str]
 ) -> None:
     key = deployment.create_key("dev@example.com")
     _warm(gateway, key)
     revoked = deployment.manage("revoke_access_key", key[:11])
     assert revoked.returncode == 0, revoked.stderr
-    assert _seconds_until_refused(gateway, key) < PROPAGATION_LIMIT
+    seconds = _seconds_until_refused(gateway, key)
+    assert _report(capsys, "revoke_access_key", seconds) < PROPAGATION_LIMIT
 
 
 def test_a_user_deactivated_elsewhere_loses_their_keys_within_2s(
-    deployment: Deployment, gateway: Gateway
+    deployment: Deployment, gateway: Gateway, capsys: pytest.CaptureFixture[str]
 ) -> None:
     key = deployment.create_key("leaver@example.com")
     other = deployment.create_key("stayer@example.com")
@@ -198,5 +212,62 @@ def test_a_user_deactivated_elsewhere_loses_their_keys_within_2s(
     )
     assert deactivated.returncode == 0, deactivated.stderr
     assert deactivated.stdout.strip() == "True"
-    assert _seconds_until_refused(gateway, key) < PROPAGATION_LIMIT
+    seconds = _seconds_until_refused(gateway, key)
+    assert _report(capsys, "user deactivated", seconds) < PROPAGATION_LIMIT
     assert gateway.status(other) == 200
+
+
+_WATCHER = """
+import asyncio, os, sys, time
+from accounts.keycache import key_cache
+
+async def watch():
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        metadata = await key_cache.lookup(os.environ["WATCHED_KEY"])
+        print(",".join(sorted(metadata.credentials)) if metadata else "refused", flush=True)
+        await asyncio.sleep(0.05)
+
+asyncio.run(watch())
+"""
+
+
+def test_a_credential_set_by_the_command_reaches_a_running_process_within_2s(
+    deployment: Deployment, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The other process here is a small one that looks its key up in a loop, as a gateway
+    worker does per request: what it sees is the credentials the proxy would use."""
+    key = deployment.create_key("watched@example.com")
+    watcher = subprocess.Popen(  # noqa: S603 (our own interpreter and arguments)
+        [sys.executable, str(_BASE_DIR / "manage.py"), "shell", "--no-imports", "-c", _WATCHER],
+        env={**deployment.env, "WATCHED_KEY": key},
+        cwd=_BASE_DIR,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    lines: queue.Queue[str] = queue.Queue()
+    threading.Thread(
+        target=lambda: [lines.put(line.strip()) for line in watcher.stdout or ()], daemon=True
+    ).start()
+    try:
+        assert lines.get(timeout=60) == ""  # warm: no credentials yet
+        stored = deployment.manage(
+            "set_provider_credential",
+            "generic",
+            "--name",
+            "vllm",
+            "--endpoint",
+            "http://vllm:8000",
+            "--access-key",
+            key[:11],
+        )
+        assert stored.returncode == 0, stored.stderr
+        set_at = time.monotonic()
+        while (line := lines.get(timeout=10)) != "vllm":
+            assert line == "", line
+        seconds = time.monotonic() - set_at
+        assert _report(capsys, "set_provider_credential", seconds) < PROPAGATION_LIMIT
+    finally:
+        watcher.kill()
+        watcher.wait(10)
