@@ -16,8 +16,13 @@ from html import escape
 # Hover titles for every bucket make a large document when buckets are many; the data table and
 # the CSV export carry the numbers then.
 MAX_HOVER_TARGETS = 250
+# Up to this many buckets, every point of a line gets a marker; beyond, only points that stand
+# alone (between gaps), since a lone point draws no line.
+MAX_MARKED_POINTS = 60
 # Room for one axis label such as "03-01 21:00".
 X_LABEL_SPACING = 110
+# Average width of a character of axis text (11px) in chart units, to keep labels inside.
+X_LABEL_CHAR_WIDTH = 6.5
 
 PROVIDER_COLORS: dict[str, str] = {"anthropic": "#c96442", "bedrock": "#2f6fb0"}
 OTHER_COLORS: tuple[str, ...] = ("#5b8c3a", "#8a5bb0", "#b0892f", "#3a8c86", "#7a7a7a")
@@ -79,6 +84,87 @@ def nice_ceiling(value: float) -> float:
     return 10 * power  # pragma: no cover
 
 
+# --- Value axis ---------------------------------------------------------------------------------
+
+# At most this many intervals between ticks (0 included, so up to six labels).
+MAX_Y_INTERVALS = 5
+
+
+@dataclass(frozen=True)
+class AxisScale:
+    """The ticks of a value axis: 0, then multiples of a round step up to the top."""
+
+    ticks: tuple[float, ...]
+
+    @property
+    def top(self) -> float:
+        return self.ticks[-1]
+
+
+def axis_scale(highest: float, *, whole: bool = False) -> AxisScale:
+    """Ticks from 0 to the first multiple of a round step (1, 2, 2.5 or 5 times a power of ten)
+    at or above ``highest``, at most MAX_Y_INTERVALS of them; ``whole`` keeps steps integral
+    (counts of tokens have no fractions)."""
+    target = highest if highest > 0 else 1.0
+    step = nice_ceiling(target / MAX_Y_INTERVALS)
+    if whole and not float(step).is_integer():
+        step = math.ceil(step) if step >= 1 else 1.0
+        step = nice_ceiling(step)
+        if not float(step).is_integer():  # 2.5 → 5
+            step *= 2
+    intervals = max(1, math.ceil(target / step - 1e-9))
+    # round(): 3 * 0.1 must be 0.3, not 0.30000000000000004.
+    return AxisScale(tuple(round(step * index, 12) for index in range(intervals + 1)))
+
+
+def _exact(value: float) -> str:
+    """``value`` with as few decimals as show it exactly (up to six)."""
+    for decimals in range(7):
+        if abs(round(value, decimals) - value) <= 1e-9 * max(1.0, abs(value)):
+            return f"{value:,.{decimals}f}"
+    return f"{value:,.6f}"  # pragma: no cover - ticks are round numbers
+
+
+def _count_tick(value: float) -> str:
+    magnitude = abs(value)
+    for limit, suffix in ((1e12, "T"), (1e9, "B"), (1e6, "M"), (1e3, "k")):
+        if magnitude >= limit:
+            return _exact(value / limit) + suffix
+    return _exact(value)
+
+
+def _usd_tick(value: float) -> str:
+    if value == 0:
+        return "$0"
+    if abs(value) >= 1_000:
+        return "$" + _count_tick(value)
+    text = _exact(value)
+    # Cents as money is written: $2.50, not $2.5.
+    if "." in text and len(text.partition(".")[2]) == 1:
+        text += "0"
+    return "$" + text
+
+
+def _percent_tick(value: float) -> str:
+    return _exact(value * 100) + "%"
+
+
+# The formatters of values, each with the one for axis ticks: those show every tick exactly (the
+# value formatters round to one or two places, which made 0.25 and 0.75 read 0.2 and 0.8), and
+# say whether the axis may have fractional ticks.
+_TICK_FORMATS: dict[Callable[[float], str], tuple[Callable[[float], str], bool]] = {
+    format_count: (_count_tick, True),
+    format_usd: (_usd_tick, False),
+    format_percent: (_percent_tick, False),
+}
+
+
+def tick_formatter(formatter: Callable[[float], str]) -> tuple[Callable[[float], str], bool]:
+    """(label of a tick, whole-number ticks only) for a value formatter; an unknown formatter
+    labels ticks itself and allows fractions."""
+    return _TICK_FORMATS.get(formatter, (formatter, False))
+
+
 # --- Pieces -------------------------------------------------------------------------------------
 
 
@@ -112,32 +198,45 @@ def _legend(series: Sequence[ChartSeries], width: int) -> list[str]:
 
 
 def _y_axis(
-    top_value: float, formatter: Callable[[float], str], width: int, plot_height: int
+    scale: AxisScale, label: Callable[[float], str], width: int, plot_height: int
 ) -> list[str]:
     parts = ['<g class="axis y-axis" aria-hidden="true">']
-    for step in range(5):
-        value = top_value * step / 4
-        y = _TOP + plot_height - plot_height * step / 4
+    for index, value in enumerate(scale.ticks):
+        y = _TOP + plot_height - plot_height * value / scale.top
         parts.append(
             f'<line x1="{_LEFT}" x2="{width - _RIGHT}" y1="{_number(y)}" y2="{_number(y)}" '
-            f'class="grid{" baseline" if step == 0 else ""}"/>'
+            f'class="grid{" baseline" if index == 0 else ""}"/>'
             f'<text x="{_LEFT - 6}" y="{_number(y + 4)}" text-anchor="end">'
-            f"{escape(formatter(value))}</text>"
+            f"{escape(label(value))}</text>"
         )
     parts.append("</g>")
     return parts
 
 
-def _x_axis(labels: Sequence[str], slot: float, height: int) -> list[str]:
+def label_width(text: str) -> float:
+    """Estimated width of an axis label (11px text) in chart units."""
+    return X_LABEL_CHAR_WIDTH * len(text)
+
+
+def _x_axis(labels: Sequence[str], slot: float, width: int, height: int) -> list[str]:
     count = len(labels)
     parts = ['<g class="axis x-axis" aria-hidden="true">']
     if count:
         room = max(2, int(slot * count // X_LABEL_SPACING))
         every = max(1, math.ceil(count / room))
         for index in range(0, count, every):
-            x = _LEFT + slot * (index + 0.5)
+            center = _LEFT + slot * (index + 0.5)
+            half = label_width(labels[index]) / 2
+            # Centred under its bucket unless that would cut it at the picture's edge: then it
+            # ends (or starts) at the bucket's edge instead.
+            if center + half > width:
+                x, anchor = _LEFT + slot * (index + 1), "end"
+            elif center - half < 0:
+                x, anchor = _LEFT + slot * index, "start"
+            else:
+                x, anchor = center, "middle"
             parts.append(
-                f'<text x="{_number(x)}" y="{height - _BOTTOM + 18}" text-anchor="middle">'
+                f'<text x="{_number(x)}" y="{height - _BOTTOM + 18}" text-anchor="{anchor}">'
                 f"{escape(labels[index])}</text>"
             )
     parts.append("</g>")
@@ -194,11 +293,12 @@ def stacked_bar_chart(
     slot = plot_width / count if count else plot_width
     gap = min(slot * 0.15, 2.0)
     totals = [sum(item.values[index] or 0 for item in series) for index in range(count)]
-    top_value = nice_ceiling(max(totals, default=0))
-    scale = plot_height / top_value
+    tick_label, whole = tick_formatter(formatter)
+    axis = axis_scale(max(totals, default=0), whole=whole)
+    scale = plot_height / axis.top
 
     parts = _frame(chart_id, title, summary, width, height)
-    parts += _y_axis(top_value, formatter, width, plot_height)
+    parts += _y_axis(axis, tick_label, width, plot_height)
     base = [0.0] * count
     parts.append('<g class="bars" aria-hidden="true">')
     for item in series:
@@ -221,7 +321,7 @@ def stacked_bar_chart(
                 f'fill="{escape(item.color)}" d="{"".join(commands)}"/>'
             )
     parts.append("</g>")
-    parts += _x_axis(labels if axis_labels is None else axis_labels, slot, height)
+    parts += _x_axis(labels if axis_labels is None else axis_labels, slot, width, height)
     parts += _legend(series, width)
     parts += _hover_targets(labels, series, formatter, slot, plot_height)
     parts.append("</svg>")
@@ -249,11 +349,13 @@ def line_chart(
     highest = max(
         (value for item in series for value in item.values if value is not None), default=0
     )
-    top_value = y_max if y_max is not None else nice_ceiling(highest)
-    scale = plot_height / top_value if top_value else 0
+    tick_label, whole = tick_formatter(formatter)
+    axis = axis_scale(y_max if y_max is not None else highest, whole=whole)
+    top_value = axis.top
+    scale = plot_height / top_value
 
     parts = _frame(chart_id, title, summary, width, height)
-    parts += _y_axis(top_value, formatter, width, plot_height)
+    parts += _y_axis(axis, tick_label, width, plot_height)
     parts.append('<g class="lines" aria-hidden="true">')
     for item in series:
         commands: list[str] = []
@@ -266,8 +368,11 @@ def line_chart(
             x = _LEFT + slot * (index + 0.5)
             y = _TOP + plot_height - min(value, top_value) * scale
             commands.append(f"{'L' if pen_down else 'M'}{_number(x)} {_number(y)}")
+            # A point with no neighbour draws no line: it always gets its marker, or it would
+            # not show at all among many buckets.
+            alone = not pen_down and (index + 1 == count or item.values[index + 1] is None)
             pen_down = True
-            if count <= 60:
+            if count <= MAX_MARKED_POINTS or alone:
                 commands.append("m-2.5 0a2.5 2.5 0 1 0 5 0a2.5 2.5 0 1 0 -5 0m2.5 0")
         if commands:
             parts.append(
@@ -276,7 +381,7 @@ def line_chart(
                 f'd="{"".join(commands)}"/>'
             )
     parts.append("</g>")
-    parts += _x_axis(labels if axis_labels is None else axis_labels, slot, height)
+    parts += _x_axis(labels if axis_labels is None else axis_labels, slot, width, height)
     parts += _legend(series, width)
     parts += _hover_targets(labels, series, formatter, slot, plot_height)
     parts.append("</svg>")

@@ -247,3 +247,132 @@ def test_series_rows_list_every_bucket_and_provider() -> None:
     assert rows[1][3] == 2
     assert rows[1][-1] == "0.5"
     assert rows[4][3] == 0
+
+
+# --- Axes ---------------------------------------------------------------------------------------
+
+
+def y_labels(svg: str) -> list[str]:
+    axis = next(g for g in parse(svg).iter(f"{SVG}g") if "y-axis" in g.get("class", ""))
+    return [text.text or "" for text in axis.iter(f"{SVG}text")]
+
+
+def bars(values: list[float], formatter: object) -> str:
+    return charts.stacked_bar_chart(
+        chart_id="c",
+        title="t",
+        summary="s",
+        labels=[str(index) for index in range(len(values))],
+        series=[charts.ChartSeries("anthropic", "#c96442", values)],
+        formatter=formatter,  # type: ignore[arg-type]
+    )
+
+
+@pytest.mark.parametrize(
+    ("values", "formatter", "expected"),
+    [
+        # One token at most: whole ticks, not 0, 0.2, 0.5, 0.8, 1.
+        ([1, 0], charts.format_count, ["0", "1"]),
+        ([3, 1], charts.format_count, ["0", "1", "2", "3"]),
+        ([200, 50], charts.format_count, ["0", "50", "100", "150", "200"]),
+        ([1234], charts.format_count, ["0", "250", "500", "750", "1k", "1.25k"]),
+        ([2_400_000], charts.format_count, ["0", "500k", "1M", "1.5M", "2M", "2.5M"]),
+        # A cent and a bit: $0.01 once, and the half-cents shown as they are.
+        ([0.013], charts.format_usd, ["$0", "$0.005", "$0.01", "$0.015"]),
+        ([7.3], charts.format_usd, ["$0", "$2", "$4", "$6", "$8"]),
+        ([2.2], charts.format_usd, ["$0", "$0.50", "$1", "$1.50", "$2", "$2.50"]),
+        ([25_000], charts.format_usd, ["$0", "$5k", "$10k", "$15k", "$20k", "$25k"]),
+        ([0.3], charts.format_percent, ["0%", "10%", "20%", "30%"]),
+        ([0.025], charts.format_percent, ["0%", "0.5%", "1%", "1.5%", "2%", "2.5%"]),
+    ],
+)
+def test_value_axis_labels_are_exact_round_steps(
+    values: list[float], formatter: object, expected: list[str]
+) -> None:
+    assert y_labels(bars(values, formatter)) == expected
+
+
+@pytest.mark.parametrize("highest", [0.001, 0.013, 0.07, 0.25, 1, 1.7, 9.99, 12_345, 987_654])
+@pytest.mark.parametrize(
+    "formatter", [charts.format_count, charts.format_usd, charts.format_percent]
+)
+def test_value_axis_labels_are_distinct_and_cover_the_data(
+    highest: float, formatter: object
+) -> None:
+    labels = y_labels(bars([highest], formatter))
+    assert len(labels) == len(set(labels)) >= 2
+    scale = charts.axis_scale(highest, whole=formatter is charts.format_count)
+    assert scale.top >= highest
+    assert len(scale.ticks) <= charts.MAX_Y_INTERVALS + 1
+
+
+def test_line_chart_axis_tops_at_the_requested_maximum() -> None:
+    svg = charts.line_chart(
+        chart_id="rate",
+        title="t",
+        summary="s",
+        labels=["a", "b"],
+        series=[charts.ChartSeries("fallback rate", "#b03a2e", [0.1, 0.2])],
+        formatter=charts.format_percent,
+        y_max=1.0,
+    )
+    assert y_labels(svg) == ["0%", "20%", "40%", "60%", "80%", "100%"]
+
+
+def x_label_extents(svg: str, width: int) -> list[tuple[float, float]]:
+    root = parse(svg)
+    axis = next(g for g in root.iter(f"{SVG}g") if "x-axis" in g.get("class", ""))
+    extents = []
+    for text in axis.iter(f"{SVG}text"):
+        x = float(text.get("x", 0))
+        size = charts.label_width(text.text or "")
+        anchor = text.get("text-anchor")
+        start = {"start": x, "middle": x - size / 2, "end": x - size}[anchor or "start"]
+        extents.append((start, start + size))
+    return extents
+
+
+@pytest.mark.parametrize(
+    ("count", "width"),
+    # 19, 57, 65 at full width and 10, 13 at half width used to cut the last label.
+    [(7, 960), (19, 960), (24, 960), (57, 960), (65, 960), (168, 960), (10, 520), (13, 520)],
+)
+def test_x_labels_stay_inside_the_picture(count: int, width: int) -> None:
+    labels = [f"03-{1 + index // 24:02d} {index % 24:02d}:00" for index in range(count)]
+    svg = charts.stacked_bar_chart(
+        chart_id="c",
+        title="t",
+        summary="s",
+        labels=labels,
+        axis_labels=labels,
+        series=[charts.ChartSeries("anthropic", "#c96442", [1.0] * count)],
+        formatter=charts.format_count,
+        width=width,
+    )
+    extents = x_label_extents(svg, width)
+    assert extents
+    for start, end in extents:
+        assert start >= 0 and end <= width, (start, end)
+    # Labels do not run into each other.
+    for (_, previous_end), (next_start, _) in zip(extents, extents[1:], strict=False):
+        assert previous_end < next_start
+
+
+def test_a_lone_point_among_many_buckets_is_drawn() -> None:
+    values: list[float | None] = [None] * 120
+    values[70] = 0.5
+    values[100] = 0.25
+    values[101] = 0.5
+    svg = charts.line_chart(
+        chart_id="rate",
+        title="t",
+        summary="s",
+        labels=[str(index) for index in range(120)],
+        series=[charts.ChartSeries("fallback rate", "#b03a2e", values)],
+        formatter=charts.format_percent,
+        y_max=1.0,
+    )
+    data = series_paths(parse(svg))["fallback rate"].get("d", "")
+    # The lone point gets its marker; the pair draws a line (no markers beyond 60 buckets).
+    assert data.count("M") == 2 and data.count("L") == 1
+    assert data.count("a2.5") == 2  # one marker: two arcs
