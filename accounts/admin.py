@@ -456,6 +456,9 @@ class ProviderCredentialAdmin(admin.ModelAdmin):
         fieldsets[3],
     )
 
+    class Media:
+        js = ("accounts/credential_form.js",)
+
     def get_fieldsets(self, request: HttpRequest, obj: ProviderCredential | None = None) -> Any:
         # Nothing is recorded before the first save: no id, dates or fingerprint to show.
         return self.add_fieldsets if obj is None else self.fieldsets

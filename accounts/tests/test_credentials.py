@@ -8,6 +8,7 @@ from __future__ import annotations
 import io
 import re
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,7 +20,7 @@ from django.test import Client
 from django.urls import reverse
 
 from accounts.crypto import decrypt_secret
-from accounts.models import AccessKey, ProviderCredential, User
+from accounts.models import AccessKey, Provider, ProviderCredential, User
 from accounts.selectors import configured_provider_keys, key_metadata_load
 from accounts.services import (
     AccountsError,
@@ -565,3 +566,16 @@ def test_the_command_names_what_is_wrong(args: list[str], stdin: str, message: s
         run(*args, stdin=stdin)
     assert message in str(refused.value)
     assert not ProviderCredential.objects.exists()
+
+
+def test_the_form_page_loads_the_script_that_shows_each_providers_fields(
+    admin_client: Client,
+) -> None:
+    html = admin_client.get(ADD).content.decode()
+    assert "accounts/credential_form.js" in html
+    script = (Path(__file__).parents[1] / "static/accounts/credential_form.js").read_text()
+    # The script knows every provider, and the rows it looks for are the form's.
+    for provider in Provider.values:
+        assert f"{provider}: [" in script, provider
+    for field in ("name", "secret", "endpoint_url", "region", "api_mode", "fallback_model"):
+        assert f"field-{field}" in html, field
