@@ -94,7 +94,8 @@ class ProviderFake:
     Subclasses set `upstream` (the fault queue's name) and implement `route`, `credential`,
     `validate`, `is_streaming`, `error_body`, `stream_error_bytes` and `answer_request`.
     `accepted_keys=None` accepts any non-empty key; `rejected_keys` (settable between tests) are
-    refused as invalid even then. `record=False` keeps no request history (long benchmarks).
+    refused as invalid even then. `key_required` (the class's `requires_key` after each reset) can
+    be turned off for a keyless server, such as a local OpenAI-compatible one. `record=False` keeps no request history (long benchmarks).
     """
 
     upstream: ClassVar[str]
@@ -140,6 +141,7 @@ class ProviderFake:
         self._answer_queue: deque[ScriptedAnswer] = deque()
         self.pacing = self.default_pacing
         self.accepted_keys: frozenset[str] | None = self.default_accepted_keys
+        self.key_required = self.requires_key
         self.rejected_keys: set[str] = set()
         self.extra_headers: dict[str, str] = {}
         self.faults.clear()
@@ -399,7 +401,7 @@ class ProviderFake:
             message = f"fake {self.upstream}: no route for {record.method} {record.path}"
             await self.send_error(exchange, HttpError(status=404, message=message))
             return
-        if self.requires_key and self._key_refused(key):
+        if (self.key_required or key) and self._key_refused(key):
             await self.send_error(exchange, self.auth_error(key))
             return
         body: Any = None

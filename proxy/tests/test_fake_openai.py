@@ -654,6 +654,17 @@ def test_rejected_and_accepted_keys(sdk: openai.OpenAI, fake_openai: FakeOpenAI)
     assert sdk.chat.completions.create(**CHAT).choices
 
 
+def test_keyless_server(fake_openai: FakeOpenAI) -> None:
+    url = f"{fake_openai.base_url}/v1/chat/completions"
+    fake_openai.key_required = False  # a local OpenAI-compatible server without auth
+    assert httpx.post(url, json=CHAT).status_code == 200
+    fake_openai.rejected_keys = {"sk-bad"}
+    refused = httpx.post(url, json=CHAT, headers={"authorization": "Bearer sk-bad"})
+    assert refused.status_code == 401
+    fake_openai.reset()
+    assert httpx.post(url, json=CHAT).status_code == 401
+
+
 def test_records_mask_the_key_but_keep_its_hash(
     sdk: openai.OpenAI, fake_openai: FakeOpenAI
 ) -> None:
