@@ -276,7 +276,7 @@ def invalidate_key_metadata() -> None:
     key_cache.clear()
     try:
         key_cache.adopt_database_generation(_bump_database_generation())
-    except DatabaseError as exc:
+    except Exception as exc:  # runs after a commit: the change is made, whatever happens here
         logger.warning("key cache: could not bump the database's generation: %s", exc)
     client = shared_redis.sync_client()
     if client is None:

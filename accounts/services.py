@@ -550,7 +550,9 @@ class EncryptionRotationReport:
 def encryption_keys_rotate() -> EncryptionRotationReport:
     """Re-encrypt every stored secret under the first GATEWAY_ENCRYPTION_KEYS key."""
     report = EncryptionRotationReport()
-    for credential_id in ProviderCredential.objects.values_list("pk", flat=True).order_by("pk"):
+    # Credentials without a secret (Ollama, keyless generic servers) have nothing to rotate.
+    with_secret = ProviderCredential.objects.exclude(secret_ciphertext="")
+    for credential_id in with_secret.values_list("pk", flat=True).order_by("pk"):
         with transaction.atomic():
             credential = ProviderCredential.objects.select_for_update().get(pk=credential_id)
             try:

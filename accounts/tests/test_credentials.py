@@ -25,6 +25,7 @@ from accounts.selectors import configured_provider_keys, key_metadata_load
 from accounts.services import (
     AccountsError,
     CredentialInvalid,
+    encryption_keys_rotate,
     provider_credential_clean,
     provider_credential_save,
     provider_credential_set,
@@ -579,3 +580,11 @@ def test_the_form_page_loads_the_script_that_shows_each_providers_fields(
         assert f"{provider}: [" in script, provider
     for field in ("name", "secret", "endpoint_url", "region", "api_mode", "fallback_model"):
         assert f"field-{field}" in html, field
+
+
+def test_encryption_key_rotation_skips_credentials_without_secret(fernet_keys: list[str]) -> None:
+    provider_credential_set(provider="ollama")
+    provider_credential_set(provider="openai", secret="sk-openai-rotated-0001")
+    report = encryption_keys_rotate()
+    assert (report.rotated, report.failed) == (1, [])
+    assert ProviderCredential.objects.get(provider="ollama").secret_ciphertext == ""

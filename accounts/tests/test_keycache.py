@@ -492,3 +492,22 @@ def test_database_reads_run_side_by_side_on_their_own_threads_and_close_their_co
     assert len(threads) == 3
     assert all(name.startswith("keycache-db") for name in threads)
     assert sorted(recording.closed_on) == sorted(threads)
+
+
+def test_an_invalidation_that_cannot_reach_the_database_still_clears_this_process(
+    settings: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    make_key: MakeKey,
+) -> None:
+    settings.REDIS_URL = None
+    _key, plaintext = make_key()
+    assert lookup(key_cache, plaintext) is not None
+
+    def database_down() -> int:
+        raise OperationalError("connection refused (simulated)")
+
+    monkeypatch.setattr(keycache, "_bump_database_generation", database_down)
+    invalidate_key_metadata()  # runs after a commit: must not raise
+    assert "could not bump the database's generation" in caplog.text
+    assert counted_lookup(key_cache, plaintext)[0] > 0
