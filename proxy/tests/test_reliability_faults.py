@@ -457,3 +457,32 @@ def test_stream_first_byte_timeout_without_fallback_is_a_504(
     fake.add_fault("anthropic", Delay(delay=STALL_SECONDS))
     response = _post(gateway_server, key_holder.plaintext, stream=True)
     assert_error_response(response, 504, "timeout_error")
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["create", "stream"])
+def test_each_leg_is_tried_at_most_once_with_the_circuit_open_and_both_failing(
+    gateway_server: GatewayServer,
+    key_holder: KeyHolder,
+    bedrock_credential: None,
+    fake: FakeUpstream,
+    fast_circuit: float,
+    recorded_events: Any,
+    stream: bool,
+) -> None:
+    fake.set_default_fault("anthropic", HttpError(status=529))
+    for _ in range(3):  # opens Anthropic's circuit; Bedrock answers meanwhile
+        assert _post(gateway_server, key_holder.plaintext).status_code == 200
+    fake.reset()
+    fake.answer = ScriptedAnswer.text("Hello there.")
+    fake.set_default_fault("anthropic", HttpError(status=529))
+    fake.set_default_fault(
+        "bedrock", HttpError(status=503, error_type="ServiceUnavailableException")
+    )
+    response = _post(gateway_server, key_holder.plaintext, stream=stream)
+    assert response.status_code == 529
+    # Bedrock first (the circuit is open), then Anthropic still gets its one try: never a
+    # second Bedrock call.
+    assert [request.upstream for request in fake.requests] == ["bedrock", "anthropic"]
+    assert response.headers["x-gateway-provider"] == "anthropic"
+    assert response.headers["x-gateway-fallback-error"] == "529 overloaded_error"
+    assert recorded_events()[-1].provider == "anthropic"
