@@ -95,7 +95,8 @@ class ProviderFake:
     `validate`, `is_streaming`, `error_body`, `stream_error_bytes` and `answer_request`.
     `accepted_keys=None` accepts any non-empty key; `rejected_keys` (settable between tests) are
     refused as invalid even then. `key_required` (the class's `requires_key` after each reset) can
-    be turned off for a keyless server, such as a local OpenAI-compatible one. `record=False` keeps no request history (long benchmarks).
+    be turned off for a keyless server, such as a local OpenAI-compatible one.
+    `record=False` keeps no request history (long benchmarks).
     """
 
     upstream: ClassVar[str]
