@@ -54,8 +54,20 @@ class ModelMappingAdmin(admin.ModelAdmin):
         context = {
             **self.admin_site.each_context(request),
             "title": "Circuit breakers",
-            "shared": shared_snapshot(),
-            "local": circuits.snapshot(),
+            "shared": circuit_rows(shared_snapshot()),
+            "local": circuit_rows(circuits.snapshot()),
             "opts": self.model._meta,
         }
         return TemplateResponse(request, "admin/proxy/circuits.html", context)
+
+
+def circuit_rows(snapshot: list[dict[str, object]]) -> list[dict[str, object]]:
+    """Circuits as the page shows them. The snapshots' ``open_for_seconds`` is the time left
+    until the circuit lets a probe through (``open_until - now``), not how long it has been
+    open: shown as ``seconds_left``, and only while the circuit is open."""
+    rows = []
+    for circuit in snapshot:
+        row = {name: value for name, value in circuit.items() if name != "open_for_seconds"}
+        row["seconds_left"] = circuit["open_for_seconds"] if circuit["state"] == "open" else None
+        rows.append(row)
+    return rows

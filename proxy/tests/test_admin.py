@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from typing import Any
 
@@ -62,6 +63,42 @@ def test_circuit_page_shows_open_circuits(admin_client_logged_in: Client) -> Non
     assert page.status_code == 200
     body = page.content.decode()
     assert "anthropic:abcdef" in body and "anthropic_429" in body and "open" in body
+
+
+def test_circuit_page_shows_the_time_left_not_time_open(
+    admin_client_logged_in: Client, settings: Any
+) -> None:
+    settings.GATEWAY_CIRCUIT_MAX_OPEN_SECONDS = 3600
+    # Opened a moment ago, until a 429's reset two minutes from now.
+    async_to_sync(circuits.record_failure)(
+        "anthropic:abcdef", reason="anthropic_429", retry_at=time.time() + 120
+    )
+    async_to_sync(circuits.record_failure)("anthropic:probing", reason="anthropic_529", retry_at=1)
+    try:
+        page = admin_client_logged_in.get(reverse("admin:proxy_circuits"))
+    finally:
+        circuits.reset()
+    body = page.content.decode()
+    assert "Open for" not in body
+    assert "Seconds until probe" in body
+    rows = dict(re.findall(r"<tr><td>(anthropic:\w+)</td><td>\w+</td><td>([^<]*)</td>", body))
+    assert 110 <= float(rows["anthropic:abcdef"]) <= 120
+    assert rows["anthropic:probing"] == "–"
+
+
+def test_circuit_rows_rename_the_remaining_time() -> None:
+    from proxy.admin import circuit_rows
+
+    rows = circuit_rows(
+        [
+            {"name": "a", "state": "open", "open_for_seconds": 12.5, "reason": "x"},
+            {"name": "b", "state": "half_open", "open_for_seconds": 0.0, "reason": "y"},
+        ]
+    )
+    assert rows == [
+        {"name": "a", "state": "open", "seconds_left": 12.5, "reason": "x"},
+        {"name": "b", "state": "half_open", "seconds_left": None, "reason": "y"},
+    ]
 
 
 def test_circuit_page_needs_staff(client: Any) -> None:
