@@ -77,7 +77,7 @@ def chat_request_to_anthropic(body: JSON, *, default_max_tokens: int) -> JSON:
     ``metadata``, ``logit_bias``, ``seed``, penalties...). Raises ``TranslationError`` naming the
     field for what cannot be expressed (``n`` > 1, audio and file parts, bad tool arguments...).
     """
-    if not isinstance(body, Mapping):
+    if not isinstance(body, dict):
         raise TranslationError("The request body must be a JSON object.")
     n = body.get("n")
     if n is not None and n != 1:
@@ -142,7 +142,7 @@ def _translate_messages(raw: Any) -> tuple[list[JSON], list[JSON]]:
     system: list[JSON] = []
     turns: list[JSON] = []
     for i, message in enumerate(raw):
-        if not isinstance(message, Mapping):
+        if not isinstance(message, dict):
             raise TranslationError("Each message must be an object.", param=f"messages.{i}")
         role = message.get("role")
         if role in ("system", "developer"):
@@ -207,7 +207,7 @@ def _text_blocks(content: Any, where: str, *, allow_refusal: bool) -> list[JSON]
         raise TranslationError("content must be a string or a list.", param=f"{where}.content")
     blocks: list[JSON] = []
     for j, part in enumerate(content):
-        kind = part.get("type") if isinstance(part, Mapping) else None
+        kind = part.get("type") if isinstance(part, dict) else None
         text: Any = None
         if kind == "text":
             text = part.get("text")
@@ -232,7 +232,7 @@ def _user_blocks(content: Any, where: str) -> list[JSON]:
         return _text_blocks(content, where, allow_refusal=False)
     blocks: list[JSON] = []
     for j, part in enumerate(content):
-        kind = part.get("type") if isinstance(part, Mapping) else None
+        kind = part.get("type") if isinstance(part, dict) else None
         if kind == "image_url":
             blocks.append(_image_block(part.get("image_url"), f"{where}.content.{j}"))
         elif kind == "text":
@@ -253,7 +253,7 @@ def _user_blocks(content: Any, where: str) -> list[JSON]:
 
 
 def _image_block(image_url: Any, where: str) -> JSON:
-    url = image_url.get("url") if isinstance(image_url, Mapping) else image_url
+    url = image_url.get("url") if isinstance(image_url, dict) else image_url
     param = f"{where}.image_url.url"
     if not isinstance(url, str) or not url:
         raise TranslationError("An image_url part needs a url.", param=param)
@@ -288,10 +288,10 @@ def _assistant_blocks(message: Mapping[str, Any], i: int) -> list[JSON]:
         raise TranslationError("tool_calls must be a list.", param=f"{where}.tool_calls")
     for j, call in enumerate(tool_calls):
         call_where = f"{where}.tool_calls.{j}"
-        if not isinstance(call, Mapping) or call.get("type", "function") != "function":
+        if not isinstance(call, dict) or call.get("type", "function") != "function":
             raise TranslationError("Only function tool calls are supported.", param=call_where)
         function = call.get("function")
-        function = function if isinstance(function, Mapping) else {}
+        function = function if isinstance(function, dict) else {}
         call_id, name = call.get("id"), function.get("name")
         if not isinstance(call_id, str) or not call_id:
             raise TranslationError("A tool call needs an id.", param=f"{call_where}.id")
@@ -313,7 +313,7 @@ def _assistant_blocks(message: Mapping[str, Any], i: int) -> list[JSON]:
 
 
 def _parse_arguments(arguments: Any, param: str) -> JSON:
-    if isinstance(arguments, Mapping):  # some clients send the object itself
+    if isinstance(arguments, dict):  # some clients send the object itself
         return dict(arguments)
     if arguments is None or (isinstance(arguments, str) and not arguments.strip()):
         return {}  # a call without arguments
@@ -362,16 +362,16 @@ def _translate_tools(raw: Any) -> list[JSON]:
         raise TranslationError("tools must be a list.", param="tools")
     tools: list[JSON] = []
     for i, tool in enumerate(raw):
-        if not isinstance(tool, Mapping) or tool.get("type", "function") != "function":
+        if not isinstance(tool, dict) or tool.get("type", "function") != "function":
             raise TranslationError("Only function tools are supported.", param=f"tools.{i}.type")
         function = tool.get("function")
-        function = function if isinstance(function, Mapping) else {}
+        function = function if isinstance(function, dict) else {}
         name = function.get("name")
         if not isinstance(name, str) or not name:
             raise TranslationError("A tool needs a name.", param=f"tools.{i}.function.name")
         parameters = function.get("parameters")
         # ``strict`` has no Anthropic equivalent and is dropped.
-        schema = dict(parameters) if isinstance(parameters, Mapping) else {}
+        schema = dict(parameters) if isinstance(parameters, dict) else {}
         schema.setdefault("type", "object")
         translated: JSON = {"name": name, "input_schema": schema}
         if isinstance(function.get("description"), str) and function["description"]:
@@ -387,36 +387,36 @@ def _translate_tool_choice(choice: Any) -> tuple[JSON | None, set[str] | None]:
     simple = {"auto": "auto", "required": "any", "none": "none"}
     if isinstance(choice, str) and choice in simple:
         return {"type": simple[choice]}, None
-    if isinstance(choice, Mapping):
+    if isinstance(choice, dict):
         if choice.get("type") == "function":
             function = choice.get("function")
-            name = function.get("name") if isinstance(function, Mapping) else None
+            name = function.get("name") if isinstance(function, dict) else None
             if isinstance(name, str) and name:
                 return {"type": "tool", "name": name}, None
         if choice.get("type") == "allowed_tools":
             allowed = choice.get("allowed_tools")
-            allowed = allowed if isinstance(allowed, Mapping) else {}
+            allowed = allowed if isinstance(allowed, dict) else {}
             mode, listed = allowed.get("mode"), allowed.get("tools")
             if mode in ("auto", "required") and isinstance(listed, list):
                 names = {
                     str(t["function"].get("name"))
                     for t in listed
-                    if isinstance(t, Mapping) and isinstance(t.get("function"), Mapping)
+                    if isinstance(t, dict) and isinstance(t.get("function"), dict)
                 }
                 return {"type": simple[mode]}, names
     raise TranslationError("Unsupported tool_choice.", param="tool_choice")
 
 
 def _response_format_instruction(response_format: Any) -> str | None:
-    if not isinstance(response_format, Mapping):
+    if not isinstance(response_format, dict):
         return None
     kind = response_format.get("type")
     if kind == "json_object":
         return _JSON_OBJECT_INSTRUCTION
     if kind == "json_schema":
         spec = response_format.get("json_schema")
-        schema = spec.get("schema") if isinstance(spec, Mapping) else None
-        if isinstance(schema, Mapping):
+        schema = spec.get("schema") if isinstance(spec, dict) else None
+        if isinstance(schema, dict):
             return _JSON_SCHEMA_INSTRUCTION + compact_json(schema)
         return _JSON_OBJECT_INSTRUCTION
     return None  # "text" is the default; unknown kinds are ignored
@@ -464,7 +464,7 @@ def anthropic_message_to_chat(
     reasoning: list[str] = []
     calls: list[JSON] = []
     for block in message.get("content") or []:
-        if not isinstance(block, Mapping):
+        if not isinstance(block, dict):
             continue
         kind = block.get("type")
         if kind == "text" and isinstance(block.get("text"), str):
@@ -497,7 +497,7 @@ def anthropic_message_to_chat(
     if calls and stop_reason in (None, "end_turn", "stop_sequence", "pause_turn"):
         finish_reason = "tool_calls"
     usage = message.get("usage")
-    usage = usage if isinstance(usage, Mapping) else {}
+    usage = usage if isinstance(usage, dict) else {}
     return {
         "id": completion_id,
         "object": "chat.completion",

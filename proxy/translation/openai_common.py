@@ -7,7 +7,6 @@ table and small value checks. Pure: no Django, no I/O.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
 from typing import Any
 
 from proxy.translation.hub import JSON, TranslationError
@@ -98,10 +97,10 @@ def finish_reason_for(stop_reason: Any) -> str:
 
 def usage_from_openai(usage: Any) -> JSON:
     """Anthropic usage for an OpenAI usage object: ``input_tokens`` excludes the cached prompt."""
-    if not isinstance(usage, Mapping):
+    if not isinstance(usage, dict):
         usage = {}
     details = usage.get("prompt_tokens_details")
-    details = details if isinstance(details, Mapping) else {}
+    details = details if isinstance(details, dict) else {}
     prompt = as_token_count(usage.get("prompt_tokens"))
     cached = min(as_token_count(details.get("cached_tokens")), prompt)
     written = min(as_token_count(details.get("cache_write_tokens")), prompt - cached)

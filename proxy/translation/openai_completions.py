@@ -40,7 +40,7 @@ def completion_request_to_anthropic(body: JSON, *, default_max_tokens: int) -> J
     (``max_tokens``, ``temperature``, ``top_p``, ``stop``, ``stream``, ``user``, ``n``) follow
     ``chat_request_to_anthropic``.
     """
-    if not isinstance(body, Mapping):
+    if not isinstance(body, dict):
         raise TranslationError("The request body must be a JSON object.")
     prompt = body.get("prompt")
     if isinstance(prompt, list) and len(prompt) == 1 and isinstance(prompt[0], str):
@@ -93,7 +93,7 @@ def anthropic_message_to_completion(
     text = "".join(
         block["text"]
         for block in message.get("content") or []
-        if isinstance(block, Mapping)
+        if isinstance(block, dict)
         and block.get("type") == "text"
         and isinstance(block.get("text"), str)
     )
@@ -111,7 +111,7 @@ def anthropic_message_to_completion(
                 "logprobs": None,
             }
         ],
-        "usage": _usage(usage if isinstance(usage, Mapping) else {}),
+        "usage": _usage(usage if isinstance(usage, dict) else {}),
     }
 
 
@@ -148,7 +148,7 @@ class AnthropicToCompletionChunks:
         self.usage.feed(event, data)
         if event == "content_block_delta":
             delta = data.get("delta")
-            if isinstance(delta, Mapping) and delta.get("type") == "text_delta":
+            if isinstance(delta, dict) and delta.get("type") == "text_delta":
                 text = delta.get("text")
                 if isinstance(text, str) and text:
                     return [self._chunk(text)]
@@ -156,7 +156,7 @@ class AnthropicToCompletionChunks:
             return self._finish_chunks()
         elif event == "error":
             self._done = True
-            return [anthropic_error_to_openai(500, data if isinstance(data, Mapping) else {})]
+            return [anthropic_error_to_openai(500, data if isinstance(data, dict) else {})]
         return []
 
     def _finish_chunks(self) -> list[JSON]:

@@ -33,8 +33,6 @@ login), as for Bedrock in ``errors``. Pure: no Django, no I/O.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 from proxy.translation import errors
 from proxy.translation.hub import JSON
 
@@ -96,8 +94,8 @@ def openai_error_body(
 
 
 def _anthropic_error(body: JSON | None) -> tuple[str | None, str]:
-    error = body.get("error") if isinstance(body, Mapping) else None
-    if not isinstance(error, Mapping):
+    error = body.get("error") if isinstance(body, dict) else None
+    if not isinstance(error, dict):
         return None, ""
     kind, message = error.get("type"), error.get("message")
     return (kind if isinstance(kind, str) else None), (message if isinstance(message, str) else "")
@@ -128,12 +126,12 @@ def anthropic_error_to_openai(status: int, body: JSON | None) -> JSON:
 
 
 def _openai_error(body: JSON | None) -> tuple[str, str, str]:
-    error = body.get("error") if isinstance(body, Mapping) else None
+    error = body.get("error") if isinstance(body, dict) else None
     if isinstance(error, str):  # some compatible servers send {"error": "<message>"}
         return error, "", ""
-    if not isinstance(error, Mapping):
+    if not isinstance(error, dict):
         # vLLM and others sometimes send {"message": ..., "type": ..., "code": ...} unwrapped.
-        error = body if isinstance(body, Mapping) else {}
+        error = body if isinstance(body, dict) else {}
     message = error.get("message")
     kind, code = error.get("type"), error.get("code")
     return (

@@ -58,6 +58,7 @@ class AnthropicToChatChunks:
             "created": created,
             "model": model,
         }
+        self._id, self._created, self._model = completion_id, created, model
         self._include_usage = include_usage
         self.usage = HubUsage()
         self._started = False
@@ -67,8 +68,12 @@ class AnthropicToChatChunks:
         self._tool_index: dict[int, int] = {}
 
     def _chunk(self, delta: JSON, finish_reason: str | None = None) -> JSON:
+        # A dict literal per chunk: this runs for every streamed token.
         chunk: JSON = {
-            **self._base,
+            "id": self._id,
+            "object": "chat.completion.chunk",
+            "created": self._created,
+            "model": self._model,
             "choices": [
                 {"index": 0, "delta": delta, "finish_reason": finish_reason, "logprobs": None}
             ],
@@ -85,14 +90,42 @@ class AnthropicToChatChunks:
     def feed(self, event: str, data: JSON) -> list[JSON]:
         if self._done:
             return []
-        self.usage.feed(event, data)
         out: list[JSON] = []
+        if event == "content_block_delta":
+            # The bulk of every stream: handled first, text inline, without the usage reader
+            # (deltas carry no usage).
+            delta = data.get("delta")
+            if self._started and type(delta) is dict and delta.get("type") == "text_delta":
+                text = delta.get("text")
+                if not text or type(text) is not str:
+                    return out
+                chunk = {
+                    "id": self._id,
+                    "object": "chat.completion.chunk",
+                    "created": self._created,
+                    "model": self._model,
+                    "choices": [
+                        {
+                            "index": 0,
+                            "delta": {"content": text},
+                            "finish_reason": None,
+                            "logprobs": None,
+                        }
+                    ],
+                }
+                if self._include_usage:
+                    chunk["usage"] = None
+                return [chunk]
+            self._start(out)
+            self._on_delta(data, out)
+            return out
+        self.usage.feed(event, data)
         if event == "message_start":
             self._start(out)
         elif event == "content_block_start":
             self._start(out)
             block = data.get("content_block")
-            if isinstance(block, Mapping) and block.get("type") == "tool_use":
+            if isinstance(block, dict) and block.get("type") == "tool_use":
                 index = len(self._tool_index)
                 self._tool_index[_as_index(data.get("index"))] = index
                 call = {
@@ -102,33 +135,35 @@ class AnthropicToChatChunks:
                     "function": {"name": str(block.get("name") or ""), "arguments": ""},
                 }
                 out.append(self._chunk({"tool_calls": [call]}))
-        elif event == "content_block_delta":
-            self._start(out)
-            self._on_delta(data, out)
         elif event == "message_delta":
             self._start(out)
             if not self._finished:
                 out += self._finish_chunks(self.usage.stop_reason)
         elif event == "error":
             self._done = True
-            out.append(anthropic_error_to_openai(500, data if isinstance(data, Mapping) else {}))
+            out.append(anthropic_error_to_openai(500, data if isinstance(data, dict) else {}))
         # ping, message_stop, content_block_stop and unknown events: nothing to send.
         return out
 
     def _on_delta(self, data: JSON, out: list[JSON]) -> None:
         delta = data.get("delta")
-        if not isinstance(delta, Mapping):
+        if type(delta) is not dict:
             return
         kind = delta.get("type")
-        if kind == "text_delta" and delta.get("text"):
-            out.append(self._chunk({"content": str(delta["text"])}))
-        elif kind == "thinking_delta" and delta.get("thinking"):
-            out.append(self._chunk({"reasoning_content": str(delta["thinking"])}))
-        elif kind == "input_json_delta" and delta.get("partial_json"):
+        if kind == "text_delta":
+            text = delta.get("text")
+            if text and type(text) is str:
+                out.append(self._chunk({"content": text}))
+        elif kind == "thinking_delta":
+            thinking = delta.get("thinking")
+            if thinking and type(thinking) is str:
+                out.append(self._chunk({"reasoning_content": thinking}))
+        elif kind == "input_json_delta":
+            fragment = delta.get("partial_json")
             index = self._tool_index.get(_as_index(data.get("index")))
-            if index is not None:
-                fragment = {"index": index, "function": {"arguments": str(delta["partial_json"])}}
-                out.append(self._chunk({"tool_calls": [fragment]}))
+            if fragment and type(fragment) is str and index is not None:
+                call = {"index": index, "function": {"arguments": fragment}}
+                out.append(self._chunk({"tool_calls": [call]}))
         # signature_delta and citations_delta have no OpenAI equivalent.
 
     def _finish_chunks(self, stop_reason: str | None) -> list[JSON]:
@@ -223,20 +258,20 @@ class ChatChunksToAnthropic:
         return normalize_usage(self._usage)
 
     def feed(self, chunk: JSON) -> list[HubEvent]:
-        if self._done or not isinstance(chunk, Mapping):
+        if self._done or not isinstance(chunk, dict):
             return []
         out: list[HubEvent] = []
         if "error" in chunk and chunk.get("error") is not None:
             return self._error(chunk)
         self._start(out)
-        if isinstance(chunk.get("usage"), Mapping):
+        if isinstance(chunk.get("usage"), dict):
             self._usage = usage_from_openai(chunk["usage"])
         choices = chunk.get("choices")
         choice = choices[0] if isinstance(choices, list) and choices else None
-        if not isinstance(choice, Mapping):
+        if not isinstance(choice, dict):
             return out
         delta = choice.get("delta")
-        if isinstance(delta, Mapping):
+        if isinstance(delta, dict):
             self._on_delta(delta, out)
         if choice.get("finish_reason"):
             self._finish_reason = str(choice["finish_reason"])
@@ -302,7 +337,7 @@ class ChatChunksToAnthropic:
         calls = delta.get("tool_calls")
         if isinstance(calls, list):
             for position, call in enumerate(calls):
-                if isinstance(call, Mapping):
+                if isinstance(call, dict):
                     self._on_tool_fragment(call, position, out)
 
     def _on_stream_text(self, kind: str, text: str, out: list[HubEvent]) -> None:
@@ -350,13 +385,13 @@ class ChatChunksToAnthropic:
                 self._close_open(out)
             self._held_text = ""
         function = fragment.get("function")
-        function = function if isinstance(function, Mapping) else {}
+        function = function if isinstance(function, dict) else {}
         if not call.id and isinstance(fragment.get("id"), str):
             call.id = fragment["id"]
         if not call.name and isinstance(function.get("name"), str):
             call.name = function["name"]
         arguments = function.get("arguments")
-        if isinstance(arguments, Mapping):  # Ollama sends the object itself
+        if isinstance(arguments, dict):  # Ollama sends the object itself
             arguments = json.dumps(arguments, separators=(",", ":"), ensure_ascii=False)
         fragment_text = arguments if isinstance(arguments, str) else ""
         if self._live_call is None and call.name:

@@ -52,7 +52,7 @@ def anthropic_request_to_chat(body: JSON, *, model: str) -> JSON:
       adaptive → the ``output_config.effort`` if given, else medium). Callers routing to a model
       that does not reason should remove it.
     """
-    if not isinstance(body, Mapping):
+    if not isinstance(body, dict):
         raise TranslationError("The request body must be a JSON object.")
     messages: list[JSON] = []
     system_text = _joined_text(body.get("system"))
@@ -62,7 +62,7 @@ def anthropic_request_to_chat(body: JSON, *, model: str) -> JSON:
     if not isinstance(raw_messages, list):
         raise TranslationError("messages must be a list.", param="messages")
     for i, message in enumerate(raw_messages):
-        if isinstance(message, Mapping):
+        if isinstance(message, dict):
             messages += _chat_messages(message, i)
 
     request: JSON = {"model": model, "messages": messages}
@@ -78,7 +78,7 @@ def anthropic_request_to_chat(body: JSON, *, model: str) -> JSON:
     tools = [
         _chat_tool(tool)
         for tool in body.get("tools") or []
-        if isinstance(tool, Mapping) and "input_schema" in tool
+        if isinstance(tool, dict) and "input_schema" in tool
     ]
     if tools:
         request["tools"] = tools
@@ -87,7 +87,7 @@ def anthropic_request_to_chat(body: JSON, *, model: str) -> JSON:
         )
 
     metadata = body.get("metadata")
-    user = metadata.get("user_id") if isinstance(metadata, Mapping) else None
+    user = metadata.get("user_id") if isinstance(metadata, dict) else None
     if isinstance(user, str) and 0 < len(user) <= _MAX_OPENAI_USER:
         request["user"] = user
     if body.get("stream") is True:
@@ -106,7 +106,7 @@ def _joined_text(content: Any) -> str:
         texts = [
             b["text"]
             for b in content
-            if isinstance(b, Mapping) and b.get("type") == "text" and isinstance(b.get("text"), str)
+            if isinstance(b, dict) and b.get("type") == "text" and isinstance(b.get("text"), str)
         ]
         return "\n\n".join(t for t in texts if t)
     return ""
@@ -128,7 +128,7 @@ def _chat_messages(message: Mapping[str, Any], i: int) -> list[JSON]:
     out: list[JSON] = []
     parts: list[JSON] = []
     for j, block in enumerate(content):
-        if not isinstance(block, Mapping):
+        if not isinstance(block, dict):
             continue
         kind = block.get("type")
         if kind == "tool_result":
@@ -163,7 +163,7 @@ def _chat_parts(block: Mapping[str, Any], where: str) -> list[JSON]:
 
 
 def _chat_image(source: Any, where: str) -> JSON:
-    source = source if isinstance(source, Mapping) else {}
+    source = source if isinstance(source, dict) else {}
     if source.get("type") == "base64":
         url = f"data:{source.get('media_type')};base64,{source.get('data')}"
     elif source.get("type") == "url" and isinstance(source.get("url"), str):
@@ -175,7 +175,7 @@ def _chat_image(source: Any, where: str) -> JSON:
 
 def _chat_document(block: Mapping[str, Any], where: str) -> list[JSON]:
     source = block.get("source")
-    source = source if isinstance(source, Mapping) else {}
+    source = source if isinstance(source, dict) else {}
     kind = source.get("type")
     if kind == "base64" and source.get("media_type") == "application/pdf":
         title = block.get("title")
@@ -202,7 +202,7 @@ def _tool_result_parts(block: Mapping[str, Any], where: str) -> tuple[str, list[
     texts: list[str] = []
     images: list[JSON] = []
     for k, item in enumerate(content if isinstance(content, list) else []):
-        if not isinstance(item, Mapping):
+        if not isinstance(item, dict):
             continue
         for part in _chat_parts(item, f"{where}.content.{k}"):
             if part["type"] == "text":
@@ -216,7 +216,7 @@ def _chat_assistant(content: list[Any]) -> list[JSON]:
     texts: list[str] = []
     calls: list[JSON] = []
     for block in content:
-        if not isinstance(block, Mapping):
+        if not isinstance(block, dict):
             continue
         if block.get("type") == "text" and isinstance(block.get("text"), str):
             texts.append(block["text"])
@@ -245,12 +245,12 @@ def _chat_tool(tool: Mapping[str, Any]) -> JSON:
     if isinstance(tool.get("description"), str) and tool["description"]:
         function["description"] = tool["description"]
     schema = tool.get("input_schema")
-    function["parameters"] = dict(schema) if isinstance(schema, Mapping) else {"type": "object"}
+    function["parameters"] = dict(schema) if isinstance(schema, dict) else {"type": "object"}
     return {"type": "function", "function": function}
 
 
 def _apply_chat_tool_choice(choice: Any, names: set[str], request: JSON) -> None:
-    if not isinstance(choice, Mapping):
+    if not isinstance(choice, dict):
         return
     kind = choice.get("type")
     if kind == "auto":
@@ -266,7 +266,7 @@ def _apply_chat_tool_choice(choice: Any, names: set[str], request: JSON) -> None
 
 
 def _effort_for_thinking(thinking: Any, output_config: Any) -> str | None:
-    if not isinstance(thinking, Mapping):
+    if not isinstance(thinking, dict):
         return None
     if thinking.get("type") == "enabled":
         budget = thinking.get("budget_tokens")
@@ -276,7 +276,7 @@ def _effort_for_thinking(thinking: Any, output_config: Any) -> str | None:
             return "low"
         return "medium" if budget < HIGH_EFFORT_FROM else "high"
     if thinking.get("type") == "adaptive":
-        effort = output_config.get("effort") if isinstance(output_config, Mapping) else None
+        effort = output_config.get("effort") if isinstance(output_config, dict) else None
         if effort in ("low", "medium", "high"):
             return str(effort)
         return "high" if effort in ("xhigh", "max") else "medium"
@@ -295,11 +295,11 @@ def chat_completion_to_anthropic(completion: JSON, *, model: str, message_id: st
     and its tool reports the bad input back to the model, instead of the whole turn failing.
     A message with tool calls stops with ``tool_use`` whatever ``finish_reason`` says.
     """
-    choices = completion.get("choices") if isinstance(completion, Mapping) else None
+    choices = completion.get("choices") if isinstance(completion, dict) else None
     choice = choices[0] if isinstance(choices, list) and choices else {}
-    choice = choice if isinstance(choice, Mapping) else {}
+    choice = choice if isinstance(choice, dict) else {}
     message = choice.get("message")
-    message = message if isinstance(message, Mapping) else {}
+    message = message if isinstance(message, dict) else {}
     content: list[JSON] = []
     reasoning = _reasoning_text(message)
     if reasoning:
@@ -312,7 +312,7 @@ def chat_completion_to_anthropic(completion: JSON, *, model: str, message_id: st
         content.append({"type": "text", "text": refusal})
     calls = message.get("tool_calls")
     for j, call in enumerate(calls if isinstance(calls, list) else []):
-        if isinstance(call, Mapping):
+        if isinstance(call, dict):
             content.append(_tool_use_from_call(call, message_id=message_id, position=j))
     if any(block["type"] == "tool_use" for block in content):
         stop_reason = "tool_use"
@@ -342,10 +342,10 @@ def _reasoning_text(message: Mapping[str, Any]) -> str:
 
 def _tool_use_from_call(call: Mapping[str, Any], *, message_id: str, position: int) -> JSON:
     function = call.get("function")
-    function = function if isinstance(function, Mapping) else {}
+    function = function if isinstance(function, dict) else {}
     arguments = function.get("arguments")
     tool_input: JSON
-    if isinstance(arguments, Mapping):
+    if isinstance(arguments, dict):
         tool_input = dict(arguments)
     elif arguments is None or (isinstance(arguments, str) and not arguments.strip()):
         tool_input = {}
