@@ -143,9 +143,9 @@ class BedrockStreamException(Fault):
 @dataclass(kw_only=True)
 class ProviderStreamError(Fault):
     """Send `after_events` stream events, then the provider's in-stream error, then end the stream:
-    `data: {"error": {...}}` (OpenAI), an SSE `{"error": {"code", "message", "status"}}` (Gemini), an
-    `{"error": "..."}` line (Ollama). `status` picks the default type and Google status;
-    `error_type` and `code` override them where the format has them.
+    `data: {"error": {...}}` (OpenAI), an SSE `{"error": {"code", "message", "status"}}`
+    (Gemini), an `{"error": "..."}` line (Ollama). `status` picks the default type and Google
+    status; `error_type` and `code` override them where the format has them.
     """
 
     after_events: int = 1

@@ -161,9 +161,7 @@ def strict_model(typed_dict: type) -> type[BaseModel]:
         # Generated attribute names: wire keys such as "schema" would shadow BaseModel members.
         field = Field(alias=key) if required else Field(default=None, alias=key)
         definitions[f"field_{position}"] = (strict_annotation(annotation), field)
-    return pydantic.create_model(
-        typed_dict.__name__, __config__=STRICT_CONFIG, **definitions
-    )
+    return pydantic.create_model(typed_dict.__name__, __config__=STRICT_CONFIG, **definitions)
 
 
 _TYPE_LABELS = frozenset({"str", "int", "float", "bool", "none", "dict", "list"})
