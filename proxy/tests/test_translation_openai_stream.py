@@ -785,3 +785,29 @@ def test_any_upstream_stream_gives_a_well_formed_hub_stream(
     stop_reason = events[-2][1]["delta"]["stop_reason"]
     if sent:
         assert stop_reason == "tool_use"
+
+
+def test_a_fragment_that_never_names_a_function_calls_nothing() -> None:
+    events, _ = to_events(
+        [chunk(content="Hi"), chunk(tool_calls=[tool_fragment(0)]), chunk("stop")]
+    )
+    assert_well_formed(events)
+    message = assemble(events)
+    assert [b.type for b in message.content] == ["text"]
+    assert message.stop_reason == "end_turn"
+
+
+def test_stream_round_trip_hub_to_openai_and_back() -> None:
+    chunks = to_chunks(tool_stream())
+    events, translator = to_events(chunks)
+    assert_well_formed(events)
+    message = assemble(events)
+    assert [(b.type, getattr(b, "input", None)) for b in message.content] == [
+        ("thinking", None),
+        ("text", None),
+        ("tool_use", {"city": "Paris"}),
+        ("tool_use", {"city": "Oslo"}),
+    ]
+    assert message.content[0].thinking == "Two cities."
+    assert message.stop_reason == "tool_use"
+    assert translator.usage == Usage(input_tokens=12, output_tokens=60)

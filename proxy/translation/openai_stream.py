@@ -285,7 +285,8 @@ class ChatChunksToAnthropic:
         self._start(out)
         self._close_all(out)
         self._done = True
-        stop_reason = "tool_use" if self._calls else stop_reason_for(self._finish_reason)
+        called = any(call.opened for call in self._calls.values())
+        stop_reason = "tool_use" if called else stop_reason_for(self._finish_reason)
         out.append(
             (
                 "message_delta",
@@ -336,9 +337,9 @@ class ChatChunksToAnthropic:
                 self._on_stream_text(_TEXT, text, out)
         calls = delta.get("tool_calls")
         if isinstance(calls, list):
-            for position, call in enumerate(calls):
+            for call in calls:
                 if isinstance(call, dict):
-                    self._on_tool_fragment(call, position, out)
+                    self._on_tool_fragment(call, out)
 
     def _on_stream_text(self, kind: str, text: str, out: list[HubEvent]) -> None:
         if self._calls:
@@ -367,9 +368,7 @@ class ChatChunksToAnthropic:
         else:
             self._delta({"type": "thinking_delta", "thinking": text}, out)
 
-    def _on_tool_fragment(
-        self, fragment: Mapping[str, Any], position: int, out: list[HubEvent]
-    ) -> None:
+    def _on_tool_fragment(self, fragment: Mapping[str, Any], out: list[HubEvent]) -> None:
         index = fragment.get("index")
         if not isinstance(index, int) or isinstance(index, bool):
             # Some servers omit the index: a fragment with an id starts the next call, one
@@ -402,6 +401,8 @@ class ChatChunksToAnthropic:
                 call.received_arguments = True
                 self._delta({"type": "input_json_delta", "partial_json": fragment_text}, out)
         else:
+            # Kept for when the call is sent whole. (A fragment for a call already closed by
+            # finish_reason has nowhere to go: no upstream sends one.)
             call.arguments += fragment_text
 
     def _open_call(self, index: int, call: _ToolCall, out: list[HubEvent]) -> None:
