@@ -14,6 +14,8 @@ import json
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from proxy.tests.test_translation_openai_validation import (
     anthropic_request_errors,
@@ -1036,3 +1038,56 @@ def test_hub_request_round_trip_through_openai_keeps_its_meaning() -> None:
     chat = to_chat(**copy.deepcopy(hub))
     back = chat_request_to_anthropic(chat, default_max_tokens=1)
     assert back == hub
+
+
+# --- property: any chat history gives a hub request Anthropic accepts ----------------------------
+
+texts = st.sampled_from(["", " ", "\n", "hi", "Hello there ", " x"])
+
+
+@st.composite
+def chat_histories(draw: st.DrawFn) -> list[dict[str, Any]]:
+    messages: list[dict[str, Any]] = []
+    pending: list[str] = []
+    for n in range(draw(st.integers(1, 10))):
+        role = draw(st.sampled_from(["system", "developer", "user", "assistant", "tool"]))
+        if role == "tool" and pending:
+            messages.append(
+                {"role": "tool", "tool_call_id": pending.pop(0), "content": draw(texts)}
+            )
+            continue
+        if role == "assistant":
+            calls = [
+                call(f"c{n}_{k}", "f", draw(st.sampled_from(["", "{}", '{"a": 1}'])))
+                for k in range(draw(st.integers(0, 2)))
+            ]
+            message: dict[str, Any] = {
+                "role": "assistant",
+                "content": draw(st.one_of(st.none(), texts)),
+            }
+            if calls:
+                message["tool_calls"] = calls
+            pending = [c["id"] for c in calls]
+            messages.append(message)
+            continue
+        parts = draw(st.booleans())
+        content: Any = (
+            [{"type": "text", "text": draw(texts)} for _ in range(draw(st.integers(0, 2)))]
+            if parts
+            else draw(texts)
+        )
+        messages.append({"role": "user" if role == "tool" else role, "content": content})
+    return messages
+
+
+@settings(max_examples=300, deadline=None)
+@given(chat_histories())
+def test_any_chat_history_gives_a_valid_hub_request(messages: list[dict[str, Any]]) -> None:
+    try:
+        hub = chat_request_to_anthropic(
+            {"model": "m", "messages": messages}, default_max_tokens=100
+        )
+    except TranslationError as error:
+        assert error.param == "messages"  # nothing but blank or system text
+        return
+    assert anthropic_request_errors(hub) == [], hub
