@@ -172,6 +172,16 @@ class FakeOpenAI(ProviderFake):
             body = {key: value for key, value in body.items() if key not in self.allowed_extra_keys}
         return validator(body)
 
+    def validation_error(self, problems: list[str]) -> HttpError:
+        # OpenAI names the offending parameter in `param` (the path of the first problem here).
+        param, _, _ = problems[0].partition(": ")
+        body = openai_error(
+            message="; ".join(problems),
+            error_type="invalid_request_error",
+            param=None if param.startswith("(") else param,
+        )
+        return HttpError(status=400, body=json_bytes(body))
+
     def is_streaming(self, route: ProviderRoute, body: Any) -> bool:
         return isinstance(body, dict) and body.get("stream") is True
 

@@ -298,6 +298,10 @@ class ProviderFake:
         """The error for a missing (None) or refused key."""
         raise NotImplementedError
 
+    def validation_error(self, problems: list[str]) -> HttpError:
+        """The 400 for a body the real API would refuse."""
+        return HttpError(status=400, message="; ".join(problems))
+
     def stream_error_bytes(self, fault: ProviderStreamError, record: ProviderRequest) -> bytes:
         """The provider's in-stream error, encoded as the request's stream encodes events."""
         raise NotImplementedError
@@ -419,8 +423,7 @@ class ProviderFake:
             else:
                 record.validation_errors = self.validate(route, body)
             if record.validation_errors:
-                message = "; ".join(record.validation_errors)
-                await self.send_error(exchange, HttpError(status=400, message=message))
+                await self.send_error(exchange, self.validation_error(record.validation_errors))
                 return
         record.streaming = self.is_streaming(route, body)
         fault = self.faults.take(endpoint=route.endpoint, streaming=record.streaming)

@@ -606,6 +606,14 @@ def test_validators_are_pure_functions_of_the_body() -> None:
     assert openai_rules.embedding_inputs(["a", "b"]) == ["a", "b"]
 
 
+def test_validation_error_names_the_parameter(http: httpx.Client, fake_openai: FakeOpenAI) -> None:
+    url = f"{fake_openai.base_url}/v1/chat/completions"
+    error = http.post(url, json={**CHAT, "temperature": 9}).json()["error"]
+    assert (error["param"], error["code"]) == ("temperature", None)
+    error = http.post(url, json=[CHAT]).json()["error"]
+    assert error["param"] is None
+
+
 def test_sdk_errors_on_an_invalid_request(sdk: openai.OpenAI) -> None:
     with pytest.raises(openai.BadRequestError) as caught:
         sdk.chat.completions.create(model="gpt-4o", messages=[], temperature=3)
