@@ -436,6 +436,16 @@ def test_stream_error_chunk_ends_the_stream() -> None:
     assert [name for name, _ in events].count("content_block_delta") == 1
 
 
+def test_stream_fed_json_array_elements_and_wrapped_errors() -> None:
+    # streamGenerateContent without alt=sse answers one JSON array; errors come wrapped in one.
+    stream = GeminiStreamToAnthropic(model="m", message_id="msg_1")
+    events = stream.feed([response([{"text": "A"}], finish=None), response([{"text": "B"}])])
+    events += stream.feed([{"error": {"code": 500, "message": "Internal", "status": "INTERNAL"}}])
+    assert_well_formed(events)
+    assert [e[1]["delta"]["text"] for e in events if e[0] == "content_block_delta"] == ["A", "B"]
+    assert events[-1][1]["error"]["type"] == "api_error"
+
+
 def test_stream_error_first() -> None:
     events = stream_events(
         [{"error": {"code": 429, "message": "Quota", "status": "RESOURCE_EXHAUSTED"}}]

@@ -155,7 +155,11 @@ class GeminiStreamToAnthropic:
         """Usage from the last ``usageMetadata`` seen (Gemini's counts are cumulative)."""
         return self._builder.usage
 
-    def feed(self, chunk: JSON) -> list[HubEvent]:
+    def feed(self, chunk: JSON | list[Any]) -> list[HubEvent]:
+        """Hub events for one chunk. Without ``alt=sse`` Gemini streams one JSON array of
+        responses (and wraps errors in one): a list is fed element by element."""
+        if isinstance(chunk, list):
+            return [event for item in chunk for event in self.feed(item)]
         builder = self._builder
         if builder.done or not isinstance(chunk, Mapping):
             return []
