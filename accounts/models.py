@@ -199,12 +199,8 @@ class ProviderCredential(models.Model):
         ]
 
     def __str__(self) -> str:
-        kind = (
-            f"{self.get_provider_display()} {self.name}"
-            if self.name
-            else (self.get_provider_display())
-        )
-        return f"{kind} ({self.scope_description})"
+        name = f" {self.name}" if self.name else ""
+        return f"{self.get_provider_display()}{name} ({self.scope_description})"
 
     @property
     def provider_key(self) -> str:

@@ -198,12 +198,12 @@ def access_keys_touch(*, last_used: dict[int, datetime]) -> None:
 
 # --- Provider credentials -------------------------------------------------------------------
 
-# Built-in providers take their fields from these sets; everything else is refused, so that a
-# field that would be silently ignored (a region on an OpenAI credential) is caught when entered.
+# Whether a provider takes a secret (generic servers: optional). Every field a provider does not
+# take is refused rather than ignored, so that a mistake (a region on an OpenAI credential) shows
+# when it is made.
 _SECRET_REQUIRED = frozenset(
     {Provider.ANTHROPIC, Provider.BEDROCK, Provider.OPENAI, Provider.GEMINI}
 )
-_SECRET_OPTIONAL = frozenset({Provider.GENERIC})
 _NO_SECRET = frozenset({Provider.OLLAMA})
 _GENERIC_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,31}")
 # AWS region names: us-east-1, eu-central-2, us-gov-west-1, ap-southeast-3. The region is put

@@ -6,7 +6,8 @@ from collections.abc import Callable
 from datetime import timedelta
 
 import pytest
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
+from django.db.migrations.executor import MigrationExecutor
 from django.utils import timezone
 
 from accounts.models import AccessKey, ProviderCredential, User
@@ -108,3 +109,33 @@ def test_a_credential_has_one_scope_at_most(
         ProviderCredential.objects.create(
             provider="bedrock", user=user, access_key=key, secret_ciphertext="fernet:x"
         )
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_provider_migration_keeps_bedrock_modes_and_clears_the_others() -> None:
+    before = [("accounts", "0001_initial")]
+    after = [("accounts", "0002_provider_names_and_key_cache_generation")]
+    executor = MigrationExecutor(connection)
+    executor.migrate(before)
+    try:
+        old = executor.loader.project_state(before).apps.get_model("accounts", "ProviderCredential")
+        old.objects.create(provider="bedrock", api_mode="converse", secret_ciphertext="fernet:a")
+        old.objects.create(provider="anthropic", api_mode="invoke", secret_ciphertext="fernet:b")
+
+        executor = MigrationExecutor(connection)
+        executor.migrate(after)
+        new_apps = executor.loader.project_state(after).apps
+        migrated = new_apps.get_model("accounts", "ProviderCredential")
+        modes = dict(migrated.objects.values_list("provider", "api_mode"))
+        assert modes == {"bedrock": "converse", "anthropic": ""}
+        assert list(migrated.objects.values_list("name", flat=True)) == ["", ""]
+        generation = new_apps.get_model("accounts", "KeyCacheGeneration")
+        assert list(generation.objects.values_list("pk", "value")) == [(1, 0)]
+
+        executor = MigrationExecutor(connection)
+        executor.migrate(before)  # and back
+        modes = dict(old.objects.values_list("provider", "api_mode"))
+        assert modes == {"bedrock": "converse", "anthropic": "invoke"}
+    finally:
+        executor = MigrationExecutor(connection)
+        executor.migrate(executor.loader.graph.leaf_nodes())
