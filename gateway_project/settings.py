@@ -196,7 +196,7 @@ X_FRAME_OPTIONS = "DENY"
 # 0 minutes: until an operator unlocks it (delete the attempt in the admin, or
 # `manage.py axes_reset`). The address is the one the bad-key throttle uses (trusted proxies).
 AUTHENTICATION_BACKENDS = [
-    "axes.backends.AxesStandaloneBackend",
+    "gateway_project.authbackends.LoginLockoutBackend",
     "django.contrib.auth.backends.ModelBackend",
 ]
 AXES_FAILURE_LIMIT: int = env.int("GATEWAY_ADMIN_LOGIN_FAILURE_LIMIT", 10, minimum=1)

@@ -20,6 +20,12 @@ PASSWORD = "right-password-123"
 LOGIN_URL = "/admin/login/?next=/admin/"
 
 
+@pytest.fixture(autouse=True)
+def fast_password_hashing(settings: Any) -> None:
+    # Dozens of logins per test: the production hasher's cost is not what is tested here.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
 @pytest.fixture
 def admin_user() -> User:
     return User.objects.create_superuser(email=EMAIL, password=PASSWORD)
@@ -122,3 +128,17 @@ def test_the_lockout_admin_is_read_only(admin_user: User, settings: Any) -> None
     page = client.get(reverse("admin:axes_accessattempt_change", args=[attempt.pk]))
     assert page.status_code == 200
     assert b'name="username"' not in page.content  # shown, not editable
+
+
+def test_logins_without_a_request_skip_the_lockout(admin_user: User, settings: Any) -> None:
+    # The test client's login() and scripts call authenticate() without a request: django-axes
+    # alone would raise; here the password decides, and nothing is counted.
+    settings.AXES_FAILURE_LIMIT = 1
+    client = Client()
+    assert client.login(username=EMAIL, password="wrong") is False
+    assert client.login(username=EMAIL, password=PASSWORD) is True
+    assert not AccessAttempt.objects.exists()
+
+
+def test_the_lockout_backend_comes_first(settings: Any) -> None:
+    assert settings.AUTHENTICATION_BACKENDS[0] == "gateway_project.authbackends.LoginLockoutBackend"
