@@ -3,12 +3,12 @@
 - ``chat_request_to_anthropic``: a client's ``chat.completions`` request → hub request.
 - ``anthropic_message_to_chat``: a hub answer → ``chat.completion``.
 
-The upstream direction (an OpenAI-compatible provider behind the hub) is in ``openai_upstream``,
-errors in ``openai_errors``, streams in ``openai_stream`` and the legacy ``/v1/completions``
-surface in ``openai_completions``; all their public names are re-exported here, so callers
-import from this module. The mapping follows PROTOCOLS.md §7; every choice a table could not make
-(temperature, reasoning effort, response_format, what is dropped) is documented where it is made.
-Pure functions over dicts: no Django, no I/O.
+The upstream direction (an OpenAI-compatible provider behind the hub) is in ``openai_upstream``
+and errors in ``openai_errors``; their public names are re-exported here, so request and answer
+translation is imported from this one module. Streams are in ``openai_stream``, the legacy
+``/v1/completions`` surface in ``openai_completions``. The mapping follows PROTOCOLS.md §7;
+every choice a table could not make (temperature, reasoning effort, response_format, what is
+dropped) is documented where it is made. Pure functions over dicts: no Django, no I/O.
 """
 
 from __future__ import annotations
