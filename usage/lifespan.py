@@ -7,6 +7,12 @@ the default handler, so the process ends without running atexit handlers. Events
 in usage.recording's writer (it batches every quarter second) were lost that way. The lifespan
 shutdown runs after the last request ended or was cut, in every worker process.
 
+Requests still open when the grace period ends are cut by uvicorn, which cancels their tasks.
+Django's ASGI handler runs each request in an inner task that this cancellation does not reach,
+so a cut stream would go on relaying, unaccounted, until the process dies. The shutdown cancels
+those inner tasks first and lets them unwind (the proxy records the usage of a cut stream as it
+unwinds), then drains.
+
 Serve ``usage.lifespan:application`` with ``--lifespan on`` (``manage.py run_gateway`` does);
 ``with_usage_drain`` wraps any ASGI application the same way.
 """
@@ -33,12 +39,36 @@ ASGIApp = Callable[[Scope, Any, Any], Awaitable[None]]
 # Requests cut at the end of the grace period record their usage while their tasks unwind;
 # they get this long on the event loop before the drain starts.
 _SETTLE_SECONDS = 0.2
+_UNWIND_SECONDS = 3.0
+# The inner task in which Django's ASGIHandler.handle runs a request.
+_DJANGO_REQUEST_TASK = "ASGIHandler.handle.<locals>.process_request"
+
+
+def _orphaned_requests() -> list[asyncio.Task[Any]]:
+    return [
+        task
+        for task in asyncio.all_tasks()
+        if not task.done() and getattr(task.get_coro(), "__qualname__", "") == _DJANGO_REQUEST_TASK
+    ]
+
+
+async def cut_open_requests(timeout: float = _UNWIND_SECONDS) -> int:
+    """Cancel the requests still being processed (the server has given up on them) and wait up
+    to ``timeout`` seconds for them to unwind; returns how many there were."""
+    tasks = _orphaned_requests()
+    for task in tasks:
+        task.cancel()
+    if tasks:
+        await asyncio.wait(tasks, timeout=timeout)
+        logger.warning("usage: %d requests still open at shutdown were cut", len(tasks))
+    return len(tasks)
 
 
 async def drain_usage_events(timeout: float = EXIT_DRAIN_SECONDS) -> None:
-    """Write (or spool) every queued usage event, within about ``timeout`` seconds; events
-    recorded afterwards go straight to the spool."""
+    """Cut the requests still open, then write (or spool) every queued usage event, within
+    about ``timeout`` seconds; events recorded afterwards go straight to the spool."""
     started = time.monotonic()
+    await cut_open_requests()
     await asyncio.sleep(_SETTLE_SECONDS)
     remaining = max(timeout - (time.monotonic() - started), 0.5)
     await asyncio.to_thread(close_usage_writer, remaining)

@@ -300,7 +300,7 @@ def test_start_log_in_and_stop(
         assert response.headers["location"] == "/admin/"
         index = client.get("/admin/")
         assert index.status_code == 200
-        assert "Site administration" in index.text
+        assert "Users, keys, providers and usage" in index.text  # the admin index
         assert email in index.text
 
         css = client.get("/static/admin/css/base.css")
@@ -391,19 +391,18 @@ def _stored_usage(data_dir: Path, request_id: str) -> list[str]:
     return found
 
 
-@linux_only
-@pytest.mark.skipif(
-    bool(os.environ.get("DATABASE_URL")), reason="reads the embedded SQLite database"
-)
-@pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "Ctrl+C"])
-def test_a_stream_in_flight_at_a_stop_is_answered_and_its_usage_kept(
+def _stream_through_a_stop(
     start_gateway: Callable[..., RunningGateway],
     gateway_env: dict[str, str],
     stop_signal: signal.Signals,
-) -> None:
-    """SIGTERM (or Ctrl+C) while a slow stream is relayed: the client gets the whole answer,
-    and the request's usage event is in the database (or the spool) after the exit."""
-    with FakeUpstream(text_deltas=30, delta_interval_ms=100) as fake:
+    *,
+    text_deltas: int,
+) -> tuple[RunningGateway, str, bytes, float]:
+    """Start the gateway, stream a slow answer through it, send ``stop_signal`` to run_gateway
+    after the first chunk, read on until the stream ends and wait for the exit. Returns the
+    gateway, the request id, what the client received and how long it streamed after the
+    signal."""
+    with FakeUpstream(text_deltas=text_deltas, delta_interval_ms=100) as fake:
         gateway_env["GATEWAY_ANTHROPIC_BASE_URL"] = fake.base_url
         gateway = start_gateway("--no-worker", "--no-beat")
         gateway.wait_healthy()
@@ -434,13 +433,49 @@ def test_a_stream_in_flight_at_a_stop_is_answered_and_its_usage_kept(
             received = next(chunks)
             started = time.monotonic()
             gateway.process.send_signal(stop_signal)
-            for chunk in chunks:
-                received += chunk
+            with contextlib.suppress(httpx.HTTPError):  # a cut stream ends without its end
+                for chunk in chunks:
+                    received += chunk
         streamed_for = time.monotonic() - started
-
         assert gateway.process.wait(timeout=STOP_TIMEOUT) == 0, gateway.log()
+    return gateway, request_id, received, streamed_for
+
+
+@linux_only
+@pytest.mark.skipif(
+    bool(os.environ.get("DATABASE_URL")), reason="reads the embedded SQLite database"
+)
+@pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "Ctrl+C"])
+def test_a_stream_in_flight_at_a_stop_is_answered_and_its_usage_kept(
+    start_gateway: Callable[..., RunningGateway],
+    gateway_env: dict[str, str],
+    stop_signal: signal.Signals,
+) -> None:
+    """SIGTERM (or Ctrl+C) while a slow stream is relayed: the client gets the whole answer,
+    and the request's usage event is in the database (or the spool) after the exit."""
+    gateway, request_id, received, streamed_for = _stream_through_a_stop(
+        start_gateway, gateway_env, stop_signal, text_deltas=30
+    )
     assert streamed_for > 1.0  # the stop did not cut the stream short
     assert b"event: message_stop" in received, received[-500:]
+    assert "killing" not in gateway.log()
+    stored = _stored_usage(Path(gateway_env["GATEWAY_DATA_DIR"]), request_id)
+    assert stored and set(stored) <= {"database", "spool"}, gateway.log()
+
+
+@linux_only
+@pytest.mark.skipif(
+    bool(os.environ.get("DATABASE_URL")), reason="reads the embedded SQLite database"
+)
+def test_a_stream_longer_than_the_grace_period_is_cut_and_its_usage_kept(
+    start_gateway: Callable[..., RunningGateway], gateway_env: dict[str, str]
+) -> None:
+    gateway_env["GATEWAY_SHUTDOWN_GRACE_SECONDS"] = "2"
+    gateway, request_id, received, streamed_for = _stream_through_a_stop(
+        start_gateway, gateway_env, signal.SIGTERM, text_deltas=300
+    )
+    assert streamed_for < 20  # cut after the grace period, not streamed for 30 s
+    assert b"event: message_stop" not in received
     assert "killing" not in gateway.log()
     stored = _stored_usage(Path(gateway_env["GATEWAY_DATA_DIR"]), request_id)
     assert stored and set(stored) <= {"database", "spool"}, gateway.log()

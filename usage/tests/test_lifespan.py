@@ -83,6 +83,36 @@ def test_the_served_application_is_the_gateway_with_a_lifespan() -> None:
     assert lifespan.application is not application
 
 
+class ASGIHandler:
+    """Named like Django's handler: its request task has the same qualified name."""
+
+    def __init__(self) -> None:
+        self.unwound: list[str] = []
+
+    def handle(self) -> asyncio.Task[None]:
+        async def process_request() -> None:
+            try:
+                await asyncio.sleep(60)  # a stream the server gave up on
+            finally:
+                self.unwound.append("recorded")
+
+        return asyncio.create_task(process_request())
+
+
+async def test_requests_still_open_at_shutdown_are_cut_and_unwind_before_the_drain() -> None:
+    handler = ASGIHandler()
+    request = handler.handle()
+    other = asyncio.create_task(asyncio.sleep(60))  # not a request: left alone
+    await asyncio.sleep(0)
+
+    assert await lifespan.cut_open_requests(timeout=2) == 1
+    assert request.cancelled()
+    assert handler.unwound == ["recorded"]
+    assert not other.done()
+    other.cancel()
+    assert await lifespan.cut_open_requests(timeout=2) == 0
+
+
 @pytest.mark.django_db(transaction=True)
 def test_events_recorded_after_the_close_go_straight_to_the_spool(tmp_path: Path) -> None:
     writer = UsageWriter(Spool(tmp_path / "spool"))
