@@ -17,6 +17,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from proxy.testing.validation.openai_rules import validate_chat_completion
 from proxy.tests.test_translation_openai_validation import (
     anthropic_request_errors,
     chat_request_errors,
@@ -51,6 +52,8 @@ def to_chat(**hub: Any) -> dict[str, Any]:
     hub.setdefault("messages", [{"role": "user", "content": "Hi"}])
     chat = anthropic_request_to_chat(hub, model="gpt-4o")
     assert chat_request_errors(chat) == [], chat
+    # The fake OpenAI upstream's rules too: what it refuses, the gateway must never send.
+    assert validate_chat_completion(chat) == [], chat
     return chat
 
 
