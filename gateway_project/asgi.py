@@ -1,17 +1,21 @@
 """ASGI entry point (`gateway_project.asgi:application`), served by uvicorn.
 
-The proxy routes under /ak/ and /v1/ skip Django's middleware and its per-request thread context: they
-use no session, CSRF, authentication or messages (the key in the path is the credential), and
-each of those sync-capable middlewares would cost thread hops on every proxied request.
+The proxy routes under /ak/ and /v1/ skip Django's middleware and its per-request thread
+context: they use no session, CSRF, authentication or messages (the access key is the
+credential), and each of those sync-capable middlewares would cost thread hops on every proxied
+request.
 Everything else (admin, API, health) goes through the full stack.
 """
 
 from __future__ import annotations
 
+import io
 import os
 from typing import Any
 
+from django.conf import settings
 from django.core.asgi import get_asgi_application
+from django.core.exceptions import RequestAborted
 from django.core.handlers.asgi import ASGIHandler
 from django.core.handlers.exception import convert_exception_to_response
 
@@ -21,7 +25,9 @@ full_application = get_asgi_application()
 
 
 class ProxyRoutesHandler(ASGIHandler):
-    """Django's ASGI handler with an empty middleware chain and no per-request thread."""
+    """Django's ASGI handler with an empty middleware chain and no per-request thread, that
+    refuses what it can from the request head before reading a body (``proxy.gate``) and reads
+    a body into memory, never past GATEWAY_MAX_BODY_BYTES + 1 bytes and never to disk."""
 
     def load_middleware(self, is_async: bool = False) -> None:
         self._view_middleware: list[Any] = []
@@ -32,9 +38,40 @@ class ProxyRoutesHandler(ASGIHandler):
         )
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        from proxy.gate import early_refusal
+
+        refusal = await early_refusal(scope)
+        if refusal is not None:
+            await self.send_response(refusal, send)
+            return
         # Django's handler wraps this in a ThreadSensitiveContext, which gives each request a
         # thread of its own; the proxy's few database calls do not need one.
         await self.handle(scope, receive, send)
+
+    async def read_body(self, receive: Any) -> io.BytesIO:
+        """The body in memory. Reading stops one byte past the limit: the view then answers 413
+        without the rest ever being read (the server drops the connection's leftovers)."""
+        limit = settings.GATEWAY_MAX_BODY_BYTES
+        body = bytearray()
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise RequestAborted()
+            body += message.get("body", b"")
+            if len(body) > limit:
+                del body[limit + 1 :]
+                break
+            if not message.get("more_body", False):
+                break
+        return io.BytesIO(bytes(body))
+
+    async def listen_for_disconnect(self, receive: Any) -> None:
+        """Django's, except that what is left of a body past the limit is dropped (Django
+        expects nothing but a disconnect once the body was read)."""
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise RequestAborted()
 
 
 proxy_application = ProxyRoutesHandler()

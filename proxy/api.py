@@ -26,6 +26,7 @@ from ninja import Router
 from accounts.keycache import KeyMetadata, KeyStoreUnavailable, key_cache
 from gateway_project.observability import AUTH_FAILURES
 from proxy.catalog import anthropic_models, openai_models
+from proxy.gate import checked_key, surface_for_path, too_large
 from proxy.services import (
     proxy_chat,
     proxy_completions,
@@ -55,20 +56,10 @@ def proxy_unexpected_error(request: HttpRequest, exc: Exception | type[Exception
     return surface.error_response(500, "api_error", "Internal gateway error.")
 
 
-_OPENAI_PATHS = ("/v1/chat/completions", "/v1/completions", "/v1/embeddings")
-
-
-def surface_for_path(path: str) -> Surface:
-    """The client format a path belongs to, for errors made before a view knows it."""
-    if path.startswith("/v1/") or path.endswith(_OPENAI_PATHS):
-        return OPENAI_CHAT
-    return ANTHROPIC_MESSAGES
-
-
 _ANY_METHOD = ["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE"]
 
 
-async def _authenticate(
+async def authenticate(
     request: HttpRequest, access_key: str, surface: Surface = ANTHROPIC_MESSAGES
 ) -> KeyMetadata | HttpResponse:
     """The key's metadata, or the 401 (429 for an address that keeps sending bad keys).
@@ -76,6 +67,9 @@ async def _authenticate(
     A valid key always works, whatever its address did before: the throttle only decides how
     a bad key is refused.
     """
+    checked = checked_key(request.scope, access_key) if hasattr(request, "scope") else None
+    if checked is not None:
+        return checked
     metadata = await key_cache.lookup(access_key)
     if metadata is not None:
         return metadata
@@ -93,22 +87,16 @@ async def _authenticate(
     return surface.error_response(401, "authentication_error", "Invalid gateway access key.")
 
 
-def _too_large(limit: int, surface: Surface) -> HttpResponse:
-    return surface.error_response(
-        413, "request_too_large", f"Request exceeds the maximum allowed size of {limit} bytes."
-    )
-
-
 def _read_body(request: HttpRequest, surface: Surface) -> bytes | HttpResponse:
     limit = settings.GATEWAY_MAX_BODY_BYTES
     declared = request.META.get("CONTENT_LENGTH") or "0"
     if declared.isdigit() and int(declared) > limit:
-        return _too_large(limit, surface)
+        return too_large(surface)
     try:
         body = request.body
     except RequestDataTooBig:
-        return _too_large(limit, surface)
-    return _too_large(limit, surface) if len(body) > limit else body
+        return too_large(surface)
+    return too_large(surface) if len(body) > limit else body
 
 
 def _already_logged(response: HttpResponseBase) -> HttpResponseBase:
@@ -128,7 +116,7 @@ async def _proxy_post(
     service: ProxyService,
     surface: Surface = ANTHROPIC_MESSAGES,
 ) -> HttpResponseBase:
-    metadata = await _authenticate(request, access_key, surface)
+    metadata = await authenticate(request, access_key, surface)
     if isinstance(metadata, HttpResponse):
         return _already_logged(metadata)
     body = _read_body(request, surface)
@@ -155,14 +143,14 @@ def _anthropic_client(request: HttpRequest) -> bool:
 async def models(request: HttpRequest, access_key: str) -> HttpResponseBase:
     if not _anthropic_client(request):
         return await _openai_models(request, access_key)
-    metadata = await _authenticate(request, access_key)
+    metadata = await authenticate(request, access_key)
     if isinstance(metadata, HttpResponse):
         return _already_logged(metadata)
     return _already_logged(await anthropic_models(request, metadata))
 
 
 async def _openai_models(request: HttpRequest, access_key: str) -> HttpResponseBase:
-    metadata = await _authenticate(request, access_key, OPENAI_CHAT)
+    metadata = await authenticate(request, access_key, OPENAI_CHAT)
     if isinstance(metadata, HttpResponse):
         return _already_logged(metadata)
     return _already_logged(await openai_models(request, metadata))
@@ -274,7 +262,7 @@ async def wrong_method(request: HttpRequest, access_key: str) -> HttpResponse:
 @router.api_operation(["HEAD"], "/{access_key}/{path:rest}", include_in_schema=False)
 async def probe(request: HttpRequest, access_key: str, rest: str) -> HttpResponse:
     """Claude Code checks the base URL with ``HEAD <base>/api/hello`` before it starts."""
-    metadata = await _authenticate(request, access_key)
+    metadata = await authenticate(request, access_key)
     return HttpResponse(status=metadata.status_code if isinstance(metadata, HttpResponse) else 200)
 
 

@@ -1,0 +1,119 @@
+"""Requests refused from their head alone: no body is read for a wrong host, a declared size over
+the limit or a bad key, and a body without a declared size is read only up to the limit."""
+
+from __future__ import annotations
+
+import socket
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from proxy.tests.conftest import GatewayServer, KeyHolder
+
+HUGE = 300 * 1024 * 1024
+
+
+def _exchange(
+    gateway: GatewayServer, head: str, body_chunks: list[bytes] | None = None
+) -> tuple[bytes, float]:
+    """Send a request head (and maybe some body), return the first bytes of the answer and how
+    long it took to come; the rest of a declared body is never sent."""
+    host, port = gateway.base_url.removeprefix("http://").split(":")
+    started = time.monotonic()
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(head.encode("latin-1"))
+        for chunk in body_chunks or []:
+            try:
+                sock.sendall(chunk)
+            except OSError:
+                break  # the gateway answered and closed: it reads no more
+        answer = b""
+        while b"\r\n\r\n" not in answer:
+            data = sock.recv(65536)
+            if not data:
+                break
+            answer += data
+        return answer, time.monotonic() - started
+
+
+def _head(path: str, *, length: int | None, host: str = "127.0.0.1", extra: str = "") -> str:
+    size = (
+        f"Content-Length: {length}\r\n" if length is not None else "Transfer-Encoding: chunked\r\n"
+    )
+    return (
+        f"POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
+        f"{size}{extra}\r\n"
+    )
+
+
+def _spooled_files() -> set[str]:
+    return {path.name for path in Path(tempfile.gettempdir()).iterdir()}
+
+
+def test_a_huge_body_for_an_unknown_key_is_refused_before_it_is_sent(
+    gateway_server: GatewayServer, key_holder: KeyHolder, settings: Any
+) -> None:
+    settings.GATEWAY_MAX_BODY_BYTES = HUGE * 2  # the key, not the size, must stop it
+    before = _spooled_files()
+    answer, _elapsed = _exchange(
+        gateway_server,
+        _head("/ak/gw_abcdefgh_notarealkeyatall000000000000000000/v1/messages", length=HUGE),
+    )
+    assert answer.startswith(b"HTTP/1.1 401")
+    assert _spooled_files() - before == set()
+
+
+@pytest.mark.parametrize("path", ["/ak/{key}/v1/messages", "/ak/{key}/v1/chat/completions"])
+def test_a_declared_size_over_the_limit_is_refused_before_the_body(
+    gateway_server: GatewayServer, key_holder: KeyHolder, path: str
+) -> None:
+    answer, _ = _exchange(gateway_server, _head(path.format(key=key_holder.plaintext), length=HUGE))
+    assert answer.startswith(b"HTTP/1.1 413")
+
+
+def test_the_openai_bearer_path_refuses_a_bad_key_before_the_body(
+    gateway_server: GatewayServer, key_holder: KeyHolder, settings: Any
+) -> None:
+    settings.GATEWAY_MAX_BODY_BYTES = HUGE * 2
+    answer, _ = _exchange(
+        gateway_server,
+        _head("/v1/chat/completions", length=HUGE, extra="Authorization: Bearer gw_nope\r\n"),
+    )
+    assert answer.startswith(b"HTTP/1.1 401")
+
+
+def test_a_chunked_body_is_read_only_up_to_the_limit(
+    gateway_server: GatewayServer, key_holder: KeyHolder, settings: Any
+) -> None:
+    settings.GATEWAY_MAX_BODY_BYTES = 64 * 1024
+    chunk = b"x" * 16384
+    framed = f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n"
+    before = _spooled_files()
+    # Up to 8 MiB offered; the gateway answers after the first 64 KiB + 1 byte.
+    answer, _ = _exchange(
+        gateway_server,
+        _head(f"/ak/{key_holder.plaintext}/v1/messages", length=None),
+        [framed] * 512,
+    )
+    assert answer.startswith(b"HTTP/1.1 413")
+    assert _spooled_files() - before == set()
+
+
+def test_a_host_outside_allowed_hosts_is_refused(
+    gateway_server: GatewayServer, key_holder: KeyHolder, settings: Any
+) -> None:
+    settings.ALLOWED_HOSTS = ["gateway.example.com"]
+    answer, _ = _exchange(
+        gateway_server,
+        _head(f"/ak/{key_holder.plaintext}/v1/messages", length=2, host="evil.example"),
+    )
+    assert answer.startswith(b"HTTP/1.1 400")
+    ok, _ = _exchange(
+        gateway_server,
+        _head(f"/ak/{key_holder.plaintext}/v1/messages", length=2, host="gateway.example.com"),
+        [b"{}"],
+    )
+    assert ok.startswith(b"HTTP/1.1 400")  # a JSON body without a model: the proxy's own 400
