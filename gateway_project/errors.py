@@ -1,0 +1,44 @@
+"""The site's 404 outside the proxy routes: JSON for what looks like an API call, the usual page
+for a person's browser.
+
+An API client that mistypes a path (``/v2/messages``, ``/api/admin/usge``) gets an error it can
+parse; a browser (``Accept: text/html``) gets Django's page.
+"""
+
+from __future__ import annotations
+
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
+from django.views.defaults import page_not_found
+
+_API_PREFIXES = ("/api/", "/v1/", "/v1beta/", "/ak/")
+
+
+def looks_like_api_call(request: HttpRequest) -> bool:
+    if request.path.startswith(_API_PREFIXES):
+        return True
+    if request.method not in ("GET", "HEAD"):
+        return True
+    accept = request.headers.get("accept", "")
+    return "text/html" not in accept
+
+
+@csrf_exempt  # API clients hold no CSRF cookie; this view only says "not found"
+def api_not_found(request: HttpRequest, *args: object) -> JsonResponse:
+    return JsonResponse(
+        {
+            "type": "error",
+            "error": {
+                "type": "not_found_error",
+                "message": f"No route for {request.method} {request.path}.",
+            },
+        },
+        status=404,
+    )
+
+
+def not_found(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    """``handler404``: JSON for an API client, Django's page for a browser."""
+    if looks_like_api_call(request):
+        return api_not_found(request)
+    return page_not_found(request, exception or Exception("not found"))
