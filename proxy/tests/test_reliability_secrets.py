@@ -355,3 +355,47 @@ def test_django_request_extras_show_no_access_key(
     secret_part = _secret_part(key_holder.plaintext)
     for text in captured_logs.lines:
         assert secret_part not in text, text[:500]
+
+
+def test_keys_and_tokens_elsewhere_in_urls_and_admin_passwords_stay_out(
+    gateway_server: GatewayServer,
+    key_holder: KeyHolder,
+    captured_logs: _Collector,
+    settings: Any,
+) -> None:
+    """Keys outside /ak/ (another case, the first path segment, a ?key= parameter), admin API
+    tokens (in the query, as a bearer) and the passwords of failed admin logins."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    token = "admin-token-" + secrets.token_urlsafe(24)
+    settings.GATEWAY_ADMIN_API_TOKEN = token
+    key = key_holder.plaintext
+    base = gateway_server.base_url
+    wrong_token = token + "x"  # refused, so Django logs the request
+    statuses = [
+        httpx.get(f"{base}/AK/{key}/v1/models").status_code,
+        httpx.post(f"{base}/{key}/v1/messages", json=BODY).status_code,
+        httpx.get(f"{base}/v1beta/models?key={key}&alt=sse").status_code,
+        httpx.get(f"{base}/api/admin/usage?token={wrong_token}").status_code,
+        httpx.get(
+            f"{base}/api/admin/usage", headers={"authorization": f"Bearer {wrong_token}"}
+        ).status_code,
+    ]
+    assert all(status >= 400 for status in statuses), statuses
+    User.objects.create_superuser(email="root@example.com", password="the-right-password")
+    password = "wrong-" + secrets.token_urlsafe(16)
+    client = Client(REMOTE_ADDR="203.0.113.5")
+    for _ in range(django_settings.AXES_FAILURE_LIMIT + 1):
+        client.post("/admin/login/", {"username": "root@example.com", "password": password})
+
+    known = Secrets()
+    known.add("access key (secret part)", _secret_part(key))
+    known.add("admin API token", token)
+    known.add("admin password", password)
+    assert len(captured_logs.lines) >= 10  # the refusals and the login failures were logged
+    leaks = [
+        f"{name}: {text[:300]}" for text in captured_logs.lines for name in known.found_in(text)
+    ]
+    leaks += [
+        f"{name} in {table}" for table, text in _database_text() for name in known.found_in(text)
+    ]
+    assert not leaks, json.dumps(leaks, indent=1)[:4000]
