@@ -32,6 +32,15 @@ from proxy.models import ModelMapping
 from proxy.testing.answers import ScriptedAnswer
 from proxy.testing.fake_upstream import FakeUpstream
 from proxy.testing.faults import HttpError
+from proxy.testing.fixtures import (  # noqa: F401 (fixtures)
+    fake_gemini,
+    fake_gemini_server,
+    fake_ollama,
+    fake_ollama_server,
+    fake_openai,
+    fake_openai_server,
+    fake_providers_settings,
+)
 from proxy.testing.records import RecordedRequest
 from proxy.tests.conftest import GatewayServer, KeyHolder
 from proxy.translation.model_ids import normalize_requested_model
@@ -399,3 +408,32 @@ def test_claude_code_gets_anthropics_error_when_no_fallback_applies(
     events = events_of(run, recorded_events)
     assert len(events) == len(anthropic)
     assert {(event.provider, event.status_code) for event in events} == {("anthropic", 529)}
+
+
+# --- other providers ------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def provider_fakes(fake_providers_settings: Any, key_holder: KeyHolder) -> Any:  # noqa: F811
+    provider_credential_set(provider="openai", secret="sk-openai-for-claude-code-tests")
+    invalidate_key_metadata()
+    return fake_providers_settings
+
+
+@pytest.mark.parametrize("model", ["openai/gpt-4o", "ollama/qwen3"])
+def test_claude_code_on_an_openai_compatible_or_ollama_upstream(
+    claude: RunClaude, provider_fakes: Any, recorded_events: Any, model: str
+) -> None:
+    """ANTHROPIC_MODEL=<provider>/<model>: Claude Code runs on that provider, translated."""
+    upstream = provider_fakes.openai if model.startswith("openai/") else provider_fakes.ollama
+    upstream.answer = ScriptedAnswer.text(ANSWER, usage=USAGE)
+    run = claude("--model", model)
+
+    assert_answered(run)
+    requests = upstream.requests
+    assert requests, run.describe()
+    # Every request Claude Code made reached the upstream in a shape its real API accepts.
+    assert all(request.valid for request in requests), [r.validation_errors for r in requests]
+    events = events_of(run, recorded_events)
+    assert events and {event.provider for event in events} == {model.split("/")[0]}
+    assert {event.requested_model for event in events} == {model}
