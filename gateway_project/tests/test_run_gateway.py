@@ -376,17 +376,22 @@ def test_a_dying_child_stops_everything(start_gateway: Callable[..., RunningGate
     assert not [pid for pid in everything if is_alive(pid)]
 
 
-def _stored_usage(data_dir: Path, request_id: str) -> list[str]:
+def _stored_usage(env: dict[str, str], request_id: str) -> list[str]:
     """Where the usage event of ``request_id`` ended up: "database" and/or "spool"."""
-    import sqlite3
+    query = "SELECT output_tokens FROM usage_usageevent WHERE request_id = %s"
+    if env.get("DATABASE_URL"):
+        import psycopg
 
-    found = []
-    with contextlib.closing(sqlite3.connect(data_dir / "gateway.sqlite3")) as database:
-        rows = database.execute(
-            "SELECT output_tokens FROM usage_usageevent WHERE request_id = ?", [request_id]
-        ).fetchall()
-    found += ["database"] * len(rows)
-    for path in (data_dir / "spool").glob("usage-*.jsonl*"):
+        with psycopg.connect(env["DATABASE_URL"]) as database:
+            rows = database.execute(query, [request_id]).fetchall()
+    else:
+        import sqlite3
+
+        data = Path(env["GATEWAY_DATA_DIR"]) / "gateway.sqlite3"
+        with contextlib.closing(sqlite3.connect(data)) as database:
+            rows = database.execute(query.replace("%s", "?"), [request_id]).fetchall()
+    found = ["database"] * len(rows)
+    for path in (Path(env["GATEWAY_DATA_DIR"]) / "spool").glob("usage-*.jsonl*"):
         found += ["spool" for line in path.read_text().splitlines() if request_id in line]
     return found
 
@@ -442,9 +447,6 @@ def _stream_through_a_stop(
 
 
 @linux_only
-@pytest.mark.skipif(
-    bool(os.environ.get("DATABASE_URL")), reason="reads the embedded SQLite database"
-)
 @pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "Ctrl+C"])
 def test_a_stream_in_flight_at_a_stop_is_answered_and_its_usage_kept(
     start_gateway: Callable[..., RunningGateway],
@@ -459,14 +461,11 @@ def test_a_stream_in_flight_at_a_stop_is_answered_and_its_usage_kept(
     assert streamed_for > 1.0  # the stop did not cut the stream short
     assert b"event: message_stop" in received, received[-500:]
     assert "killing" not in gateway.log()
-    stored = _stored_usage(Path(gateway_env["GATEWAY_DATA_DIR"]), request_id)
+    stored = _stored_usage(gateway_env, request_id)
     assert stored and set(stored) <= {"database", "spool"}, gateway.log()
 
 
 @linux_only
-@pytest.mark.skipif(
-    bool(os.environ.get("DATABASE_URL")), reason="reads the embedded SQLite database"
-)
 def test_a_stream_longer_than_the_grace_period_is_cut_and_its_usage_kept(
     start_gateway: Callable[..., RunningGateway], gateway_env: dict[str, str]
 ) -> None:
@@ -477,7 +476,7 @@ def test_a_stream_longer_than_the_grace_period_is_cut_and_its_usage_kept(
     assert streamed_for < 20  # cut after the grace period, not streamed for 30 s
     assert b"event: message_stop" not in received
     assert "killing" not in gateway.log()
-    stored = _stored_usage(Path(gateway_env["GATEWAY_DATA_DIR"]), request_id)
+    stored = _stored_usage(gateway_env, request_id)
     assert stored and set(stored) <= {"database", "spool"}, gateway.log()
 
 
