@@ -9,85 +9,170 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('accounts', '0001_initial'),
+        ("accounts", "0001_initial"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='Price',
+            name="Price",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('provider', models.CharField(max_length=16)),
-                ('model', models.CharField(help_text='Model name as clients request it, e.g. claude-sonnet-4-5.', max_length=200)),
-                ('valid_from', models.DateTimeField(default=django.utils.timezone.now)),
-                ('input_per_mtok', models.DecimalField(decimal_places=6, max_digits=12)),
-                ('output_per_mtok', models.DecimalField(decimal_places=6, max_digits=12)),
-                ('cache_read_per_mtok', models.DecimalField(decimal_places=6, max_digits=12)),
-                ('cache_write_per_mtok', models.DecimalField(decimal_places=6, max_digits=12)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("provider", models.CharField(max_length=16)),
+                (
+                    "model",
+                    models.CharField(
+                        help_text="Model name as clients request it, e.g. claude-sonnet-4-5.",
+                        max_length=200,
+                    ),
+                ),
+                ("valid_from", models.DateTimeField(default=django.utils.timezone.now)),
+                ("input_per_mtok", models.DecimalField(decimal_places=6, max_digits=12)),
+                ("output_per_mtok", models.DecimalField(decimal_places=6, max_digits=12)),
+                ("cache_read_per_mtok", models.DecimalField(decimal_places=6, max_digits=12)),
+                ("cache_write_per_mtok", models.DecimalField(decimal_places=6, max_digits=12)),
             ],
             options={
-                'ordering': ('provider', 'model', '-valid_from'),
-                'constraints': [models.UniqueConstraint(fields=('provider', 'model', 'valid_from'), name='price_unique_validity')],
+                "ordering": ("provider", "model", "-valid_from"),
+                "constraints": [
+                    models.UniqueConstraint(
+                        fields=("provider", "model", "valid_from"), name="price_unique_validity"
+                    )
+                ],
             },
         ),
         migrations.CreateModel(
-            name='UsageAggregate',
+            name="UsageAggregate",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('bucket', models.CharField(choices=[('minute', 'Minute'), ('hour', 'Hour'), ('day', 'Day'), ('week', 'Week (from Monday)'), ('month', 'Month')], max_length=8)),
-                ('bucket_start', models.DateTimeField()),
-                ('user_id', models.BigIntegerField(default=0)),
-                ('access_key_id', models.BigIntegerField(default=0)),
-                ('provider', models.CharField(max_length=16)),
-                ('model', models.CharField(max_length=200)),
-                ('requests', models.BigIntegerField(default=0)),
-                ('errors', models.BigIntegerField(default=0)),
-                ('fallbacks', models.BigIntegerField(default=0)),
-                ('input_tokens', models.BigIntegerField(default=0)),
-                ('output_tokens', models.BigIntegerField(default=0)),
-                ('cache_read_tokens', models.BigIntegerField(default=0)),
-                ('cache_write_tokens', models.BigIntegerField(default=0)),
-                ('cost_usd', models.DecimalField(decimal_places=8, default=0, max_digits=20)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "bucket",
+                    models.CharField(
+                        choices=[
+                            ("minute", "Minute"),
+                            ("hour", "Hour"),
+                            ("day", "Day"),
+                            ("week", "Week (from Monday)"),
+                            ("month", "Month"),
+                        ],
+                        max_length=8,
+                    ),
+                ),
+                ("bucket_start", models.DateTimeField()),
+                ("user_id", models.BigIntegerField(default=0)),
+                ("access_key_id", models.BigIntegerField(default=0)),
+                ("provider", models.CharField(max_length=16)),
+                ("model", models.CharField(max_length=200)),
+                ("requests", models.BigIntegerField(default=0)),
+                ("errors", models.BigIntegerField(default=0)),
+                ("fallbacks", models.BigIntegerField(default=0)),
+                ("input_tokens", models.BigIntegerField(default=0)),
+                ("output_tokens", models.BigIntegerField(default=0)),
+                ("cache_read_tokens", models.BigIntegerField(default=0)),
+                ("cache_write_tokens", models.BigIntegerField(default=0)),
+                ("cost_usd", models.DecimalField(decimal_places=8, default=0, max_digits=20)),
             ],
             options={
-                'indexes': [models.Index(fields=['bucket', 'bucket_start'], name='usageagg_bucket_start'), models.Index(fields=['bucket', 'user_id', 'bucket_start'], name='usageagg_user'), models.Index(fields=['bucket', 'access_key_id', 'bucket_start'], name='usageagg_key')],
-                'constraints': [models.UniqueConstraint(fields=('bucket', 'bucket_start', 'user_id', 'access_key_id', 'provider', 'model'), name='usageaggregate_unique_bucket')],
+                "indexes": [
+                    models.Index(fields=["bucket", "bucket_start"], name="usageagg_bucket_start"),
+                    models.Index(
+                        fields=["bucket", "user_id", "bucket_start"], name="usageagg_user"
+                    ),
+                    models.Index(
+                        fields=["bucket", "access_key_id", "bucket_start"], name="usageagg_key"
+                    ),
+                ],
+                "constraints": [
+                    models.UniqueConstraint(
+                        fields=(
+                            "bucket",
+                            "bucket_start",
+                            "user_id",
+                            "access_key_id",
+                            "provider",
+                            "model",
+                        ),
+                        name="usageaggregate_unique_bucket",
+                    )
+                ],
             },
         ),
         migrations.CreateModel(
-            name='UsageEvent',
+            name="UsageEvent",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('event_id', models.UUIDField(default=uuid.uuid4, editable=False, unique=True)),
-                ('occurred_at', models.DateTimeField(db_index=True, default=django.utils.timezone.now)),
-                ('recorded_at', models.DateTimeField(default=django.utils.timezone.now, editable=False)),
-                ('provider', models.CharField(max_length=16)),
-                ('requested_model', models.CharField(blank=True, max_length=200)),
-                ('upstream_model', models.CharField(blank=True, max_length=200)),
-                ('input_tokens', models.BigIntegerField(default=0)),
-                ('output_tokens', models.BigIntegerField(default=0)),
-                ('cache_read_tokens', models.BigIntegerField(default=0)),
-                ('cache_write_tokens', models.BigIntegerField(default=0)),
-                ('status_code', models.PositiveSmallIntegerField(default=200)),
-                ('streamed', models.BooleanField(default=False)),
-                ('client_disconnected', models.BooleanField(default=False)),
-                ('latency_ms', models.PositiveIntegerField(default=0)),
-                ('time_to_first_byte_ms', models.PositiveIntegerField(blank=True, null=True)),
-                ('fallback_reason', models.CharField(blank=True, max_length=64)),
-                ('session_id', models.CharField(blank=True, max_length=100)),
-                ('request_id', models.CharField(blank=True, max_length=100)),
-                ('cost_usd', models.DecimalField(blank=True, decimal_places=8, max_digits=18, null=True)),
-                ('access_key', models.ForeignKey(db_constraint=False, null=True, on_delete=django.db.models.deletion.DO_NOTHING, related_name='+', to='accounts.accesskey')),
-                ('user', models.ForeignKey(db_constraint=False, null=True, on_delete=django.db.models.deletion.DO_NOTHING, related_name='+', to=settings.AUTH_USER_MODEL)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("event_id", models.UUIDField(default=uuid.uuid4, editable=False, unique=True)),
+                (
+                    "occurred_at",
+                    models.DateTimeField(db_index=True, default=django.utils.timezone.now),
+                ),
+                (
+                    "recorded_at",
+                    models.DateTimeField(default=django.utils.timezone.now, editable=False),
+                ),
+                ("provider", models.CharField(max_length=16)),
+                ("requested_model", models.CharField(blank=True, max_length=200)),
+                ("upstream_model", models.CharField(blank=True, max_length=200)),
+                ("input_tokens", models.BigIntegerField(default=0)),
+                ("output_tokens", models.BigIntegerField(default=0)),
+                ("cache_read_tokens", models.BigIntegerField(default=0)),
+                ("cache_write_tokens", models.BigIntegerField(default=0)),
+                ("status_code", models.PositiveSmallIntegerField(default=200)),
+                ("streamed", models.BooleanField(default=False)),
+                ("client_disconnected", models.BooleanField(default=False)),
+                ("latency_ms", models.PositiveIntegerField(default=0)),
+                ("time_to_first_byte_ms", models.PositiveIntegerField(blank=True, null=True)),
+                ("fallback_reason", models.CharField(blank=True, max_length=64)),
+                ("session_id", models.CharField(blank=True, max_length=100)),
+                ("request_id", models.CharField(blank=True, max_length=100)),
+                (
+                    "cost_usd",
+                    models.DecimalField(blank=True, decimal_places=8, max_digits=18, null=True),
+                ),
+                (
+                    "access_key",
+                    models.ForeignKey(
+                        db_constraint=False,
+                        null=True,
+                        on_delete=django.db.models.deletion.DO_NOTHING,
+                        related_name="+",
+                        to="accounts.accesskey",
+                    ),
+                ),
+                (
+                    "user",
+                    models.ForeignKey(
+                        db_constraint=False,
+                        null=True,
+                        on_delete=django.db.models.deletion.DO_NOTHING,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
             options={
-                'ordering': ('-occurred_at',),
-                'indexes': [models.Index(fields=['user', 'occurred_at'], name='usageevent_user_time')],
+                "ordering": ("-occurred_at",),
+                "indexes": [
+                    models.Index(fields=["user", "occurred_at"], name="usageevent_user_time")
+                ],
             },
         ),
     ]
