@@ -117,8 +117,9 @@ def test_fake_gemini_accepts_the_signature_round_trip(
     assert to_hub(answer.json())["content"] == [{"type": "text", "text": "Sunny."}]
 
 
-def test_fake_gemini_refuses_a_history_that_lost_the_signature(
-    gemini_http: httpx.Client, fake_gemini: FakeGemini
+@pytest.mark.parametrize("keep_ids", [True, False], ids=["id-kept", "id-rewritten"])
+def test_fake_gemini_without_thinking_blocks_needs_the_tool_id(
+    gemini_http: httpx.Client, fake_gemini: FakeGemini, keep_ids: bool
 ) -> None:
     fake_gemini.queue_answers(FAKE_TOOL_ANSWER, ScriptedAnswer.text("Sunny."))
     question = user("Weather in Paris?")
@@ -127,13 +128,20 @@ def test_fake_gemini_refuses_a_history_that_lost_the_signature(
         json=anthropic_to_gemini(thinking_turn(question), model=FAKE_MODEL),
     )
     message = to_hub(first.json())
-    # A client that drops thinking blocks loses the signature: Gemini's 400, mapped for the client.
+    # A client that drops thinking blocks (as OpenAI-format clients drop reasoning) still sends
+    # the tool id back, which carries the signature; one that also rewrites ids loses it, and
+    # Gemini's 400 reaches the client in Anthropic's shape.
     unsigned = [b for b in message["content"] if b["type"] != "thinking"]
+    if not keep_ids:
+        unsigned = [{**b, "id": "toolu_plain"} if b["type"] == "tool_use" else b for b in unsigned]
     tool_id = unsigned[-1]["id"]
     second = anthropic_to_gemini(
         thinking_turn(question, assistant(unsigned), user([tool_result(tool_id)])), model=FAKE_MODEL
     )
     answer = gemini_http.post(fake_url(fake_gemini, "generateContent"), json=second)
+    if keep_ids:
+        assert answer.status_code == 200, answer.text
+        return
     assert answer.status_code == 400
     status, body = gemini_error_to_anthropic(answer.status_code, answer.json())
     assert status == 400 and body["error"]["type"] == "invalid_request_error"

@@ -9,8 +9,10 @@ The next request of each round trip is validated as in ``test_translation_gemini
 
 from __future__ import annotations
 
+import base64
 import itertools
 import json
+import re
 from typing import Any
 
 import pytest
@@ -38,7 +40,14 @@ from proxy.translation.gemini import (
     gemini_retry_after_seconds,
     gemini_to_anthropic,
     gemini_usage,
+    signature_from_tool_id,
+    tool_id_with_signature,
 )
+
+# Tool ids of signed calls carry the signature in base64url after "__gsig_".
+ID_01_A = "toolu_01__gsig_" + base64.urlsafe_b64encode(b"signature-a").decode().rstrip("=")
+ID_02_B = "toolu_02__gsig_" + base64.urlsafe_b64encode(b"signature-b").decode().rstrip("=")
+
 
 # --- answers -----------------------------------------------------------------------------------
 
@@ -141,7 +150,7 @@ def test_thoughts_function_calls_and_signatures() -> None:
     assert message["stop_reason"] == "tool_use"
     assert message["content"] == [
         {"type": "thinking", "thinking": "Let me look this up.", "signature": f"gemini:{SIG_A}"},
-        {"type": "tool_use", "id": "toolu_01", "name": "get_weather", "input": {"city": "Paris"}},
+        {"type": "tool_use", "id": ID_01_A, "name": "get_weather", "input": {"city": "Paris"}},
         {"type": "tool_use", "id": "toolu_02", "name": "get_weather", "input": {"city": "Rome"}},
     ]
 
@@ -163,7 +172,7 @@ def test_every_call_signed_round_trips_each_signature_to_its_call() -> None:
         )
     )
     assert [block["type"] for block in message["content"]] == ["thinking", "tool_use"] * 2
-    results = user([tool_result("toolu_01"), tool_result("toolu_02")])
+    results = user([tool_result(ID_01_A), tool_result(ID_02_B)])
     parts = replay(message, [user("q")], results)["contents"][1]["parts"]
     assert [(p["functionCall"]["args"]["city"], p["thoughtSignature"]) for p in parts] == [
         ("A", SIG_A),
@@ -183,7 +192,7 @@ def test_signature_without_thoughts_is_a_thinking_block_of_its_own() -> None:
     assert message["content"] == [
         {"type": "text", "text": "Sure."},
         {"type": "thinking", "thinking": "", "signature": f"gemini:{SIG_A}"},
-        {"type": "tool_use", "id": "toolu_01", "name": "f", "input": {}},
+        {"type": "tool_use", "id": ID_01_A, "name": "f", "input": {}},
     ]
 
 
@@ -292,7 +301,7 @@ def test_round_trip_puts_the_signature_back_on_the_function_call() -> None:
             ]
         )
     )
-    results = user([tool_result("toolu_01", "18C"), tool_result("toolu_02", "21C")])
+    results = user([tool_result(ID_01_A, "18C"), tool_result("toolu_02", "21C")])
     request = replay(message, [question], results)
     assert request["contents"][1:] == [
         {
@@ -313,6 +322,43 @@ def test_round_trip_puts_the_signature_back_on_the_function_call() -> None:
             ],
         },
     ]
+
+
+def test_round_trip_without_thinking_blocks_reads_the_signature_from_the_id() -> None:
+    # OpenAI-format clients drop reasoning but send tool call ids back unchanged.
+    message = to_hub(
+        response(
+            [
+                {"text": "Planning.", "thought": True},
+                {
+                    "functionCall": {"name": "get_weather", "args": {"city": "Oslo"}},
+                    "thoughtSignature": SIG_A,
+                },
+            ]
+        )
+    )
+    without_thinking = {
+        **message,
+        "content": [b for b in message["content"] if b["type"] != "thinking"],
+    }
+    request = replay(without_thinking, [user("q")], user([tool_result(ID_01_A)]))
+    assert request["contents"][1]["parts"] == [
+        {
+            "functionCall": {"name": "get_weather", "args": {"city": "Oslo"}},
+            "thoughtSignature": SIG_A,
+        }
+    ]
+
+
+def test_tool_ids_keep_anthropics_alphabet_and_carry_the_signature() -> None:
+    long_signature = base64.b64encode(bytes(range(256)) * 8).decode()  # '+', '/' and '='
+    tool_id = tool_id_with_signature("toolu_abc", long_signature)
+    assert re.fullmatch(r"[A-Za-z0-9_-]+", tool_id)
+    assert signature_from_tool_id(tool_id) == long_signature
+    assert tool_id_with_signature("toolu_abc", "") == "toolu_abc"
+    assert tool_id_with_signature("toolu_abc", "not base64!") == "toolu_abc"
+    for plain in ("toolu_abc", "call_1", "toolu_abc__gsig_", "x__gsig_###"):
+        assert signature_from_tool_id(plain) is None
 
 
 def test_round_trip_of_a_streamed_text_signature() -> None:
@@ -391,7 +437,7 @@ def test_stream_thoughts_then_signed_call() -> None:
     assert message["stop_reason"] == "tool_use"
     assert message["content"] == [
         {"type": "thinking", "thinking": "Thinking", "signature": f"gemini:{SIG_A}"},
-        {"type": "tool_use", "id": "toolu_01", "name": "get_weather", "input": {"city": "Oslo"}},
+        {"type": "tool_use", "id": ID_01_A, "name": "get_weather", "input": {"city": "Oslo"}},
     ]
     tool_events = [e for e in events if e[1].get("index") == 1]
     assert [e[0] for e in tool_events] == [

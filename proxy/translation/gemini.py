@@ -12,7 +12,8 @@ Requests (this module):
   ``tool_result`` -> ``functionResponse`` named after the ``tool_use`` with that id
   (``{"result": text}``, or ``{"error": text}`` when ``is_error``; images in a result follow it as
   ``inlineData`` parts). Thinking text is never sent; a thinking block signed ``gemini:<sig>``
-  gives its signature back to the part it came with (see ``gemini_response``); other signatures
+  gives its signature back to the part it came with (see ``gemini_response``), and a function
+  call whose thinking block was dropped gets it back from its tool_use id; other signatures
   (Claude's) mean nothing to Gemini and are dropped.
 - Tools -> ``functionDeclarations`` with ``parametersJsonSchema``: Gemini reads it as full JSON
   Schema (``anyOf``, ``$ref``/``$defs``, ``const``, ``additionalProperties``), so ``input_schema``
@@ -60,6 +61,8 @@ from proxy.translation.gemini_response import (
     gemini_retry_after_seconds,
     gemini_to_anthropic,
     gemini_usage,
+    signature_from_tool_id,
+    tool_id_with_signature,
 )
 from proxy.translation.hub import JSON, TranslationError
 
@@ -81,6 +84,8 @@ __all__ = [
     "gemini_to_anthropic",
     "gemini_usage",
     "openai_embeddings_to_gemini",
+    "signature_from_tool_id",
+    "tool_id_with_signature",
 ]
 
 GEMINI_MAX_STOP_SEQUENCES = 5
@@ -232,6 +237,11 @@ def _parts(content: Any, *, role: str, path: str, tool_names: dict[str, str]) ->
         if new_parts and pending_signature is not None and role == "assistant":
             new_parts[0]["thoughtSignature"] = pending_signature
             pending_signature = None
+        elif new_parts and block.get("type") == "tool_use" and role == "assistant":
+            # The client dropped the thinking block: the call's id still carries its signature.
+            from_id = signature_from_tool_id(str(block.get("id") or ""))
+            if from_id is not None:
+                new_parts[0]["thoughtSignature"] = from_id
         parts.extend(new_parts)
     if pending_signature is not None and role == "assistant" and parts:
         parts[-1].setdefault("thoughtSignature", pending_signature)

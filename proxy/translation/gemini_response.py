@@ -30,7 +30,10 @@ the next non-thinking block of the same turn (or on the turn's last part when no
 never sends thinking text. The ``gemini:`` prefix marks blocks that no other provider can verify:
 a translator towards Anthropic or Bedrock must drop thinking blocks whose signature starts with it.
 A signature on a text part arriving after that text block was opened (Gemini's streams often send
-it in a last chunk with empty text) closes the text block; text after it opens a new one.
+it in a last chunk with empty text) closes the text block; text after it opens a new one. A
+function call's signature also rides in its tool_use id (``toolu_…__gsig_<base64url>``), for
+clients that replay tool calls but drop thinking blocks (OpenAI-format clients drop reasoning); the
+request side reads it back from the id when no thinking block gave one.
 
 Stop reasons: ``STOP`` (or a stream that ended without a finish reason) with function calls ->
 ``tool_use``; ``STOP`` -> ``end_turn``; ``MAX_TOKENS`` -> ``max_tokens``; the safety family
@@ -51,6 +54,8 @@ Pure: no Django, no I/O.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import math
 import re
 from collections.abc import Mapping
@@ -78,15 +83,19 @@ from proxy.translation.sse import Usage, as_token_count
 
 __all__ = [
     "GEMINI_SIGNATURE_PREFIX",
+    "TOOL_ID_SIGNATURE_MARK",
     "GeminiStreamToAnthropic",
     "gemini_error_to_anthropic",
     "gemini_reasoning_tokens",
     "gemini_retry_after_seconds",
     "gemini_to_anthropic",
     "gemini_usage",
+    "signature_from_tool_id",
+    "tool_id_with_signature",
 ]
 
 GEMINI_SIGNATURE_PREFIX = "gemini:"
+TOOL_ID_SIGNATURE_MARK = "__gsig_"
 
 _REFUSAL_REASONS = frozenset(
     {
@@ -197,8 +206,9 @@ class GeminiStreamToAnthropic:
 
     def _part(self, part: Mapping[str, Any]) -> None:
         builder = self._builder
-        signature = part.get("thoughtSignature")
-        signature = GEMINI_SIGNATURE_PREFIX + signature if isinstance(signature, str) else ""
+        raw_signature = part.get("thoughtSignature")
+        raw_signature = raw_signature if isinstance(raw_signature, str) else ""
+        signature = GEMINI_SIGNATURE_PREFIX + raw_signature if raw_signature else ""
         text = part.get("text")
         if part.get("thought") is True:
             if isinstance(text, str):
@@ -212,7 +222,7 @@ class GeminiStreamToAnthropic:
         elif isinstance(call, Mapping):
             args = call.get("args")
             builder.tool_use(
-                tool_id=self._new_tool_id(),
+                tool_id=tool_id_with_signature(self._new_tool_id(), raw_signature),
                 name=str(call.get("name") or ""),
                 arguments=args if isinstance(args, Mapping) else {},
             )
@@ -239,6 +249,34 @@ def gemini_to_anthropic(
         raise ValueError("a Gemini error body is not an answer: use gemini_error_to_anthropic")
     stream = GeminiStreamToAnthropic(model=model, message_id=message_id, new_tool_id=new_tool_id)
     return assemble_message([*stream.feed(response), *stream.finish()])
+
+
+def tool_id_with_signature(tool_id: str, signature: str) -> str:
+    """``tool_id`` carrying a function call's signature (base64url after ``__gsig_``).
+
+    The thinking block is the signature's first carrier; this is the second, for clients that
+    replay tool calls but drop thinking (OpenAI-format clients drop reasoning): every client
+    sends a tool call's id back. The result keeps Anthropic's id alphabet ``[A-Za-z0-9_-]``.
+    """
+    if not signature:
+        return tool_id
+    try:
+        raw = base64.b64decode(signature, validate=True)
+    except (binascii.Error, ValueError):
+        return tool_id  # not base64: cannot be expressed in the id alphabet, the block keeps it
+    return tool_id + TOOL_ID_SIGNATURE_MARK + base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def signature_from_tool_id(tool_id: str) -> str | None:
+    """The Gemini signature (standard base64) a ``tool_id_with_signature`` id carries, if any."""
+    _, mark, encoded = tool_id.partition(TOOL_ID_SIGNATURE_MARK)
+    if not mark or not encoded:
+        return None
+    try:
+        raw = base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4))
+    except (binascii.Error, ValueError):
+        return None
+    return base64.b64encode(raw).decode() if raw else None
 
 
 def _first_candidate(candidates: Any) -> Mapping[str, Any] | None:
