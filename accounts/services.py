@@ -205,7 +205,8 @@ _SECRET_REQUIRED = frozenset(
     {Provider.ANTHROPIC, Provider.BEDROCK, Provider.OPENAI, Provider.GEMINI}
 )
 _NO_SECRET = frozenset({Provider.OLLAMA})
-_GENERIC_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,31}")
+# At most 16 characters: the name is the provider of the usage it records.
+_GENERIC_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,15}")
 # AWS region names: us-east-1, eu-central-2, us-gov-west-1, ap-southeast-3. The region is put
 # into the endpoint's host name, so nothing else may pass (``x@evil.example/#`` would be a host).
 _AWS_REGION = re.compile(r"[a-z]{2}(-[a-z]+)+-\d{1,2}")
@@ -364,7 +365,7 @@ def provider_credential_clean(
         elif not _GENERIC_NAME.fullmatch(name):
             errors["name"] = (
                 f"{name!r} is not a valid name: lowercase letters, digits, - and _, starting "
-                "with a letter or digit, at most 32 characters."
+                "with a letter or digit, at most 16 characters."
             )
         elif name in Provider.values:
             errors["name"] = f"{name!r} is a built-in provider's name; choose another."
