@@ -9,7 +9,9 @@ Everything else (admin, API, health) goes through the full stack.
 
 from __future__ import annotations
 
+import asyncio
 import io
+import logging
 import os
 from typing import Any
 
@@ -20,8 +22,13 @@ from django.core.handlers.asgi import ASGIHandler
 from django.core.handlers.exception import convert_exception_to_response
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "gateway_project.settings")
+logger = logging.getLogger("proxy")
 
 full_application = get_asgi_application()
+
+
+class ClientStalled(Exception):
+    """A client did not take a response chunk within GATEWAY_CLIENT_WRITE_TIMEOUT."""
 
 
 class ProxyRoutesHandler(ASGIHandler):
@@ -64,6 +71,26 @@ class ProxyRoutesHandler(ASGIHandler):
             if not message.get("more_body", False):
                 break
         return io.BytesIO(bytes(body))
+
+    async def send_response(self, response: Any, send: Any) -> None:
+        """Django's, with a bound on how long one write may wait for a client that stopped
+        reading (GATEWAY_CLIENT_WRITE_TIMEOUT). The server's flow control already stops the
+        relay while the client's buffers are full, so memory per stream stays bounded; this
+        closes such a stream for good: the relay is closed, which closes its upstream request
+        and records the partial usage, and the server drops the connection."""
+        timeout = settings.GATEWAY_CLIENT_WRITE_TIMEOUT
+
+        async def bounded_send(message: dict[str, Any]) -> None:
+            try:
+                async with asyncio.timeout(timeout):
+                    await send(message)
+            except TimeoutError:
+                raise ClientStalled from None
+
+        try:
+            await super().send_response(response, bounded_send)
+        except ClientStalled:
+            logger.warning("client read nothing for %.0f s: stream closed", timeout)
 
     async def listen_for_disconnect(self, receive: Any) -> None:
         """Django's, except that what is left of a body past the limit is dropped (Django

@@ -117,3 +117,49 @@ def test_a_host_outside_allowed_hosts_is_refused(
         [b"{}"],
     )
     assert ok.startswith(b"HTTP/1.1 400")  # a JSON body without a model: the proxy's own 400
+
+
+def test_a_client_that_stops_reading_has_its_stream_closed_and_accounted(
+    gateway_server: GatewayServer,
+    key_holder: KeyHolder,
+    fake_upstream_settings: Any,
+    settings: Any,
+    recorded_events: Any,
+) -> None:
+    """The upstream keeps streaming, the client reads nothing: after the write timeout the
+    gateway closes the stream (and its upstream request) and records the partial usage."""
+    from proxy.testing.answers import ScriptedAnswer
+    from proxy.testing.records import Pacing
+
+    settings.GATEWAY_CLIENT_WRITE_TIMEOUT = 1.0
+    fake = fake_upstream_settings
+    # About 24 MB of deltas: far more than the socket buffers between client and gateway hold.
+    fake.answer = ScriptedAnswer.text("x" * 24_000_000)
+    fake.pacing = Pacing.build(text_deltas=3_000, delta_interval_ms=0)
+    body = (
+        b'{"model":"claude-sonnet-4-5","max_tokens":10,"stream":true,'
+        b'"messages":[{"role":"user","content":"hi"}]}'
+    )
+    host, port = gateway_server.base_url.removeprefix("http://").split(":")
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect((host, int(port)))
+    try:
+        head = _head(
+            f"/ak/{key_holder.plaintext}/v1/messages",
+            length=len(body),
+            extra="x-api-key: sk-ant-client\r\nanthropic-version: 2023-06-01\r\n",
+        )
+        sock.sendall(head.encode() + body)
+        # The client reads nothing. Within the write timeout (plus slack for a busy machine)
+        # the gateway gives up on it, closes the upstream and records the request.
+        deadline = time.monotonic() + 10
+        events: list[Any] = []
+        while not events and time.monotonic() < deadline:
+            time.sleep(0.2)
+            events = recorded_events()
+    finally:
+        sock.close()
+    (event,) = events
+    assert event.client_disconnected
+    assert event.provider == "anthropic"
