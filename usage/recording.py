@@ -350,6 +350,7 @@ class UsageWriter:
                 self._spool(batch + self._take())
             return
         self._in_flight = batch
+        unwritten = batch
         try:
             close_old_connections()
             if self._spool_has_data and time.monotonic() - self._last_spool_attempt > (
@@ -364,6 +365,7 @@ class UsageWriter:
             if batch:
                 _database_check(WRITER_POOL_TIMEOUT_SECONDS)
                 _write_batch(batch)
+                unwritten = []
                 self.written += len(batch)
                 USAGE_EVENTS.labels("written").inc(len(batch))
                 self._note_used(batch)
@@ -374,7 +376,7 @@ class UsageWriter:
             self._spool_has_data = True
             # Everything queued behind the batch goes to disk too: the database may stay away
             # for long, and memory does not survive a crash.
-            pending = batch + self._take()
+            pending = unwritten + self._take()
             if pending:
                 self._spool(pending)
             logger.warning(

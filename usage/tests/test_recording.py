@@ -375,3 +375,17 @@ def test_metrics_report_the_spool_depth_through_a_scrape_hook(
     recording.usage_writer().spool.append([_record()])
     body = observability.metrics_view(request).content.decode()
     assert "gateway_usage_spool_depth 4.0" in body
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_failure_after_the_write_does_not_spool_the_written_batch(
+    writer: UsageWriter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken_touch() -> None:
+        raise OperationalError("accounts table locked")
+
+    monkeypatch.setattr(writer, "_touch_keys", broken_touch)
+    writer._spool_has_data = False
+    writer._flush([_record(), _record()])
+    assert UsageEvent.objects.count() == 2
+    assert writer.spool.depth() == 0
