@@ -87,3 +87,53 @@ def zero_usage() -> JSON:
         "cache_creation_input_tokens": 0,
         "cache_read_input_tokens": 0,
     }
+
+
+# Thinking blocks other providers' answers left in a conversation: Gemini's thought signatures
+# (kept as "gemini:<signature>") and unsigned reasoning (OpenAI-compatible servers, Ollama).
+# Anthropic checks every thinking block's signature and rejects these with a 400.
+FOREIGN_SIGNATURE_PREFIXES = ("gemini:",)
+_FOREIGN_MARKERS = (
+    b'"signature":"gemini:',
+    b'"signature": "gemini:',
+    b'"signature":""',
+    b'"signature": ""',
+)
+
+
+def may_hold_foreign_thinking(body: bytes) -> bool:
+    """A cheap look at the raw bytes: can the request hold thinking Anthropic would refuse?
+    (A thinking block without any signature key is caught by the parsed check only.)"""
+    return b'"thinking"' in body and (
+        any(marker in body for marker in _FOREIGN_MARKERS) or b'"signature"' not in body
+    )
+
+
+def _is_foreign_thinking(block: Any) -> bool:
+    if not isinstance(block, dict) or block.get("type") != "thinking":
+        return False
+    signature = block.get("signature")
+    return not signature or (
+        isinstance(signature, str) and signature.startswith(FOREIGN_SIGNATURE_PREFIXES)
+    )
+
+
+def without_foreign_thinking(request: JSON) -> JSON:
+    """``request`` without thinking blocks Anthropic would refuse (unchanged when it has none):
+    a conversation that moves from Gemini, Ollama or an OpenAI server to Claude keeps its text
+    and tool calls, and loses only reasoning Claude could not verify anyway."""
+    messages = request.get("messages")
+    if not isinstance(messages, list) or not any(
+        isinstance(message, dict)
+        and isinstance(message.get("content"), list)
+        and any(_is_foreign_thinking(block) for block in message["content"])
+        for message in messages
+    ):
+        return request
+    cleaned = []
+    for message in messages:
+        if isinstance(message, dict) and isinstance(message.get("content"), list):
+            content = [block for block in message["content"] if not _is_foreign_thinking(block)]
+            message = {**message, "content": content or [{"type": "text", "text": "(thinking)"}]}
+        cleaned.append(message)
+    return {**request, "messages": cleaned}

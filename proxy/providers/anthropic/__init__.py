@@ -30,6 +30,7 @@ from proxy.providers.common import (
     complete_message,
     translated_stream,
 )
+from proxy.translation.hub import may_hold_foreign_thinking, without_foreign_thinking
 
 if TYPE_CHECKING:
     from proxy.planning import Leg
@@ -44,10 +45,13 @@ API_VERSION = "2023-06-01"
 
 def with_model(call: Call, model: str) -> bytes:
     """The client's exact bytes, or its body re-encoded when the upstream model differs
-    (``anthropic/claude-…`` or an alias)."""
-    if call.data.get("model") == model:
+    (``anthropic/claude-…`` or an alias) or when it carries another provider's thinking."""
+    data = call.data
+    if may_hold_foreign_thinking(call.body):
+        data = without_foreign_thinking(data)
+    if data is call.data and data.get("model") == model:
         return call.body
-    return json.dumps({**call.data, "model": model}, separators=(",", ":")).encode()
+    return json.dumps({**data, "model": model}, separators=(",", ":")).encode()
 
 
 def request_headers(leg: Leg, call: Call) -> dict[str, str]:

@@ -33,6 +33,7 @@ from proxy.translation.converse import (
 )
 from proxy.translation.converse_stream import ConverseStreamTranslator
 from proxy.translation.errors import MappedError, bedrock_error_to_anthropic, error_body
+from proxy.translation.hub import without_foreign_thinking
 from proxy.translation.invoke import (
     InvokeStreamTranslator,
     anthropic_to_invoke,
@@ -182,7 +183,8 @@ async def call_bedrock(
     *, target: BedrockTarget, call: Call, betas: list[str]
 ) -> HttpResponseBase | LegFailure:
     context = call.context
-    body = clamp_output_tokens(call.hub_request(), target.max_output_tokens)
+    hub = without_foreign_thinking(call.hub_request())
+    body = clamp_output_tokens(hub, target.max_output_tokens)
     url, payload = _request_for(target, body, stream=context.stream, betas=betas)
     client = upstream_client()
     request = client.build_request(
