@@ -21,10 +21,15 @@ from django.core.exceptions import RequestAborted
 from django.core.handlers.asgi import ASGIHandler
 from django.core.handlers.exception import convert_exception_to_response
 
+from gateway_project.envparse import exit_on_bad_environment
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "gateway_project.settings")
 logger = logging.getLogger("proxy")
 
-full_application = get_asgi_application()
+# A bad environment value ends start-up with one line naming the variable (every worker process
+# imports this module on its own).
+with exit_on_bad_environment():
+    full_application = get_asgi_application()
 
 
 class ClientStalled(Exception):
