@@ -10,7 +10,9 @@ every target. Run it in its own process, pinned to the load generator's core:
         --body-file body.json --header x-api-key:k --requests 2000
     python -m bench.loadgen stream --url ... --body-file stream.json --concurrency 32 --streams 96
 
-It prints one JSON object on stdout (times in milliseconds).
+It prints one JSON object on stdout (times in milliseconds). ``--events openai`` times OpenAI
+chat chunks instead: an event is a text delta when one of its choices carries non-empty
+``delta.content`` (the role-only first chunk, the finish chunk and the usage chunk are not).
 """
 
 from __future__ import annotations
@@ -23,13 +25,45 @@ import math
 import statistics
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 DELTA_MARKER = b"content_block_delta"
+_CONTENT = b'"content"'
+
+
+def anthropic_text_delta(event: bytes) -> bool:
+    return DELTA_MARKER in event
+
+
+def openai_text_delta(event: bytes) -> bool:
+    """An OpenAI chat chunk with text in one of its choices' deltas."""
+    if _CONTENT not in event:
+        return False
+    for line in event.split(b"\n"):
+        if not line.startswith(b"data:"):
+            continue
+        try:
+            data = json.loads(line[5:])
+        except ValueError:
+            return False
+        choices = data.get("choices") if isinstance(data, dict) else None
+        return isinstance(choices, list) and any(
+            isinstance(choice, dict)
+            and isinstance(choice.get("delta"), dict)
+            and bool(choice["delta"].get("content"))
+            for choice in choices
+        )
+    return False
+
+
+EVENT_KINDS: dict[str, Callable[[bytes], bool]] = {
+    "anthropic": anthropic_text_delta,
+    "openai": openai_text_delta,
+}
 
 
 class ProtocolError(Exception):
@@ -79,12 +113,19 @@ class Exchange:
 
 
 class SSEClock:
-    """Timestamps each complete SSE event that is a content_block_delta as it arrives."""
+    """Timestamps each complete SSE event that is a text delta as it arrives
+    (``content_block_delta`` unless another ``is_delta`` is given)."""
 
-    def __init__(self, started: float, times: list[float]) -> None:
+    def __init__(
+        self,
+        started: float,
+        times: list[float],
+        is_delta: Callable[[bytes], bool] = anthropic_text_delta,
+    ) -> None:
         self._buffer = b""
         self._started = started
         self._times = times
+        self._is_delta = is_delta
 
     def feed(self, data: bytes, now: float) -> None:
         self._buffer += data
@@ -94,15 +135,18 @@ class SSEClock:
                 return
             event = self._buffer[:end]
             self._buffer = self._buffer[end + 2 :]
-            if DELTA_MARKER in event:
+            if self._is_delta(event):
                 self._times.append(now - self._started)
 
 
 class Connection:
     """One keep-alive connection; reconnects when the server closes it."""
 
-    def __init__(self, target: Target) -> None:
+    def __init__(
+        self, target: Target, is_delta: Callable[[bytes], bool] = anthropic_text_delta
+    ) -> None:
         self.target = target
+        self.is_delta = is_delta
         self.reader: asyncio.StreamReader | None = None
         self.writer: asyncio.StreamWriter | None = None
 
@@ -152,7 +196,7 @@ class Connection:
                 headers[name.strip().lower()] = value.strip()
         exchange.keep_alive = headers.get("connection", "").lower() != "close"
         is_sse = headers.get("content-type", "").startswith("text/event-stream")
-        clock = SSEClock(started, exchange.delta_times) if is_sse else None
+        clock = SSEClock(started, exchange.delta_times, self.is_delta) if is_sse else None
         parts: list[bytes] = []
 
         def take(data: bytes) -> None:
@@ -239,6 +283,7 @@ async def measure_streams(
     streams: int,
     warmup: int,
     expect_deltas: int | None,
+    events: str = "anthropic",
 ) -> dict[str, Any]:
     """``streams`` streamed requests, ``concurrency`` at a time, each worker on its own
     connection. A stream counts as an error unless it is a 200 that ends normally (and carries
@@ -261,7 +306,7 @@ async def measure_streams(
 
     async def worker() -> None:
         nonlocal errors
-        connection = Connection(target)
+        connection = Connection(target, EVENT_KINDS[events])
         try:
             for _ in range(warmup):
                 try:
@@ -338,6 +383,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--expect-deltas", type=int, default=None, help="stream mode: text deltas per stream"
     )
+    parser.add_argument(
+        "--events",
+        choices=sorted(EVENT_KINDS),
+        default="anthropic",
+        help="stream mode: the SSE dialect whose text deltas are timed",
+    )
     args = parser.parse_args(argv)
     if args.requests < 1 or args.streams < 1 or args.concurrency < 1 or args.warmup < 0:
         parser.error("counts must be positive")
@@ -362,6 +413,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 streams=args.streams,
                 warmup=args.warmup,
                 expect_deltas=args.expect_deltas,
+                events=args.events,
             )
         )
     sys.stdout.write(json.dumps(result) + "\n")

@@ -1,4 +1,5 @@
-"""The proxy benchmark: the fake upstream called directly, through the gateway, through LiteLLM.
+"""The proxy benchmark: the fake upstreams called directly, through the relay floor, through the
+gateway, through LiteLLM, on both client surfaces (Anthropic Messages and OpenAI chat).
 
 Run it with ``bench/run`` (installs wrk, LiteLLM and the bench tools first) or, once those are
 in place, ``.venv/bin/python -m bench.proxy_bench [--quick]``. See bench/README.md for what is
@@ -7,16 +8,20 @@ request count or a duration.
 
 Layout of one run:
 
-1. the fake upstream (``bench.proxy.fake``) on the load generator's core; its own ceiling with wrk;
-2. the gateway (one uvicorn worker, PostgreSQL + Redis, usage recording on) and LiteLLM's proxy
-   (one worker) on the other core; only the target being measured runs, the others are paused
-   with SIGSTOP so an idle process steals nothing;
+1. the fakes (``bench.proxy.fake``: Anthropic + Bedrock; ``proxy.testing.fake_openai``) on the
+   load generator's core; the Anthropic fake's own ceiling with wrk;
+2. the relay floor (``bench.proxy.relay``), the gateway (one uvicorn worker, PostgreSQL + Redis,
+   usage recording on) and LiteLLM's proxy (one worker) on the other core; only the server being
+   measured runs, the others are paused with SIGSTOP so an idle process steals nothing;
 3. per repetition and target: concurrency-1 latency (``bench.loadgen``), wrk at 16/64/256 with
    the server's CPU time per request and its memory, streams at concurrency 1 and 32, and for
    the gateway the fallback stream (Anthropic 529, Bedrock Converse) against the fake's
-   converse-stream called directly;
-4. the memory soak (the gateway after N more requests), a py-spy profile of the gateway worker,
-   the stack choices (ASGI server, HTTP transport, JSON library) and the lean-path experiments;
+   converse-stream called directly. Targets: direct, relay, gateway, LiteLLM on the Anthropic
+   surface; the same on the OpenAI surface (the gateway in both its forms, bearer ``/v1/`` and
+   ``/ak/<key>/v1/``), and the translation (an OpenAI client asking for a Claude model);
+4. the memory soak (the gateway after N more requests), py-spy profiles of the gateway worker
+   (Anthropic and OpenAI passthrough), the translation micro-benchmark, the stack choices (ASGI
+   server, HTTP transport, JSON library) and the lean-path experiments;
 5. ``bench/results/<timestamp>.json`` and ``bench/results/latest.md``.
 """
 
@@ -42,7 +47,15 @@ from typing import Any
 
 from bench.proxy import profile as profiler
 from bench.proxy import report
-from bench.proxy.processes import MAIN_PYTHON, REPO, ProcessFailed, Server, cores, pinned
+from bench.proxy.processes import (
+    MAIN_PYTHON,
+    REPO,
+    ProcessFailed,
+    Server,
+    cores,
+    pinned,
+    start_openai_fake,
+)
 from bench.proxy.processes import start_fake as launch_fake
 from bench.proxy.targets import (
     FALLBACK_API_KEY,
@@ -50,16 +63,21 @@ from bench.proxy.targets import (
     LITELLM_BIN,
     MODEL,
     TOOLS_BIN,
+    TRANSLATED_MODEL,
     Target,
     converse_stream_body,
     cpu_seconds,
     debug_off,
     direct_target,
     gateway_env,
+    openai_request_body,
+    openai_targets,
     prepare_gateway,
+    relay_target,
     request_body,
     start_gateway,
     start_litellm,
+    start_relay,
 )
 from bench.proxy.wrk import lua_script, run_wrk
 
@@ -88,6 +106,8 @@ class Plan:
     transport_requests: int = 3000
     lean_levels: tuple[int, ...] = (1, 2, 3, 4)
     litellm: bool = True
+    openai: bool = True  # the OpenAI surface and the translation
+    relay: bool = True
     choices: bool = True
     debug: bool = True  # DEBUG=true, as the benchmark was specified; False: production settings
 
@@ -122,6 +142,7 @@ class Context:
     work: Path
     fake: Server
     bodies: dict[str, Path] = field(default_factory=dict)
+    openai_fake: Server | None = None
 
 
 def loadgen(
@@ -182,14 +203,20 @@ class MemorySampler:
 
 
 def target_pid(context: Context, target: Target) -> int:
-    return target.server.pid if target.server is not None else context.fake.pid
+    """The process whose CPU time and memory count for ``target``: its server, else the fake
+    it calls directly."""
+    if target.server is not None:
+        return target.server.pid
+    if target.watched is not None:
+        return target.watched.pid
+    return context.fake.pid
 
 
 def throughput(context: Context, target: Target, concurrency: int, seconds: float) -> dict:
     """wrk at one concurrency, with the target's CPU time per request and peak memory."""
     script = context.work / f"{target.name}.lua"
     if not script.exists():
-        script.write_text(lua_script(context.bodies["plain"].read_bytes(), target.headers))
+        script.write_text(lua_script(context.bodies[target.body].read_bytes(), target.headers))
     pid = target_pid(context, target)
     cpu_before = cpu_seconds(pid)
     with MemorySampler(pid) as memory:
@@ -215,7 +242,7 @@ def measure_target(context: Context, target: Target) -> dict[str, Any]:
             context,
             "latency",
             target.messages_url,
-            "plain",
+            target.body,
             target.headers,
             requests=plan.latency_requests,
             warmup=50,
@@ -230,12 +257,13 @@ def measure_target(context: Context, target: Target) -> dict[str, Any]:
             context,
             "stream",
             target.messages_url,
-            "stream",
+            target.stream_body,
             target.headers,
             streams=streams,
             concurrency=concurrency,
             warmup=1,
             expect_deltas=TEXT_DELTAS,
+            events=target.events,
         )
     if target.name == "gateway":
         say("  gateway: fallback streams (Anthropic 529, Bedrock Converse)")
@@ -272,8 +300,14 @@ def measure_target(context: Context, target: Target) -> dict[str, Any]:
 
 @contextlib.contextmanager
 def only_running(active: Target, others: list[Target]) -> Iterator[None]:
-    """Pause every other proxy (SIGSTOP) while ``active`` is measured."""
-    paused = [t.server for t in others if t.server is not None and t is not active]
+    """Pause every other proxy (SIGSTOP) while ``active`` is measured (a server that serves
+    several targets, like the gateway, is paused once, and never when it serves ``active``)."""
+    paused: list[Server] = []
+    for other in others:
+        server = other.server
+        if server is None or server is active.server or any(server is p for p in paused):
+            continue
+        paused.append(server)
     for server in paused:
         os.killpg(server.pid, signal.SIGSTOP)
     try:
@@ -288,7 +322,7 @@ def warm(context: Context, target: Target, requests: int = 50) -> None:
         context,
         "latency",
         target.messages_url,
-        "plain",
+        target.body,
         target.headers,
         requests=requests,
         warmup=0,
@@ -332,9 +366,10 @@ def soak(context: Context, target: Target) -> dict[str, Any]:
 
 
 def profile_gateway(context: Context, target: Target) -> dict[str, Any] | None:
-    """py-spy (GIL samples) on the gateway worker during a wrk run at concurrency 64."""
+    """py-spy (GIL samples) on the gateway worker during a wrk run at concurrency 64 of
+    ``target`` (one of the gateway's surfaces)."""
     assert target.server is not None
-    raw = context.work / "gateway-profile.txt"
+    raw = context.work / f"{target.name}-profile.txt"
     outcome: dict[str, Any] = {}
 
     def load() -> None:
@@ -350,7 +385,11 @@ def profile_gateway(context: Context, target: Target) -> dict[str, Any] | None:
     if recorded is None:
         return None
     summary = profiler.summarise(raw.read_text())
+    summary["target"] = target.name
     summary["wrk_rps_while_profiled"] = outcome.get("wrk", {}).get("rps")
+    summary["wrk_cpu_ms_per_request_while_profiled"] = outcome.get("wrk", {}).get(
+        "cpu_ms_per_request"
+    )
     summary["raw_path"] = str(raw.relative_to(REPO))
     return summary
 
@@ -380,7 +419,7 @@ def quick_profile_of(context: Context, target: Target) -> dict[str, Any]:
             context,
             "latency",
             target.messages_url,
-            "plain",
+            target.body,
             target.headers,
             requests=context.plan.latency_requests,
             warmup=50,
@@ -390,7 +429,7 @@ def quick_profile_of(context: Context, target: Target) -> dict[str, Any]:
             context,
             "stream",
             target.messages_url,
-            "stream",
+            target.stream_body,
             target.headers,
             streams=max(3, context.plan.stream_c1 // 2),
             concurrency=1,
@@ -537,12 +576,49 @@ def environment_facts() -> dict[str, Any]:
     }
 
 
+def write_bodies(context: Context) -> None:
+    """Every request body of the run, written once (wrk and loadgen read them from files)."""
+    for name, body in (
+        ("plain", request_body(stream=False)),
+        ("stream", request_body(stream=True)),
+        ("converse", converse_stream_body()),
+        ("openai-plain", openai_request_body(stream=False)),
+        ("openai-stream", openai_request_body(stream=True)),
+        ("translated-plain", openai_request_body(stream=False, model=TRANSLATED_MODEL)),
+        ("translated-stream", openai_request_body(stream=True, model=TRANSLATED_MODEL)),
+    ):
+        path = context.work / f"{name}.json"
+        path.write_bytes(body)
+        context.bodies[name] = path
+
+
+def translation_micro(plan: Plan) -> dict[str, Any] | None:
+    """``bench.proxy.translate_micro`` (CPU of translating one streamed chat request)."""
+    number = "50" if plan.repetitions == 1 else "200"
+    finished = subprocess.run(  # noqa: S603 - fixed commands built here
+        pinned(
+            [str(MAIN_PYTHON), "-m", "bench.proxy.translate_micro", "--number", number],
+            SERVER_CORE,
+        ),
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    if finished.returncode != 0:
+        say(f"translate_micro failed: {finished.stderr[-500:]}")
+        return None
+    return dict(json.loads(finished.stdout.strip().splitlines()[-1]))
+
+
 def run(plan: Plan, *, database_url: str, redis_url: str, mode: str) -> Path:
     started_at = datetime.now(UTC)
     stamp = started_at.strftime("%Y%m%dT%H%M%SZ")
     work = RESULTS / "tmp" / stamp
     work.mkdir(parents=True, exist_ok=True)
     data_dir = Path(tempfile.mkdtemp(prefix="gw-bench-"))
+    fakes: list[Server] = []
     servers: list[Server] = []
     results: dict[str, Any] = {
         "started_at": started_at.isoformat(),
@@ -553,20 +629,19 @@ def run(plan: Plan, *, database_url: str, redis_url: str, mode: str) -> Path:
         "redis_url": redis_url,
     }
     try:
-        say("starting the fake upstream")
+        say("starting the fake upstreams")
         fake = launch_fake(
             log_dir=work, core=LOADGEN_CORE, text_deltas=TEXT_DELTAS, env=dict(os.environ)
         )
-        servers.append(fake)
+        fakes.append(fake)
         context = Context(plan=plan, work=work, fake=fake)
-        for name, body in (
-            ("plain", request_body(stream=False)),
-            ("stream", request_body(stream=True)),
-            ("converse", converse_stream_body()),
-        ):
-            path = work / f"{name}.json"
-            path.write_bytes(body)
-            context.bodies[name] = path
+        if plan.openai:
+            context.openai_fake = start_openai_fake(
+                log_dir=work, core=LOADGEN_CORE, text_deltas=TEXT_DELTAS, env=dict(os.environ)
+            )
+            fakes.append(context.openai_fake)
+        openai_url = context.openai_fake.base_url if context.openai_fake else ""
+        write_bodies(context)
 
         direct = direct_target(fake.base_url)
         say("the fake's own ceiling (wrk, direct)")
@@ -575,14 +650,17 @@ def run(plan: Plan, *, database_url: str, redis_url: str, mode: str) -> Path:
         }
         say(f"  ceiling: {report.ceiling_rps(results['fake_ceiling'])} requests/s")
 
-        say("preparing the gateway (migrate, key, Bedrock credential)")
+        say("preparing the gateway (migrate, key, Bedrock, Anthropic and OpenAI credentials)")
         env = gateway_env(
             fake_url=fake.base_url,
             data_dir=data_dir,
             database_url=database_url,
             redis_url=redis_url,
+            openai_url=openai_url,
         )
-        access_key = prepare_gateway(env, fake_url=fake.base_url, log=work / "setup.log")
+        access_key = prepare_gateway(
+            env, fake_url=fake.base_url, log=work / "setup.log", openai_url=openai_url
+        )
         if not plan.debug:
             env = debug_off(env, data_dir)
         gateway = start_gateway(
@@ -592,10 +670,27 @@ def run(plan: Plan, *, database_url: str, redis_url: str, mode: str) -> Path:
         servers.append(gateway.server)
         targets = [direct, gateway]
         memory: dict[str, Any] = {"gateway": {"idle_mib": idle_rss(context, gateway)}}
+        relay = None
+        if plan.relay:
+            with only_running(gateway, targets):
+                say("starting the relay floor")
+                relay = start_relay(
+                    fake_url=fake.base_url,
+                    openai_url=openai_url or fake.base_url,
+                    log_dir=work,
+                    core=SERVER_CORE,
+                )
+            servers.append(relay)
+            targets.insert(1, relay_target(relay))
+            with only_running(targets[1], targets):
+                memory["relay"] = {"idle_mib": idle_rss(context, targets[1])}
+        litellm = None
         if plan.litellm and LITELLM_BIN.exists():
             with only_running(gateway, targets):
                 say("starting LiteLLM")
-                litellm = start_litellm(fake_url=fake.base_url, log_dir=work, core=SERVER_CORE)
+                litellm = start_litellm(
+                    fake_url=fake.base_url, log_dir=work, core=SERVER_CORE, openai_url=openai_url
+                )
             assert litellm.server is not None
             servers.append(litellm.server)
             targets.append(litellm)
@@ -603,6 +698,14 @@ def run(plan: Plan, *, database_url: str, redis_url: str, mode: str) -> Path:
                 memory["litellm"] = {"idle_mib": idle_rss(context, litellm)}
         elif plan.litellm:
             results["litellm_missing"] = "bench/.venv-litellm is missing: run bench/run"
+        if context.openai_fake is not None:
+            targets += openai_targets(
+                openai_fake=context.openai_fake,
+                relay=relay,
+                gateway=gateway,
+                access_key=access_key,
+                litellm=litellm,
+            )
 
         repetitions: list[dict[str, Any]] = []
         for repetition in range(plan.repetitions):
@@ -611,7 +714,11 @@ def run(plan: Plan, *, database_url: str, redis_url: str, mode: str) -> Path:
             measured: dict[str, Any] = {}
             for target in order:
                 with only_running(target, targets):
-                    measured[target.name] = measure_target(context, target)
+                    try:
+                        measured[target.name] = measure_target(context, target)
+                    except RuntimeError as exc:  # one broken scenario must not lose the run
+                        say(f"  {target.name} failed: {exc}")
+                        measured[target.name] = {"failed": str(exc)[-1000:]}
             repetitions.append(measured)
         results["repetitions"] = repetitions
         results["medians"] = report.median_of(repetitions)
@@ -619,18 +726,25 @@ def run(plan: Plan, *, database_url: str, redis_url: str, mode: str) -> Path:
         with only_running(gateway, targets):
             say(f"memory soak: {plan.soak_requests} requests through the gateway")
             memory["gateway"]["soak"] = soak(context, gateway)
-            say("profiling the gateway worker with py-spy")
+            say("profiling the gateway worker with py-spy (Anthropic passthrough, c=64)")
             results["profile"] = profile_gateway(context, gateway)
+            openai_gateway = next((t for t in targets if t.name == "openai-gateway"), None)
+            if openai_gateway is not None:
+                say("profiling the gateway worker with py-spy (OpenAI passthrough, c=64)")
+                results["profile_openai"] = profile_gateway(context, openai_gateway)
         results["memory"] = memory
 
-        for server in servers[1:]:
+        for server in servers:
             server.stop()
-        servers = servers[:1]
+        servers = []
+        if plan.openai:
+            say("translation micro-benchmark")
+            results["translation_micro"] = translation_micro(plan)
         if plan.choices:
             results["choices"] = stack_choices(context, env, access_key)
             results["lean_experiments"] = lean_experiments(context, env, access_key, data_dir)
     finally:
-        for server in reversed(servers):
+        for server in reversed(fakes + servers):
             server.stop()
         shutil.rmtree(data_dir, ignore_errors=True)
     results["environment"]["load_average_end"] = list(os.getloadavg())
@@ -648,6 +762,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repetitions", type=int, help="override the number of repetitions")
     parser.add_argument("--soak-requests", type=int, help="override the soak's request count")
     parser.add_argument("--no-litellm", action="store_true", help="skip LiteLLM")
+    parser.add_argument(
+        "--no-openai", action="store_true", help="skip the OpenAI surface and the translation"
+    )
+    parser.add_argument("--no-relay", action="store_true", help="skip the relay floor")
     parser.add_argument("--no-choices", action="store_true", help="skip stack choices/experiments")
     parser.add_argument(
         "--debug-off", action="store_true", help="run the gateway with DEBUG off (production)"
@@ -667,6 +785,10 @@ def main(argv: list[str] | None = None) -> int:
         plan = replace(plan, soak_requests=max(1, args.soak_requests))
     if args.no_litellm:
         plan = replace(plan, litellm=False)
+    if args.no_openai:
+        plan = replace(plan, openai=False)
+    if args.no_relay:
+        plan = replace(plan, relay=False)
     if args.no_choices:
         plan = replace(plan, choices=False)
     if args.debug_off:

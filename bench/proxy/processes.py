@@ -1,5 +1,7 @@
 """Starting, watching and stopping the benchmark's server processes (all on 127.0.0.1).
 
+The fakes (Anthropic + Bedrock, and OpenAI) are started here; the proxies in ``targets``.
+
 Each server runs in its own process group, optionally pinned to a CPU core with ``taskset``
 (which execs the command, so the process id is the server's own). Memory is read from
 ``/proc/<pid>/status`` (VmRSS), summed over the process and its children.
@@ -176,4 +178,28 @@ def start_fake(*, log_dir: Path, core: int | None, text_deltas: int, env: dict[s
     server.base_url = f"http://127.0.0.1:{port}"
     server.start()
     server.wait_http("/v1/models", timeout=30)
+    return server
+
+
+def start_openai_fake(
+    *, log_dir: Path, core: int | None, text_deltas: int, env: dict[str, str]
+) -> Server:
+    """The fake OpenAI (``proxy.testing.fake_openai``, no request history) on a free port."""
+    port = free_port()
+    command = pinned(
+        [
+            str(MAIN_PYTHON),
+            "-m",
+            "proxy.testing.fake_openai",
+            "--port",
+            str(port),
+            "--text-deltas",
+            str(text_deltas),
+        ],
+        core,
+    )
+    server = Server("fake-openai", command, env, log_dir / "fake-openai.log")
+    server.base_url = f"http://127.0.0.1:{port}"
+    server.start()
+    server.wait_http("/v1/models", timeout=30)  # a 401 without a key: it is up
     return server
