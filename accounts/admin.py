@@ -11,6 +11,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
+from asgiref.sync import async_to_sync
 from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.db.models import Count, Q, QuerySet
@@ -29,7 +30,7 @@ from accounts.forms import (
     UserCreationForm,
 )
 from accounts.models import AccessKey, ProviderCredential, User
-from accounts.selectors import provider_credential_decrypts
+from accounts.selectors import provider_credential_decrypts, resolve_credential
 from accounts.services import (
     REDIRECT_PERMISSION,
     AccountsError,
@@ -456,8 +457,21 @@ class ProviderCredentialAdmin(admin.ModelAdmin):
         fieldsets[3],
     )
 
+    actions = ("test_credentials",)
+
     class Media:
         js = ("accounts/credential_form.js",)
+
+    @admin.action(description="Test: ask the provider for its model list")
+    def test_credentials(
+        self, request: HttpRequest, queryset: QuerySet[ProviderCredential]
+    ) -> None:
+        from proxy.catalog import credential_check
+
+        for credential in queryset.select_related("user", "access_key")[:20]:
+            worked, detail = async_to_sync(credential_check)(resolve_credential(credential))
+            level = messages.SUCCESS if worked else messages.ERROR
+            self.message_user(request, f"{credential}: {detail}", level=level)
 
     def get_fieldsets(self, request: HttpRequest, obj: ProviderCredential | None = None) -> Any:
         # Nothing is recorded before the first save: no id, dates or fingerprint to show.

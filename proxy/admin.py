@@ -1,4 +1,4 @@
-"""Admin for the model map, and a read-only page showing the circuit breakers."""
+"""Admin for the model map and model aliases, and a read-only page showing the circuit breakers."""
 
 from __future__ import annotations
 
@@ -11,8 +11,29 @@ from django.urls import URLPattern, path
 from django.utils import timezone
 
 from proxy.circuit import circuits, shared_snapshot
-from proxy.models import ModelMapping
-from proxy.routing import model_map
+from proxy.models import ModelAlias, ModelMapping
+from proxy.routing import model_aliases, model_map
+
+
+@admin.register(ModelAlias)
+class ModelAliasAdmin(admin.ModelAdmin):
+    """Names clients may send for ``provider/model`` targets (``fast`` → ``ollama/qwen3``)."""
+
+    list_display = ("alias", "target", "description", "enabled", "updated_at")
+    list_editable = ("enabled",)
+    list_filter = ("enabled",)
+    search_fields = ("alias", "target")
+    readonly_fields = ("updated_at",)
+
+    def save_model(self, request: HttpRequest, obj: ModelAlias, form: Any, change: bool) -> None:
+        obj.updated_at = timezone.now()
+        super().save_model(request, obj, form, change)
+        # This process sees the change at once; other workers within the table's TTL (30 s).
+        model_aliases.invalidate()
+
+    def delete_model(self, request: HttpRequest, obj: ModelAlias) -> None:
+        super().delete_model(request, obj)
+        model_aliases.invalidate()
 
 
 @admin.register(ModelMapping)

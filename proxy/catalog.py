@@ -14,10 +14,11 @@ import logging
 import time
 from typing import Any
 
+import httpx
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 
-from accounts.keycache import KeyMetadata
+from accounts.keycache import KeyMetadata, ResolvedCredential
 from proxy.context import json_response, new_request_id
 from proxy.headers import asgi_request_headers, has_client_credential, upstream_request_headers
 from proxy.http_client import upstream_client
@@ -150,3 +151,23 @@ async def openai_models(request: HttpRequest, metadata: KeyMetadata) -> HttpResp
     return json_response(
         {"object": "list", "data": data}, headers={"x-gateway-request-id": request_id}
     )
+
+
+async def credential_check(credential: ResolvedCredential) -> tuple[bool, str]:
+    """Ask the provider for its model list with this credential: (worked, what to tell the
+    admin). Used by the admin's "Test" action; never raises."""
+    if credential.error:
+        return False, credential.error
+    if credential.provider == BEDROCK:
+        return False, "Bedrock has no model list here: send a request to check it."
+    kind = credential.provider
+    leg = Leg(credential.provider_key, kind, "", credential)
+    try:
+        async with asyncio.timeout(_LIST_TIMEOUT * 2):
+            ids = await provider_for(kind).list_models(leg)
+    except httpx.HTTPStatusError as exc:
+        return False, f"the provider answered {exc.response.status_code}"
+    except Exception as exc:
+        return False, f"no answer ({type(exc).__name__})"
+    sample = ", ".join(ids[:5]) + (", …" if len(ids) > 5 else "")
+    return True, f"{len(ids)} models" + (f": {sample}" if ids else "")

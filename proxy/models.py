@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.utils import timezone
 
@@ -51,3 +52,26 @@ class ModelAlias(models.Model):
 
     def __str__(self) -> str:
         return f"{self.alias} → {self.target}"
+
+    def clean(self) -> None:
+        """The target must name a provider the gateway knows: checked when saved, never found
+        out at request time."""
+        from accounts.models import Provider, ProviderCredential
+
+        provider, _, model = self.target.strip().partition("/")
+        if not provider or not model:
+            raise ValidationError(
+                {"target": "Write provider/model, e.g. openai/gpt-4.1-mini or ollama/qwen3."}
+            )
+        builtin = set(Provider.values) - {Provider.GENERIC}
+        generic = ProviderCredential.objects.filter(provider=Provider.GENERIC, name=provider)
+        if provider not in builtin and not generic.exists():
+            names = ", ".join(sorted(builtin))
+            raise ValidationError(
+                {
+                    "target": f"Unknown provider {provider!r}: use one of {names}, or the name "
+                    "of a generic server's credential."
+                }
+            )
+        if self.alias.strip() == self.target.strip():
+            raise ValidationError({"target": "An alias cannot stand for itself."})
