@@ -264,9 +264,7 @@ GATEWAY_ANTHROPIC_NONSTREAM_TIMEOUT: float = env.float(
 GATEWAY_UPSTREAM_READ_TIMEOUT: float = env.float("GATEWAY_UPSTREAM_READ_TIMEOUT", 600.0, minimum=1)
 # A client that takes no byte of its answer for this long has its stream closed (its upstream
 # request too, with the usage so far recorded).
-GATEWAY_CLIENT_WRITE_TIMEOUT: float = env.float(
-    "GATEWAY_CLIENT_WRITE_TIMEOUT", 120.0, minimum=0.1
-)
+GATEWAY_CLIENT_WRITE_TIMEOUT: float = env.float("GATEWAY_CLIENT_WRITE_TIMEOUT", 120.0, minimum=0.1)
 GATEWAY_MAX_BODY_BYTES: int = env.int("GATEWAY_MAX_BODY_BYTES", 32 * 1024 * 1024, minimum=1024)
 # Reading a larger body raises RequestDataTooBig, which the proxy answers with a 413.
 DATA_UPLOAD_MAX_MEMORY_SIZE = GATEWAY_MAX_BODY_BYTES

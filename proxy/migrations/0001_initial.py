@@ -5,24 +5,40 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
-    dependencies = [
-    ]
+    dependencies = []
 
     operations = [
         migrations.CreateModel(
-            name='ModelMapping',
+            name="ModelMapping",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('anthropic_model', models.CharField(help_text='Model name or alias as clients send it.', max_length=200, unique=True)),
-                ('bedrock_model_id', models.CharField(help_text='Bedrock model ID or inference profile, e.g. global.anthropic…', max_length=200)),
-                ('enabled', models.BooleanField(default=True)),
-                ('updated_at', models.DateTimeField(default=django.utils.timezone.now)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "anthropic_model",
+                    models.CharField(
+                        help_text="Model name or alias as clients send it.",
+                        max_length=200,
+                        unique=True,
+                    ),
+                ),
+                (
+                    "bedrock_model_id",
+                    models.CharField(
+                        help_text="Bedrock model ID or inference profile, e.g. global.anthropic…",
+                        max_length=200,
+                    ),
+                ),
+                ("enabled", models.BooleanField(default=True)),
+                ("updated_at", models.DateTimeField(default=django.utils.timezone.now)),
             ],
             options={
-                'ordering': ('anthropic_model',),
+                "ordering": ("anthropic_model",),
             },
         ),
     ]

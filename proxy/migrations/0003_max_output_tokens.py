@@ -4,15 +4,18 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('proxy', '0002_seed_model_mappings'),
+        ("proxy", "0002_seed_model_mappings"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='modelmapping',
-            name='max_output_tokens',
-            field=models.PositiveIntegerField(blank=True, help_text="The Bedrock model's output limit; larger max_tokens are lowered to it.", null=True),
+            model_name="modelmapping",
+            name="max_output_tokens",
+            field=models.PositiveIntegerField(
+                blank=True,
+                help_text="The Bedrock model's output limit; larger max_tokens are lowered to it.",
+                null=True,
+            ),
         ),
     ]

@@ -74,7 +74,8 @@ def _test_action(client: Client, *credentials: Any) -> list[str]:
 
 
 def test_the_test_action_lists_models_or_says_what_failed(
-    admin_client: Client, fake_providers_settings: Any
+    admin_client: Client,
+    fake_providers_settings: Any,  # noqa: F811
 ) -> None:
     fakes = fake_providers_settings
     openai, _ = provider_credential_set(provider="openai", secret="sk-test-openai-000000")
