@@ -4,7 +4,9 @@ py-spy samples the worker from outside (``record --nonblocking --format raw``), 
 runs unmodified. The raw output is collapsed stacks (``frame;frame;frame count``, each frame
 ``function (file:line)``); ``summarise`` turns it into the functions with the most samples on
 top of the stack (self) and anywhere in it (inclusive), and the project's own functions among
-them, which is where a fix would go.
+them, which is where a fix would go; and ``group_of`` sorts every busy sample into one group
+(Django/ninja dispatch, httpx/httpcore, JSON, usage recording, the gateway's own code,
+asyncio...) by where its time was spent.
 
     python -m bench.proxy.profile /path/to/profile.txt
 """
@@ -24,6 +26,44 @@ PY_SPY = REPO / "bench" / ".venv-tools" / "bin" / "py-spy"
 _FRAME = re.compile(r"^(?P<function>.*?) \((?P<file>[^()]*?)(?::(?P<line>\d+))?\)$")
 PROJECT_PACKAGES = frozenset({"accounts", "proxy", "usage", "gateway_project"})
 _IDLE = ("select (selectors.py", "_run_once", "run_forever", "poll (", "epoll")
+
+USAGE = "usage recording"
+OURS = "gateway code (proxy/, accounts/, gateway_project/)"
+OTHER = "other"
+# Where a sample's time went, by the file of the frame that spent it (paths as ``_short``
+# prints them). First match wins; a sample with a frame in usage/ anywhere is usage recording.
+GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    (OURS, tuple(f"{package}/" for package in sorted(PROJECT_PACKAGES))),
+    ("Django/ninja dispatch", ("django/", "ninja/", "pydantic/", "pydantic_core/")),
+    (
+        "threads (asgiref sync_to_async, executor)",
+        ("asgiref/", "concurrent/futures/", "threading.py", "queue.py"),
+    ),
+    ("httpx/httpcore/anyio", ("httpx/", "httpcore/", "anyio/", "h11/", "sniffio/")),
+    ("JSON", ("json/", "orjson")),
+    ("ASGI server (uvicorn, httptools)", ("uvicorn/", "httptools/")),
+    ("asyncio/uvloop event loop", ("asyncio/", "uvloop/")),
+    ("database/redis clients", ("psycopg/", "psycopg_pool/", "redis/")),
+    ("logging/metrics", ("logging/", "prometheus_client/")),
+)
+# Generic helpers whose time belongs to whoever called them (a context manager's __exit__ is
+# the cost of the code that used it).
+_GENERIC = (
+    "contextlib.py",
+    "functools.py",
+    "typing.py",
+    "abc.py",
+    "enum.py",
+    "re/",
+    "copy.py",
+    "dataclasses.py",
+    "weakref.py",
+    "_weakrefset.py",
+    "collections/",
+    "inspect.py",
+    "types.py",
+    "contextvars",
+)
 
 
 def record(*, pid: int, seconds: int, output: Path, rate: int = 100) -> Path | None:
@@ -79,11 +119,35 @@ def _is_project(frame: str) -> bool:
     return path.split("/", 1)[0] in PROJECT_PACKAGES
 
 
+def _path(frame: str) -> str:
+    short = _short(frame)
+    return short.rsplit(" (", 1)[1][:-1] if short.endswith(")") and " (" in short else ""
+
+
+def group_of(frames: list[str]) -> str:
+    """The group a busy sample's time belongs to (``frames`` outermost first): usage recording
+    if any frame is in usage/; else the group of the innermost frame that is not a generic
+    helper (contextlib, functools...)."""
+    paths = [_path(frame) for frame in frames]
+    if any(path.startswith("usage/") for path in paths):
+        return USAGE
+    for path in reversed(paths):
+        if path.startswith(_GENERIC):
+            continue
+        for group, prefixes in GROUPS:
+            if path.startswith(prefixes):
+                return group
+        return OTHER
+    return OTHER
+
+
 def summarise(raw: str, *, top: int = 15) -> dict[str, Any]:
     """Self and inclusive sample counts per function, idle loop waits left out."""
     self_counts: Counter[str] = Counter()
     inclusive: Counter[str] = Counter()
     project_inclusive: Counter[str] = Counter()
+    groups: Counter[str] = Counter()
+    group_frames: dict[str, Counter[str]] = {}
     busy = 0
     total = 0
     for line in raw.splitlines():
@@ -97,6 +161,9 @@ def summarise(raw: str, *, top: int = 15) -> dict[str, Any]:
             continue
         busy += count
         self_counts[_short(frames[-1])] += count
+        group = group_of(frames)
+        groups[group] += count
+        group_frames.setdefault(group, Counter())[_short(frames[-1])] += count
         seen: set[str] = set()
         for frame in frames:
             name = _short(frame)
@@ -119,6 +186,15 @@ def summarise(raw: str, *, top: int = 15) -> dict[str, Any]:
         "self": table(self_counts),
         "inclusive": table(inclusive),
         "project_inclusive": table(project_inclusive),
+        "groups": [
+            {
+                "group": group,
+                "samples": count,
+                "share": round(count / busy, 3) if busy else 0,
+                "top_self": [name for name, _count in group_frames[group].most_common(3)],
+            }
+            for group, count in groups.most_common()
+        ],
     }
 
 
@@ -141,6 +217,11 @@ def as_markdown(summary: dict[str, Any], *, rows: int = 12) -> str:
             + (f"`{right['function']}` | {right['share'] * 100:.1f}" if right else " | ")
             + " |"
         )
+    if summary.get("groups"):
+        lines += ["", "| group (self time) | % | top frames |", "|---|---:|---|"]
+        for group in summary["groups"]:
+            frames = ", ".join(f"`{name}`" for name in group["top_self"])
+            lines.append(f"| {group['group']} | {group['share'] * 100:.1f} | {frames} |")
     return "\n".join(lines) + "\n"
 
 

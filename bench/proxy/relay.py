@@ -212,13 +212,18 @@ class Relay:
         return reusable and not answer.close and not head.close
 
 
-async def serve(host: str, port: int, routes: dict[str, str], *, announce: bool = True) -> None:
+async def start_server(host: str, port: int, routes: dict[str, str]) -> asyncio.Server:
+    """The relay listening on ``host:port`` (0: a free port), in the running loop."""
     relay = Relay(routes)
-    server = await asyncio.start_server(relay.handle, host, port, limit=1 << 20, backlog=1024)
+    return await asyncio.start_server(relay.handle, host, port, limit=1 << 20, backlog=1024)
+
+
+async def serve(host: str, port: int, routes: dict[str, str]) -> None:
+    """Serve until killed; the base URL is the first stdout line."""
+    server = await start_server(host, port, routes)
     bound = server.sockets[0].getsockname()
-    if announce:
-        sys.stdout.write(f"http://{bound[0]}:{bound[1]}\n")
-        sys.stdout.flush()
+    sys.stdout.write(f"http://{bound[0]}:{bound[1]}\n")
+    sys.stdout.flush()
     async with server:
         await server.serve_forever()
 

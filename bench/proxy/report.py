@@ -1,6 +1,10 @@
 """Medians over repetitions, the targets of issue 5, and the markdown report (latest.md).
 
-Pure functions over the result dict that ``bench.proxy_bench`` writes as JSON.
+Pure functions over the result dict that ``bench.proxy_bench`` writes as JSON. Targets are
+named by surface: ``direct``, ``relay``, ``gateway``, ``litellm`` on the Anthropic surface;
+``openai-direct``, ``openai-relay``, ``openai-gateway`` (bearer ``/v1/``),
+``openai-gateway-ak`` (``/ak/<key>/v1/``), ``openai-litellm`` and ``openai-translated`` (an
+OpenAI client asking the gateway for a Claude model) on the OpenAI one.
 """
 
 from __future__ import annotations
@@ -11,6 +15,23 @@ from typing import Any
 
 # A proxy whose requests/s come within 10% of the fake's own ceiling measures the fake.
 UPSTREAM_BOUND_SHARE = 0.9
+# The gateway's CPU per request may be at most this many times the relay floor's.
+FLOOR_CPU_RATIO = 3.0
+FLOOR_CONCURRENCY = 64
+ANTHROPIC_COLUMNS = (
+    ("direct", "direct"),
+    ("relay", "relay"),
+    ("gateway", "gateway"),
+    ("LiteLLM", "litellm"),
+)
+OPENAI_COLUMNS = (
+    ("direct", "openai-direct"),
+    ("relay", "openai-relay"),
+    ("gateway /v1/", "openai-gateway"),
+    ("gateway /ak/", "openai-gateway-ak"),
+    ("translated ²", "openai-translated"),
+    ("LiteLLM", "openai-litellm"),
+)
 
 
 def median_of(runs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -148,6 +169,14 @@ def targets_check(results: dict[str, Any]) -> list[dict[str, Any]]:
         "max",
         "ms",
     )
+    for surface, prefix in (("Anthropic", ""), ("OpenAI", "openai-")):
+        add(
+            f"gateway CPU per request ÷ relay floor, c={FLOOR_CONCURRENCY} ({surface})",
+            cpu_ratio(medians, f"{prefix}gateway", f"{prefix}relay"),
+            FLOOR_CPU_RATIO,
+            "max",
+            "×",
+        )
     add("worker RSS idle", memory.get("idle_mib"), 150.0, "max", "MiB")
     add(
         f"RSS growth over {_fmt(_get(memory, 'soak', 'requests'))} requests",
@@ -159,10 +188,23 @@ def targets_check(results: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
-def _metric_rows(results: dict[str, Any]) -> list[tuple[str, list[Any]]]:
+def cpu_ratio(medians: dict[str, Any], name: str, floor: str) -> float | None:
+    """``name``'s server CPU time per request at the floor concurrency ÷ ``floor``'s."""
+    key = f"wrk_c{FLOOR_CONCURRENCY}"
+    return _ratio(
+        _get(medians.get(name), key, "cpu_ms_per_request"),
+        _get(medians.get(floor), key, "cpu_ms_per_request"),
+    )
+
+
+def _metric_rows(
+    results: dict[str, Any], names: list[str] | None = None, *, anthropic: bool = True
+) -> list[tuple[str, list[Any]]]:
+    """The table's rows, one value per target of ``names``; the fallback and memory rows only
+    for the Anthropic table (``anthropic``)."""
     medians = results.get("medians", {})
     memory = results.get("memory", {})
-    names = ["direct", "gateway", "litellm"]
+    names = names or ["direct", "gateway", "litellm"]
 
     def row(label: str, *path: str) -> tuple[str, list[Any]]:
         return label, [_get(medians.get(name), *path) for name in names]
@@ -188,31 +230,29 @@ def _metric_rows(results: dict[str, Any]) -> list[tuple[str, list[Any]]]:
             row(f"stream c={concurrency} inter-chunk gap p99 (ms)", key, "gap_p99_ms"),
             row(f"stream c={concurrency} errors", key, "errors"),
         ]
-    rows.append(
-        (
-            "fallback stream c=1 TTFB p50 (ms) ¹",
-            [
-                _get(medians.get("direct"), "converse_stream_c1", "ttfb_p50_ms"),
-                _get(medians.get("gateway"), "fallback_stream_c1", "ttfb_p50_ms"),
-                None,
-            ],
-        )
-    )
     rates = error_rates(results)
+    if anthropic:
+        fallback = {
+            "direct": _get(medians.get("direct"), "converse_stream_c1", "ttfb_p50_ms"),
+            "gateway": _get(medians.get("gateway"), "fallback_stream_c1", "ttfb_p50_ms"),
+        }
+        rows.append(("fallback stream c=1 TTFB p50 (ms) ¹", [fallback.get(n) for n in names]))
     rows.append(("error rate, all runs", [rates.get(name) for name in names]))
-    rows.append(
-        (
-            "worker RSS idle (MiB)",
-            [None, _get(memory, "gateway", "idle_mib"), _get(memory, "litellm", "idle_mib")],
+    if anthropic:
+        rows.append(
+            (
+                "worker RSS idle (MiB)",
+                [None if name == "direct" else _get(memory, name, "idle_mib") for name in names],
+            )
         )
-    )
     rows.append(
         (
             "worker RSS max under load, c=256 (MiB)",
             [
-                None,
-                _get(medians.get("gateway"), "wrk_c256", "rss_max_mib"),
-                _get(medians.get("litellm"), "wrk_c256", "rss_max_mib"),
+                None
+                if name.endswith("direct")
+                else _get(medians.get(name), "wrk_c256", "rss_max_mib")
+                for name in names
             ],
         )
     )
@@ -220,14 +260,29 @@ def _metric_rows(results: dict[str, Any]) -> list[tuple[str, list[Any]]]:
 
 
 def _upstream_bound(results: dict[str, Any]) -> list[str]:
-    ceiling = ceiling_rps(results.get("fake_ceiling", {}))
+    """Proxy results within 10% of their fake's ceiling: the Anthropic fake's measured ceiling,
+    and for the OpenAI surface the best throughput of the fake OpenAI called directly."""
+    medians = results.get("medians", {})
+    ceilings = {
+        "": ceiling_rps(results.get("fake_ceiling", {})),
+        "openai-": max(
+            (
+                run.get("rps") or 0.0
+                for key, run in (medians.get("openai-direct") or {}).items()
+                if key.startswith("wrk_c") and isinstance(run, dict)
+            ),
+            default=0.0,
+        ),
+    }
     flagged = []
-    for name, measured in results.get("medians", {}).items():
-        if name == "direct":
+    for name, measured in medians.items():
+        if name.endswith("direct") or not isinstance(measured, dict):
             continue
+        ceiling = ceilings["openai-" if name.startswith("openai-") else ""]
         for key, run in measured.items():
             if (
                 key.startswith("wrk_c")
+                and isinstance(run, dict)
                 and ceiling
                 and (run.get("rps") or 0) >= (UPSTREAM_BOUND_SHARE * ceiling)
             ):
@@ -269,18 +324,13 @@ def markdown(results: dict[str, Any], *, json_name: str) -> str:
         out.append(
             f"| {check['target']} | {_fmt(check['measured'])} {check['unit']} | {limit} | {met} |"
         )
-    out += [
-        "",
-        "## Direct, gateway, LiteLLM",
-        "",
-        "| metric | direct | gateway | LiteLLM | gateway ÷ direct | LiteLLM ÷ gateway |",
-        "|---|---:|---:|---:|---:|---:|",
-    ]
-    for label, (direct, gateway, litellm) in _metric_rows(results):
-        out.append(
-            f"| {label} | {_fmt(direct)} | {_fmt(gateway)} | {_fmt(litellm)} | "
-            f"{_fmt(_ratio(gateway, direct))} | {_fmt(_ratio(litellm, gateway))} |"
-        )
+    out += ["", "## Anthropic surface: direct, relay floor, gateway, LiteLLM", ""]
+    out += _table(
+        results,
+        ANTHROPIC_COLUMNS,
+        (("gateway", "direct"), ("gateway", "relay"), ("LiteLLM", "gateway")),
+        anthropic=True,
+    )
     out += [
         "",
         "¹ Fallback: the gateway's stream when Anthropic answers 529 at once and Bedrock "
@@ -288,6 +338,28 @@ def markdown(results: dict[str, Any], *, json_name: str) -> str:
         "(the *direct* column).",
         "",
     ]
+    if any(name.startswith("openai-") for name in results.get("medians", {})):
+        out += ["## OpenAI surface: direct, relay floor, gateway, LiteLLM, translation", ""]
+        out += _table(
+            results,
+            OPENAI_COLUMNS,
+            (
+                ("gateway /v1/", "direct"),
+                ("gateway /v1/", "relay"),
+                ("translated ²", "gateway /v1/"),
+                ("LiteLLM", "gateway /v1/"),
+            ),
+            anthropic=False,
+        )
+        out += [
+            "",
+            "² An OpenAI client asking the gateway for `claude-sonnet-4-5` on "
+            "`/v1/chat/completions`: translated to Anthropic Messages, answered by the "
+            "Anthropic fake, translated back; compare with the OpenAI passthrough "
+            "(*gateway /v1/*).",
+            "",
+        ]
+    out += _floor_section(results)
     soak = _get(results, "memory", "gateway", "soak")
     if soak:
         out += [
@@ -299,6 +371,71 @@ def markdown(results: dict[str, Any], *, json_name: str) -> str:
     out += _choices_section(results)
     out += _profile_section(results)
     return "\n".join(out) + "\n"
+
+
+def _table(
+    results: dict[str, Any],
+    columns: tuple[tuple[str, str], ...],
+    ratios: tuple[tuple[str, str], ...],
+    *,
+    anthropic: bool,
+) -> list[str]:
+    """One surface's metrics, a column per target and per ratio (by column labels)."""
+    labels = [label for label, _name in columns]
+    names = [name for _label, name in columns]
+    header = "| metric | " + " | ".join(labels) + " | "
+    header += " | ".join(f"{top} ÷ {bottom}" for top, bottom in ratios) + " |"
+    out = [header, "|---|" + "---:|" * (len(labels) + len(ratios))]
+    for label, values in _metric_rows(results, names, anthropic=anthropic):
+        by_label = dict(zip(labels, values, strict=True))
+        cells = [_fmt(value) for value in values]
+        cells += [_fmt(_ratio(by_label[top], by_label[bottom])) for top, bottom in ratios]
+        out.append(f"| {label} | " + " | ".join(cells) + " |")
+    return out
+
+
+def _floor_section(results: dict[str, Any]) -> list[str]:
+    """Server CPU per request at c=64 against the relay floor, both surfaces."""
+    medians = results.get("medians", {})
+    key = f"wrk_c{FLOOR_CONCURRENCY}"
+    rows = []
+    for surface, prefix in (("Anthropic", ""), ("OpenAI", "openai-")):
+        floor = _get(medians.get(f"{prefix}relay"), key, "cpu_ms_per_request")
+        if floor is None:
+            continue
+        names = ["direct", "relay", "gateway", "gateway-ak", "translated", "litellm"]
+        for name in names:
+            value = _get(medians.get(prefix + name), key, "cpu_ms_per_request")
+            if value is not None:
+                rows.append(
+                    f"| {surface} | {prefix + name} | {_fmt(value, 3)} | "
+                    f"{_fmt(_ratio(value, floor))} |"
+                )
+    if not rows:
+        return []
+    out = [
+        f"## CPU per request against the relay floor (wrk c={FLOOR_CONCURRENCY})",
+        "",
+        "Server CPU time (user + system, the measured server process and its children, from "
+        "`/proc/<pid>/stat`) ÷ requests served. *direct* is the fake's own CPU per request; "
+        f"the target is gateway ≤ {_fmt(FLOOR_CPU_RATIO)}× the relay.",
+        "",
+        "| surface | target | CPU ms/request | ÷ relay |",
+        "|---|---|---:|---:|",
+        *rows,
+        "",
+    ]
+    micro = results.get("translation_micro")
+    if micro:
+        out += [
+            f"Translation micro-benchmark (`bench/proxy/translate_micro.py`, {micro['json']}, a "
+            f"{_fmt(micro['request_bytes'])}-byte chat request and a "
+            f"{micro['stream_events']}-event stream, CPU per request): passthrough "
+            f"{_fmt(micro['passthrough_us'])} µs, translated {_fmt(micro['translated_us'])} µs, "
+            f"**{_fmt(micro['added_us'])} µs added** (target ≤ {micro['target_added_us']} µs).",
+            "",
+        ]
+    return out
 
 
 def _load(environment: dict[str, Any]) -> str:
@@ -399,13 +536,17 @@ def _choices_section(results: dict[str, Any]) -> list[str]:
 
 
 def _profile_section(results: dict[str, Any]) -> list[str]:
-    summary = results.get("profile")
-    if not summary:
-        return []
     from bench.proxy.profile import as_markdown
 
-    return [
-        "## Where the gateway worker spends its CPU (py-spy, GIL samples, wrk c=64)",
-        "",
-        as_markdown(summary),
-    ]
+    out: list[str] = []
+    for key, surface in (("profile", "Anthropic"), ("profile_openai", "OpenAI")):
+        summary = results.get(key)
+        if not summary:
+            continue
+        out += [
+            f"## Where the gateway worker spends its CPU: {surface} passthrough "
+            "(py-spy, GIL samples, wrk c=64)",
+            "",
+            as_markdown(summary),
+        ]
+    return out

@@ -1,8 +1,8 @@
 """Tests of the proxy benchmark's parts: the load generator against a real local fake, wrk's
 script and output, the medians and targets of the report, the profile summary.
 
-Not in the default test paths (benchmarks are not part of CI); run them with
-``DEBUG=true .venv/bin/pytest bench/proxy/tests -q``. Nothing here asserts on timing.
+They run in the suite (``./gateway test bench/proxy/tests -q``). Nothing here asserts on
+timing.
 """
 
 from __future__ import annotations
