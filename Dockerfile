@@ -36,8 +36,10 @@ USER gateway
 
 EXPOSE 8000
 
-# Lifespan off: Django's ASGI handler does not speak it. No access log: proxy paths carry
-# access keys. Workers: WEB_CONCURRENCY (uvicorn's own variable), or --workers in compose.
+# Lifespan on: its shutdown drains the usage writer after the graceful period (keep that period
+# equal to GATEWAY_SHUTDOWN_GRACE_SECONDS). No access log: proxy paths carry access keys. No
+# proxy headers: the gateway decides client addresses itself (GATEWAY_CLIENT_IP_HEADER).
+# Workers: WEB_CONCURRENCY (uvicorn's own variable), or --workers in compose.
 CMD ["uvicorn", "gateway_project.asgi:application", "--host", "0.0.0.0", "--port", "8000", \
-     "--lifespan", "off", "--loop", "uvloop", "--http", "httptools", "--no-access-log", \
-     "--proxy-headers", "--timeout-graceful-shutdown", "20"]
+     "--lifespan", "on", "--loop", "uvloop", "--http", "httptools", "--no-access-log", \
+     "--no-proxy-headers", "--timeout-graceful-shutdown", "30"]

@@ -111,8 +111,15 @@ proxy_application = ProxyRoutesHandler()
 PROXY_PREFIXES = ("/ak/", "/v1/")
 
 
-async def application(scope: dict[str, Any], receive: Any, send: Any) -> None:
+async def route(scope: dict[str, Any], receive: Any, send: Any) -> None:
     if scope["type"] == "http" and scope["path"].startswith(PROXY_PREFIXES):
         await proxy_application(scope, receive, send)
     else:
         await full_application(scope, receive, send)
+
+
+# The served application: with a lifespan whose shutdown drains the usage writer before the
+# process exits (serve it with --lifespan on). Imported here, once Django is set up.
+from usage.lifespan import with_usage_drain  # noqa: E402
+
+application = with_usage_drain(route)

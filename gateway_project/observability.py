@@ -3,7 +3,8 @@
 Metrics are plain prometheus_client objects. With several worker processes, set
 GATEWAY_METRICS_DIR to an empty directory so that a scrape sees all workers, not one.
 The /metrics endpoint is not public: it needs GATEWAY_METRICS_TOKEN as a bearer token, or,
-without a token configured, a client on the loopback address.
+without a token configured, a loopback client talking to the gateway directly
+(``gateway_project.access.metrics_access_allowed``).
 
 Gauges read at scrape time come from the apps that own them, through ``before_scrape`` hooks
 (usage.recording reports its spool's depth that way): this module imports no app, so apps can
@@ -13,15 +14,15 @@ import their metrics from here without a cycle.
 from __future__ import annotations
 
 import contextvars
-import hmac
 import logging
 import os
-import re
 from collections.abc import Callable
 from pathlib import Path
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
+
+from gateway_project.access import metrics_access_allowed
 
 # prometheus_client picks its storage when imported: with several worker processes, metrics go
 # to files in GATEWAY_METRICS_DIR (an empty directory per start, e.g. a tmpfs) that a scrape of
@@ -91,35 +92,6 @@ USAGE_EVENTS = Counter(
 )
 
 
-_KEY_IN_PATH = re.compile(r"(/ak/)([^/\s\"'?]{0,11})[^/\s\"'?]*")
-
-
-def redact_access_keys(text: str) -> str:
-    """``/ak/gw_k3x9q2mb_<secret>/v1/messages`` → ``/ak/gw_k3x9q2mb…/v1/messages``: the public
-    prefix stays (it identifies the key in logs), the secret part goes."""
-    return _KEY_IN_PATH.sub(lambda match: f"{match.group(1)}{match.group(2)}…", text)
-
-
-_STANDARD_RECORD_FIELDS = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
-
-
-class RedactAccessKeysFilter(logging.Filter):
-    """Masks access keys in every record (Django's request logger and uvicorn's access log
-    print request paths, and proxy paths carry keys)."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        if "/ak/" in message:
-            record.msg = redact_access_keys(message)
-            record.args = ()
-        # Extras too: Django's request logger passes the request object, which the JSON
-        # formatter prints with its path.
-        for name, value in list(vars(record).items()):
-            if name not in _STANDARD_RECORD_FIELDS and "/ak/" in str(value):
-                setattr(record, name, redact_access_keys(str(value)))
-        return True
-
-
 class RequestIdFilter(logging.Filter):
     """Adds the current proxied request's id to every log record."""
 
@@ -148,16 +120,8 @@ def _run_scrape_hooks() -> None:
             _logger.exception("metrics: %s failed", getattr(hook, "__qualname__", hook))
 
 
-def _allowed(request: HttpRequest) -> bool:
-    token = settings.GATEWAY_METRICS_TOKEN
-    if token:
-        header = request.META.get("HTTP_AUTHORIZATION", "")
-        return hmac.compare_digest(header.encode(), f"Bearer {token}".encode())
-    return request.META.get("REMOTE_ADDR") in {"127.0.0.1", "::1"}
-
-
 def metrics_view(request: HttpRequest) -> HttpResponse:
-    if not _allowed(request):
+    if not metrics_access_allowed(request):
         return HttpResponse("Forbidden\n", status=403, content_type="text/plain")
     _run_scrape_hooks()
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):

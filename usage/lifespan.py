@@ -13,8 +13,8 @@ so a cut stream would go on relaying, unaccounted, until the process dies. The s
 those inner tasks first and lets them unwind (the proxy records the usage of a cut stream as it
 unwinds), then drains.
 
-Serve ``usage.lifespan:application`` with ``--lifespan on`` (``manage.py run_gateway`` does);
-``with_usage_drain`` wraps any ASGI application the same way.
+``gateway_project.asgi:application`` is the gateway wrapped with ``with_usage_drain``: serve it
+with ``--lifespan on`` (``manage.py run_gateway``, the Dockerfile and compose do).
 """
 
 from __future__ import annotations
@@ -25,8 +25,6 @@ import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-# Django is set up by the gateway's own ASGI module before anything of the usage app loads.
-from gateway_project.asgi import application as gateway_application
 from usage.recording import EXIT_DRAIN_SECONDS, close_usage_writer
 
 logger = logging.getLogger(__name__)
@@ -96,6 +94,3 @@ def with_usage_drain(app: ASGIApp, *, timeout: float = EXIT_DRAIN_SECONDS) -> AS
                 return
 
     return application
-
-
-application = with_usage_drain(gateway_application)

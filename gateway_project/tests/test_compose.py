@@ -101,7 +101,9 @@ def test_commands(services: dict[str, Any]) -> None:
     assert web[:2] == ["uvicorn", ASGI_APP]
     workers = int(web[web.index("--workers") + 1])
     assert workers > 1
-    assert web[web.index("--lifespan") + 1] == "off"
+    # The lifespan's shutdown drains the usage writer; uvicorn must not rewrite client addresses.
+    assert web[web.index("--lifespan") + 1] == "on"
+    assert "--no-proxy-headers" in web
     # Proxy paths carry access keys: an access log would write them down.
     assert "--no-access-log" in web
     assert web[web.index("--host") + 1] == "0.0.0.0"  # noqa: S104 - the container must listen on its interface
@@ -204,7 +206,8 @@ def test_dockerfile_runs_the_asgi_app(dockerfile: list[tuple[str, str]]) -> None
     assert commands
     argv = json.loads(commands[-1])
     assert argv[:2] == ["uvicorn", ASGI_APP]
-    assert argv[argv.index("--lifespan") + 1] == "off"
+    assert argv[argv.index("--lifespan") + 1] == "on"
+    assert "--no-proxy-headers" in argv
     assert "--no-access-log" in argv
 
 

@@ -499,12 +499,13 @@ def test_child_commands() -> None:
     assert web[web.index("--port") + 1] == "9000"
     assert web[web.index("--workers") + 1] == "3"
     # The lifespan's shutdown drains the usage writer before the process exits.
-    assert ASGI_APPLICATION == "usage.lifespan:application"
+    assert ASGI_APPLICATION == "gateway_project.asgi:application"
     assert web[web.index("--lifespan") + 1] == "on"
     assert web[web.index("--timeout-graceful-shutdown") + 1] == "30"
     assert web[web.index("--loop") + 1] == "uvloop"
     assert web[web.index("--http") + 1] == "httptools"
     assert "--no-access-log" in web
+    assert "--no-proxy-headers" in web
     assert worker[:6] == ["/venv/bin/python", "-m", "celery", "-A", "gateway_project", "worker"]
     assert beat[:6] == ["/venv/bin/python", "-m", "celery", "-A", "gateway_project", "beat"]
 

@@ -76,11 +76,19 @@ async def test_other_scopes_go_to_the_wrapped_application() -> None:
     assert seen == ["http", "websocket"]
 
 
-def test_the_served_application_is_the_gateway_with_a_lifespan() -> None:
+async def test_the_served_application_is_the_gateway_with_a_lifespan(monkeypatch: Any) -> None:
     from gateway_project.asgi import application
 
-    assert lifespan.gateway_application is application
-    assert lifespan.application is not application
+    drained: list[float] = []
+
+    async def drain(timeout: float) -> None:
+        drained.append(timeout)
+
+    monkeypatch.setattr(lifespan, "drain_usage_events", drain)
+    server = _Lifespan("lifespan.startup", "lifespan.shutdown")
+    await application({"type": "lifespan"}, server.receive, server.send)
+    assert server.sent == ["lifespan.startup.complete", "lifespan.shutdown.complete"]
+    assert len(drained) == 1
 
 
 class ASGIHandler:

@@ -3,7 +3,7 @@
 Prepares the installation (migrate, collectstatic, the first admin account), then runs three
 child processes and supervises them:
 
-- web: uvicorn serving ``usage.lifespan:application``, the gateway's ASGI application with a
+- web: uvicorn serving ``gateway_project.asgi:application``, the gateway's ASGI application with a
   lifespan whose shutdown drains the usage writer (uvloop, httptools, access log off because
   proxy paths carry access keys);
 - worker: ``celery -A gateway_project worker``;
@@ -51,7 +51,7 @@ from gateway_project.management.commands.ensure_admin import (
 )
 from usage.recording import EXIT_DRAIN_SECONDS
 
-ASGI_APPLICATION = "usage.lifespan:application"
+ASGI_APPLICATION = "gateway_project.asgi:application"
 # After the web server's grace period (open streams are cut then), the usage drain may take
 # this long, and the children get a margin on top before they are killed.
 USAGE_DRAIN_SECONDS = EXIT_DRAIN_SECONDS
@@ -109,6 +109,9 @@ def child_commands(
                 "--http",
                 "httptools",
                 "--no-access-log",
+                # The client address is decided by the gateway itself (GATEWAY_CLIENT_IP_HEADER,
+                # GATEWAY_TRUSTED_PROXY_HOPS), never by uvicorn trusting X-Forwarded-For.
+                "--no-proxy-headers",
                 "--timeout-graceful-shutdown",
                 str(shutdown_grace),
                 "--log-level",
