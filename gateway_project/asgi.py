@@ -13,6 +13,7 @@ import asyncio
 import io
 import logging
 import os
+from collections.abc import Mapping
 from typing import Any
 
 from django.conf import settings
@@ -85,7 +86,7 @@ class ProxyRoutesHandler(ASGIHandler):
         and records the partial usage, and the server drops the connection."""
         timeout = settings.GATEWAY_CLIENT_WRITE_TIMEOUT
 
-        async def bounded_send(message: dict[str, Any]) -> None:
+        async def bounded_send(message: Mapping[str, Any]) -> None:
             try:
                 async with asyncio.timeout(timeout):
                     await send(message)

@@ -41,7 +41,9 @@ PROVIDER = "anthropic"
 
 def anthropic_error(status: int, headers: dict[str, str], content: bytes) -> MappedError:
     """Anthropic's error reply in the hub shape (it already is one, when it parses)."""
-    retry = {name: headers[name] for name in ("retry-after", "retry-after-ms") if name in headers}
+    retry: dict[str, str] = {
+        name: headers[name] for name in ("retry-after", "retry-after-ms") if name in headers
+    }
     try:
         body = json.loads(content)
     except (ValueError, RecursionError):
