@@ -246,17 +246,6 @@ class CircuitRegistry:
         self._circuits.clear()
 
 
-def reset_shared_state() -> int:
-    """Close every circuit for all workers (admin action, tests). Returns how many were open."""
-    client = shared_redis.sync_client()
-    if client is None:
-        return 0
-    keys = list(client.scan_iter(match=_REDIS_PREFIX + "*", count=200))
-    if keys:
-        client.delete(*keys)
-    return len(keys)
-
-
 circuits = CircuitRegistry()
 
 

@@ -15,7 +15,8 @@ import uvicorn
 from accounts.keycache import invalidate_key_metadata, key_cache
 from accounts.models import User
 from accounts.services import access_key_create, provider_credential_set
-from proxy.circuit import circuits, reset_shared_state
+from gateway_project import redis as shared_redis
+from proxy.circuit import _REDIS_PREFIX, circuits
 from proxy.models import ModelMapping
 from proxy.routing import model_map
 from proxy.testing.fixtures import (  # noqa: F401 (fixtures)
@@ -25,6 +26,17 @@ from proxy.testing.fixtures import (  # noqa: F401 (fixtures)
 )
 from proxy.throttle import auth_throttle
 from usage.recording import flush_usage_events
+
+
+def reset_shared_state() -> int:
+    """Forget every circuit's shared state in Redis (the tests' clean slate)."""
+    client = shared_redis.sync_client()
+    if client is None:
+        return 0
+    keys = list(client.scan_iter(match=_REDIS_PREFIX + "*", count=200))
+    if keys:
+        client.delete(*keys)
+    return len(keys)
 
 
 class _ThreadedServer(uvicorn.Server):
