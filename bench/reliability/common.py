@@ -296,7 +296,7 @@ def start_gateway(
         PYTHON,
         "-m",
         "uvicorn",
-        "usage.lifespan:application",
+        "gateway_project.asgi:application",
         "--host",
         "127.0.0.1",
         "--port",
