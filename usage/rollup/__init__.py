@@ -31,8 +31,10 @@ How the rollup stays exact and idempotent:
   the rest is counted. A database that is away fails the run instead, to be retried.
 
 Cost: an event's cost is ``UsageEvent.cost_usd`` when whoever recorded it set one, else the price
-valid at its ``occurred_at`` (usage.pricing, computed here in SQL with the same integer
-arithmetic), else 0. It is not written back to the event. A price added or corrected later
+valid at its ``occurred_at`` of its upstream model, else of its requested model (usage.pricing,
+computed here in SQL with the same integer arithmetic; the batch's sums are kept per upstream
+model until they are written, since that model decides the price), else 0. It is not written
+back to the event. A price added or corrected later
 applies to events rolled up from then on; ``usage_aggregates_rebuild`` re-prices a period.
 
 Rebuild (``usage_aggregates_rebuild``) recomputes aggregates from rolled-up raw events day by

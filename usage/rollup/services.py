@@ -25,7 +25,7 @@ from usage.models import (
     UsageEvent,
     UsageRollupState,
 )
-from usage.pricing import report_unpriced
+from usage.pricing import free_by_default, providers_with_prices, report_unpriced
 from usage.rollup import sql
 from usage.rollup.buckets import LEVELS, bucket_floor, bucket_next
 
@@ -57,6 +57,8 @@ def rollup_state() -> UsageRollupState:
 class RollupReport:
     events: int = 0
     batches: int = 0
+    # Events without a price (cost 0) per (provider, requested model); providers that are free
+    # by default (usage.pricing.free_by_default) are not listed.
     unpriced: dict[tuple[str, str], int] = field(default_factory=dict)
     # Queued ids whose event no longer exists (deleted by hand): dropped from the queue.
     missing: int = 0
@@ -99,6 +101,14 @@ def _rollup_range(after: int | None, upper: int) -> _Batch:
         for level in LEVELS:
             sql.delta_to_level(dialect, cursor, level, add=True)
         events, unpriced = sql.delta_totals(cursor)
+        if unpriced:
+            # Ollama and generic servers cost 0 by design until an admin prices them.
+            priced = providers_with_prices()
+            unpriced = {
+                key: count
+                for key, count in unpriced.items()
+                if not free_by_default(key[0], priced)
+            }
         deleted = sql.dequeue(cursor, after, upper)
         sql.drop_delta(cursor)
         if deleted != queued:

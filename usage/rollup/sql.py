@@ -27,7 +27,13 @@ from usage.models import (
     UsageAggregate,
     UsageEvent,
 )
-from usage.pricing import PICO_PER_COST_UNIT, PriceWindow, price_micros, price_windows
+from usage.pricing import (
+    PICO_PER_COST_UNIT,
+    PriceKey,
+    PriceWindow,
+    price_micros,
+    price_windows,
+)
 
 logger = logging.getLogger("usage.rollup")
 
@@ -114,13 +120,15 @@ _CONFLICT = "ON CONFLICT (bucket, bucket_start, user_id, access_key_id, provider
 
 
 def price_cte(sql: Dialect, windows: Sequence[PriceWindow]) -> tuple[str, list[Any]]:
-    """A ``price_window`` table of prices in millionths of a dollar per million tokens."""
+    """A ``price_window`` table of prices in millionths of a dollar per million tokens, per
+    (provider, upstream model, requested model) as usage.pricing resolved them."""
     text, stamp, integer = sql.cast("text"), sql.cast("timestamp"), sql.cast("integer")
-    row = f"({text}, {text}, {stamp}, {stamp}, {integer}, {integer}, {integer}, {integer})"
+    row = f"({text}, {text}, {text}, {stamp}, {stamp}, {integer}, {integer}, {integer}, {integer})"
     params: list[Any] = []
     for w in windows:
         params += [
             w.provider,
+            w.upstream_model,
             w.model,
             dt(w.valid_from),
             dt(w.valid_until),
@@ -130,18 +138,19 @@ def price_cte(sql: Dialect, windows: Sequence[PriceWindow]) -> tuple[str, list[A
             price_micros(w.cache_write_per_mtok),
         ]
     if not windows:  # VALUES needs a row; NULLs match nothing
-        params = [None] * 8
+        params = [None] * 9
     rows = ", ".join([row] * max(1, len(windows)))
     return (
-        f"price_window (provider, model, valid_from, valid_until, pi, po, pr, pw) "
-        f"AS (VALUES {rows})",
+        "price_window (provider, upstream_model, requested_model, valid_from, valid_until,"
+        f" pi, po, pr, pw) AS (VALUES {rows})",
         params,
     )
 
 
 _PRICE_MATCH = (
-    "p.provider = e.provider AND p.model = e.requested_model AND e.occurred_at >= p.valid_from "
-    "AND (p.valid_until IS NULL OR e.occurred_at < p.valid_until)"
+    "p.provider = e.provider AND p.upstream_model = e.upstream_model"
+    " AND p.requested_model = e.requested_model AND e.occurred_at >= p.valid_from"
+    " AND (p.valid_until IS NULL OR e.occurred_at < p.valid_until)"
 )
 # Exactly usage.pricing.cost_units: tokens × micro-dollars per million tokens, in 1e-12 USD,
 # rounded half up to 1e-8 USD.
@@ -152,74 +161,79 @@ _COMPUTED_UNITS = (
 
 
 def create_delta(sql: Dialect, cursor: Any) -> None:
-    """The temporary table of one batch's sums per minute bucket and dimensions."""
+    """The temporary table of one batch's sums per minute bucket, dimensions and upstream model
+    (which prices events but is not an aggregate dimension)."""
     counts = ", ".join(f"{name} bigint" for name in _COUNTS)
     cursor.execute(f"DROP TABLE IF EXISTS {DELTA}", [])
     cursor.execute(
         f"CREATE TEMPORARY TABLE {DELTA} (bucket_start {sql.timestamp_type}, user_id bigint, "
-        f"access_key_id bigint, provider varchar(16), model varchar(200), {counts}, "
-        "cost_units bigint, unpriced bigint)",
+        f"access_key_id bigint, provider varchar(16), model varchar(200), "
+        f"upstream_model varchar(200), {counts}, cost_units bigint, unpriced bigint)",
         [],
     )
 
 
-# Requested model names priced through a fallback name (usage.pricing.model_name_candidates),
-# remembered so later batches price them in their first pass.
-_fallback_priced: set[tuple[str, str]] = set()
+# (provider, upstream, requested) keys priced through another name than the upstream model
+# itself (usage.pricing.price_names), remembered so later batches price them in their first
+# pass. Only priced keys are kept, so it grows with the models in use, not with the traffic.
+_fallback_priced: set[PriceKey] = set()
+_FALLBACK_MEMORY = 10_000
 
 
 def fill_delta(sql: Dialect, cursor: Any, *, source: str, where: str, params: list[Any]) -> None:
     """Sum the events ``e`` of ``source`` matching ``where`` into a fresh delta table, pricing
     those without a recorded cost.
 
-    Prices are joined for every (provider, model) of the price table, plus fallback names seen
-    before; should the batch hold another pair that has a price after all, it is summed again
+    Prices are joined for every key whose models both equal a priced name (the common case: an
+    event asked for the model that answered), plus keys priced through other names seen
+    before; should the batch hold another key that has a price after all, it is summed again
     with it. This spares a pass over the batch's events to list their models first.
     """
-    pairs = set(Price.objects.order_by().values_list("provider", "model").distinct())
-    pairs |= _fallback_priced
+    keys: set[PriceKey] = {
+        (provider, model, model)
+        for provider, model in Price.objects.order_by().values_list("provider", "model").distinct()
+    }
+    keys |= _fallback_priced
     while True:
         create_delta(sql, cursor)
-        prices, price_params = price_cte(sql, price_windows(pairs))
+        prices, price_params = price_cte(sql, price_windows(keys))
         stored_units = sql.to_units("e.cost_usd")
         cursor.execute(
             f"WITH {prices} INSERT INTO {DELTA} SELECT"
             f" {sql.trunc(Bucket.MINUTE, 'e.occurred_at')}, COALESCE(e.user_id, 0),"
-            " COALESCE(e.access_key_id, 0), e.provider, e.requested_model,"
+            " COALESCE(e.access_key_id, 0), e.provider, e.requested_model, e.upstream_model,"
             " COUNT(*), SUM(CASE WHEN e.status_code >= 400 THEN 1 ELSE 0 END),"
             " SUM(CASE WHEN e.fallback_reason <> '' THEN 1 ELSE 0 END),"
             " SUM(e.input_tokens), SUM(e.output_tokens), SUM(e.cache_read_tokens),"
             f" SUM(e.cache_write_tokens), SUM(COALESCE({stored_units}, {_COMPUTED_UNITS}, 0)),"
             " SUM(CASE WHEN e.cost_usd IS NULL AND p.provider IS NULL THEN 1 ELSE 0 END)"
             f" FROM {source} LEFT JOIN price_window p ON {_PRICE_MATCH}"
-            f" WHERE {where} GROUP BY 1, 2, 3, 4, 5",
+            f" WHERE {where} GROUP BY 1, 2, 3, 4, 5, 6",
             [*price_params, *params],
         )
-        cursor.execute(f"SELECT DISTINCT provider, model FROM {DELTA}", [])
-        unseen = set(cursor.fetchall()) - pairs
-        newly_priced = {(w.provider, w.model) for w in price_windows(unseen)}
+        cursor.execute(
+            f"SELECT DISTINCT provider, upstream_model, model FROM {DELTA} WHERE unpriced > 0", []
+        )
+        unseen = {(str(p), str(u), str(r)) for p, u, r in cursor.fetchall()} - keys
+        newly_priced = {w.key for w in price_windows(unseen)}
         if not newly_priced:
             return
-        _fallback_priced.update(newly_priced)
-        pairs |= newly_priced
+        if len(_fallback_priced) < _FALLBACK_MEMORY:
+            _fallback_priced.update(newly_priced)
+        keys |= newly_priced
 
 
 def delta_to_level(sql: Dialect, cursor: Any, level: str, *, add: bool) -> None:
     """Write the delta's sums into the ``level`` rows: added to existing rows (``add``) or as
     new rows (the rebuild, which deleted them first)."""
-    if level == Bucket.MINUTE:  # the delta is already one row per minute and dimensions
-        select = (
-            f"SELECT %s, d.bucket_start, d.user_id, d.access_key_id, d.provider, d.model,"
-            f" {', '.join(f'd.{name}' for name in _COUNTS)}, {sql.from_units('d.cost_units')}"
-            f" FROM {DELTA} d WHERE 1 = 1"
-        )
-    else:
-        select = (
-            f"SELECT %s, {sql.trunc(level, 'd.bucket_start')}, d.user_id, d.access_key_id,"
-            f" d.provider, d.model, {', '.join(f'SUM(d.{name})' for name in _COUNTS)},"
-            f" {sql.from_units('SUM(d.cost_units)')} FROM {DELTA} d WHERE 1 = 1"
-            " GROUP BY 2, 3, 4, 5, 6"
-        )
+    # The delta has a row per upstream model too, so even minutes are summed.
+    start = "d.bucket_start" if level == Bucket.MINUTE else sql.trunc(level, "d.bucket_start")
+    select = (
+        f"SELECT %s, {start}, d.user_id, d.access_key_id,"
+        f" d.provider, d.model, {', '.join(f'SUM(d.{name})' for name in _COUNTS)},"
+        f" {sql.from_units('SUM(d.cost_units)')} FROM {DELTA} d WHERE 1 = 1"
+        " GROUP BY 2, 3, 4, 5, 6"
+    )
     conflict = ""
     if add:
         updates = ", ".join(f"{name} = {AGGREGATES}.{name} + excluded.{name}" for name in _COUNTS)

@@ -16,7 +16,14 @@ from decimal import Decimal
 from typing import Any
 
 from usage.models import Price, UsageAggregate, UsageEvent
-from usage.pricing import PriceWindow, cost_of_tokens, price_windows
+from usage.pricing import (
+    PriceKey,
+    PriceWindow,
+    cost_of_tokens,
+    free_by_default,
+    price_windows,
+    providers_with_prices,
+)
 from usage.rollup import LEVELS, bucket_floor
 
 _counter = itertools.count(1)
@@ -113,19 +120,18 @@ AggregateKey = tuple[str, datetime, int, int, str, str]
 
 
 class PriceBook:
-    """The price table as usage.pricing resolves it, loaded once per (provider, model)."""
+    """The price table as usage.pricing resolves it, loaded once per price key, with the
+    providers that are free by default read once."""
 
     def __init__(self) -> None:
-        self._windows: dict[tuple[str, str], list[PriceWindow]] = {}
+        self._windows: dict[PriceKey, list[PriceWindow]] = {}
+        self._priced_providers: set[str] | None = None
 
     def cost(self, event: UsageEvent) -> Decimal:
         """The cost the rollup must give ``event``: the recorder's, else the price's, else 0."""
         if event.cost_usd is not None:
             return Decimal(event.cost_usd)
-        pair = (event.provider, event.requested_model)
-        if pair not in self._windows:
-            self._windows[pair] = price_windows([pair])
-        price = next((w for w in self._windows[pair] if w.covers(event.occurred_at)), None)
+        price = self.price(event)
         if price is None:
             return Decimal(0)
         return cost_of_tokens(
@@ -135,6 +141,20 @@ class PriceBook:
             cache_write_tokens=event.cache_write_tokens,
             price=price,
         )
+
+    def price(self, event: UsageEvent) -> PriceWindow | None:
+        key = (event.provider, event.upstream_model, event.requested_model)
+        if key not in self._windows:
+            self._windows[key] = price_windows([key])
+        return next((w for w in self._windows[key] if w.covers(event.occurred_at)), None)
+
+    def unpriced(self, event: UsageEvent) -> bool:
+        """Whether the rollup must report ``event`` as unpriced."""
+        if event.cost_usd is not None or self.price(event) is not None:
+            return False
+        if self._priced_providers is None:
+            self._priced_providers = providers_with_prices()
+        return not free_by_default(event.provider, self._priced_providers)
 
 
 def expected_cost(event: UsageEvent) -> Decimal:

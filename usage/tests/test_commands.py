@@ -34,7 +34,7 @@ def spread() -> None:
         event_fields(occurred_at=datetime(2026, 2, 20, tzinfo=UTC) + timedelta(hours=9 * n))
         for n in range(30)
     )
-    make_event(requested_model="mystery")
+    make_event(requested_model="mystery", upstream_model="mystery")
 
 
 # --- rollup_usage ---------------------------------------------------------------------------

@@ -127,7 +127,9 @@ def test_windows_chain_without_gaps_per_provider():
     make_price(model="m", valid_from=T0)
     make_price(model="m", valid_from=T0 + timedelta(days=1))
     make_price(provider="bedrock", model="m", valid_from=T0 + timedelta(days=5))
-    windows = price_windows([("anthropic", "m"), ("bedrock", "m"), ("anthropic", "other")])
+    windows = price_windows(
+        [("anthropic", "", "m"), ("bedrock", "m", "m"), ("anthropic", "other", "other")]
+    )
     assert [(w.provider, w.valid_from, w.valid_until) for w in windows] == [
         ("anthropic", T0, T0 + timedelta(days=1)),
         ("anthropic", T0 + timedelta(days=1), None),

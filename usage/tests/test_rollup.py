@@ -116,7 +116,13 @@ def test_events_land_in_every_bucket_size_with_their_dimensions():
         input_tokens=10,
         output_tokens=0,
     )
-    make_event(occurred_at=monday, user_id=None, access_key_id=None, requested_model="mystery")
+    make_event(
+        occurred_at=monday,
+        user_id=None,
+        access_key_id=None,
+        requested_model="mystery",
+        upstream_model="mystery",
+    )
 
     report = usage_rollup()
 
@@ -343,6 +349,7 @@ def test_rebuild_applies_a_corrected_price():
     make_event(
         occurred_at=utc(2026, 3, 2, 10),
         requested_model="new-model",
+        upstream_model="new-model",
         input_tokens=10**6,
         output_tokens=0,
     )
