@@ -210,9 +210,7 @@ def price_windows(keys: Iterable[PriceKey]) -> list[PriceWindow]:
     wanted = set(keys)
     if not wanted:
         return []
-    names_of = {
-        key: price_names(upstream_model=key[1], requested_model=key[2]) for key in wanted
-    }
+    names_of = {key: price_names(upstream_model=key[1], requested_model=key[2]) for key in wanted}
     rows: dict[tuple[str, str], list[Price]] = defaultdict(list)
     for price in Price.objects.filter(
         provider__in={provider for provider, _, _ in wanted},

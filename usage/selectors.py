@@ -1,12 +1,17 @@
-"""Reads of usage for reports: totals, time series, top users, keys and models.
+"""Reads of usage for reports: totals, time series, top users, keys and models, and usage
+without a price.
 
-Every read goes to UsageAggregate only, never to raw events. A report's local buckets (in any
-IANA zone) are tiled by the coarsest stored UTC buckets that fit them (usage.timeseries), so one
-query per table reads few rows and the result is exact. Writes (events, rollups) live elsewhere.
+Reports read UsageAggregate only, never raw events. A report's local buckets (in any IANA zone)
+are tiled by the coarsest stored UTC buckets that fit them (usage.timeseries), so one query per
+table reads few rows and the result is exact. The one exception is ``usage_unpriced``: whether
+an event has a price depends on its upstream model, which the aggregates do not keep, so it
+groups the raw events of the range (by their ``occurred_at`` index) and can only see events not
+yet pruned. Writes (events, rollups) live elsewhere.
 """
 
 from __future__ import annotations
 
+import re
 from bisect import bisect_right
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -18,12 +23,24 @@ from operator import add, or_
 from typing import Any, Literal
 
 from django.db import connections, router, transaction
-from django.db.models import F, Q, QuerySet, Sum
+from django.db.models import Count, F, Max, Min, Q, QuerySet, Sum
 from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
-from accounts.models import AccessKey, Provider, User
-from usage.models import AGGREGATE_COUNT_FIELDS, TOKEN_COUNT_FIELDS, UsageAggregate
+from accounts.models import AccessKey, Provider, ProviderCredential, User
+from usage.models import (
+    AGGREGATE_COUNT_FIELDS,
+    TOKEN_COUNT_FIELDS,
+    Price,
+    UsageAggregate,
+    UsageEvent,
+)
+from usage.pricing import (
+    free_by_default,
+    price_windows,
+    providers_with_prices,
+    without_provider_prefix,
+)
 from usage.timeseries import (
     MAX_POINTS,
     SeriesPlan,
@@ -45,8 +62,12 @@ SUM_FIELDS: tuple[str, ...] = (*COUNT_FIELDS, "cost_usd")
 REPORT_WORK_MEM = "64MB"
 RankBy = Literal["cost", "tokens"]
 RANKINGS: tuple[str, ...] = ("cost", "tokens")
-# Known providers first, in this order, on every page and in every export.
-PROVIDER_ORDER: tuple[str, ...] = ("anthropic", "bedrock")
+# Built-in providers first, in this order, on every page and in every export; generic servers
+# follow by name.
+PROVIDER_ORDER: tuple[str, ...] = ("anthropic", "bedrock", "openai", "gemini", "ollama")
+# What a usage record's provider can be: a built-in provider or a generic server's name
+# (accounts.services checks those names the same way).
+PROVIDER_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,15}")
 
 
 # --- Values -------------------------------------------------------------------------------------
@@ -186,9 +207,54 @@ class ModelUsage:
     sums: UsageSums
 
 
+@dataclass
+class UnpricedUsage:
+    """Events of one provider, upstream and requested model that cost 0 for want of a price."""
+
+    provider: str
+    upstream_model: str
+    requested_model: str
+    events: int
+    input_tokens: int
+    output_tokens: int
+    cache_read_tokens: int
+    cache_write_tokens: int
+    first_at: datetime
+    last_at: datetime
+
+    @property
+    def total_tokens(self) -> int:
+        return sum(getattr(self, name) for name in TOKEN_COUNT_FIELDS)
+
+    @property
+    def price_model(self) -> str:
+        """The name a Price row would best be added under: the upstream model's (looked up
+        first), else the requested one's without its provider prefix."""
+        return self.upstream_model or without_provider_prefix(self.requested_model)
+
+    @property
+    def requested_price_model(self) -> str:
+        """The requested model as a Price row would name it, when it differs from
+        ``price_model`` (an alias, a Bedrock fallback), else ""."""
+        name = without_provider_prefix(self.requested_model)
+        return name if name and name != self.price_model else ""
+
+
 def sort_providers(providers: Any) -> list[str]:
     known = [name for name in PROVIDER_ORDER if name in providers]
     return known + sorted(name for name in providers if name not in PROVIDER_ORDER)
+
+
+def known_providers() -> list[str]:
+    """Provider names to offer in filters: the built-in ones, then generic servers that have a
+    credential or a price (two small tables; the aggregates are not scanned for names)."""
+    generic = set(
+        ProviderCredential.objects.filter(provider=Provider.GENERIC)
+        .exclude(name="")
+        .values_list("name", flat=True)
+    )
+    generic |= set(Price.objects.order_by().values_list("provider", flat=True).distinct())
+    return sort_providers(set(PROVIDER_ORDER) | generic)
 
 
 # --- Building a query ---------------------------------------------------------------------------
@@ -228,9 +294,11 @@ def usage_query_build(
     granularity_check(granularity)
     end_at = _instant(end, zone=zone, param="to") or (now or timezone.now()).astimezone(UTC)
     start_at = _instant(start, zone=zone, param="from") or end_at - default_span
-    if provider and provider not in Provider.values:
+    if provider and (provider == Provider.GENERIC or not PROVIDER_NAME.fullmatch(provider)):
         raise UsageQueryError(
-            "provider", f"unknown provider {provider!r}; one of {', '.join(Provider.values)}."
+            "provider",
+            f"unknown provider {provider!r}; one of {', '.join(PROVIDER_ORDER)} or a generic "
+            "server's name (lowercase letters, digits, - and _, at most 16).",
         )
     if model is not None and len(model) > 200:
         raise UsageQueryError("model", "is longer than 200 characters.")
@@ -450,3 +518,99 @@ def user_for_report(user_id: int) -> User | None:
 
 def access_key_for_report(access_key_id: int) -> AccessKey | None:
     return AccessKey.objects.select_related("user").filter(pk=access_key_id).first()
+
+
+# --- Usage without a price ----------------------------------------------------------------------
+
+_UNPRICED_SUMS = {
+    "events": Count("id"),
+    **{name: Sum(name) for name in TOKEN_COUNT_FIELDS},
+    "first_at": Min("occurred_at"),
+    "last_at": Max("occurred_at"),
+}
+_UNPRICED_KEY = ("provider", "upstream_model", "requested_model")
+
+
+def _unpriced_events(query: UsageQuery) -> QuerySet[UsageEvent]:
+    """Events of the query's range and filters that the price table must price (no recorded
+    cost)."""
+    filters = query.filters
+    events = UsageEvent.objects.filter(
+        occurred_at__gte=query.plan.start, occurred_at__lt=query.plan.end, cost_usd__isnull=True
+    )
+    if filters.user_id is not None:
+        events = (
+            events.filter(user_id__isnull=True)
+            if filters.user_id == 0
+            else events.filter(user_id=filters.user_id)
+        )
+    if filters.access_key_id is not None:
+        events = (
+            events.filter(access_key_id__isnull=True)
+            if filters.access_key_id == 0
+            else events.filter(access_key_id=filters.access_key_id)
+        )
+    if filters.provider is not None:
+        events = events.filter(provider=filters.provider)
+    if filters.model is not None:
+        events = events.filter(requested_model=filters.model)
+    return events
+
+
+def usage_unpriced(query: UsageQuery) -> list[UnpricedUsage]:
+    """Usage in the query's range without a price: per provider, upstream and requested model,
+    the events that cost 0 because no Price row covers them (by the current price table, with
+    the rollup's rule: usage.pricing), most tokens first. Providers that are free by default
+    are left out, and events with a recorded cost.
+
+    Two to four queries: the events grouped by model, the price table, the providers with
+    prices and, only for models whose first price starts inside the range, their events before
+    it. Reads raw events (see the module docstring), so pruned days are not seen.
+    """
+    events = _unpriced_events(query)
+    groups = list(events.values(*_UNPRICED_KEY).annotate(**_UNPRICED_SUMS).order_by())
+    if not groups:
+        return []
+    priced_providers = providers_with_prices()
+    groups = [g for g in groups if not free_by_default(g["provider"], priced_providers)]
+    first_price: dict[tuple[str, str, str], datetime] = {}
+    for window in price_windows(tuple(g[name] for name in _UNPRICED_KEY) for g in groups):
+        if window.key not in first_price or window.valid_from < first_price[window.key]:
+            first_price[window.key] = window.valid_from
+    unpriced: list[dict[str, Any]] = []
+    # Windows run without gaps from the first price on, so only events before it are unpriced.
+    partly: dict[tuple[str, str, str], datetime] = {}
+    for group in groups:
+        key = (group["provider"], group["upstream_model"], group["requested_model"])
+        starts = first_price.get(key)
+        if starts is None:
+            unpriced.append(group)
+        elif starts > group["first_at"]:
+            partly[key] = starts
+    if partly:
+        before_price = reduce(
+            or_,
+            (
+                Q(provider=p, upstream_model=u, requested_model=r, occurred_at__lt=starts)
+                for (p, u, r), starts in partly.items()
+            ),
+        )
+        unpriced += (
+            events.filter(before_price).values(*_UNPRICED_KEY).annotate(**_UNPRICED_SUMS).order_by()
+        )
+    usages = [
+        UnpricedUsage(
+            provider=row["provider"],
+            upstream_model=row["upstream_model"],
+            requested_model=row["requested_model"],
+            events=int(row["events"]),
+            **{name: int(row[name] or 0) for name in TOKEN_COUNT_FIELDS},
+            first_at=row["first_at"],
+            last_at=row["last_at"],
+        )
+        for row in unpriced
+    ]
+    usages.sort(
+        key=lambda u: (-u.total_tokens, -u.events, u.provider, u.upstream_model, u.requested_model)
+    )
+    return usages

@@ -9,6 +9,7 @@ safe. The page next to the chart carries the same numbers as a table.
 from __future__ import annotations
 
 import math
+import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from html import escape
@@ -24,14 +25,34 @@ X_LABEL_SPACING = 110
 # Average width of a character of axis text (11px) in chart units, to keep labels inside.
 X_LABEL_CHAR_WIDTH = 6.5
 
-PROVIDER_COLORS: dict[str, str] = {"anthropic": "#c96442", "bedrock": "#2f6fb0"}
-OTHER_COLORS: tuple[str, ...] = ("#5b8c3a", "#8a5bb0", "#b0892f", "#3a8c86", "#7a7a7a")
+# Every provider keeps its colour on every page and chart: the built-in ones have their own, a
+# generic server's name picks one of OTHER_COLORS by a hash of the name (not by its position in
+# a list, which changes with the providers a page happens to show).
+PROVIDER_COLORS: dict[str, str] = {
+    "anthropic": "#c96442",
+    "bedrock": "#2f6fb0",
+    "openai": "#3a8c5b",
+    "gemini": "#8a5bb0",
+    "ollama": "#6b6b6b",
+}
+OTHER_COLORS: tuple[str, ...] = (
+    "#b0892f",
+    "#3a8c86",
+    "#a33f6d",
+    "#5f7f1f",
+    "#1f5f8f",
+    "#b05c2f",
+    "#7a5230",
+    "#4f4fb0",
+)
 
 _WIDTH = 960
 _HEIGHT = 260
 _LEFT = 64
 _RIGHT = 12
 _TOP = 30
+# A legend that does not fit one line wraps; each further line pushes the plot down this much.
+LEGEND_LINE = 18
 _BOTTOM = 34
 
 
@@ -42,8 +63,11 @@ class ChartSeries:
     values: Sequence[float | None]
 
 
-def provider_color(provider: str, index: int = 0) -> str:
-    return PROVIDER_COLORS.get(provider, OTHER_COLORS[index % len(OTHER_COLORS)])
+def provider_color(provider: str) -> str:
+    """The colour of ``provider``, the same wherever it is drawn."""
+    if provider in PROVIDER_COLORS:
+        return PROVIDER_COLORS[provider]
+    return OTHER_COLORS[zlib.crc32(provider.encode()) % len(OTHER_COLORS)]
 
 
 # --- Number formats -----------------------------------------------------------------------------
@@ -183,26 +207,55 @@ def _frame(chart_id: str, title: str, summary: str, width: int, height: int) -> 
     ]
 
 
+def _legend_item_width(name: str) -> int:
+    return 7 * len(name) + 22
+
+
+def _legend_lines(series: Sequence[ChartSeries], width: int) -> list[list[ChartSeries]]:
+    """The legend's entries in lines that fit the picture's width, in order."""
+    room = width - _RIGHT - 8
+    lines: list[list[ChartSeries]] = [[]]
+    used = 0
+    for item in series:
+        item_width = _legend_item_width(item.name)
+        if lines[-1] and used + item_width > room:
+            lines.append([])
+            used = 0
+        lines[-1].append(item)
+        used += item_width
+    return lines
+
+
+def legend_extra_height(series: Sequence[ChartSeries], width: int) -> int:
+    """How far a wrapped legend pushes the plot down (0 for one line)."""
+    return LEGEND_LINE * (len(_legend_lines(series, width)) - 1)
+
+
 def _legend(series: Sequence[ChartSeries], width: int) -> list[str]:
+    """One coloured square and name per series, right-aligned, wrapped onto more lines when
+    they do not fit (the chart leaves room: legend_extra_height)."""
     parts = ['<g class="legend" aria-hidden="true">']
-    x = width - _RIGHT
-    for item in reversed(series):
-        text_width = 7 * len(item.name) + 22
-        x -= text_width
-        parts.append(
-            f'<rect x="{x}" y="8" width="12" height="12" rx="2" fill="{escape(item.color)}"/>'
-            f'<text x="{x + 16}" y="18" class="legend-label">{escape(item.name)}</text>'
-        )
+    for line_index, line in enumerate(_legend_lines(series, width)):
+        y = 8 + LEGEND_LINE * line_index
+        x = width - _RIGHT
+        for item in reversed(line):
+            x -= _legend_item_width(item.name)
+            parts.append(
+                f'<rect x="{x}" y="{y}" width="12" height="12" rx="2" '
+                f'fill="{escape(item.color)}"/>'
+                f'<text x="{x + 16}" y="{y + 10}" class="legend-label" '
+                f'data-series="{escape(item.name)}">{escape(item.name)}</text>'
+            )
     parts.append("</g>")
     return parts
 
 
 def _y_axis(
-    scale: AxisScale, label: Callable[[float], str], width: int, plot_height: int
+    scale: AxisScale, label: Callable[[float], str], width: int, plot_height: int, top: int
 ) -> list[str]:
     parts = ['<g class="axis y-axis" aria-hidden="true">']
     for index, value in enumerate(scale.ticks):
-        y = _TOP + plot_height - plot_height * value / scale.top
+        y = top + plot_height - plot_height * value / scale.top
         parts.append(
             f'<line x1="{_LEFT}" x2="{width - _RIGHT}" y1="{_number(y)}" y2="{_number(y)}" '
             f'class="grid{" baseline" if index == 0 else ""}"/>'
@@ -249,6 +302,7 @@ def _hover_targets(
     formatter: Callable[[float], str],
     slot: float,
     plot_height: int,
+    top: int,
 ) -> list[str]:
     if len(labels) > MAX_HOVER_TARGETS:
         return []
@@ -260,7 +314,7 @@ def _hover_targets(
             if (value := item.values[index]) is not None
         )
         parts.append(
-            f'<rect x="{_number(_LEFT + slot * index)}" y="{_TOP}" width="{_number(slot)}" '
+            f'<rect x="{_number(_LEFT + slot * index)}" y="{top}" width="{_number(slot)}" '
             f'height="{plot_height}" fill="transparent">'
             f"<title>{escape(label)}: {escape(details or 'no data')}</title></rect>"
         )
@@ -288,8 +342,10 @@ def stacked_bar_chart(
     ``labels`` name the buckets in hover titles; ``axis_labels`` (shorter) go under the axis.
     """
     count = len(labels)
+    extra = legend_extra_height(series, width)
+    top, height = _TOP + extra, height + extra
     plot_width = width - _LEFT - _RIGHT
-    plot_height = height - _TOP - _BOTTOM
+    plot_height = height - top - _BOTTOM
     slot = plot_width / count if count else plot_width
     gap = min(slot * 0.15, 2.0)
     totals = [sum(item.values[index] or 0 for item in series) for index in range(count)]
@@ -298,7 +354,7 @@ def stacked_bar_chart(
     scale = plot_height / axis.top
 
     parts = _frame(chart_id, title, summary, width, height)
-    parts += _y_axis(axis, tick_label, width, plot_height)
+    parts += _y_axis(axis, tick_label, width, plot_height, top)
     base = [0.0] * count
     parts.append('<g class="bars" aria-hidden="true">')
     for item in series:
@@ -308,7 +364,7 @@ def stacked_bar_chart(
             if value <= 0:
                 continue
             bar_height = value * scale
-            y = _TOP + plot_height - base[index] - bar_height
+            y = top + plot_height - base[index] - bar_height
             x = _LEFT + slot * index + gap / 2
             commands.append(
                 f"M{_number(x)} {_number(y)}h{_number(max(slot - gap, 0.5))}"
@@ -323,7 +379,7 @@ def stacked_bar_chart(
     parts.append("</g>")
     parts += _x_axis(labels if axis_labels is None else axis_labels, slot, width, height)
     parts += _legend(series, width)
-    parts += _hover_targets(labels, series, formatter, slot, plot_height)
+    parts += _hover_targets(labels, series, formatter, slot, plot_height, top)
     parts.append("</svg>")
     return "".join(parts)
 
@@ -343,8 +399,10 @@ def line_chart(
 ) -> str:
     """One line per series through the middle of each bucket; None leaves a gap."""
     count = len(labels)
+    extra = legend_extra_height(series, width)
+    top, height = _TOP + extra, height + extra
     plot_width = width - _LEFT - _RIGHT
-    plot_height = height - _TOP - _BOTTOM
+    plot_height = height - top - _BOTTOM
     slot = plot_width / count if count else plot_width
     highest = max(
         (value for item in series for value in item.values if value is not None), default=0
@@ -355,7 +413,7 @@ def line_chart(
     scale = plot_height / top_value
 
     parts = _frame(chart_id, title, summary, width, height)
-    parts += _y_axis(axis, tick_label, width, plot_height)
+    parts += _y_axis(axis, tick_label, width, plot_height, top)
     parts.append('<g class="lines" aria-hidden="true">')
     for item in series:
         commands: list[str] = []
@@ -366,7 +424,7 @@ def line_chart(
                 pen_down = False
                 continue
             x = _LEFT + slot * (index + 0.5)
-            y = _TOP + plot_height - min(value, top_value) * scale
+            y = top + plot_height - min(value, top_value) * scale
             commands.append(f"{'L' if pen_down else 'M'}{_number(x)} {_number(y)}")
             # A point with no neighbour draws no line: it always gets its marker, or it would
             # not show at all among many buckets.
@@ -383,7 +441,7 @@ def line_chart(
     parts.append("</g>")
     parts += _x_axis(labels if axis_labels is None else axis_labels, slot, width, height)
     parts += _legend(series, width)
-    parts += _hover_targets(labels, series, formatter, slot, plot_height)
+    parts += _hover_targets(labels, series, formatter, slot, plot_height, top)
     parts.append("</svg>")
     return "".join(parts)
 
@@ -408,11 +466,16 @@ def share_chart(
     row_height = 26
     label_width = 110
     bar_width = width - label_width - _RIGHT
-    height = _TOP + row_height * len(rows) + 8
-    parts = _frame(chart_id, title, summary, width, height)
     legend: dict[str, str] = {}
+    for row in rows:
+        for name, _, color in row.parts:
+            legend.setdefault(name, color)
+    legend_series = [ChartSeries(name, color, ()) for name, color in legend.items()]
+    top = _TOP + legend_extra_height(legend_series, width)
+    height = top + row_height * len(rows) + 8
+    parts = _frame(chart_id, title, summary, width, height)
     for row_index, row in enumerate(rows):
-        y = _TOP + row_index * row_height
+        y = top + row_index * row_height
         total = sum(value for _, value, _ in row.parts)
         parts.append(
             f'<text x="{label_width - 8}" y="{y + 15}" text-anchor="end" class="row-label">'
@@ -426,7 +489,6 @@ def share_chart(
             continue
         x = float(label_width)
         for name, value, color in row.parts:
-            legend.setdefault(name, color)
             if value <= 0:
                 continue
             share = value / total
@@ -442,6 +504,6 @@ def share_chart(
                     f'aria-hidden="true">{escape(format_percent(share))}</text>'
                 )
             x += segment
-    parts += _legend([ChartSeries(name, color, ()) for name, color in legend.items()], width)
+    parts += _legend(legend_series, width)
     parts.append("</svg>")
     return "".join(parts)

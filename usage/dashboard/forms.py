@@ -1,5 +1,5 @@
-"""The dashboard's filter form: range preset or custom range, granularity, time zone, provider,
-model and ranking. Validation is the selectors' own (usage_query_build), so the admin shows the
+"""The dashboard's filter form: range preset or custom range, granularity, time zone, provider
+(any name: built-in providers and generic servers alike), model and ranking. Validation is the selectors' own (usage_query_build), so the admin shows the
 same messages as the API, attached to the field at fault.
 """
 
@@ -10,7 +10,6 @@ from typing import Any
 
 from django import forms
 
-from accounts.models import Provider
 from usage.selectors import UsageQuery, usage_query_build
 from usage.timeseries import MAX_POINTS, UsageQueryError, parse_instant, zone_get
 
@@ -99,8 +98,13 @@ class DashboardForm(forms.Form):
         max_length=64,
         widget=forms.TextInput(attrs={"list": "usage-time-zones", "autocomplete": "off"}),
     )
-    provider = forms.ChoiceField(
-        label="Provider", required=False, choices=[("", "All providers"), *Provider.choices]
+    # Free text with suggestions: generic servers are named by their admins.
+    provider = forms.CharField(
+        label="Provider",
+        required=False,
+        max_length=16,
+        help_text="Empty for all providers.",
+        widget=forms.TextInput(attrs={"list": "usage-providers", "autocomplete": "off"}),
     )
     model = forms.CharField(label="Model", required=False, max_length=200)
     rank = forms.ChoiceField(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import tzinfo
 from typing import Any
 from urllib.parse import urlencode
 
@@ -25,15 +26,18 @@ from usage.dashboard.forms import COMMON_ZONES, DEFAULTS, DashboardForm
 from usage.selectors import (
     KeyUsage,
     ModelUsage,
+    UnpricedUsage,
     UsageQuery,
     UsageReport,
     UsageSums,
     UserUsage,
     access_key_for_report,
+    known_providers,
     usage_by_model,
     usage_report,
     usage_top_keys,
     usage_top_users,
+    usage_unpriced,
     user_for_report,
 )
 from usage.timeseries import zone_names
@@ -129,6 +133,7 @@ def dashboard_view(
         "common_zones": COMMON_ZONES,
         "zone_names": zone_names(),
         "dashboard_url": reverse("admin:usage_dashboard"),
+        "provider_names": known_providers(),
     }
     if form.is_valid() and form.query is not None:
         query = form.query
@@ -136,6 +141,11 @@ def dashboard_view(
         if export_name:
             return _export(export_name, query, subject, filters, rank_by=form.cleaned_data["rank"])
         context.update(_page(query, subject, filters, rank_by=form.cleaned_data["rank"]))
+        context["unpriced"] = unpriced_rows(
+            usage_unpriced(query),
+            zone=query.plan.zone,
+            can_add=request.user.has_perm("usage.add_price"),
+        )
     return TemplateResponse(request, "admin/usage/dashboard.html", context)
 
 
@@ -178,6 +188,7 @@ def _page(
         "report": report,
         "range_label": _range_label(query),
         "cards": _cards(report),
+        "provider_shares": _provider_shares(report),
         "charts": _charts(report),
         "point_rows": _point_rows(report),
         "providers": report.providers,
@@ -204,6 +215,38 @@ def _page(
         "rank_by": rank_by,
         "exports": {name: _link(here, {**filters, "export": name}) for name in export.EXPORTS},
     }
+
+
+def add_price_url(provider: str, model: str) -> str:
+    """The admin's form for a new Price row, with provider and model filled in."""
+    return f"{reverse('admin:usage_price_add')}?{urlencode({'provider': provider, 'model': model})}"
+
+
+def unpriced_rows(
+    usages: list[UnpricedUsage], *, zone: tzinfo, can_add: bool
+) -> list[dict[str, Any]]:
+    """Usage without a price, with its first and last event in the report's zone and links to
+    price it under the upstream model's name and, when it differs, the requested model's (no
+    links for admins who cannot add prices)."""
+    rows = []
+    for usage in usages:
+        links: list[dict[str, str]] = []
+        if can_add:
+            names = [usage.price_model, usage.requested_price_model]
+            links = [
+                {"model": name, "url": add_price_url(usage.provider, name)}
+                for name in names
+                if name
+            ]
+        rows.append(
+            {
+                "usage": usage,
+                "first": f"{usage.first_at.astimezone(zone):%Y-%m-%d %H:%M}",
+                "last": f"{usage.last_at.astimezone(zone):%Y-%m-%d %H:%M}",
+                "add_links": links,
+            }
+        )
+    return rows
 
 
 def _range_label(query: UsageQuery) -> str:
@@ -242,18 +285,21 @@ def _cards(report: UsageReport) -> list[dict[str, str]]:
             "detail": f"{totals.errors:,} errors",
         },
     ]
-    for provider in report.providers:
-        cards.append(
-            {
-                "label": f"{provider.capitalize()} share",
-                "value": charts.format_percent(report.share(provider, "requests")),
-                "detail": (
-                    f"of requests · {charts.format_percent(report.share(provider, 'tokens'))} "
-                    f"of tokens · {charts.format_percent(report.share(provider, 'cost'))} of cost"
-                ),
-            }
-        )
     return cards
+
+
+def _provider_shares(report: UsageReport) -> list[dict[str, str]]:
+    """Each provider's share of requests, tokens and cost, with its chart colour."""
+    return [
+        {
+            "provider": provider,
+            "color": charts.provider_color(provider),
+            "requests": charts.format_percent(report.share(provider, "requests")),
+            "tokens": charts.format_percent(report.share(provider, "tokens")),
+            "cost": charts.format_percent(report.share(provider, "cost")),
+        }
+        for provider in report.providers
+    ]
 
 
 def _provider_series(
@@ -262,10 +308,10 @@ def _provider_series(
     return [
         charts.ChartSeries(
             name=provider,
-            color=charts.provider_color(provider, index),
+            color=charts.provider_color(provider),
             values=[value(point.by_provider.get(provider, UsageSums())) for point in report.points],
         )
-        for index, provider in enumerate(report.providers)
+        for provider in report.providers
     ]
 
 
@@ -338,7 +384,7 @@ def _charts(report: UsageReport) -> dict[str, str]:
         ),
         "share": charts.share_chart(
             chart_id="chart-share",
-            title="Provider share",
+            title="Share by provider",
             summary="Share of requests, tokens and cost per provider: "
             + "; ".join(
                 f"{name} {charts.format_percent(report.share(name, 'requests'))} of requests"
@@ -352,9 +398,9 @@ def _charts(report: UsageReport) -> dict[str, str]:
                         (
                             name,
                             report.by_provider[name].metric(metric),
-                            charts.provider_color(name, index),
+                            charts.provider_color(name),
                         )
-                        for index, name in enumerate(providers)
+                        for name in providers
                     ],
                 )
                 for label, metric in (

@@ -105,9 +105,7 @@ def _rollup_range(after: int | None, upper: int) -> _Batch:
             # Ollama and generic servers cost 0 by design until an admin prices them.
             priced = providers_with_prices()
             unpriced = {
-                key: count
-                for key, count in unpriced.items()
-                if not free_by_default(key[0], priced)
+                key: count for key, count in unpriced.items() if not free_by_default(key[0], priced)
             }
         deleted = sql.dequeue(cursor, after, upper)
         sql.drop_delta(cursor)

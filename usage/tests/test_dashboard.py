@@ -133,8 +133,15 @@ def test_the_global_page_renders_totals_charts_and_rankings(
     assert cards["Requests"] == "3"
     assert cards["Cost"] == "$4.75"
     assert cards["Fallback rate"] == "33.3%"
-    assert cards["Anthropic share"] == "66.7%"
-    assert cards["Bedrock share"] == "33.3%"
+    shares = {share["provider"]: share for share in response.context["provider_shares"]}
+    assert [share["provider"] for share in response.context["provider_shares"]] == [
+        "anthropic",
+        "bedrock",
+    ]
+    assert shares["anthropic"]["requests"] == "66.7%"
+    assert shares["bedrock"]["requests"] == "33.3%"
+    assert "Share by provider" in page
+    assert "Anthropic / Bedrock" not in page
     # Charts: accessible inline SVG, one series per provider.
     for chart_id in ("chart-tokens", "chart-cost", "chart-fallback", "chart-share"):
         assert f'id="{chart_id}"' in page

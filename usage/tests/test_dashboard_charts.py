@@ -207,7 +207,12 @@ def test_share_chart_segments_add_up() -> None:
 
 def test_provider_colors_are_stable() -> None:
     assert charts.provider_color("anthropic") == charts.PROVIDER_COLORS["anthropic"]
-    assert charts.provider_color("openai", 0) != charts.provider_color("gemini", 1)
+    builtin = [charts.provider_color(name) for name in charts.PROVIDER_COLORS]
+    assert len(set(builtin)) == len(builtin)
+    # A generic server keeps its colour whatever else a page shows, and it is not a built-in's.
+    assert charts.provider_color("vllm") == charts.provider_color("vllm")
+    assert charts.provider_color("vllm") in charts.OTHER_COLORS
+    assert {charts.provider_color(f"server{n}") for n in range(40)} == set(charts.OTHER_COLORS)
 
 
 # --- CSV rows -----------------------------------------------------------------------------------
