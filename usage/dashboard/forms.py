@@ -1,6 +1,7 @@
 """The dashboard's filter form: range preset or custom range, granularity, time zone, provider
-(any name: built-in providers and generic servers alike), model and ranking. Validation is the selectors' own (usage_query_build), so the admin shows the
-same messages as the API, attached to the field at fault.
+(any name: built-in providers and generic servers alike), model and ranking. Validation is the
+selectors' own (usage_query_build), so the admin shows the same messages as the API, attached to
+the field at fault.
 """
 
 from __future__ import annotations
