@@ -5,7 +5,6 @@ Also the gateway's own responses (Anthropic-shaped errors, JSON bodies) with the
 
 from __future__ import annotations
 
-import json
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -22,6 +21,7 @@ from gateway_project.observability import (
     TOKENS,
     request_id_var,
 )
+from proxy import jsonio
 from proxy.translation.errors import error_body
 from proxy.translation.sse import Usage, encode_sse
 from usage.recording import UsageRecord, record_usage_event
@@ -135,7 +135,7 @@ class ProxyContext:
 def json_response(
     body: dict[str, Any] | bytes, *, status: int = 200, headers: dict[str, str] | None = None
 ) -> HttpResponse:
-    content = body if isinstance(body, bytes) else json.dumps(body, separators=(",", ":")).encode()
+    content = body if isinstance(body, bytes) else jsonio.dumps(body)
     response = HttpResponse(content, status=status, content_type="application/json")
     for name, value in (headers or {}).items():
         response[name] = value

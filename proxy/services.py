@@ -17,7 +17,6 @@ the gateway's own.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -27,6 +26,7 @@ from django.http.response import HttpResponseBase
 
 from accounts.keycache import KeyMetadata
 from gateway_project.observability import NO_FALLBACK, UPSTREAM_ERRORS
+from proxy import jsonio
 from proxy.circuit import circuit_name, circuits
 from proxy.context import (
     FALLBACK_ERROR_HEADER,
@@ -69,7 +69,7 @@ def parse_body(
 ) -> dict[str, Any]:
     """The request JSON, checked just enough to route it; the upstream judges the rest."""
     try:
-        data = json.loads(body)
+        data = jsonio.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
         raise BadRequest(
             400, "invalid_request_error", f"The body is not valid JSON: {exc}"

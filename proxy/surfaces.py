@@ -13,7 +13,6 @@ surface's own ``wire`` passes bytes through instead.
 
 from __future__ import annotations
 
-import json
 import time
 import uuid
 from typing import Any
@@ -21,6 +20,7 @@ from typing import Any
 from django.conf import settings
 from django.http import HttpResponse
 
+from proxy import jsonio
 from proxy.context import json_response
 from proxy.translation.errors import MappedError, error_body
 from proxy.translation.hub import JSON, HubEvent
@@ -39,9 +39,7 @@ OPENAI = "openai"
 
 
 def _data_line(chunk: JSON) -> bytes:
-    return (
-        b"data: " + json.dumps(chunk, separators=(",", ":"), ensure_ascii=False).encode() + b"\n\n"
-    )
+    return b"data: " + jsonio.dumps(chunk) + b"\n\n"
 
 
 class StreamRenderer:

@@ -12,7 +12,6 @@ rather than a stream holding only an error.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections.abc import AsyncIterator, Callable
 from typing import Any, Protocol
@@ -22,6 +21,7 @@ from django.conf import settings
 from django.http import HttpResponse, StreamingHttpResponse
 from django.http.response import HttpResponseBase
 
+from proxy import jsonio
 from proxy.context import json_response
 from proxy.http_client import upstream_client
 from proxy.providers.base import (
@@ -170,7 +170,7 @@ async def read_json(response: httpx.Response) -> tuple[bytes, Any]:
     content = await response.aread()
     await response.aclose()
     try:
-        return content, json.loads(content)
+        return content, jsonio.loads(content)
     except (ValueError, RecursionError):
         return content, None
 
@@ -350,7 +350,7 @@ class SSEDataDecoder:
             self.done = True
             return
         try:
-            items.append(json.loads(payload))
+            items.append(jsonio.loads(payload))
         except (ValueError, RecursionError) as exc:
             raise StreamDecodeError(f"an SSE data line is not JSON: {exc}") from exc
 
@@ -371,7 +371,7 @@ class NDJSONDecoder:
 
     def _parse(self, line: bytes) -> Any:
         try:
-            return json.loads(line)
+            return jsonio.loads(line)
         except (ValueError, RecursionError) as exc:
             raise StreamDecodeError(f"an NDJSON line is not JSON: {exc}") from exc
 
@@ -424,7 +424,7 @@ ErrorMapper = Callable[[int, Any], tuple[int, dict[str, Any]]]
 
 
 def dumps(payload: Any) -> bytes:
-    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
+    return jsonio.dumps(payload)
 
 
 def first_byte_timeout(call: Call) -> float | None:

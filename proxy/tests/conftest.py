@@ -47,9 +47,22 @@ class _ThreadedServer(uvicorn.Server):
 @dataclass
 class GatewayServer:
     base_url: str
+    server: uvicorn.Server | None = None
+
+    def wait_idle(self, timeout: float = 5.0) -> None:
+        """Wait until no request is being served: an OpenAI client stops reading at
+        ``[DONE]``, a moment before the gateway has finished and recorded that request."""
+        deadline = time.monotonic() + timeout
+        while self.server is not None and self.server.server_state.tasks:
+            if time.monotonic() > deadline:
+                return
+            time.sleep(0.01)
 
     def key_url(self, key: str) -> str:
         return f"{self.base_url}/ak/{key}"
+
+
+_running: list[GatewayServer] = []
 
 
 @pytest.fixture(scope="session")
@@ -72,7 +85,10 @@ def gateway_server() -> Iterator[GatewayServer]:
         if time.monotonic() > deadline:
             raise RuntimeError("gateway server did not start")
         time.sleep(0.02)
-    yield GatewayServer(base_url=f"http://127.0.0.1:{port}")
+    gateway = GatewayServer(base_url=f"http://127.0.0.1:{port}", server=server)
+    _running.append(gateway)
+    yield gateway
+    _running.remove(gateway)
     server.should_exit = True
     thread.join(10)
 
@@ -85,6 +101,8 @@ def _fresh_proxy_state() -> Iterator[None]:
     auth_throttle.reset()
     model_map.invalidate()
     yield
+    for gateway in _running:
+        gateway.wait_idle()
     flush_usage_events()  # no event of this test may land in the next one's database
     key_cache.reset()
     circuits.reset()
@@ -114,6 +132,8 @@ def key_holder(transactional_db: None) -> Iterator[KeyHolder]:
     key, plaintext = access_key_create(user=user, label="laptop")
     yield KeyHolder(user=user, key_id=key.id, plaintext=plaintext)
     # Before the database is emptied: no event of this test may land in the next one's.
+    for gateway in _running:
+        gateway.wait_idle()
     flush_usage_events()
 
 

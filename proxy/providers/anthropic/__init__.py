@@ -7,13 +7,13 @@ needs rendering in the client's format.
 
 from __future__ import annotations
 
-import json
 import logging
 from typing import TYPE_CHECKING
 
 from django.conf import settings
 from django.http.response import HttpResponseBase
 
+from proxy import jsonio
 from proxy.headers import has_client_credential, upstream_request_headers
 from proxy.http_client import upstream_client
 from proxy.providers.anthropic.passthrough import (
@@ -51,7 +51,7 @@ def with_model(call: Call, model: str) -> bytes:
         data = without_foreign_thinking(data)
     if data is call.data and data.get("model") == model:
         return call.body
-    return json.dumps({**data, "model": model}, separators=(",", ":")).encode()
+    return jsonio.dumps({**data, "model": model})
 
 
 def request_headers(leg: Leg, call: Call) -> dict[str, str]:
@@ -88,9 +88,8 @@ class AnthropicProvider(Provider):
             return (
                 opened if isinstance(opened, LegFailure) else relay_anthropic(opened, call.context)
             )
-        body = json.dumps(
-            {**call.hub_request(), "model": leg.model}, separators=(",", ":")
-        ).encode()
+        hub = without_foreign_thinking(call.hub_request())
+        body = jsonio.dumps({**hub, "model": leg.model})
         opened = await open_anthropic(
             path=MESSAGES_PATH, body=body, headers=headers, context=call.context
         )

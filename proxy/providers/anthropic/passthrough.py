@@ -21,6 +21,7 @@ from django.conf import settings
 from django.http import HttpResponse, StreamingHttpResponse
 from django.http.response import HttpResponseBase
 
+from proxy import jsonio
 from proxy.circuit import retry_at_from_headers
 from proxy.context import STREAM_INTERRUPTED, ProxyContext
 from proxy.headers import client_response_headers
@@ -156,7 +157,7 @@ def _complete_response(
     model = ""
     if upstream.status_code == 200:
         try:
-            message = json.loads(content)
+            message = jsonio.loads(content)
             usage = usage_from_message(message)
             model = str(message.get("model") or "")
         except (ValueError, AttributeError, RecursionError):

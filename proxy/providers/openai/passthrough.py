@@ -9,7 +9,6 @@ upstream sent it; only events that mention usage are parsed.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import AsyncIterator
 from typing import Any
@@ -18,6 +17,7 @@ import httpx
 from django.http import HttpResponse, StreamingHttpResponse
 from django.http.response import HttpResponseBase
 
+from proxy import jsonio
 from proxy.headers import client_response_headers
 from proxy.providers.base import Call
 from proxy.providers.common import INTERRUPTED, streaming_headers
@@ -54,9 +54,7 @@ def stream_body(call: Call, model: str) -> tuple[bytes, bool]:
         }
     if not changes:
         return call.body, client_wants_usage
-    return json.dumps(
-        {**data, **changes}, separators=(",", ":"), ensure_ascii=False
-    ).encode(), client_wants_usage
+    return jsonio.dumps({**data, **changes}), client_wants_usage
 
 
 def complete(call: Call, response: httpx.Response, *, provider: str, model: str) -> HttpResponse:
@@ -67,7 +65,7 @@ def complete(call: Call, response: httpx.Response, *, provider: str, model: str)
     upstream_model = model
     if response.status_code == 200:
         try:
-            data = json.loads(content)
+            data = jsonio.loads(content)
             usage = usage_of(data)
             upstream_model = str(data.get("model") or model)
         except (ValueError, AttributeError, RecursionError):
@@ -133,7 +131,7 @@ def _inspect(block: bytes, *, client_wants_usage: bool) -> tuple[bytes, Usage | 
         payload = event.split(b"data:", 1)[1].strip() if b"data:" in event else b""
         if _USAGE in payload:
             try:
-                data = json.loads(payload)
+                data = jsonio.loads(payload)
             except (ValueError, RecursionError):
                 data = None
             found = usage_of(data)
@@ -173,7 +171,7 @@ async def _relay(
         status = 502
         logger.warning("%s: stream cut for %s: %s", provider, context.request_id, exc)
         error = anthropic_error_to_openai(502, INTERRUPTED)
-        yield b"data: " + json.dumps(error, separators=(",", ":")).encode() + b"\n\n"
+        yield b"data: " + jsonio.dumps(error) + b"\n\n"
     finally:
         await response.aclose()
         context.record(
