@@ -1,5 +1,6 @@
-"""Admin for usage: read-only events and aggregates, the editable price table, the dead-letter
-events the rollup set aside (with an action to queue them again) and the dashboard.
+"""Admin for usage: read-only events and aggregates, the editable price table (with the usage that
+has no price, and links to price it), the dead-letter events the rollup set aside (with an
+action to queue them again) and the dashboard.
 
 The dashboard's pages (usage.dashboard.views) hang off the aggregate admin's URLs and are linked
 from the admin index and from the aggregate list.
@@ -7,19 +8,22 @@ from the admin index and from the aggregate list.
 
 from __future__ import annotations
 
-from functools import cached_property
+from datetime import timedelta
+from functools import cached_property, reduce
+from operator import or_
 from typing import Any
 
 from django.contrib import admin, messages
 from django.core.paginator import Paginator
 from django.db import connections
 from django.db.models import Q, QuerySet
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
 from django.urls import URLPattern, reverse
+from django.utils import timezone
 from django.utils.html import format_html
 
 from accounts.models import Provider
-from usage.dashboard.views import dashboard_urls
+from usage.dashboard.views import dashboard_urls, unpriced_rows
 from usage.models import (
     AGGREGATE_COUNT_FIELDS,
     DeadLetterUsageEvent,
@@ -27,7 +31,9 @@ from usage.models import (
     UsageAggregate,
     UsageEvent,
 )
+from usage.pricing import price_names
 from usage.rollup import usage_dead_letters_requeue
+from usage.selectors import UnpricedUsage, known_providers, usage_query_build, usage_unpriced
 
 # The index shows a link to the dashboard; a site that set its own index template keeps it.
 if admin.site.index_template is None:
@@ -59,13 +65,15 @@ class LargeTablePaginator(Paginator):
 
 
 class ProviderFilter(admin.SimpleListFilter):
-    """Fixed choices: listing the distinct values would scan the whole table."""
+    """Built-in providers and named generic servers: listing the distinct values of the table
+    would scan all of it."""
 
     title = "provider"
     parameter_name = "provider"
 
     def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
-        return list(Provider.choices)
+        labels = dict(Provider.choices)
+        return [(name, labels.get(name, name)) for name in known_providers()]
 
     def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
         return queryset.filter(provider=self.value()) if self.value() else queryset
@@ -166,6 +174,58 @@ class UsageAggregateAdmin(ReadOnlyAdmin):
         return [*dashboard_urls(self), *super().get_urls()]
 
 
+# The periods the price list can look back over for usage without a price: (days, label).
+UNPRICED_PERIODS: dict[str, tuple[int, str]] = {
+    "1": (1, "Last day"),
+    "7": (7, "Last 7 days"),
+    "30": (30, "Last 30 days"),
+}
+
+
+def unpriced_for_period(request: HttpRequest, period: str) -> list[UnpricedUsage]:
+    """Usage without a price over the last ``period`` days, read once per request."""
+    cached: dict[str, list[UnpricedUsage]] = request.__dict__.setdefault("_usage_unpriced", {})
+    if period not in cached:
+        days = UNPRICED_PERIODS[period][0]
+        end = timezone.now()
+        query = usage_query_build(
+            start=end - timedelta(days=days),
+            end=end,
+            granularity="hour" if days == 1 else "day",
+        )
+        cached[period] = usage_unpriced(query)
+    return cached[period]
+
+
+class UnpricedUsageFilter(admin.SimpleListFilter):
+    """Narrows the price list to the rows that usage without a price would be priced by: rows
+    of its models whose first ``valid_from`` comes after some of that usage. The page then
+    lists that usage, with links to add the missing rows (most unpriced models have no row)."""
+
+    title = "usage without a price"
+    parameter_name = "unpriced"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [(key, label) for key, (_, label) in UNPRICED_PERIODS.items()]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        period = self.value()
+        if period not in UNPRICED_PERIODS:
+            return queryset
+        names = {
+            (usage.provider, name)
+            for usage in unpriced_for_period(request, period)
+            for name in price_names(
+                upstream_model=usage.upstream_model, requested_model=usage.requested_model
+            )
+        }
+        if not names:
+            return queryset.none()
+        return queryset.filter(
+            reduce(or_, (Q(provider=provider, model=model) for provider, model in names))
+        )
+
+
 @admin.register(Price)
 class PriceAdmin(admin.ModelAdmin):
     list_display = (
@@ -177,9 +237,27 @@ class PriceAdmin(admin.ModelAdmin):
         "cache_read_per_mtok",
         "cache_write_per_mtok",
     )
-    list_filter = ("provider",)
+    list_filter = (UnpricedUsageFilter, "provider")
     search_fields = ("model",)
     ordering = ("provider", "model", "-valid_from")
+
+    def changelist_view(
+        self, request: HttpRequest, extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        period = request.GET.get(UnpricedUsageFilter.parameter_name, "")
+        context = dict(extra_context or {})
+        context["unpriced_periods"] = [
+            (key, label, f"?{UnpricedUsageFilter.parameter_name}={key}")
+            for key, (_, label) in UNPRICED_PERIODS.items()
+        ]
+        if period in UNPRICED_PERIODS:
+            context["unpriced_period"] = UNPRICED_PERIODS[period][1]
+            context["unpriced"] = unpriced_rows(
+                unpriced_for_period(request, period),
+                zone=timezone.get_current_timezone(),
+                can_add=self.has_add_permission(request),
+            )
+        return super().changelist_view(request, extra_context=context)
 
 
 @admin.register(DeadLetterUsageEvent)

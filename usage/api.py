@@ -1,4 +1,5 @@
-"""The admin usage API (mounted under /api/admin/usage): totals, time series and top users.
+"""The admin usage API (mounted under /api/admin/usage): totals, time series, top users and
+usage without a price.
 
 Staff only: a Django session of an active staff user allowed to view usage aggregates, or the
 admin token (``Authorization: Bearer <GATEWAY_ADMIN_API_TOKEN>``; token access is off while the
@@ -22,12 +23,14 @@ from ninja.security import APIKeyCookie, HttpBearer
 
 from usage.models import AGGREGATE_COUNT_FIELDS
 from usage.selectors import (
+    UnpricedUsage,
     UsageQuery,
     UsageReport,
     UsageSums,
     usage_query_build,
     usage_report,
     usage_top_users,
+    usage_unpriced,
 )
 from usage.timeseries import UsageQueryError
 
@@ -70,7 +73,9 @@ router = Router(auth=[AdminTokenAuth(), StaffSessionAuth()], tags=["usage"])
 class UsageParams(Schema):
     user: int | None = Field(None, description="User id; 0 selects usage without a user.")
     access_key: int | None = Field(None, description="Access key id; 0 selects usage without one.")
-    provider: str | None = Field(None, description="anthropic, bedrock, ...")
+    provider: str | None = Field(
+        None, description="anthropic, bedrock, openai, gemini, ollama or a generic server's name."
+    )
     model: str | None = Field(None, description="Model name as stored in the aggregates.")
     from_: str | None = Field(
         None,
@@ -90,6 +95,13 @@ class TopUsersParams(UsageParams):
     )
     order_by: str = Field("cost", description="cost or tokens.")
     limit: int = Field(10, ge=1, le=100)
+
+
+class UnpricedParams(UsageParams):
+    # Only aligns from/to here (no series), so a coarser default allows long ranges.
+    granularity: str = Field(
+        "day", description="Bucket size that from/to are widened to: minute ... month."
+    )
 
 
 class SumsOut(Schema):
@@ -150,6 +162,29 @@ class TopUsersOut(Schema):
     order_by: str
     filters: FiltersOut
     users: list[TopUserOut]
+
+
+class UnpricedOut(Schema):
+    provider: str
+    upstream_model: str = Field(description="The model the provider was asked for.")
+    requested_model: str = Field(description="The model the client sent (an alias, prefixed...).")
+    price_model: str = Field(description="The name to add a Price row under (looked up first).")
+    events: int
+    input_tokens: int
+    output_tokens: int
+    cache_read_tokens: int
+    cache_write_tokens: int
+    total_tokens: int
+    first_at: datetime
+    last_at: datetime
+
+
+class UnpricedListOut(Schema):
+    from_: datetime = Field(alias="from")
+    to: datetime
+    tz: str
+    filters: FiltersOut
+    unpriced: list[UnpricedOut]
 
 
 class ErrorOut(Schema):
@@ -275,6 +310,41 @@ def top_users(request: HttpRequest, params: Query[TopUsersParams]) -> Any:
             ],
         }
     )
+
+
+@router.get(
+    "/unpriced",
+    response={200: UnpricedListOut, 400: ErrorOut},
+    by_alias=True,
+    summary="Usage without a price",
+)
+def unpriced(request: HttpRequest, params: Query[UnpricedParams]) -> Any:
+    """Per provider, upstream and requested model: events in the range that cost 0 because no
+    price covers them (Ollama and generic servers without any price are free, not listed).
+    Read from raw events, so days already pruned are not seen."""
+    try:
+        query = _query(params)
+        usages = usage_unpriced(query)
+    except UsageQueryError as exc:
+        return _error(exc)
+    return _json({**_range(query), "unpriced": [_unpriced(usage) for usage in usages]})
+
+
+def _unpriced(usage: UnpricedUsage) -> dict[str, Any]:
+    return {
+        "provider": usage.provider,
+        "upstream_model": usage.upstream_model,
+        "requested_model": usage.requested_model,
+        "price_model": usage.price_model,
+        "events": usage.events,
+        "input_tokens": usage.input_tokens,
+        "output_tokens": usage.output_tokens,
+        "cache_read_tokens": usage.cache_read_tokens,
+        "cache_write_tokens": usage.cache_write_tokens,
+        "total_tokens": usage.total_tokens,
+        "first_at": _time(usage.first_at),
+        "last_at": _time(usage.last_at),
+    }
 
 
 def validation_error_response(
