@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from django.conf import settings
@@ -192,52 +193,49 @@ def _completion_id(prefix: str) -> str:
     return f"{prefix}-gw{uuid.uuid4().hex[:24]}"
 
 
-class OpenAIChat(_OpenAISurface):
+class _OpenAIGenerating(_OpenAISurface):
+    """An OpenAI surface that generates text: its translators to and from the hub."""
+
+    id_prefix = ""
+    to_hub: Callable[..., JSON]
+    from_hub: Callable[..., JSON]
+    chunks: Callable[..., Any]
+
+    def hub_request(self, data: JSON) -> JSON:
+        return self.to_hub(data, default_max_tokens=settings.GATEWAY_DEFAULT_MAX_TOKENS)
+
+    def message_body(self, message: JSON, *, model: str) -> JSON:
+        return self.from_hub(
+            message,
+            model=model,
+            completion_id=_completion_id(self.id_prefix),
+            created=int(time.time()),
+        )
+
+    def stream_renderer(self, *, model: str, include_usage: bool) -> StreamRenderer:
+        translator = self.chunks(
+            model=model,
+            completion_id=_completion_id(self.id_prefix),
+            created=int(time.time()),
+            include_usage=include_usage,
+        )
+        return OpenAIStreamRenderer(translator)
+
+
+class OpenAIChat(_OpenAIGenerating):
     name = "chat"
-
-    def hub_request(self, data: JSON) -> JSON:
-        return chat_request_to_anthropic(
-            data, default_max_tokens=settings.GATEWAY_DEFAULT_MAX_TOKENS
-        )
-
-    def message_body(self, message: JSON, *, model: str) -> JSON:
-        return anthropic_message_to_chat(
-            message, model=model, completion_id=_completion_id("chatcmpl"), created=int(time.time())
-        )
-
-    def stream_renderer(self, *, model: str, include_usage: bool) -> StreamRenderer:
-        return OpenAIStreamRenderer(
-            AnthropicToChatChunks(
-                model=model,
-                completion_id=_completion_id("chatcmpl"),
-                created=int(time.time()),
-                include_usage=include_usage,
-            )
-        )
+    id_prefix = "chatcmpl"
+    to_hub = staticmethod(chat_request_to_anthropic)
+    from_hub = staticmethod(anthropic_message_to_chat)
+    chunks = AnthropicToChatChunks
 
 
-class OpenAICompletions(_OpenAISurface):
+class OpenAICompletions(_OpenAIGenerating):
     name = "completions"
-
-    def hub_request(self, data: JSON) -> JSON:
-        return completion_request_to_anthropic(
-            data, default_max_tokens=settings.GATEWAY_DEFAULT_MAX_TOKENS
-        )
-
-    def message_body(self, message: JSON, *, model: str) -> JSON:
-        return anthropic_message_to_completion(
-            message, model=model, completion_id=_completion_id("cmpl"), created=int(time.time())
-        )
-
-    def stream_renderer(self, *, model: str, include_usage: bool) -> StreamRenderer:
-        return OpenAIStreamRenderer(
-            AnthropicToCompletionChunks(
-                model=model,
-                completion_id=_completion_id("cmpl"),
-                created=int(time.time()),
-                include_usage=include_usage,
-            )
-        )
+    id_prefix = "cmpl"
+    to_hub = staticmethod(completion_request_to_anthropic)
+    from_hub = staticmethod(anthropic_message_to_completion)
+    chunks = AnthropicToCompletionChunks
 
 
 class OpenAIEmbeddings(_OpenAISurface):
