@@ -627,3 +627,120 @@ def test_legacy_completions_on_every_kind_of_provider(
     assert text == "Once upon a time"
     events = _wait_events(recorded_events, 2)
     assert [event.provider for event in events] == [provider, provider]
+
+
+PNG_1PX = (
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQ"
+    "AAAABJRU5ErkJggg=="
+)
+
+
+@pytest.mark.parametrize("model", ["gemini/gemini-2.5-flash", "ollama/qwen3", "claude-sonnet-4-5"])
+def test_a_data_url_image_reaches_every_provider_in_its_form(
+    gateway_server: GatewayServer,
+    key_holder: KeyHolder,
+    providers: FakeProviders,
+    fake_upstream_settings: FakeUpstream,
+    model: str,
+) -> None:
+    # Claimed as jpeg, really a PNG: the upstream is told what the bytes are.
+    content = [
+        {"type": "text", "text": "What is in this image?"},
+        {"type": "image_url", "image_url": {"url": f"data:image/jpeg;base64,{PNG_1PX}"}},
+    ]
+    answer = _chat(
+        _openai(gateway_server, key_holder.plaintext),
+        model,
+        stream=False,
+        messages=[{"role": "user", "content": content}],
+    )
+    assert answer["choices"][0]["message"]["content"]
+    if model.startswith("gemini/"):
+        request = providers.gemini.last_request
+        assert request.valid, request.validation_errors
+        part = request.parsed["contents"][0]["parts"][1]["inlineData"]
+        assert (part["mimeType"], part["data"]) == ("image/png", PNG_1PX)
+    elif model.startswith("ollama/"):
+        request = providers.ollama.last_request
+        assert request.valid, request.validation_errors
+        assert request.parsed["messages"][-1]["images"] == [PNG_1PX]
+    else:
+        sent = fake_upstream_settings.requests[-1].json()
+        source = sent["messages"][0]["content"][1]["source"]
+        assert source == {"type": "base64", "media_type": "image/png", "data": PNG_1PX}
+
+
+def test_a_url_image_on_a_private_address_is_never_fetched(
+    gateway_server: GatewayServer, key_holder: KeyHolder, providers: FakeProviders
+) -> None:
+    # The fake upstream itself is the bait: a fetch would show up in its records.
+    url = f"{providers.openai.base_url}/v1/models"
+    content = [
+        {"type": "text", "text": "Describe"},
+        {"type": "image_url", "image_url": {"url": url}},
+    ]
+    with pytest.raises(openai.BadRequestError) as raised:
+        _openai(gateway_server, key_holder.plaintext).chat.completions.create(
+            model="gemini/gemini-2.5-flash", messages=[{"role": "user", "content": content}]
+        )
+    assert raised.value.body["param"].startswith("messages.0.content.1")
+    assert providers.openai.requests == []
+    assert providers.gemini.requests == []
+
+
+def test_a_url_image_passes_through_to_openai_unfetched(
+    gateway_server: GatewayServer, key_holder: KeyHolder, providers: FakeProviders
+) -> None:
+    content = [
+        {"type": "text", "text": "Describe"},
+        {"type": "image_url", "image_url": {"url": "https://images.example/cat.png"}},
+    ]
+    _openai(gateway_server, key_holder.plaintext).chat.completions.create(
+        model="gpt-4o", messages=[{"role": "user", "content": content}]
+    )
+    sent = providers.openai.last_request.parsed
+    assert sent["messages"][0]["content"][1]["image_url"]["url"] == "https://images.example/cat.png"
+
+
+def test_a_translated_stream_error_reaches_each_client_in_its_format(
+    gateway_server: GatewayServer, key_holder: KeyHolder, providers: FakeProviders
+) -> None:
+    providers.gemini.add_fault(ProviderStreamError(after_events=1, status=500))
+    with pytest.raises(openai.APIError):
+        _chat(_openai(gateway_server, key_holder.plaintext), "gemini/gemini-2.5-flash", stream=True)
+    providers.gemini.add_fault(ProviderStreamError(after_events=1, status=500))
+    events = []
+    with httpx.stream(
+        "POST",
+        gateway_server.key_url(key_holder.plaintext) + "/v1/messages",
+        json={
+            "model": "gemini/gemini-2.5-flash",
+            "max_tokens": 50,
+            "stream": True,
+            "messages": [{"role": "user", "content": "hi"}],
+        },
+        headers={"anthropic-version": "2023-06-01"},
+        timeout=10,
+    ) as response:
+        assert response.status_code == 200
+        events = [
+            line.removeprefix("event: ")
+            for line in response.iter_lines()
+            if line.startswith("event: ")
+        ]
+    assert events[0] == "message_start"
+    assert events[-1] == "error"
+
+
+def test_a_translated_429_keeps_its_retry_hint(
+    gateway_server: GatewayServer, key_holder: KeyHolder, providers: FakeProviders
+) -> None:
+    providers.gemini.add_fault(HttpError(status=429, headers={"retry-after": "11"}))
+    with pytest.raises(anthropic.RateLimitError) as raised:
+        _anthropic(gateway_server, key_holder.plaintext).messages.create(
+            model="gemini/gemini-2.5-flash",
+            max_tokens=20,
+            messages=[{"role": "user", "content": "hi"}],
+        )
+    assert raised.value.response.headers["retry-after"] == "11"
+    assert raised.value.body["error"]["type"] == "rate_limit_error"
