@@ -68,6 +68,7 @@ INSTALLED_APPS = [
     "accounts",
     "proxy",
     "usage",
+    "requestlog",
 ]
 
 MIDDLEWARE = [
@@ -286,6 +287,17 @@ GATEWAY_CIRCUIT_MAX_OPEN_SECONDS: float = env.float(
     "GATEWAY_CIRCUIT_MAX_OPEN_SECONDS", 3600.0, minimum=1
 )
 GATEWAY_USAGE_RETENTION_DAYS: int = env.int("GATEWAY_USAGE_RETENTION_DAYS", 90, minimum=1)
+# Request logs (requestlog): the installation's level (users and keys may have their own),
+# how long bodies are kept, their size caps, and extra redaction patterns (regular expressions).
+GATEWAY_REQUEST_LOG_LEVEL: str = env.choice(
+    "GATEWAY_REQUEST_LOG_LEVEL", "metadata", choices=("off", "metadata", "full")
+)
+GATEWAY_LOG_BODY_RETENTION_DAYS: int = env.int("GATEWAY_LOG_BODY_RETENTION_DAYS", 14, minimum=1)
+GATEWAY_LOG_BODY_MAX_BYTES: int = env.int("GATEWAY_LOG_BODY_MAX_BYTES", 1024 * 1024, minimum=1024)
+GATEWAY_LOG_STREAM_MAX_BYTES: int = env.int(
+    "GATEWAY_LOG_STREAM_MAX_BYTES", 256 * 1024, minimum=1024
+)
+GATEWAY_LOG_REDACT_PATTERNS: list[str] = env.list("GATEWAY_LOG_REDACT_PATTERNS", [])
 # On a stop signal the web server finishes open requests (streams included) for this long, then
 # cuts them; the usage events of all of them are written (or spooled) before the process exits.
 GATEWAY_SHUTDOWN_GRACE_SECONDS: int = env.int("GATEWAY_SHUTDOWN_GRACE_SECONDS", 30, minimum=0)

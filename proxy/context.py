@@ -1,5 +1,10 @@
 """Per-request state of a proxied call: identity, timings, and the usage event at the end.
 
+Also what the request log needs (requestlog): the surface, the client, each attempt of the
+plan, and at level ``full`` references to the request body and a tap on the answer's bytes.
+Capture holds references only; redaction, reassembly and compression happen in the usage
+writer thread. At level ``off`` nothing beyond the usage event is kept.
+
 Also the gateway's own responses (Anthropic-shaped errors, JSON bodies) with the gateway headers.
 """
 
@@ -24,6 +29,8 @@ from gateway_project.observability import (
 from proxy import jsonio
 from proxy.translation.errors import error_body
 from proxy.translation.sse import Usage, encode_sse
+from requestlog.capture import LogCapture, ResponseTap, credential_fingerprint, reserve, tap_cap
+from requestlog.levels import FULL, OFF, log_level_for
 from usage.recording import UsageRecord, record_usage_event
 
 PROVIDER_HEADER = "x-gateway-provider"
@@ -62,6 +69,82 @@ class ProxyContext:
     attempting: str = "anthropic"  # the upstream being asked right now
     billable: bool = True  # False for count_tokens: no usage event
     recorded: bool = False
+    # The request log (requestlog): its level for this key, and what it records besides usage.
+    log_level: str = ""
+    surface: str = ""
+    user_agent: str = ""
+    attempts: list[dict[str, Any]] = field(default_factory=list)
+    request_body: bytes | None = field(default=None, repr=False)
+    request_headers: dict[str, str] | None = field(default=None, repr=False)
+    # References to the answer's bytes as the client gets them; None unless logging is full.
+    response_tap: ResponseTap | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        if not self.log_level:
+            self.log_level = log_level_for(
+                key_id=self.metadata.key_id, user_id=self.metadata.user_id
+            )
+
+    def capture_request(
+        self, *, surface: str, body: bytes, headers: dict[str, str], user_agent: str
+    ) -> None:
+        """What the request log keeps of the request: references only, nothing copied."""
+        self.surface = surface
+        self.user_agent = user_agent
+        if self.log_level == FULL:
+            self.request_body = body
+            self.request_headers = headers
+            self.response_tap = ResponseTap(tap_cap())
+
+    def tap(self, content: bytes) -> None:
+        """A complete answer (or a part of a stream) as the client gets it, for the log."""
+        if self.response_tap is not None:
+            self.response_tap.append(content)
+
+    def attempt_started(self, *, provider: str, model: str, credential: str) -> None:
+        """A leg of the plan is being tried (``credential`` is fingerprinted, never kept)."""
+        if self.log_level == OFF:
+            return
+        self.attempts.append(
+            {
+                "provider": provider,
+                "model": model,
+                "credential": credential_fingerprint(credential),
+                "started": time.perf_counter(),
+            }
+        )
+
+    def attempt_ended(self, *, outcome: str, status: int | None) -> None:
+        """The leg being tried failed (``outcome`` is its reason) or answered ("answered")."""
+        if not self.attempts or "outcome" in self.attempts[-1]:
+            return
+        attempt = self.attempts[-1]
+        attempt["outcome"] = outcome
+        attempt["status"] = status
+        attempt["latency_ms"] = int((time.perf_counter() - attempt["started"]) * 1000)
+
+    def _log_capture(self, status: int, disconnected: bool) -> LogCapture:
+        self.attempt_ended(
+            outcome="client_disconnected" if disconnected else "answered", status=status
+        )
+        attempts = [
+            {name: value for name, value in attempt.items() if name != "started"}
+            for attempt in self.attempts
+        ]
+        capture = LogCapture(
+            level=self.log_level,
+            surface=self.surface,
+            user_agent=self.user_agent,
+            credential_fingerprint=attempts[-1]["credential"] if attempts else "",
+            attempts=attempts,
+            streamed=self.stream,
+            request_body=self.request_body,
+            request_headers=self.request_headers,
+            response=self.response_tap,
+        )
+        if self.log_level == FULL:
+            reserve(capture)
+        return capture
 
     def mark_first_byte(self) -> None:
         if self.first_byte_at is None:
@@ -109,6 +192,7 @@ class ProxyContext:
                 TOKENS.labels(provider, kind).inc(count)
         if not self.billable:
             return
+        log = None if self.log_level == OFF else self._log_capture(status, disconnected)
         record_usage_event(
             UsageRecord(
                 provider=provider,
@@ -128,6 +212,7 @@ class ProxyContext:
                 fallback_reason=self.fallback_reason,
                 session_id=self.session_id,
                 request_id=self.request_id,
+                log=log,
             )
         )
 

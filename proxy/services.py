@@ -149,7 +149,14 @@ async def run_plan(
             context.fallback_reason = skip_reason
         context.attempting = leg.provider
         circuit = circuit_name(leg.provider, leg.circuit_credential)
+        context.attempt_started(
+            provider=leg.provider, model=leg.model, credential=leg.circuit_credential
+        )
         outcome = await operation(provider_for(leg.kind), leg, call)
+        context.attempt_ended(
+            outcome=outcome.reason if isinstance(outcome, LegFailure) else "answered",
+            status=None if isinstance(outcome, LegFailure) else outcome.status_code,
+        )
         if isinstance(outcome, LegFailure):
             if use_circuits and outcome.upstream_failed:
                 await circuits.record_failure(
@@ -187,6 +194,7 @@ def _every_leg_failed(
         response[FALLBACK_ERROR_HEADER] = f"{error.status} {error.error_type}"
     for name, value in context.gateway_headers(leg.provider).items():
         response[name] = value
+    context.tap(response.content)
     if plan.no_fallback is not None:
         NO_FALLBACK.labels(plan.no_fallback.reason).inc()
         logger.warning(
@@ -225,6 +233,12 @@ async def _serve(
         context.stream = False
     headers = upstream_request_headers(asgi_request_headers(request.META))
     headers.pop("accept-encoding", None)
+    context.capture_request(
+        surface=surface.name,
+        body=body,
+        headers=headers,
+        user_agent=str(request.META.get("HTTP_USER_AGENT", "")),
+    )
     client_credential = (
         _client_anthropic_credential(headers) if surface.wire == ANTHROPIC_MESSAGES.wire else ""
     )

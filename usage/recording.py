@@ -21,6 +21,12 @@ from an upstream must not overflow the rollup's sums.
 
 The writer also coalesces "last used" times of access keys into at most one update per key a
 minute.
+
+A record may carry its request log (``UsageRecord.log``, see requestlog.capture): references to
+the request's bodies while it is queued, its redacted and compressed form from the moment the
+writer takes it (``_prepare_logs``) or it is serialized for the spool (``to_json``). The log is
+written in the transaction of its usage event, by requestlog.services, and travels through the
+spool with it; an unredacted body is never serialized.
 """
 
 from __future__ import annotations
@@ -33,13 +39,13 @@ import queue
 import threading
 import time
 import uuid
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from django.conf import settings
-from django.db import close_old_connections, connection
+from django.db import close_old_connections, connection, transaction
 
 from gateway_project.observability import USAGE_EVENTS, USAGE_SPOOL_DEPTH, before_scrape
 
@@ -80,10 +86,20 @@ class UsageRecord:
     request_id: str = ""
     occurred_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     event_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    # The request log: a requestlog.capture.LogCapture while queued, a prepared (redacted,
+    # JSON-able) dict once the writer took it, None when the request is not logged.
+    log: Any = field(default=None, repr=False)
 
     def to_json(self) -> str:
-        data = asdict(self)
+        data = {item.name: getattr(self, item.name) for item in fields(self)}
         data["occurred_at"] = self.occurred_at.isoformat()
+        if self.log is None:
+            del data["log"]
+        else:
+            _prepare_logs([self])
+            data["log"] = self.log
+            if self.log is None:
+                del data["log"]
         return json.dumps(data, separators=(",", ":"))
 
     @classmethod
@@ -134,8 +150,33 @@ def bounded_token_counts(record: UsageRecord) -> dict[str, int]:
     return counts
 
 
+def _prepare_logs(records: list[UsageRecord]) -> None:
+    """Redact and encode the batch's request logs (before anything may write or spool them).
+    A log that cannot be prepared is dropped, never its usage event."""
+    from requestlog.services import prepared_log
+
+    for record in records:
+        if record.log is None or isinstance(record.log, dict):
+            continue
+        try:
+            prepared_log(record)
+        except Exception:
+            logger.exception("request log: could not prepare the log of %s", record.event_id)
+            record.log = None
+
+
 def _write_batch(records: list[UsageRecord]) -> None:
-    """Insert a batch; idempotent thanks to the unique event_id."""
+    """Insert a batch and its request logs; idempotent thanks to the unique event_id."""
+    _prepare_logs(records)
+    with transaction.atomic():
+        _write_events(records)
+        if any(record.log is not None for record in records):
+            from requestlog.services import request_logs_write
+
+            request_logs_write(records)
+
+
+def _write_events(records: list[UsageRecord]) -> None:
     from usage.models import UsageEvent
 
     now = datetime.now(UTC)
@@ -181,11 +222,14 @@ class Spool:
         return self.directory / f"usage-{os.getpid()}.jsonl"
 
     def append(self, records: list[UsageRecord]) -> None:
+        # Serialized (and so the request logs redacted) before the lock: a slow redaction must
+        # not hold up other appends.
+        lines = [record.to_json() + "\n" for record in records]
         with self._lock:
             self.directory.mkdir(parents=True, exist_ok=True)
             with self._path().open("a", encoding="utf-8") as handle:
-                for record in records:
-                    handle.write(record.to_json() + "\n")
+                for line in lines:
+                    handle.write(line)
                 handle.flush()
                 os.fsync(handle.fileno())
 
@@ -351,6 +395,7 @@ class UsageWriter:
             return
         self._in_flight = batch
         unwritten = batch
+        _prepare_logs(batch)
         try:
             close_old_connections()
             if self._spool_has_data and time.monotonic() - self._last_spool_attempt > (

@@ -98,24 +98,27 @@ def complete_message(
     """A complete hub message as the client's answer, with its one usage event."""
     context = call.context
     context.mark_first_byte()
+    body = call.surface.message_body(message, model=context.requested_model)
+    response = json_response(body, headers=context.gateway_headers(provider))
+    context.tap(response.content)
     context.record(
         provider=provider,
         status=200,
         usage=usage_from_message(message),
         upstream_model=upstream_model,
     )
-    body = call.surface.message_body(message, model=context.requested_model)
-    return json_response(body, headers=context.gateway_headers(provider))
+    return response
 
 
 def client_error(call: Call, *, provider: str, error: MappedError) -> HttpResponse:
     """An upstream error the next leg cannot fix, in the client's format."""
     context = call.context
     context.mark_first_byte()
-    context.record(provider=provider, status=error.status)
     response = call.surface.mapped_error_response(error)
     for name, value in context.gateway_headers(provider).items():
         response[name] = value
+    context.tap(response.content)
+    context.record(provider=provider, status=error.status)
     return response
 
 
@@ -261,6 +264,7 @@ async def _relay(
     ended: bool,
 ) -> AsyncIterator[bytes]:
     context = call.context
+    tap = context.response_tap
     usage = HubUsage()
     status = 200
     disconnected = True  # until the stream ends, normally or with an error event
@@ -276,6 +280,8 @@ async def _relay(
             out = renderer.events(events)
             if out:
                 context.mark_first_byte()
+                if tap is not None:
+                    tap.append(out)
                 yield out
             if errored:
                 disconnected = False
@@ -294,13 +300,18 @@ async def _relay(
         out = renderer.events(tail) + renderer.end()
         if out:
             context.mark_first_byte()
+            if tap is not None:
+                tap.append(out)
             yield out
         disconnected = False
     except (httpx.HTTPError, ValueError) as exc:
         disconnected = False
         status = 502
         logger.warning("%s: stream failed for %s: %s", provider, context.request_id, exc)
-        yield renderer.events([("error", INTERRUPTED)])
+        interrupted = renderer.events([("error", INTERRUPTED)])
+        if tap is not None:
+            tap.append(interrupted)
+        yield interrupted
     finally:
         await response.aclose()
         translator_usage = getattr(translator, "usage", None)
@@ -581,10 +592,12 @@ async def translated_embed(
     usage = body.get("usage")
     prompt_tokens = usage.get("prompt_tokens") if isinstance(usage, dict) else 0
     context.mark_first_byte()
+    answer = json_response(body, headers=context.gateway_headers(provider))
+    context.tap(answer.content)
     context.record(
         provider=provider,
         status=200,
         usage=Usage(input_tokens=int(prompt_tokens or 0)),
         upstream_model=upstream_model,
     )
-    return json_response(body, headers=context.gateway_headers(provider))
+    return answer

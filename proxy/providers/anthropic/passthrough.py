@@ -163,6 +163,7 @@ def _complete_response(
         except (ValueError, AttributeError, RecursionError):
             logger.warning("anthropic: unparseable 200 body for %s", context.request_id)
     context.mark_first_byte()
+    context.tap(content)
     context.record(
         provider=PROVIDER, status=upstream.status_code, usage=usage, upstream_model=model
     )
@@ -197,20 +198,27 @@ async def _relay(
     context: ProxyContext,
 ) -> AsyncIterator[bytes]:
     sniffer = SSEUsageSniffer()
+    tap = context.response_tap
     status = upstream.status_code
     disconnected = True  # until the stream ends normally or with an upstream error
     try:
         context.mark_first_byte()
         sniffer.feed(first_chunk)
+        if tap is not None:
+            tap.append(first_chunk)
         yield first_chunk
         async for chunk in chunks:
             sniffer.feed(chunk)
+            if tap is not None:
+                tap.append(chunk)
             yield chunk
         disconnected = False
     except httpx.HTTPError as exc:
         disconnected = False
         status = 502
         logger.warning("anthropic: stream cut for %s: %s", context.request_id, exc)
+        if tap is not None:
+            tap.append(STREAM_INTERRUPTED)
         yield STREAM_INTERRUPTED
     finally:
         await upstream.aclose()

@@ -71,6 +71,7 @@ def complete(call: Call, response: httpx.Response, *, provider: str, model: str)
         except (ValueError, AttributeError, RecursionError):
             logger.warning("%s: unparseable 200 body for %s", provider, context.request_id)
     context.mark_first_byte()
+    context.tap(content)
     context.record(
         provider=provider, status=response.status_code, usage=usage, upstream_model=upstream_model
     )
@@ -148,6 +149,7 @@ async def _relay(
     call: Call, response: httpx.Response, *, provider: str, model: str, client_wants_usage: bool
 ) -> AsyncIterator[bytes]:
     context = call.context
+    tap = context.response_tap
     events = _Events()
     usage: Usage | None = None
     status = response.status_code
@@ -159,11 +161,15 @@ async def _relay(
                 usage = found or usage
                 if out:
                     context.mark_first_byte()
+                    if tap is not None:
+                        tap.append(out)
                     yield out
         for block in events.close():
             out, found = _inspect(block, client_wants_usage=client_wants_usage)
             usage = found or usage
             if out:
+                if tap is not None:
+                    tap.append(out)
                 yield out
         disconnected = False
     except (httpx.HTTPError, ValueError) as exc:

@@ -1,0 +1,263 @@
+"""What the proxy hands to the request log, and how the writer thread turns it into rows.
+
+On the response path (``proxy.context.ProxyContext``) capture costs references only: the
+request body and headers the proxy already holds, and a ``ResponseTap`` that keeps references
+to the response chunks the client was sent, up to a cap. ``LogCapture`` carries them with the
+usage record through the usage writer's queue.
+
+In the writer thread (or wherever a record is spooled), ``log_prepare`` does the work: media
+out of the bodies into the media store, redaction of every string, reassembly of a streamed
+answer, truncation with a marker, compression. The result is a plain JSON-able dict — the
+only form that is ever written to the spool or the database, so nothing unredacted reaches
+either.
+
+Memory is bounded twice: per request by the tap's cap, and per process by ``_QUEUE_BUDGET``
+bytes of bodies waiting for the writer; a request arriving over budget is logged without its
+bodies (and says so).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import threading
+import zlib
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.conf import settings
+
+from requestlog.reassembly import reassemble
+from requestlog.redaction import MASK, Redactor, redactor
+
+TRUNCATED_MARKER = "…[truncated by the gateway]"
+NOT_JSON = "not_json"
+# Bodies of all requests waiting for the writer in one process, at most.
+_QUEUE_BUDGET = 256 * 1024 * 1024
+
+_budget_lock = threading.Lock()
+_queued_bytes = 0
+
+
+class ResponseTap:
+    """References to the chunks of an answer, up to ``cap`` bytes; later chunks are counted
+    but not kept."""
+
+    __slots__ = ("cap", "chunks", "kept", "seen")
+
+    def __init__(self, cap: int) -> None:
+        self.cap = cap
+        self.chunks: list[bytes] = []
+        self.kept = 0
+        self.seen = 0
+
+    def append(self, chunk: bytes) -> None:
+        self.seen += len(chunk)
+        if self.kept < self.cap:
+            self.chunks.append(chunk)
+            self.kept += len(chunk)
+
+    @property
+    def truncated(self) -> bool:
+        return self.seen > self.kept
+
+    def content(self) -> bytes:
+        return b"".join(self.chunks)
+
+
+@dataclass(slots=True)
+class LogCapture:
+    """A request's log data as the proxy gathered it (not redacted yet: never serialized)."""
+
+    level: str
+    surface: str = ""
+    user_agent: str = ""
+    credential_fingerprint: str = ""
+    attempts: list[dict[str, Any]] = field(default_factory=list)
+    streamed: bool = False
+    request_body: bytes | None = None
+    request_headers: dict[str, str] | None = None
+    response: ResponseTap | None = None
+    reserved: int = 0
+    dropped: bool = False
+
+
+def tap_cap() -> int:
+    """How much of an answer a tap keeps: enough for the stored body and the raw stream."""
+    return max(settings.GATEWAY_LOG_BODY_MAX_BYTES, settings.GATEWAY_LOG_STREAM_MAX_BYTES) + 4096
+
+
+def reserve(capture: LogCapture) -> None:
+    """Count the capture's bodies against the process budget, or drop them when over it."""
+    global _queued_bytes
+    size = len(capture.request_body or b"") + (capture.response.kept if capture.response else 0)
+    with _budget_lock:
+        if _queued_bytes + size > _QUEUE_BUDGET:
+            capture.request_body = None
+            capture.request_headers = None
+            capture.response = None
+            capture.dropped = True
+            return
+        _queued_bytes += size
+    capture.reserved = size
+
+
+def release(capture: LogCapture) -> None:
+    global _queued_bytes
+    if capture.reserved:
+        with _budget_lock:
+            _queued_bytes -= capture.reserved
+        capture.reserved = 0
+
+
+def queued_bytes() -> int:
+    return _queued_bytes
+
+
+# --- preparation (writer thread) ----------------------------------------------------------------
+
+
+def _cut_clean(text: str, limit: int) -> str:
+    """``text`` cut to ``limit`` characters without ending inside a token: a secret cut in
+    half would no longer match its pattern, so the unfinished word is dropped."""
+    if len(text) <= limit:
+        return text
+    cut = text[:limit]
+    stop = len(cut)
+    while stop > 0 and (cut[stop - 1].isalnum() or cut[stop - 1] in "_-.+/=@~"):
+        stop -= 1
+    return cut[:stop] + TRUNCATED_MARKER
+
+
+def _encode(value: Any) -> str:
+    """A JSON value (or text) as compressed, base64 text: the form bodies travel in."""
+    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+    return base64.b64encode(zlib.compress(text.encode("utf-8", "replace"), 6)).decode("ascii")
+
+
+def decode_body(blob: bytes | memoryview | str | None) -> str:
+    """The stored text of a body column (compressed UTF-8), for viewers."""
+    if not blob:
+        return ""
+    if isinstance(blob, str):
+        blob = base64.b64decode(blob)
+    return zlib.decompress(bytes(blob)).decode("utf-8", "replace")
+
+
+def _body(
+    raw: bytes,
+    *,
+    red: Redactor,
+    limit: int,
+    notes: list[str],
+    what: str,
+    media: list[dict[str, Any]],
+) -> Any:
+    """A body as it is stored: JSON with media replaced and strings redacted, or redacted text;
+    cut to ``limit`` characters with a marker."""
+    from requestlog.media import media_extract
+
+    text = raw.decode("utf-8", "replace")
+    try:
+        parsed = json.loads(text)
+    except (ValueError, RecursionError):
+        parsed = None
+        notes.append(f"{what}_{NOT_JSON}")
+    if parsed is not None and not isinstance(parsed, str | int | float | bool):
+        parsed, found = media_extract(parsed)
+        media.extend(found)
+        redacted = red.json(parsed)
+        encoded = json.dumps(redacted, ensure_ascii=False)
+        if len(encoded) <= limit:
+            return redacted
+        notes.append(f"{what}_truncated")
+        return _cut_clean(encoded, limit)
+    cleaned = red.text(text)
+    if len(cleaned) > limit:
+        notes.append(f"{what}_truncated")
+    return _cut_clean(cleaned, limit)
+
+
+def log_prepare(capture: LogCapture) -> dict[str, Any]:
+    """The capture redacted and encoded: what the spool and the database get."""
+    red = redactor()
+    prepared: dict[str, Any] = {
+        "level": capture.level,
+        "surface": capture.surface[:16],
+        "user_agent": red.text(capture.user_agent)[:300],
+        "credential_fingerprint": capture.credential_fingerprint[:16],
+        "attempts": red.json(capture.attempts),
+        "body": None,
+    }
+    try:
+        if capture.level == "full":
+            prepared["body"] = _prepare_bodies(capture, red)
+    finally:
+        release(capture)
+    return prepared
+
+
+def _prepare_bodies(capture: LogCapture, red: Redactor) -> dict[str, Any]:
+    limit = settings.GATEWAY_LOG_BODY_MAX_BYTES
+    notes: list[str] = []
+    media: list[dict[str, Any]] = []
+    if capture.dropped:
+        notes.append("bodies_dropped_writer_behind")
+    headers = red.headers(capture.request_headers or {})
+    request: Any = ""
+    if capture.request_body is not None:
+        request = _body(
+            capture.request_body, red=red, limit=limit, notes=notes, what="request", media=media
+        )
+    response: Any = ""
+    stream = ""
+    tap = capture.response
+    if tap is not None:
+        raw = tap.content()
+        if tap.truncated:
+            notes.append("response_capture_truncated")
+        if capture.streamed:
+            stream_limit = settings.GATEWAY_LOG_STREAM_MAX_BYTES
+            stream_text = red.text(raw.decode("utf-8", "replace"))
+            if len(stream_text) > stream_limit:
+                notes.append("stream_truncated")
+            stream = _cut_clean(stream_text, stream_limit)
+            message = reassemble(capture.surface, raw)
+            if message is not None:
+                response = _body(
+                    json.dumps(message).encode(),
+                    red=red,
+                    limit=limit,
+                    notes=notes,
+                    what="response",
+                    media=media,
+                )
+        else:
+            response = _body(raw, red=red, limit=limit, notes=notes, what="response", media=media)
+    return {
+        "request_headers": headers,
+        "request": _encode(request),
+        "response": _encode(response) if response != "" else "",
+        "stream": _encode(stream) if stream else "",
+        "notes": notes,
+        "media": list({item["sha256"]: item for item in media}.values()),
+    }
+
+
+def credential_fingerprint(secret: str) -> str:
+    """A short, stable, one-way name of a credential: enough to tell credentials apart."""
+    import hashlib
+
+    if not secret:
+        return ""
+    return hashlib.sha256(secret.encode("utf-8", "replace")).hexdigest()[:12]
+
+
+__all__ = [
+    "MASK",
+    "LogCapture",
+    "ResponseTap",
+    "credential_fingerprint",
+    "decode_body",
+    "log_prepare",
+]

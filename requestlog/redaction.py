@@ -1,0 +1,206 @@
+"""Redaction of secrets and personal data from everything the request log stores.
+
+Pure functions over strings and JSON values (no Django, no I/O), run in the usage writer
+thread before a body reaches the database, the spool or any log line. What is masked:
+
+- provider keys and tokens: ``sk-…`` / ``sk-ant-…``, AWS access key ids (``AKIA…``), bearer
+  tokens, JWTs, PEM private keys (also a block cut before its END line);
+- the gateway's own access keys (``gw_<prefix>_<secret>``), whatever follows the prefix;
+- email addresses;
+- card numbers: 13 to 19 digits, in groups separated by single spaces or dashes, that pass the
+  Luhn check (inside a run of more than 19 digits, every window is checked);
+- patterns an installation adds (``Redactor(extra_patterns=...)``).
+
+JSON is walked to any depth: every string value and every object key is redacted. Header
+values are kept only for names on an allow-list; every other value is replaced.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from typing import Any
+
+MASK = "[REDACTED]"
+
+_KEY_BODY = r"A-Za-z0-9_\-"
+_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
+    (
+        "pem",
+        re.compile(
+            r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----.*?(?:-----END [A-Z0-9 ]*PRIVATE KEY-----|\Z)",
+            re.DOTALL,
+        ),
+    ),
+    ("jwt", re.compile(r"eyJ[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]+(?:\.[A-Za-z0-9_\-]*)?")),
+    ("bearer", re.compile(r"(?i)bearer\s+[A-Za-z0-9._~+/=\-]+")),
+    ("gateway_key", re.compile(r"(?i)gw_[a-z0-9]{8}_[A-Za-z0-9_\-]*")),
+    ("provider_key", re.compile(rf"sk-[{_KEY_BODY}]{{16,}}")),
+    ("aws_key", re.compile(r"(?:AKIA|ASIA)[0-9A-Z]{16}")),
+    ("email", re.compile(r"[A-Za-z0-9._%+\-]+@[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)*\.[A-Za-z]{2,}")),
+)
+# Digits with at most one space or dash between them: the shapes card numbers are written in.
+_DIGIT_RUN = re.compile(r"\d(?:[ \-]?\d){12,}")
+
+_CARD_MIN, _CARD_MAX = 13, 19
+# Longer runs are not checked window by window (a run of thousands of digits would cost
+# quadratic time); they are masked whole instead, which is safe.
+_LONGEST_CHECKED_RUN = 256
+
+# Request and response headers whose values are kept; every other value is masked.
+HEADER_ALLOW_LIST = frozenset(
+    {
+        "accept",
+        "accept-encoding",
+        "anthropic-beta",
+        "anthropic-version",
+        "content-length",
+        "content-type",
+        "openai-organization",
+        "user-agent",
+        "x-claude-code-session-id",
+        "x-stainless-arch",
+        "x-stainless-lang",
+        "x-stainless-os",
+        "x-stainless-package-version",
+        "x-stainless-runtime",
+        "x-stainless-runtime-version",
+    }
+)
+
+
+def luhn_valid(digits: str) -> bool:
+    total = 0
+    for position, char in enumerate(reversed(digits)):
+        value = ord(char) - 48
+        if position % 2 == 1:
+            value *= 2
+            if value > 9:
+                value -= 9
+        total += value
+    return total % 10 == 0
+
+
+def _card_spans(run: str) -> list[tuple[int, int]]:
+    """Spans (in ``run``) of the card numbers in a run of digit groups.
+
+    A card number is a whole sequence of adjacent groups (``4111 1111 1111 1111``, or one group
+    of 13 to 19 digits) that passes the Luhn check: digits glued to others without a separator
+    do not read as a card. A group longer than a card is checked window by window."""
+    groups = [(match.start(), match.end()) for match in re.finditer(r"\d+", run)]
+    spans: list[tuple[int, int]] = []
+    for first, (start, _) in enumerate(groups):
+        digits = ""
+        for begin, end in groups[first:]:
+            digits += run[begin:end]
+            if len(digits) > _CARD_MAX:
+                break
+            if len(digits) >= _CARD_MIN and luhn_valid(digits):
+                spans.append((start, end))
+    for begin, end in groups:
+        if end - begin <= _CARD_MAX:
+            continue
+        if end - begin > _LONGEST_CHECKED_RUN:
+            spans.append((begin, end))
+            continue
+        for offset in range(begin, end - _CARD_MIN + 1):
+            for length in range(_CARD_MIN, min(_CARD_MAX, end - offset) + 1):
+                if luhn_valid(run[offset : offset + length]):
+                    spans.append((offset, offset + length))
+    return spans
+
+
+def _mask_cards(text: str) -> str:
+    if not any(char.isdigit() for char in text):
+        return text
+    pieces: list[str] = []
+    last = 0
+    for match in _DIGIT_RUN.finditer(text):
+        spans = _card_spans(match.group())
+        if not spans:
+            continue
+        covered = [False] * len(match.group())
+        for begin, end in spans:
+            for index in range(begin, end):
+                covered[index] = True
+        pieces.append(text[last : match.start()])
+        run = match.group()
+        index = 0
+        while index < len(run):
+            if covered[index]:
+                while index < len(run) and covered[index]:
+                    index += 1
+                pieces.append(MASK)
+            else:
+                pieces.append(run[index])
+                index += 1
+        last = match.end()
+    if not pieces:
+        return text
+    pieces.append(text[last:])
+    return "".join(pieces)
+
+
+class Redactor:
+    """Masks secrets in strings, JSON values and headers (see the module docstring)."""
+
+    def __init__(self, extra_patterns: Iterable[str] = ()) -> None:
+        self._patterns = [pattern for _, pattern in _PATTERNS] + [
+            re.compile(pattern) for pattern in extra_patterns
+        ]
+
+    def text(self, value: str) -> str:
+        for pattern in self._patterns:
+            value = pattern.sub(MASK, value)
+        return _mask_cards(value)
+
+    def json(self, value: Any) -> Any:
+        """A copy of a JSON value with every string (values and keys, at any depth) redacted.
+
+        Iterative, so a deeply nested body cannot exhaust the stack."""
+        if isinstance(value, str):
+            return self.text(value)
+        if not isinstance(value, dict | list):
+            return value
+        root: Any = {} if isinstance(value, dict) else []
+        stack: list[tuple[Any, Any]] = [(value, root)]
+        while stack:
+            source, target = stack.pop()
+            items = source.items() if isinstance(source, dict) else enumerate(source)
+            for key, item in items:
+                if isinstance(item, dict | list):
+                    copy: Any = {} if isinstance(item, dict) else []
+                    stack.append((item, copy))
+                elif isinstance(item, str):
+                    copy = self.text(item)
+                else:
+                    copy = item
+                if isinstance(target, dict):
+                    target[self.text(str(key))] = copy
+                else:
+                    target.append(copy)
+        return root
+
+    def headers(self, headers: dict[str, str]) -> dict[str, str]:
+        """Header values by allow-list (and redacted even then); others become the mask."""
+        kept: dict[str, str] = {}
+        for name, value in headers.items():
+            lowered = name.lower()
+            kept[lowered] = self.text(value) if lowered in HEADER_ALLOW_LIST else MASK
+        return kept
+
+
+_default: Redactor | None = None
+_default_patterns: tuple[str, ...] = ()
+
+
+def redactor() -> Redactor:
+    """The installation's redactor (built-in patterns plus GATEWAY_LOG_REDACT_PATTERNS)."""
+    global _default, _default_patterns
+    from django.conf import settings
+
+    patterns = tuple(getattr(settings, "GATEWAY_LOG_REDACT_PATTERNS", ()))
+    if _default is None or patterns != _default_patterns:
+        _default = Redactor(patterns)
+        _default_patterns = patterns
+    return _default

@@ -1,0 +1,111 @@
+"""Redaction: every kind of secret, at any depth of a JSON body, in headers; card numbers by
+Luhn; installation patterns; and the property that nothing planted survives."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
+
+from requestlog.redaction import MASK, Redactor, luhn_valid
+from requestlog.tests.secrets import background_holds, planted_bodies, secret_pieces, secrets
+
+red = Redactor()
+
+
+@pytest.mark.parametrize(
+    "secret",
+    [
+        "sk-ant-api03-AbCdEf0123456789_-xyzXYZ0123456789",
+        "sk-proj-0123456789abcdefghijKLMNOP",
+        "AKIAIOSFODNN7EXAMPLE",
+        "ASIAY34FZKBOKMUTVV7A",
+        "Bearer abc.def-ghi_jkl~mno+pqr/stu=",
+        "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U",
+        "gw_k3x9q2mb_" + "A" * 43,
+        "jane.doe+tag@mail.example.co.uk",
+        "4111 1111 1111 1111",
+        "4111-1111-1111-1111",
+        "378282246310005",
+        "-----BEGIN RSA PRIVATE KEY-----\nMIIEowIBAAKCAQEA\nqwerty\n-----END RSA PRIVATE KEY-----",
+        "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAA (cut short)",
+    ],
+)
+def test_each_kind_of_secret_is_masked(secret: str) -> None:
+    out = red.text(f"before {secret} after")
+    assert MASK in out
+    for piece in secret_pieces(secret):
+        assert piece not in out
+    assert out.startswith("before ")
+
+
+def test_ordinary_text_and_numbers_are_kept() -> None:
+    text = "Order 12345 shipped on 2026-12-03, total 99.50; call +1 555 0100. Task: skim docs."
+    assert red.text(text) == text
+    assert not luhn_valid("4111111111111112")
+    assert red.text("4111111111111112") == "4111111111111112"
+
+
+def test_a_card_number_inside_a_longer_digit_run_is_masked() -> None:
+    out = red.text("ref 99411111111111111107")
+    assert "4111111111111111" not in out
+
+
+def test_json_is_redacted_at_any_depth_keys_included() -> None:
+    body: Any = {"a": [{"b": {"c": ["x", "key sk-ant-api03-" + "z" * 30]}}]}
+    deep: Any = "AKIAIOSFODNN7EXAMPLE"
+    for _ in range(5000):  # deeper than the recursion limit
+        deep = [deep]
+    body["deep"] = deep
+    body["bob@example.com"] = 1
+    out = red.json(body)
+    assert "sk-ant" not in json.dumps(out["a"])
+    assert "bob@example.com" not in json.dumps(list(out))
+    node = out["deep"]
+    while isinstance(node, list):
+        node = node[0]
+    assert node == MASK
+    assert out["a"][0]["b"]["c"][0] == "x"
+
+
+def test_headers_by_allow_list() -> None:
+    out = red.headers(
+        {
+            "X-Api-Key": "sk-ant-api03-" + "q" * 30,
+            "Authorization": "Bearer tok",
+            "anthropic-version": "2023-06-01",
+            "User-Agent": "claude-cli/2.1 (bob@example.com)",
+            "x-custom": "harmless",
+        }
+    )
+    assert out["x-api-key"] == MASK and out["authorization"] == MASK and out["x-custom"] == MASK
+    assert out["anthropic-version"] == "2023-06-01"
+    assert out["user-agent"] == f"claude-cli/2.1 ({MASK})"
+
+
+def test_installation_patterns_are_applied() -> None:
+    custom = Redactor([r"ACME-\d{6}"])
+    assert custom.text("id ACME-123456 ok") == f"id {MASK} ok"
+
+
+@settings(max_examples=200, deadline=None)
+@given(planted_bodies())
+def test_no_planted_secret_survives_json_redaction(planted: tuple[Any, list[str], Any]) -> None:
+    body, planted_secrets, background = planted
+    assume(not any(background_holds(background, secret) for secret in planted_secrets))
+    out = json.dumps(red.json(body), ensure_ascii=False)
+    for secret in planted_secrets:
+        for piece in secret_pieces(secret):
+            assert piece not in out
+
+
+@settings(max_examples=200, deadline=None)
+@given(secrets(), st.text(max_size=30), st.text(max_size=30), st.sampled_from(" \n\t\"',;:=()<>"))
+def test_no_secret_survives_text_redaction(secret: str, before: str, after: str, sep: str) -> None:
+    assume(not any(piece in before + sep + after for piece in secret_pieces(secret)))
+    out = red.text(before + sep + secret + sep + after)
+    for piece in secret_pieces(secret):
+        assert piece not in out
