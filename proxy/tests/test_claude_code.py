@@ -416,16 +416,17 @@ def test_claude_code_gets_anthropics_error_when_no_fallback_applies(
 @pytest.fixture
 def provider_fakes(fake_providers_settings: Any, key_holder: KeyHolder) -> Any:  # noqa: F811
     provider_credential_set(provider="openai", secret="sk-openai-for-claude-code-tests")
+    provider_credential_set(provider="gemini", secret="gemini-key-for-claude-code-tests")
     invalidate_key_metadata()
     return fake_providers_settings
 
 
-@pytest.mark.parametrize("model", ["openai/gpt-4o", "ollama/qwen3"])
+@pytest.mark.parametrize("model", ["openai/gpt-4o", "ollama/qwen3", "gemini/gemini-2.5-flash"])
 def test_claude_code_on_an_openai_compatible_or_ollama_upstream(
     claude: RunClaude, provider_fakes: Any, recorded_events: Any, model: str
 ) -> None:
     """ANTHROPIC_MODEL=<provider>/<model>: Claude Code runs on that provider, translated."""
-    upstream = provider_fakes.openai if model.startswith("openai/") else provider_fakes.ollama
+    upstream = getattr(provider_fakes, model.split("/")[0])
     upstream.answer = ScriptedAnswer.text(ANSWER, usage=USAGE)
     run = claude("--model", model)
 
