@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from gateway_project.envparse import (
+    EnvironmentValueError,
     EnvReader,
     generate_django_secret,
     generate_fernet_key,
@@ -69,6 +71,7 @@ INSTALLED_APPS = [
     "proxy",
     "usage",
     "requestlog",
+    "governance",
 ]
 
 MIDDLEWARE = [
@@ -270,6 +273,19 @@ GATEWAY_MAX_BODY_BYTES: int = env.int("GATEWAY_MAX_BODY_BYTES", 32 * 1024 * 1024
 # Reading a larger body raises RequestDataTooBig, which the proxy answers with a 413.
 DATA_UPLOAD_MAX_MEMORY_SIZE = GATEWAY_MAX_BODY_BYTES
 GATEWAY_KEY_CACHE_TTL: float = env.float("GATEWAY_KEY_CACHE_TTL", 30.0, minimum=0)
+# Budgets: calendar days, weeks and months in this IANA time zone.
+GATEWAY_BUDGET_TIME_ZONE: str = env.str("GATEWAY_BUDGET_TIME_ZONE", "UTC")
+try:
+    ZoneInfo(GATEWAY_BUDGET_TIME_ZONE)
+except (ValueError, ZoneInfoNotFoundError):
+    raise EnvironmentValueError(
+        f"GATEWAY_BUDGET_TIME_ZONE: unknown time zone {GATEWAY_BUDGET_TIME_ZONE!r}"
+    ) from None
+# A concurrency slot or budget reservation whose request never reported back (its worker died)
+# is freed after this many seconds; longer than any request lasts.
+GATEWAY_GOVERNANCE_SLOT_SECONDS: float = env.float(
+    "GATEWAY_GOVERNANCE_SLOT_SECONDS", 3600.0, minimum=1
+)
 GATEWAY_KEY_ROTATION_GRACE_HOURS: float = env.float(
     "GATEWAY_KEY_ROTATION_GRACE_HOURS", 24.0, minimum=0
 )
@@ -359,6 +375,8 @@ LOGGING = {
 GATEWAY_ADMIN_EMAIL: str = env.str("GATEWAY_ADMIN_EMAIL", "admin@localhost")
 # Bearer token for the admin usage API (/api/admin/...); empty: staff sessions only.
 GATEWAY_ADMIN_API_TOKEN: str = env.str("GATEWAY_ADMIN_API_TOKEN", "")
+# Bearer token for reading the admin API only (writes answer 403); empty: none.
+GATEWAY_ADMIN_API_READONLY_TOKEN: str = env.str("GATEWAY_ADMIN_API_READONLY_TOKEN", "")
 # Prometheus metrics at /metrics: with a token, for bearers of it; without, for loopback only.
 GATEWAY_METRICS_TOKEN: str = env.str("GATEWAY_METRICS_TOKEN", "")
 # With several web workers: an empty directory (cleared at each start, e.g. a tmpfs) where every

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -69,6 +70,9 @@ class ProxyContext:
     attempting: str = "anthropic"  # the upstream being asked right now
     billable: bool = True  # False for count_tokens: no usage event
     recorded: bool = False
+    # Called once by ``record`` with (provider, status, usage): governance settles the
+    # request's rate-limit and budget counters with it.
+    on_record: Callable[[str, int, Usage], None] | None = field(default=None, repr=False)
     # The request log (requestlog): its level for this key, and what it records besides usage.
     log_level: str = ""
     surface: str = ""
@@ -171,6 +175,8 @@ class ProxyContext:
         self.recorded = True
         status_class = f"{status // 100}xx"
         usage = usage or Usage()
+        if self.on_record is not None:
+            self.on_record(provider, status, usage)
         now = time.perf_counter()
         ttfb = (
             None if self.first_byte_at is None else int((self.first_byte_at - self.started) * 1000)

@@ -26,6 +26,8 @@ from django.http.response import HttpResponseBase
 
 from accounts.keycache import KeyMetadata
 from gateway_project.observability import NO_FALLBACK, UPSTREAM_ERRORS
+from governance.enforcement import Admission
+from governance.enforcement import admit as governance_admit
 from proxy import jsonio
 from proxy.circuit import circuit_name, circuits
 from proxy.context import (
@@ -243,6 +245,7 @@ async def _serve(
         _client_anthropic_credential(headers) if surface.wire == ANTHROPIC_MESSAGES.wire else ""
     )
     call = Call(surface=surface, context=context, data=data, body=body, headers=headers)
+    admission: Admission | HttpResponse | None = None
     try:
         plan = await make_plan(
             requested_model=context.requested_model,
@@ -251,15 +254,30 @@ async def _serve(
             client_credential=client_credential,
             bedrock_allowed=bedrock_allowed,
         )
-        return await run_plan(plan, call, operation, use_circuits=use_circuits)
+        # Rate limits and budgets of the key, its user and the first leg's provider.
+        admission = await governance_admit(call, plan) if billable else None
+        if isinstance(admission, HttpResponse):
+            return admission
+        if admission is not None:
+            context.on_record = admission.settle
+        response = await run_plan(plan, call, operation, use_circuits=use_circuits)
+        if admission is not None:
+            admission.apply(response)
+        return response
     except PlanError as exc:
         return surface.error_response(exc.status, exc.error_type, exc.message, param=exc.param)
     except TranslationError as exc:
+        if isinstance(admission, Admission):
+            admission.release()
         return surface.error_response(400, "invalid_request_error", exc.message, param=exc.param)
     except asyncio.CancelledError:
         # The client hung up before the answer started (streams record their own hang-ups):
         # the request still cost upstream work and is accounted, with what is known.
         context.record(provider=context.attempting, status=499, disconnected=True)
+        raise
+    except Exception:
+        if isinstance(admission, Admission):
+            admission.release()
         raise
 
 

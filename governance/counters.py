@@ -1,0 +1,483 @@
+"""The shared counters of rate limits and budgets: one Redis script per admission, and the same
+arithmetic in process for the embedded default (or while Redis is away).
+
+An admission is a list of ``Check``s decided all together, atomically (a Lua script runs alone
+in Redis): every check passes and all are applied, or none is applied. Kinds:
+
+- ``WINDOW``: a counter per fixed one-minute window (requests, or tokens per minute). Passes when
+  the window is still empty or ``used + amount <= limit`` (a request larger than the whole
+  limit still gets through alone in a fresh window, rather than never).
+- ``CONCURRENCY``: a sorted set of the requests in flight, each with an expiry so that a slot a
+  crashed worker never released frees itself. Passes when ``in flight < limit``.
+- ``BUDGET``: ``spent`` and ``reserved`` of one budget period in a hash; reservations also sit
+  in a sorted set with an expiry, for the same reason. Passes while ``spent + reserved < limit``
+  and then reserves the request's estimated maximum, so requests admitted together can never
+  together exceed the limit by more than the last one's reservation (see governance README).
+  A period's hash that does not exist (new period, Redis flushed) asks its caller for a seed —
+  what the database says was spent — and the admission is retried with it.
+
+``settle`` corrects a window by the request's actual tokens, frees a concurrency slot, and moves
+a budget reservation to ``spent`` at its actual amount.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from gateway_project import redis as shared_redis
+
+logger = logging.getLogger(__name__)
+
+WINDOW = "w"
+CONCURRENCY = "c"
+BUDGET = "b"
+
+# A budget period's counters outlive the period by this much (clock skew between workers).
+_BUDGET_GRACE_MS = 3_600_000
+_WARN_INTERVAL_SECONDS = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class Check:
+    """One counter to check and, when all pass, to charge.
+
+    ``expire_ms``: the window's end (WINDOW), when the slot or reservation is presumed leaked
+    (CONCURRENCY, BUDGET). ``period_end_ms``: the budget period's end. ``seed``: a budget's
+    spend so far, from the database, used when its hash does not exist.
+    """
+
+    kind: str
+    key: str
+    limit: int
+    amount: int = 1
+    expire_ms: int = 0
+    member: str = ""
+    period_end_ms: int = 0
+    seed: int | None = None
+
+    @property
+    def aux_key(self) -> str:
+        return self.key + ":r" if self.kind == BUDGET else self.key
+
+
+@dataclass(frozen=True, slots=True)
+class Settlement:
+    """What to correct after the request: ``reserved`` was charged, ``actual`` is the truth."""
+
+    kind: str
+    key: str
+    member: str = ""
+    reserved: int = 0
+    actual: int = 0
+
+    @property
+    def aux_key(self) -> str:
+        return self.key + ":r" if self.kind == BUDGET else self.key
+
+
+@dataclass(slots=True)
+class Outcome:
+    """``admitted``; else ``refused`` is the index of the first check that failed. ``used`` per
+    check: its count after the admission (or at the refusal, for the refused one).
+    ``needs_seed``: indexes of budget checks to retry with a seed (nothing was applied)."""
+
+    admitted: bool
+    used: list[int] = field(default_factory=list)
+    refused: int | None = None
+    needs_seed: list[int] = field(default_factory=list)
+
+
+# KEYS: two per check (the counter, and the reservations of a budget). ARGV: now, the number
+# of checks, then 7 per check: kind, limit, amount, expiry, member, seed ('' for none), period
+# end. Returns {1, used...} admitted, {0, index, used} refused, {2, index...} seeds needed.
+ADMIT_SCRIPT = """
+local now = tonumber(ARGV[1])
+local n = tonumber(ARGV[2])
+local used = {}
+local need = {}
+for i = 1, n do
+  local a = 2 + (i - 1) * 7
+  local kind = ARGV[a + 1]
+  local limit = tonumber(ARGV[a + 2])
+  local amount = tonumber(ARGV[a + 3])
+  local key = KEYS[2 * i - 1]
+  local aux = KEYS[2 * i]
+  local current = 0
+  if kind == 'w' then
+    current = tonumber(redis.call('GET', key) or '0')
+    if current > 0 and current + amount > limit then return {0, i, current} end
+  elseif kind == 'c' then
+    redis.call('ZREMRANGEBYSCORE', key, '-inf', now)
+    current = redis.call('ZCARD', key)
+    if current >= limit then return {0, i, current} end
+  else
+    local seed = ARGV[a + 6]
+    local exists = redis.call('EXISTS', key)
+    if exists == 0 and seed == '' then
+      need[#need + 1] = i
+    else
+      if exists == 0 then
+        redis.call('HSET', key, 's', seed, 'r', 0)
+        redis.call('PEXPIREAT', key, tonumber(ARGV[a + 7]) + __GRACE_MS__)
+      end
+      local expired = redis.call('ZRANGEBYSCORE', aux, '-inf', now)
+      if #expired > 0 then
+        local freed = 0
+        for _, m in ipairs(expired) do
+          freed = freed + tonumber(string.match(m, '|(%-?%d+)$'))
+        end
+        redis.call('ZREMRANGEBYSCORE', aux, '-inf', now)
+        redis.call('HINCRBY', key, 'r', -freed)
+      end
+      current = tonumber(redis.call('HGET', key, 's') or '0')
+        + tonumber(redis.call('HGET', key, 'r') or '0')
+      if current >= limit then return {0, i, current} end
+    end
+  end
+  used[i] = current
+end
+if #need > 0 then
+  local out = {2}
+  for _, i in ipairs(need) do out[#out + 1] = i end
+  return out
+end
+local out = {1}
+for i = 1, n do
+  local a = 2 + (i - 1) * 7
+  local kind = ARGV[a + 1]
+  local amount = tonumber(ARGV[a + 3])
+  local expiry = tonumber(ARGV[a + 4])
+  local member = ARGV[a + 5]
+  local key = KEYS[2 * i - 1]
+  local aux = KEYS[2 * i]
+  if kind == 'w' then
+    out[#out + 1] = redis.call('INCRBY', key, amount)
+    redis.call('PEXPIREAT', key, expiry)
+  elseif kind == 'c' then
+    redis.call('ZADD', key, expiry, member)
+    redis.call('PEXPIREAT', key, expiry)
+    out[#out + 1] = used[i] + 1
+  else
+    redis.call('HINCRBY', key, 'r', amount)
+    redis.call('ZADD', aux, expiry, member .. '|' .. amount)
+    redis.call('PEXPIREAT', aux, tonumber(ARGV[a + 7]) + __GRACE_MS__)
+    out[#out + 1] = used[i] + amount
+  end
+end
+return out
+""".replace("__GRACE_MS__", str(_BUDGET_GRACE_MS))
+
+# KEYS: two per settlement. ARGV: the number of settlements, then 4 per settlement: kind,
+# reserved, actual, member.
+SETTLE_SCRIPT = """
+local n = tonumber(ARGV[1])
+for i = 1, n do
+  local a = 1 + (i - 1) * 4
+  local kind = ARGV[a + 1]
+  local reserved = tonumber(ARGV[a + 2])
+  local actual = tonumber(ARGV[a + 3])
+  local member = ARGV[a + 4]
+  local key = KEYS[2 * i - 1]
+  local aux = KEYS[2 * i]
+  if kind == 'w' then
+    if redis.call('EXISTS', key) == 1 and actual ~= reserved then
+      redis.call('INCRBY', key, actual - reserved)
+    end
+  elseif kind == 'c' then
+    redis.call('ZREM', key, member)
+  else
+    local removed = redis.call('ZREM', aux, member .. '|' .. reserved)
+    if redis.call('EXISTS', key) == 1 then
+      if removed == 1 then redis.call('HINCRBY', key, 'r', -reserved) end
+      redis.call('HINCRBY', key, 's', actual)
+    end
+  end
+end
+return 1
+"""
+
+
+def _parse(reply: list[Any], count: int) -> Outcome:
+    status = int(reply[0])
+    if status == 1:
+        return Outcome(admitted=True, used=[int(value) for value in reply[1:]])
+    if status == 2:
+        return Outcome(admitted=False, needs_seed=[int(value) - 1 for value in reply[1:]])
+    index = int(reply[1]) - 1
+    used = [0] * count
+    used[index] = int(reply[2])
+    return Outcome(admitted=False, refused=index, used=used)
+
+
+def _admit_arguments(checks: list[Check], now_ms: int) -> tuple[list[str], list[Any]]:
+    keys: list[str] = []
+    args: list[Any] = [now_ms, len(checks)]
+    for check in checks:
+        keys += [check.key, check.aux_key]
+        args += [
+            check.kind,
+            check.limit,
+            check.amount,
+            check.expire_ms,
+            check.member,
+            "" if check.seed is None else check.seed,
+            check.period_end_ms,
+        ]
+    return keys, args
+
+
+def _settle_arguments(settlements: list[Settlement]) -> tuple[list[str], list[Any]]:
+    keys: list[str] = []
+    args: list[Any] = [len(settlements)]
+    for item in settlements:
+        keys += [item.key, item.aux_key]
+        args += [item.kind, item.reserved, item.actual, item.member]
+    return keys, args
+
+
+class LocalCounters:
+    """The script's arithmetic on this process's memory: exact for one process (the embedded
+    default), and what a process falls back on while Redis is away."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._windows: dict[str, tuple[int, int]] = {}  # key -> (count, expires at)
+        self._slots: dict[str, dict[str, int]] = {}  # key -> member -> expires at
+        self._budgets: dict[str, dict[str, int]] = {}  # key -> {"s", "r", "expires"}
+        self._reservations: dict[str, dict[str, tuple[int, int]]] = {}  # member -> (amount, exp)
+        self._last_sweep = 0
+
+    def reset(self) -> None:
+        with self._lock:
+            self._windows.clear()
+            self._slots.clear()
+            self._budgets.clear()
+            self._reservations.clear()
+
+    def _sweep(self, now_ms: int) -> None:
+        """Drop expired windows and budget periods (at most once a minute)."""
+        if now_ms - self._last_sweep < 60_000:
+            return
+        self._last_sweep = now_ms
+        for key in [k for k, (_, expires) in self._windows.items() if expires <= now_ms]:
+            del self._windows[key]
+        for key in [k for k, b in self._budgets.items() if b["expires"] <= now_ms]:
+            del self._budgets[key]
+            self._reservations.pop(key, None)
+        for key in [k for k, members in self._slots.items() if not members]:
+            del self._slots[key]
+
+    def _current(self, check: Check, now_ms: int) -> int | None:
+        """The check's count now, or None when a budget needs a seed."""
+        if check.kind == WINDOW:
+            count, expires = self._windows.get(check.key, (0, 0))
+            return count if expires > now_ms else 0
+        if check.kind == CONCURRENCY:
+            slots = self._slots.setdefault(check.key, {})
+            for member in [m for m, expires in slots.items() if expires <= now_ms]:
+                del slots[member]
+            return len(slots)
+        budget = self._budgets.get(check.key)
+        if budget is None or budget["expires"] <= now_ms:
+            if check.seed is None:
+                return None
+            budget = self._budgets[check.key] = {
+                "s": check.seed,
+                "r": 0,
+                "expires": check.period_end_ms + _BUDGET_GRACE_MS,
+            }
+            self._reservations[check.key] = {}
+        reservations = self._reservations.setdefault(check.key, {})
+        for member in [m for m, (_, exp) in reservations.items() if exp <= now_ms]:
+            budget["r"] -= reservations.pop(member)[0]
+        return budget["s"] + budget["r"]
+
+    def admit(self, checks: list[Check], now_ms: int) -> Outcome:
+        with self._lock:
+            self._sweep(now_ms)
+            used: list[int] = []
+            needs_seed: list[int] = []
+            for index, check in enumerate(checks):
+                current = self._current(check, now_ms)
+                if current is None:
+                    needs_seed.append(index)
+                    used.append(0)
+                    continue
+                refused = (
+                    current > 0 and current + check.amount > check.limit
+                    if check.kind == WINDOW
+                    else current >= check.limit
+                )
+                if refused:
+                    counts = [0] * len(checks)
+                    counts[index] = current
+                    return Outcome(admitted=False, refused=index, used=counts)
+                used.append(current)
+            if needs_seed:
+                return Outcome(admitted=False, needs_seed=needs_seed)
+            after: list[int] = []
+            for check, current in zip(checks, used, strict=True):
+                if check.kind == WINDOW:
+                    self._windows[check.key] = (current + check.amount, check.expire_ms)
+                    after.append(current + check.amount)
+                elif check.kind == CONCURRENCY:
+                    self._slots[check.key][check.member] = check.expire_ms
+                    after.append(current + 1)
+                else:
+                    self._budgets[check.key]["r"] += check.amount
+                    self._reservations[check.key][check.member] = (check.amount, check.expire_ms)
+                    after.append(current + check.amount)
+            return Outcome(admitted=True, used=after)
+
+    def settle(self, settlements: list[Settlement]) -> None:
+        with self._lock:
+            for item in settlements:
+                if item.kind == WINDOW:
+                    entry = self._windows.get(item.key)
+                    if entry is not None:
+                        self._windows[item.key] = (entry[0] + item.actual - item.reserved, entry[1])
+                elif item.kind == CONCURRENCY:
+                    self._slots.get(item.key, {}).pop(item.member, None)
+                else:
+                    budget = self._budgets.get(item.key)
+                    if budget is None:
+                        continue
+                    reservation = self._reservations.get(item.key, {}).pop(item.member, None)
+                    if reservation is not None:
+                        budget["r"] -= reservation[0]
+                    budget["s"] += item.actual
+
+    def spent(self, key: str) -> tuple[int, int] | None:
+        """``(spent, reserved)`` of a budget period, if counted here."""
+        with self._lock:
+            budget = self._budgets.get(key)
+            return None if budget is None else (budget["s"], budget["r"])
+
+    def in_flight(self, key: str, now_ms: int) -> int:
+        with self._lock:
+            return sum(1 for exp in self._slots.get(key, {}).values() if exp > now_ms)
+
+
+class Counters:
+    """Redis when configured (exact across worker processes), else this process's memory. A
+    Redis failure falls back to memory for that request, with a warning at most once a minute:
+    limits then hold per process, which beats refusing every request."""
+
+    def __init__(self) -> None:
+        self.local = LocalCounters()
+        self._scripts: dict[int, tuple[Any, Any, Any]] = {}
+        self._warned_at = 0.0
+
+    def _warn(self, what: str, exc: Exception) -> None:
+        now = time.monotonic()
+        if now - self._warned_at >= _WARN_INTERVAL_SECONDS:
+            self._warned_at = now
+            logger.warning(
+                "governance: Redis unavailable for %s, counting in process: %s", what, exc
+            )
+
+    def _redis_scripts(self) -> tuple[Any, Any] | None:
+        client = shared_redis.async_client()
+        if client is None:
+            return None
+        entry = self._scripts.get(id(client))
+        if entry is None or entry[0] is not client:
+            entry = (
+                client,
+                client.register_script(ADMIT_SCRIPT),
+                client.register_script(SETTLE_SCRIPT),
+            )
+            self._scripts = {id(client): entry}
+        return entry[1], entry[2]
+
+    async def admit(self, checks: list[Check], now_ms: int) -> tuple[Outcome, bool]:
+        """The outcome, and whether Redis decided it (settle with the same backend)."""
+        scripts = self._redis_scripts()
+        if scripts is not None:
+            keys, args = _admit_arguments(checks, now_ms)
+            # Twice: a burst of requests opens many connections at once, and on a busy host
+            # one of them may miss the short connect timeout.
+            for attempt in range(2):
+                try:
+                    reply = await scripts[0](keys=keys, args=args)
+                except (ConnectionError, TimeoutError, RedisError) as exc:
+                    if attempt == 0 and isinstance(exc, RedisConnectionError | RedisTimeoutError):
+                        continue
+                    self._warn("admission", exc)
+                    break
+                return _parse(reply, len(checks)), True
+        return self.local.admit(checks, now_ms), False
+
+    async def settle(self, settlements: list[Settlement], *, shared: bool) -> None:
+        if not settlements:
+            return
+        if shared:
+            scripts = self._redis_scripts()
+            if scripts is not None:
+                keys, args = _settle_arguments(settlements)
+                try:
+                    await scripts[1](keys=keys, args=args)
+                except Exception as exc:
+                    self._warn("settlement", exc)
+                return
+        self.local.settle(settlements)
+
+    def settle_sync(self, settlements: list[Settlement], *, shared: bool) -> None:
+        """``settle`` outside an event loop."""
+        if not settlements:
+            return
+        client = shared_redis.sync_client() if shared else None
+        if client is not None:
+            keys, args = _settle_arguments(settlements)
+            try:
+                client.eval(SETTLE_SCRIPT, len(keys), *keys, *args)
+            except Exception as exc:
+                self._warn("settlement", exc)
+            return
+        if not shared:
+            self.local.settle(settlements)
+
+    def budget_state_sync(self, key: str) -> tuple[int, int] | None:
+        """``(spent, reserved)`` of a budget period as counted now (for the state API)."""
+        client = shared_redis.sync_client()
+        if client is not None:
+            try:
+                values = client.hmget(key, ["s", "r"])
+            except Exception as exc:
+                self._warn("state", exc)
+            else:
+                if values[0] is None:
+                    return None
+                return int(values[0]), int(values[1] or 0)
+        return self.local.spent(key)
+
+    def in_flight_sync(self, key: str, now_ms: int) -> int:
+        client = shared_redis.sync_client()
+        if client is not None:
+            try:
+                return int(client.zcount(key, now_ms + 1, "+inf"))
+            except Exception as exc:
+                self._warn("state", exc)
+        return self.local.in_flight(key, now_ms)
+
+    def reset(self) -> None:
+        """Forget every counter, here and in Redis (tests)."""
+        self.local.reset()
+        client = shared_redis.sync_client()
+        if client is None:
+            return
+        keys = list(client.scan_iter(match=KEY_PREFIX + "*", count=500))
+        if keys:
+            client.delete(*keys)
+
+
+KEY_PREFIX = "gateway:gov:"
+counters = Counters()
