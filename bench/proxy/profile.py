@@ -46,6 +46,9 @@ GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("database/redis clients", ("psycopg/", "psycopg_pool/", "redis/")),
     ("logging/metrics", ("logging/", "prometheus_client/")),
 )
+# Frames of usage/ that every request runs under without recording anything (the ASGI
+# application that drains the usage writer at shutdown).
+_USAGE_WRAPPERS = frozenset({"usage/lifespan.py"})
 # Generic helpers whose time belongs to whoever called them (a context manager's __exit__ is
 # the cost of the code that used it).
 _GENERIC = (
@@ -126,10 +129,10 @@ def _path(frame: str) -> str:
 
 def group_of(frames: list[str]) -> str:
     """The group a busy sample's time belongs to (``frames`` outermost first): usage recording
-    if any frame is in usage/; else the group of the innermost frame that is not a generic
-    helper (contextlib, functools...)."""
+    if any frame is in usage/ (but for the ASGI wrapper around every request); else the group
+    of the innermost frame that is not a generic helper (contextlib, functools...)."""
     paths = [_path(frame) for frame in frames]
-    if any(path.startswith("usage/") for path in paths):
+    if any(path.startswith("usage/") and path not in _USAGE_WRAPPERS for path in paths):
         return USAGE
     for path in reversed(paths):
         if path.startswith(_GENERIC):
@@ -218,10 +221,22 @@ def as_markdown(summary: dict[str, Any], *, rows: int = 12) -> str:
             + " |"
         )
     if summary.get("groups"):
-        lines += ["", "| group (self time) | % | top frames |", "|---|---:|---|"]
+        # With the worker's CPU per request during the profiled run, each group's share of the
+        # samples becomes an estimate of its CPU time per request.
+        cpu = summary.get("wrk_cpu_ms_per_request_while_profiled")
+        lines += [
+            "",
+            f"Samples by group{f' (CPU {cpu:.2f} ms/request while profiled)' if cpu else ''}:",
+            "",
+            "| group (self time) | % | ≈ ms/request | top frames |",
+            "|---|---:|---:|---|",
+        ]
         for group in summary["groups"]:
             frames = ", ".join(f"`{name}`" for name in group["top_self"])
-            lines.append(f"| {group['group']} | {group['share'] * 100:.1f} | {frames} |")
+            per_request = f"{group['share'] * cpu:.2f}" if cpu else "–"
+            lines.append(
+                f"| {group['group']} | {group['share'] * 100:.1f} | {per_request} | {frames} |"
+            )
     return "\n".join(lines) + "\n"
 
 

@@ -294,7 +294,7 @@ def markdown(results: dict[str, Any], *, json_name: str) -> str:
     environment = results.get("environment", {})
     plan = results.get("plan", {})
     out = [
-        "# Proxy benchmark: direct vs gateway vs LiteLLM",
+        "# Proxy benchmark: direct vs relay floor vs gateway vs LiteLLM",
         "",
         f"Run `{results.get('started_at', '')}` ({results.get('mode')} mode, "
         f"{plan.get('repetitions')} repetition(s), medians), raw data in `{json_name}`. "

@@ -514,6 +514,9 @@ def test_profile_groups_by_where_the_time_went():
         )
         == profile.USAGE
     )
+    # ...but not the ASGI wrapper every request runs under.
+    wrapped = ["application (usage/lifespan.py:82)", "handle (django/core/handlers/asgi.py:1)"]
+    assert profile.group_of(wrapped) == "Django/ninja dispatch"
     assert profile.group_of(stack("mystery (somewhere/else.py:1)")) == profile.OTHER
     raw = "\n".join(
         [
@@ -526,7 +529,9 @@ def test_profile_groups_by_where_the_time_went():
     groups = {row["group"]: row for row in summary["groups"]}
     assert groups["httpx/httpcore/anyio"]["share"] == 0.75
     assert groups[profile.USAGE]["top_self"] == ["record (usage/recording.py)"]
-    assert "| httpx/httpcore/anyio | 75.0 |" in profile.as_markdown(summary)
+    assert "| httpx/httpcore/anyio | 75.0 | – |" in profile.as_markdown(summary)
+    summary["wrk_cpu_ms_per_request_while_profiled"] = 4.0
+    assert "| httpx/httpcore/anyio | 75.0 | 3.00 |" in profile.as_markdown(summary)
 
 
 # --- gateway set-up -------------------------------------------------------------------------------
