@@ -108,6 +108,11 @@ class Plan:
     litellm: bool = True
     openai: bool = True  # the OpenAI surface and the translation
     relay: bool = True
+    # A fresh gateway worker for each of its targets and profiles: its CPU per request grows
+    # with the idle connections in httpcore's pool, which the previous target's c=256 run
+    # leaves behind (up to 200, kept 60 s), so without it a target's figures would depend on
+    # which target ran before it.
+    fresh_gateway: bool = True
     choices: bool = True
     debug: bool = True  # DEBUG=true, as the benchmark was specified; False: production settings
 
@@ -327,6 +332,14 @@ def warm(context: Context, target: Target, requests: int = 50) -> None:
         requests=requests,
         warmup=0,
     )
+
+
+def restart_gateway(context: Context, target: Target) -> None:
+    """A fresh gateway worker (empty connection pool and caches), warmed on ``target``."""
+    assert target.server is not None
+    say(f"  {target.name}: fresh gateway worker")
+    target.server.restart("/healthz")
+    warm(context, target)
 
 
 def idle_rss(context: Context, target: Target) -> float:
@@ -715,6 +728,8 @@ def run(plan: Plan, *, database_url: str, redis_url: str, mode: str) -> Path:
             for target in order:
                 with only_running(target, targets):
                     try:
+                        if plan.fresh_gateway and target.server is gateway.server:
+                            restart_gateway(context, target)
                         measured[target.name] = measure_target(context, target)
                     except RuntimeError as exc:  # one broken scenario must not lose the run
                         say(f"  {target.name} failed: {exc}")
@@ -727,10 +742,14 @@ def run(plan: Plan, *, database_url: str, redis_url: str, mode: str) -> Path:
             say(f"memory soak: {plan.soak_requests} requests through the gateway")
             memory["gateway"]["soak"] = soak(context, gateway)
             say("profiling the gateway worker with py-spy (Anthropic passthrough, c=64)")
+            if plan.fresh_gateway:
+                restart_gateway(context, gateway)
             results["profile"] = profile_gateway(context, gateway)
             openai_gateway = next((t for t in targets if t.name == "openai-gateway"), None)
             if openai_gateway is not None:
                 say("profiling the gateway worker with py-spy (OpenAI passthrough, c=64)")
+                if plan.fresh_gateway:
+                    restart_gateway(context, openai_gateway)
                 results["profile_openai"] = profile_gateway(context, openai_gateway)
         results["memory"] = memory
 
@@ -766,6 +785,11 @@ def main(argv: list[str] | None = None) -> int:
         "--no-openai", action="store_true", help="skip the OpenAI surface and the translation"
     )
     parser.add_argument("--no-relay", action="store_true", help="skip the relay floor")
+    parser.add_argument(
+        "--keep-gateway",
+        action="store_true",
+        help="one gateway worker for every target (no restart before each gateway target)",
+    )
     parser.add_argument("--no-choices", action="store_true", help="skip stack choices/experiments")
     parser.add_argument(
         "--debug-off", action="store_true", help="run the gateway with DEBUG off (production)"
@@ -789,6 +813,8 @@ def main(argv: list[str] | None = None) -> int:
         plan = replace(plan, openai=False)
     if args.no_relay:
         plan = replace(plan, relay=False)
+    if args.keep_gateway:
+        plan = replace(plan, fresh_gateway=False)
     if args.no_choices:
         plan = replace(plan, choices=False)
     if args.debug_off:

@@ -142,6 +142,13 @@ class Server:
     def rss_mib(self) -> float:
         return tree_rss_mib(self.pid)
 
+    def restart(self, health_path: str, *, timeout: float = 60.0) -> None:
+        """Stop and start again with the same command (same port), then wait until
+        ``health_path`` answers: a fresh process, empty caches and connection pools."""
+        self.stop()
+        self.start()
+        self.wait_http(health_path, timeout=timeout)
+
     def stop(self, timeout: float = 10.0) -> None:
         """SIGTERM to the server's own process group, SIGKILL if it lingers."""
         process = self.process

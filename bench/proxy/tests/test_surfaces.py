@@ -23,7 +23,7 @@ import pytest
 from bench import loadgen
 from bench.proxy import gateway_setup, profile, relay, report
 from bench.proxy.fake import BenchFakeUpstream
-from bench.proxy.processes import Server
+from bench.proxy.processes import Server, free_port
 from bench.proxy.targets import (
     OPENAI,
     TRANSLATED_MODEL,
@@ -244,6 +244,24 @@ def test_relay_command_announces_its_url_and_serves(anthropic_fake):
         process.wait(10)
     assert answer.status_code == 200
     assert answer.json()["type"] == "message"
+
+
+def test_a_restarted_server_is_a_new_process_on_the_same_port(tmp_path):
+    port = free_port()
+    command = [sys.executable, "-m", "bench.proxy.relay", "--port", str(port), "--upstream",
+               "/=http://127.0.0.1:9"]  # fmt: skip
+    server = Server("relay", command, dict(os.environ), tmp_path / "relay.log")
+    server.base_url = f"http://127.0.0.1:{port}"
+    server.start()
+    try:
+        server.wait_http("/healthz", timeout=30)
+        first = server.pid
+        server.restart("/healthz", timeout=30)
+        assert server.pid != first
+        assert httpx.get(server.base_url + "/healthz", timeout=5).text == "ok"
+    finally:
+        server.stop()
+    assert server.process is None
 
 
 # --- the load generator on OpenAI streams ---------------------------------------------------------
