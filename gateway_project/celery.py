@@ -35,4 +35,9 @@ app.conf.beat_schedule = {
         "schedule": DAY,
         "options": {"expires": 23 * 60 * 60},
     },
+    "requestlog-prune": {
+        "task": "requestlog.tasks.prune_request_logs",
+        "schedule": HOUR,
+        "options": {"expires": 50 * 60},
+    },
 }

@@ -133,3 +133,9 @@ class LogLevelPolicy(models.Model):
     def __str__(self) -> str:
         scope = f"key {self.access_key_id}" if self.access_key_id else f"user {self.user_id}"
         return f"{scope}: {self.level}"
+
+    def clean(self) -> None:
+        from django.core.exceptions import ValidationError
+
+        if (self.user_id is None) == (self.access_key_id is None):
+            raise ValidationError("Choose a user or an access key, not both.")

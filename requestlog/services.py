@@ -151,6 +151,23 @@ class PruneReport:
     logs: int = 0
 
 
+def request_logs_maintain(*, batch_size: int = 1000) -> PruneReport:
+    """The periodic prune, under a lock: bodies and media past GATEWAY_LOG_BODY_RETENTION_DAYS,
+    log rows past GATEWAY_USAGE_RETENTION_DAYS (with the events they extend)."""
+    from django.conf import settings
+
+    from usage.locks import maintenance_lock
+
+    with maintenance_lock("requestlog-prune", ttl=3600):
+        report = request_log_bodies_prune(
+            retention_days=settings.GATEWAY_LOG_BODY_RETENTION_DAYS, batch_size=batch_size
+        )
+        report.logs = request_logs_prune(
+            retention_days=settings.GATEWAY_USAGE_RETENTION_DAYS, batch_size=batch_size
+        )
+    return report
+
+
 def request_log_bodies_prune(
     *, retention_days: int, batch_size: int = 1000, now: datetime | None = None
 ) -> PruneReport:
