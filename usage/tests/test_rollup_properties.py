@@ -1,11 +1,18 @@
 """Property tests of the rollup: random event streams over random times (across day, week,
 month and year boundaries), written in random order with random late arrivals, interleaved with
 partial rollups, reruns, rebuilds and prunes. Whatever the order, the aggregates equal the sums
-of the events ever written, and every bucket size reconciles with the finer ones."""
+of the events ever written, and every bucket size reconciles with the finer ones.
+
+Events come from every kind of provider (priced built-ins, Ollama, a generic server with one
+priced model) with upstream and requested models that exercise every price lookup path: the
+upstream model, its snapshot and Bedrock forms, an alias, a provider prefix, an unpriced
+upstream falling back to the requested name. The rollup's SQL must price each event exactly as
+usage.pricing.event_cost does in Python, and report as unpriced exactly the events it says
+are."""
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -23,6 +30,7 @@ from usage.models import (
     UsageEvent,
     UsageRollupState,
 )
+from usage.pricing import event_cost
 from usage.rollup import (
     LEVELS,
     bucket_next,
@@ -31,6 +39,7 @@ from usage.rollup import (
     usage_rollup,
 )
 from usage.tests.factories import (
+    PriceBook,
     Totals,
     event_fields,
     expected_aggregates,
@@ -57,9 +66,28 @@ event_rows = st.fixed_dictionaries(
         "microsecond": st.integers(min_value=0, max_value=999_999),
         "user_id": st.sampled_from([None, 1, 2]),
         "access_key_id": st.sampled_from([None, 7]),
-        "provider": st.sampled_from(["anthropic", "bedrock"]),
+        "provider": st.sampled_from(["anthropic", "bedrock", "openai", "ollama", "vllm"]),
         "requested_model": st.sampled_from(
-            ["claude-sonnet-4-5", "claude-haiku-4-5-20251001", "unpriced-model"]
+            [
+                "claude-sonnet-4-5",
+                "claude-haiku-4-5-20251001",
+                "unpriced-model",
+                "openai/gpt-4.1",
+                "vllm/llama-3",
+                "fast",
+            ]
+        ),
+        # "=" stands for the requested model itself.
+        "upstream_model": st.sampled_from(
+            [
+                "=",
+                "",
+                "claude-sonnet-4-5-20250929",
+                "us.anthropic.claude-haiku-4-5-20251001-v1:0",
+                "gpt-4.1-2025-04-14",
+                "llama-3",
+                "unpriced-upstream",
+            ]
         ),
         "input_tokens": st.integers(min_value=0, max_value=2_000_000),
         "output_tokens": st.integers(min_value=0, max_value=200_000),
@@ -91,6 +119,8 @@ steps = st.lists(
 
 def event_from(row: dict[str, Any]) -> dict[str, Any]:
     fields = dict(row)
+    if fields["upstream_model"] == "=":
+        fields["upstream_model"] = fields["requested_model"]
     anchor = fields.pop("anchor")
     occurred = anchor + timedelta(
         seconds=fields.pop("offset"), microseconds=fields.pop("microsecond")
@@ -150,6 +180,24 @@ def prices():
                 input_per_mtok="3.123457",
                 output_per_mtok="14.999999",
             )
+    for anchor in ANCHORS:
+        make_price(
+            provider="openai",
+            model="gpt-4.1",
+            valid_from=anchor - timedelta(days=400),
+            input_per_mtok="2",
+            output_per_mtok="8",
+            cache_read_per_mtok="0.5",
+            cache_write_per_mtok="2",
+        )
+        make_price(
+            provider="openai",
+            model="gpt-4.1",
+            valid_from=anchor + PRICE_CHANGE,
+            input_per_mtok="1.999999",
+        )
+    # One priced model on the generic server: its others become unpriced, Ollama stays free.
+    make_price(provider="vllm", model="llama-3", input_per_mtok="0.2", output_per_mtok="0.2")
     make_price(
         model="claude-haiku-4-5",
         valid_from=datetime(2020, 1, 1, tzinfo=UTC),
@@ -204,3 +252,44 @@ def test_aggregates_equal_the_events_whatever_the_order(prices, program):
         assert sum((r.cost_usd for r in level_rows), Decimal(0)) == sum(
             (t.cost_usd for k, t in expected.items() if k[0] == level), Decimal(0)
         )
+
+
+@settings(
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(rows=st.lists(event_rows, min_size=1, max_size=30), batch_size=st.integers(1, 12))
+def test_sql_and_python_price_every_event_alike(prices, rows, batch_size):
+    """One rollup of random events: every aggregate's cost is the sum of ``event_cost`` over
+    its events, and the unpriced count per provider and model is what pricing says."""
+    reset_tables()
+    written = UsageEvent.objects.bulk_create([UsageEvent(**event_from(row)) for row in rows])
+    report = usage_rollup(batch_size=batch_size)
+
+    book = PriceBook()
+    months: dict[tuple[str, str], Decimal] = defaultdict(Decimal)
+    unpriced: Counter[tuple[str, str]] = Counter()
+    for event in written:
+        python = event_cost(
+            provider=event.provider,
+            model=event.requested_model,
+            upstream_model=event.upstream_model,
+            occurred_at=event.occurred_at,
+            input_tokens=event.input_tokens,
+            output_tokens=event.output_tokens,
+            cache_read_tokens=event.cache_read_tokens,
+            cache_write_tokens=event.cache_write_tokens,
+        )
+        assert (python is None) == book.unpriced(event) or event.cost_usd is not None
+        if event.cost_usd is None:
+            assert (python or Decimal(0)) == book.cost(event)
+        months[(event.provider, event.requested_model)] += book.cost(event)
+        if book.unpriced(event):
+            unpriced[(event.provider, event.requested_model)] += 1
+    assert report.unpriced == dict(unpriced)
+    stored_months: dict[tuple[str, str], Decimal] = defaultdict(Decimal)
+    for row in UsageAggregate.objects.filter(bucket=Bucket.MONTH):
+        stored_months[(row.provider, row.model)] += row.cost_usd
+    assert stored_months == months
+    assert stored_aggregates() == expected_aggregates(written)
