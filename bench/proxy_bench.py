@@ -54,6 +54,7 @@ from bench.proxy.processes import (
     Server,
     cores,
     pinned,
+    snapshot_source,
     start_openai_fake,
 )
 from bench.proxy.processes import start_fake as launch_fake
@@ -148,6 +149,7 @@ class Context:
     fake: Server
     bodies: dict[str, Path] = field(default_factory=dict)
     openai_fake: Server | None = None
+    source: Path = REPO  # the code the gateway runs (a snapshot taken at the start of the run)
 
 
 def loadgen(
@@ -476,6 +478,7 @@ def variant_runs(
                     server=options.get("server", "uvicorn"),
                     app=options.get("app", "gateway_project.asgi:application"),
                     python=options.get("python", str(MAIN_PYTHON)),
+                    source=context.source,
                 )
             except ProcessFailed as exc:
                 say(f"variant {name} did not start: {exc}")
@@ -583,7 +586,8 @@ def environment_facts() -> dict[str, Any]:
         if LITELLM_BIN.exists()
         else "not installed",
         "pinning": "fake + load generator on core 0, target on core 1" if cores() >= 2 else "none",
-        # The gateway measured is the work tree as it was at the start of the run.
+        # The gateway measured is the work tree as it was at the start of the run (a copy of it
+        # in bench/results/tmp/<run>/src: every gateway process of the run runs that code).
         "git_commit": _git("rev-parse", "--short", "HEAD"),
         "gateway_changes_not_committed": bool(_git("status", "--porcelain", "--", *GATEWAY_PATHS)),
     }
@@ -605,7 +609,7 @@ def write_bodies(context: Context) -> None:
         context.bodies[name] = path
 
 
-def translation_micro(plan: Plan) -> dict[str, Any] | None:
+def translation_micro(plan: Plan, source: Path) -> dict[str, Any] | None:
     """``bench.proxy.translate_micro`` (CPU of translating one streamed chat request)."""
     number = "50" if plan.repetitions == 1 else "200"
     finished = subprocess.run(  # noqa: S603 - fixed commands built here
@@ -613,7 +617,7 @@ def translation_micro(plan: Plan) -> dict[str, Any] | None:
             [str(MAIN_PYTHON), "-m", "bench.proxy.translate_micro", "--number", number],
             SERVER_CORE,
         ),
-        cwd=REPO,
+        cwd=source,
         capture_output=True,
         text=True,
         timeout=600,
@@ -648,6 +652,8 @@ def run(plan: Plan, *, database_url: str, redis_url: str, mode: str) -> Path:
         )
         fakes.append(fake)
         context = Context(plan=plan, work=work, fake=fake)
+        say("taking a snapshot of the gateway's code")
+        context.source = snapshot_source(work / "src")
         if plan.openai:
             context.openai_fake = start_openai_fake(
                 log_dir=work, core=LOADGEN_CORE, text_deltas=TEXT_DELTAS, env=dict(os.environ)
@@ -672,12 +678,21 @@ def run(plan: Plan, *, database_url: str, redis_url: str, mode: str) -> Path:
             openai_url=openai_url,
         )
         access_key = prepare_gateway(
-            env, fake_url=fake.base_url, log=work / "setup.log", openai_url=openai_url
+            env,
+            fake_url=fake.base_url,
+            log=work / "setup.log",
+            openai_url=openai_url,
+            source=context.source,
         )
         if not plan.debug:
             env = debug_off(env, data_dir)
         gateway = start_gateway(
-            name="gateway", env=env, access_key=access_key, log_dir=work, core=SERVER_CORE
+            name="gateway",
+            env=env,
+            access_key=access_key,
+            log_dir=work,
+            core=SERVER_CORE,
+            source=context.source,
         )
         assert gateway.server is not None
         servers.append(gateway.server)
@@ -758,7 +773,7 @@ def run(plan: Plan, *, database_url: str, redis_url: str, mode: str) -> Path:
         servers = []
         if plan.openai:
             say("translation micro-benchmark")
-            results["translation_micro"] = translation_micro(plan)
+            results["translation_micro"] = translation_micro(plan, context.source)
         if plan.choices:
             results["choices"] = stack_choices(context, env, access_key)
             results["lean_experiments"] = lean_experiments(context, env, access_key, data_dir)

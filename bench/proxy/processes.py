@@ -1,6 +1,8 @@
 """Starting, watching and stopping the benchmark's server processes (all on 127.0.0.1).
 
 The fakes (Anthropic + Bedrock, and OpenAI) are started here; the proxies in ``targets``.
+``snapshot_source`` copies the work tree at the start of a run, so every gateway process of the
+run (it is restarted between targets) runs the same code, whatever changes meanwhile.
 
 Each server runs in its own process group, optionally pinned to a CPU core with ``taskset``
 (which execs the command, so the process id is the server's own). Memory is read from
@@ -28,6 +30,34 @@ MAIN_PYTHON = REPO / ".venv" / "bin" / "python"
 
 class ProcessFailed(Exception):
     """A server did not start, or died; the message holds the tail of its log."""
+
+
+def snapshot_source(dest: Path) -> Path:
+    """A copy of the work tree's files as they are now (tracked and untracked ones, not those
+    git ignores, not the benchmark's results) in ``dest``, to run the gateway from."""
+    listed = subprocess.run(  # noqa: S603 - a fixed command
+        [
+            shutil.which("git") or "git",
+            "-C",
+            str(REPO),
+            "ls-files",
+            "-co",
+            "--exclude-standard",
+            "-z",
+        ],
+        capture_output=True,
+        check=True,
+        timeout=120,
+    ).stdout.split(b"\0")
+    for raw in listed:
+        relative = raw.decode()
+        source = REPO / relative
+        if not relative or relative.startswith("bench/results/") or not source.is_file():
+            continue  # a file deleted in the work tree is listed but gone
+        target = dest / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(source, target)
+    return dest
 
 
 def free_port() -> int:

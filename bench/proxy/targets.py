@@ -115,13 +115,15 @@ def debug_off(env: dict[str, str], data_dir: Path) -> dict[str, str]:
     }
 
 
-def prepare_gateway(env: dict[str, str], *, fake_url: str, log: Path, openai_url: str = "") -> str:
-    """Migrate the database and create the benchmark's key and credentials; returns the
-    plaintext key."""
+def prepare_gateway(
+    env: dict[str, str], *, fake_url: str, log: Path, openai_url: str = "", source: Path = REPO
+) -> str:
+    """Migrate the database and create the benchmark's key and credentials, with the code in
+    ``source``; returns the plaintext key."""
     with log.open("ab") as handle:
         subprocess.run(  # noqa: S603 - fixed commands built here
             [str(MAIN_PYTHON), "manage.py", "migrate", "--no-input", "-v", "0"],
-            cwd=REPO,
+            cwd=source,
             env=env,
             stdout=handle,
             stderr=subprocess.STDOUT,
@@ -133,7 +135,7 @@ def prepare_gateway(env: dict[str, str], *, fake_url: str, log: Path, openai_url
         command += ["--openai-endpoint", openai_url]
     finished = subprocess.run(  # noqa: S603 - fixed commands built here
         command,
-        cwd=REPO,
+        cwd=source,
         env=env,
         capture_output=True,
         text=True,
@@ -153,8 +155,10 @@ def start_gateway(
     server: str = "uvicorn",
     app: str = "gateway_project.asgi:application",
     python: str = str(MAIN_PYTHON),
+    source: Path = REPO,
 ) -> Target:
-    """One gateway worker under uvicorn (uvloop, httptools) or granian (from the tools venv)."""
+    """One gateway worker under uvicorn (uvloop, httptools) or granian (from the tools venv),
+    running the code in ``source``."""
     port = free_port()
     if server == "uvicorn":
         command = [
@@ -198,7 +202,7 @@ def start_gateway(
             "--no-access-log",
             app,
         ]
-    process = Server(name, pinned(command, core), env, log_dir / f"{name}.log")
+    process = Server(name, pinned(command, core), env, log_dir / f"{name}.log", cwd=source)
     process.base_url = f"http://127.0.0.1:{port}"
     process.start()
     process.wait_http("/healthz", timeout=60)

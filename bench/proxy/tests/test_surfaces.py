@@ -23,7 +23,7 @@ import pytest
 from bench import loadgen
 from bench.proxy import gateway_setup, profile, relay, report
 from bench.proxy.fake import BenchFakeUpstream
-from bench.proxy.processes import Server, free_port
+from bench.proxy.processes import REPO, Server, free_port, snapshot_source
 from bench.proxy.targets import (
     OPENAI,
     TRANSLATED_MODEL,
@@ -262,6 +262,16 @@ def test_a_restarted_server_is_a_new_process_on_the_same_port(tmp_path):
     finally:
         server.stop()
     assert server.process is None
+
+
+def test_the_snapshot_holds_the_work_tree_code_and_nothing_else(tmp_path):
+    copy = snapshot_source(tmp_path / "src")
+    assert (copy / "manage.py").read_bytes() == (REPO / "manage.py").read_bytes()
+    assert (copy / "bench" / "proxy" / "relay.py").is_file()
+    assert (copy / "gateway_project" / "asgi.py").is_file()
+    assert not (copy / ".venv").exists()
+    assert not (copy / ".git").exists()
+    assert not (copy / "bench" / "results").exists()  # results are written, never run
 
 
 # --- the load generator on OpenAI streams ---------------------------------------------------------
