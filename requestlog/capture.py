@@ -19,6 +19,7 @@ bodies (and says so).
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import threading
 import zlib
@@ -43,23 +44,21 @@ class ResponseTap:
     """References to the chunks of an answer, up to ``cap`` bytes; later chunks are counted
     but not kept."""
 
-    __slots__ = ("cap", "chunks", "kept", "seen")
+    __slots__ = ("cap", "chunks", "kept", "truncated")
 
     def __init__(self, cap: int) -> None:
         self.cap = cap
         self.chunks: list[bytes] = []
         self.kept = 0
-        self.seen = 0
+        self.truncated = False
 
     def append(self, chunk: bytes) -> None:
-        self.seen += len(chunk)
+        # Runs for every chunk of every logged stream: one comparison when under the cap.
         if self.kept < self.cap:
             self.chunks.append(chunk)
             self.kept += len(chunk)
-
-    @property
-    def truncated(self) -> bool:
-        return self.seen > self.kept
+        else:
+            self.truncated = True
 
     def content(self) -> bytes:
         return b"".join(self.chunks)
@@ -244,13 +243,24 @@ def _prepare_bodies(capture: LogCapture, red: Redactor) -> dict[str, Any]:
     }
 
 
-def credential_fingerprint(secret: str) -> str:
-    """A short, stable, one-way name of a credential: enough to tell credentials apart."""
-    import hashlib
+# Keyed by the secret's hash, not the secret: a client's own key must not outlive its request.
+_fingerprints: dict[int, str] = {}
+_FINGERPRINTS_KEPT = 4096
 
+
+def credential_fingerprint(secret: str) -> str:
+    """A short, stable, one-way name of a credential: enough to tell credentials apart.
+    Remembered per process (a handful of credentials answer nearly every request)."""
     if not secret:
         return ""
-    return hashlib.sha256(secret.encode("utf-8", "replace")).hexdigest()[:12]
+    key = hash(secret)
+    known = _fingerprints.get(key)
+    if known is None:
+        known = hashlib.sha256(secret.encode("utf-8", "replace")).hexdigest()[:12]
+        if len(_fingerprints) >= _FINGERPRINTS_KEPT:
+            _fingerprints.clear()
+        _fingerprints[key] = known
+    return known
 
 
 __all__ = [

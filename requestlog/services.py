@@ -20,6 +20,7 @@ from django.utils import timezone
 
 from requestlog.capture import LogCapture, log_prepare
 from requestlog.models import LogLevelPolicy, MediaObject, RequestBody, RequestLog, RequestMedia
+from requestlog.redaction import redactor
 
 if TYPE_CHECKING:
     from usage.recording import UsageRecord
@@ -28,9 +29,16 @@ logger = logging.getLogger(__name__)
 
 
 def prepared_log(record: UsageRecord) -> dict[str, Any] | None:
-    """The record's log in its redacted, JSON-able form (prepared once, in place)."""
+    """The record's log in its redacted, JSON-able form (prepared once, in place).
+
+    The usage event's own free text from the client (model names, session id) is redacted
+    too: the log viewer shows it, and the event is the log's record of those facts."""
     log = record.log
     if isinstance(log, LogCapture):
+        red = redactor()
+        record.requested_model = red.text(record.requested_model)
+        record.upstream_model = red.text(record.upstream_model)
+        record.session_id = red.text(record.session_id)
         record.log = log = log_prepare(log)
     return log if isinstance(log, dict) else None
 

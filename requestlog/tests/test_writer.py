@@ -151,10 +151,13 @@ def test_no_planted_secret_reaches_database_spool_or_logs(
         headers={"authorization": header_secret, "user-agent": f"cli {header_secret} 1"},
     )
     capture.user_agent = f"cli {header_secret} 1"
+    record = _record(
+        capture, requested_model=f"m {planted_secrets[0]}", session_id=header_secret[:100]
+    )
     with caplog.at_level(logging.DEBUG):
         if spool:
             with mock.patch.object(recording, "_write_events", side_effect=OperationalError("x")):
-                writer.submit(_record(capture))
+                writer.submit(record)
                 writer.flush_now()
             spooled = spool_text(writer.spool.directory)
             assert "[REDACTED]" in spooled
@@ -163,7 +166,7 @@ def test_no_planted_secret_reaches_database_spool_or_logs(
                     assert piece not in spooled
             writer.spool.replay()
         else:
-            writer.submit(_record(capture))
+            writer.submit(record)
             writer.flush_now()
     assert RequestBody.objects.count() == 1
     stored = database_text()
