@@ -109,7 +109,8 @@ class UsageSums:
 
     @property
     def fallback_rate(self) -> float:
-        """Share of requests Bedrock answered because Anthropic failed (0 when no requests)."""
+        """Share of requests a later leg answered because an earlier one failed (Bedrock after
+        Anthropic, say); 0 when no requests."""
         return self.fallbacks / self.requests if self.requests else 0.0
 
     @property
