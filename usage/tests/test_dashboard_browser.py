@@ -26,7 +26,7 @@ from django.utils.http import url_has_allowed_host_and_scheme
 
 from accounts.models import User
 from gateway_project.urls import urlpatterns as project_urlpatterns
-from usage.dashboard.charts import PROVIDER_COLORS
+from usage.dashboard.charts import PROVIDER_COLORS, provider_color
 from usage.tests.test_selectors import Event, aggregates_create
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -125,6 +125,42 @@ def test_png_decoder_reads_a_tiny_image() -> None:
     assert png_color_counts(png, [red, blue, (0, 255, 0)]) == {red: 1, blue: 1, (0, 255, 0): 0}
 
 
+DASHBOARD_DAY = "?range=custom&start=2025-03-01T00:00&end=2025-03-02T00:00&tz=UTC"
+
+
+def _screenshot(live_server: Any, staff: User, tmp_path: Path) -> bytes:
+    """The dashboard of 2025-03-01 as Chromium draws it for ``staff``, as PNG bytes."""
+    token = secrets.token_urlsafe(16)
+    _LOGIN_TOKENS[token] = staff.id
+    dashboard = reverse("admin:usage_dashboard") + DASHBOARD_DAY
+    url = f"{live_server.url}/test-login/{token}/?next={quote(dashboard, safe='')}"
+    screenshot = tmp_path / "dashboard.png"
+    profile = tmp_path / "profile"
+    assert CHROMIUM is not None
+    completed = subprocess.run(
+        [
+            CHROMIUM,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--no-first-run",
+            "--hide-scrollbars",
+            f"--user-data-dir={profile}",
+            f"--screenshot={screenshot}",
+            "--window-size=1400,1000",
+            url,
+        ],
+        capture_output=True,
+        timeout=120,
+        check=False,
+    )
+    assert screenshot.exists(), completed.stderr.decode(errors="replace")[-2000:]
+    return screenshot.read_bytes()
+
+
 @pytest.mark.skipif(
     CHROMIUM is None,
     reason="needs Debian's chromium package (apt-get install -y chromium) for the screenshot",
@@ -154,39 +190,42 @@ def test_the_dashboard_draws_its_charts_in_chromium(
             )
     aggregates_create(events)
 
-    token = secrets.token_urlsafe(16)
-    _LOGIN_TOKENS[token] = staff.id
-    dashboard = (
-        reverse("admin:usage_dashboard")
-        + "?range=custom&start=2025-03-01T00:00&end=2025-03-02T00:00&tz=UTC"
-    )
-    url = f"{live_server.url}/test-login/{token}/?next={quote(dashboard, safe='')}"
-    screenshot = tmp_path / "dashboard.png"
-    profile = tmp_path / "profile"
-    assert CHROMIUM is not None
-    completed = subprocess.run(
-        [
-            CHROMIUM,
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--no-first-run",
-            "--hide-scrollbars",
-            f"--user-data-dir={profile}",
-            f"--screenshot={screenshot}",
-            "--window-size=1400,1000",
-            url,
-        ],
-        capture_output=True,
-        timeout=120,
-        check=False,
-    )
-    assert screenshot.exists(), completed.stderr.decode(errors="replace")[-2000:]
+    screenshot = _screenshot(live_server, staff, tmp_path)
     colors = [_hex_to_rgb(PROVIDER_COLORS["anthropic"]), _hex_to_rgb(PROVIDER_COLORS["bedrock"])]
-    counts = png_color_counts(screenshot.read_bytes(), colors)
+    counts = png_color_counts(screenshot, colors)
     # The stacked bars of both providers fill thousands of pixels in their own colours; a page
     # that failed to log in, to load, or to draw its SVG has none.
     assert all(count > 2_000 for count in counts.values()), counts
+
+
+@pytest.mark.skipif(
+    CHROMIUM is None,
+    reason="needs Debian's chromium package (apt-get install -y chromium) for the screenshot",
+)
+@pytest.mark.django_db(transaction=True)
+def test_six_providers_are_drawn_each_in_its_colour(
+    live_server: Any, settings: Any, tmp_path: Path
+) -> None:
+    settings.SESSION_COOKIE_SECURE = False
+    staff = User.objects.create_user(email="admin@example.com", is_staff=True, is_superuser=True)
+    providers = ["anthropic", "bedrock", "openai", "gemini", "ollama", "vllm"]
+    start = datetime(2025, 3, 1, tzinfo=UTC)
+    aggregates_create(
+        [
+            Event(
+                start + timedelta(hours=hour, minutes=index),
+                provider=provider,
+                model=f"{provider}-model",
+                input_tokens=30_000,
+                output_tokens=3_000,
+                cost_usd=Decimal("0.20"),
+            )
+            for hour in range(24)
+            for index, provider in enumerate(providers)
+        ]
+    )
+    png = _screenshot(live_server, staff, tmp_path)
+    colors = [_hex_to_rgb(provider_color(provider)) for provider in providers]
+    counts = png_color_counts(png, colors)
+    # Equal stacks: every provider, the generic one included, fills its share of the bars.
+    assert all(count > 1_000 for count in counts.values()), counts
