@@ -96,6 +96,30 @@ def test_price_micros_is_exact_and_refuses_finer_prices():
         ("claude-opus-4-6[1m]", ["claude-opus-4-6[1m]", "claude-opus-4-6"]),
         ("claude-3-7-sonnet-latest", ["claude-3-7-sonnet-latest", "claude-3-7-sonnet"]),
         ("", [""]),
+        (
+            "us.anthropic.claude-sonnet-4-5-20250929-v1:0",
+            [
+                "us.anthropic.claude-sonnet-4-5-20250929-v1:0",
+                "claude-sonnet-4-5-20250929",
+                "claude-sonnet-4-5",
+            ],
+        ),
+        (
+            "arn:aws:bedrock:eu-west-1:1:inference-profile/eu.anthropic.claude-haiku-4-5-v1:0",
+            [
+                "arn:aws:bedrock:eu-west-1:1:inference-profile/eu.anthropic.claude-haiku-4-5-v1:0",
+                "eu.anthropic.claude-haiku-4-5-v1:0",
+                "claude-haiku-4-5",
+            ],
+        ),
+        ("claude-sonnet-4-5@20250929", ["claude-sonnet-4-5@20250929", "claude-sonnet-4-5"]),
+        ("gpt-4o-2024-08-06", ["gpt-4o-2024-08-06", "gpt-4o"]),
+        ("gemini-2.0-flash-001", ["gemini-2.0-flash-001", "gemini-2.0-flash"]),
+        ("models/gemini-2.5-pro", ["models/gemini-2.5-pro", "gemini-2.5-pro"]),
+        # Names that only look like those keep to themselves.
+        ("text-embedding-004", ["text-embedding-004"]),
+        ("llama3.1:8b", ["llama3.1:8b"]),
+        ("gpt-4.1", ["gpt-4.1"]),
     ],
 )
 def test_model_name_candidates(model, candidates):
@@ -160,6 +184,20 @@ def test_event_cost_uses_the_price_valid_at_the_event():
     assert event_cost(occurred_at=T0 + timedelta(hours=2), **common) == Decimal("0.006")
     assert event_cost(occurred_at=T0 - timedelta(days=1), **common) is None
     assert event_cost(**{**common, "model": "unknown"}, occurred_at=T0) is None
+
+
+@pytest.mark.django_db
+def test_without_a_price_only_local_and_generic_servers_are_free():
+    Price.objects.filter(provider__in=["ollama", "vllm"]).delete()
+    common = {"model": "unknown", "occurred_at": T0, **tokens(input_=1000)}
+    for provider in ("anthropic", "bedrock", "openai", "gemini"):
+        assert event_cost(provider=provider, **common) is None, provider
+    for provider in ("ollama", "vllm", "groq"):
+        assert event_cost(provider=provider, **common) == 0, provider
+    # A price for one of its models makes a server priced: its other models are gaps.
+    make_price(provider="vllm", model="llama-3")
+    assert event_cost(provider="vllm", **common) is None
+    assert event_cost(provider="ollama", **common) == 0
 
 
 CURRENT_MODELS = [
