@@ -1,4 +1,5 @@
-"""CSV exports of what a dashboard page shows: the series, top users, keys and models.
+"""CSV exports of what a dashboard page shows: the series, top users, keys, models and usage
+without a price.
 
 Rows are built from selector results by pure functions; ``csv_response`` writes them. Text that
 came from clients or admins (model names, emails, key labels) is defused so a spreadsheet never
@@ -13,12 +14,12 @@ from typing import Any
 
 from django.http import HttpResponse
 
-from usage.models import AGGREGATE_COUNT_FIELDS
-from usage.selectors import KeyUsage, ModelUsage, UsageReport, UsageSums, UserUsage
+from usage.models import AGGREGATE_COUNT_FIELDS, TOKEN_COUNT_FIELDS
+from usage.selectors import KeyUsage, ModelUsage, UnpricedUsage, UsageReport, UsageSums, UserUsage
 
 # The aggregate's counters in their own order, then what is derived from them.
 SUM_COLUMNS: tuple[str, ...] = (*AGGREGATE_COUNT_FIELDS, "total_tokens", "cost_usd")
-EXPORTS: tuple[str, ...] = ("series", "users", "keys", "models")
+EXPORTS: tuple[str, ...] = ("series", "users", "keys", "models", "unpriced")
 _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
@@ -78,6 +79,35 @@ def model_rows(models: Sequence[ModelUsage]) -> list[list[Any]]:
     rows: list[list[Any]] = [["provider", "model", *SUM_COLUMNS]]
     for usage in models:
         rows.append([safe_text(usage.provider), safe_text(usage.model), *_sums(usage.sums)])
+    return rows
+
+
+def unpriced_rows(usages: Sequence[UnpricedUsage]) -> list[list[Any]]:
+    rows: list[list[Any]] = [
+        [
+            "provider",
+            "upstream_model",
+            "requested_model",
+            "events",
+            *TOKEN_COUNT_FIELDS,
+            "total_tokens",
+            "first_at",
+            "last_at",
+        ]
+    ]
+    for usage in usages:
+        rows.append(
+            [
+                safe_text(usage.provider),
+                safe_text(usage.upstream_model),
+                safe_text(usage.requested_model),
+                usage.events,
+                *(getattr(usage, name) for name in TOKEN_COUNT_FIELDS),
+                usage.total_tokens,
+                usage.first_at.isoformat(),
+                usage.last_at.isoformat(),
+            ]
+        )
     return rows
 
 

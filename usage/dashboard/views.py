@@ -453,6 +453,8 @@ def _export(
     elif name == "keys":
         limit = TOP_KEYS if subject.kind == "all" else 100
         rows = export.key_rows(usage_top_keys(query, rank_by=rank_by, limit=limit))
+    elif name == "unpriced":
+        rows = export.unpriced_rows(usage_unpriced(query))
     else:
         model_usage: list[ModelUsage] = usage_by_model(query)
         rows = export.model_rows(model_usage)

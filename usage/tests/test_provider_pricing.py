@@ -516,6 +516,14 @@ def test_the_dashboard_lists_usage_without_a_price(
     form = staff_client.get(links[0][0].replace("&amp;", "&")).content.decode()
     assert re.search(r'name="provider"[^>]*value="openai"', form)
     assert re.search(r'name="model"[^>]*value="gpt-9"', form)
+    # And as CSV, with the same filters.
+    export = staff_client.get(reverse("admin:usage_dashboard"), {**WINDOW, "export": "unpriced"})
+    assert export["Content-Type"].startswith("text/csv")
+    assert "unpriced-all-" in export["Content-Disposition"]
+    lines = export.content.decode().splitlines()
+    assert lines[0].startswith("provider,upstream_model,requested_model,events,input_tokens")
+    assert lines[1:] == ["openai,gpt-9,fast,1,1000,200,0,0,1200,2025-03-01T12:00:00+00:00,"
+                         "2025-03-01T12:00:00+00:00"]  # fmt: skip
     # Filtered to a provider with everything priced, the section is gone.
     priced = staff_client.get(reverse("admin:usage_dashboard"), {**WINDOW, "provider": "vllm"})
     assert priced.status_code == 200
