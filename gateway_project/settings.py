@@ -254,6 +254,10 @@ GATEWAY_IMAGE_FETCH_MAX_BYTES: int = env.int(
     "GATEWAY_IMAGE_FETCH_MAX_BYTES", 10 * 1024 * 1024, minimum=1024
 )
 GATEWAY_IMAGE_FETCH_TIMEOUT: float = env.float("GATEWAY_IMAGE_FETCH_TIMEOUT", 10.0, minimum=0.1)
+# The connection pool of the upstream client: aiohttp's (fast under load) or httpx's own.
+GATEWAY_UPSTREAM_TRANSPORT: str = env.choice(
+    "GATEWAY_UPSTREAM_TRANSPORT", "aiohttp", choices=("aiohttp", "httpx")
+)
 GATEWAY_UPSTREAM_CONNECT_TIMEOUT: float = env.float(
     "GATEWAY_UPSTREAM_CONNECT_TIMEOUT", 5.0, minimum=0.1
 )

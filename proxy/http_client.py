@@ -2,7 +2,8 @@
 
 Timeouts are explicit: connect from GATEWAY_UPSTREAM_CONNECT_TIMEOUT, read (between two chunks)
 from GATEWAY_UPSTREAM_READ_TIMEOUT. The wait for Anthropic's first byte is bounded separately by
-the caller, because it decides fallback.
+the caller, because it decides fallback. The connections are aiohttp's
+(``proxy.aiohttp_transport``; GATEWAY_UPSTREAM_TRANSPORT=httpx selects httpx's own pool).
 """
 
 from __future__ import annotations
@@ -12,7 +13,13 @@ import asyncio
 import httpx
 from django.conf import settings
 
+from proxy.aiohttp_transport import AiohttpTransport
+
 _clients: dict[int, tuple[asyncio.AbstractEventLoop, httpx.AsyncClient]] = {}
+
+
+_MAX_CONNECTIONS = 1000
+_KEEPALIVE_SECONDS = 60.0
 
 
 def _build() -> httpx.AsyncClient:
@@ -22,10 +29,21 @@ def _build() -> httpx.AsyncClient:
         write=settings.GATEWAY_UPSTREAM_READ_TIMEOUT,
         pool=settings.GATEWAY_UPSTREAM_CONNECT_TIMEOUT,
     )
-    limits = httpx.Limits(max_connections=1000, max_keepalive_connections=200, keepalive_expiry=60)
+    limits = httpx.Limits(
+        max_connections=_MAX_CONNECTIONS,
+        max_keepalive_connections=200,
+        keepalive_expiry=_KEEPALIVE_SECONDS,
+    )
     # trust_env off: proxies or netrc from the environment must not silently reroute upstream
     # traffic that carries client credentials.
-    return httpx.AsyncClient(timeout=timeout, limits=limits, trust_env=False, http2=False)
+    transport: httpx.AsyncBaseTransport = httpx.AsyncHTTPTransport(
+        limits=limits, trust_env=False, http2=False
+    )
+    if settings.GATEWAY_UPSTREAM_TRANSPORT == "aiohttp":
+        transport = AiohttpTransport(
+            limit=_MAX_CONNECTIONS, keepalive_seconds=_KEEPALIVE_SECONDS, fallback=transport
+        )
+    return httpx.AsyncClient(timeout=timeout, transport=transport, trust_env=False)
 
 
 def upstream_client() -> httpx.AsyncClient:
