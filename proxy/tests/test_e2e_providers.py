@@ -556,7 +556,9 @@ def test_bad_access_key_on_the_openai_surface_is_openai_shaped(
     assert providers.openai.requests == []
 
 
-def test_unknown_path_under_v1_is_an_openai_404(gateway_server: GatewayServer) -> None:
+def test_unknown_path_under_v1_is_an_openai_404(
+    gateway_server: GatewayServer, transactional_db: None
+) -> None:
     response = httpx.get(f"{gateway_server.base_url}/v1/files")
     assert response.status_code == 404
     assert response.json()["error"]["message"].startswith("No route for GET /v1/files")
