@@ -173,11 +173,14 @@ def create_delta(sql: Dialect, cursor: Any) -> None:
     )
 
 
-# (provider, upstream, requested) keys priced through another name than the upstream model
-# itself (usage.pricing.price_names), remembered so later batches price them in their first
-# pass. Only priced keys are kept, so it grows with the models in use, not with the traffic.
+# Priced (provider, upstream, requested) keys that the price table's own names do not cover (an
+# alias, a snapshot, a prefixed or Bedrock name: usage.pricing.price_names), remembered so later
+# batches price them in their first pass. Only priced keys are kept, so it grows with the models
+# in use, not with the traffic; it is bounded because each key's windows are statement
+# parameters (9 each; SQLite takes 32,766 in all). Past the bound, new keys still get their
+# price, through a second pass of their batch.
 _fallback_priced: set[PriceKey] = set()
-_FALLBACK_MEMORY = 10_000
+_FALLBACK_MEMORY = 1_000
 
 
 def fill_delta(sql: Dialect, cursor: Any, *, source: str, where: str, params: list[Any]) -> None:
