@@ -1,9 +1,12 @@
 """The root NinjaAPI objects: the proxy API (mounted under /ak/) and the admin API (/api/)."""
 
 from django.contrib.admin.views.decorators import staff_member_required
+from django.core.exceptions import ValidationError as DjangoValidationError
 from ninja import NinjaAPI
 from ninja.errors import ValidationError
 
+import governance.api as governance_api
+from accounts.services import AccountsError
 from proxy.api import bearer_router, proxy_unexpected_error
 from proxy.api import router as proxy_router
 from requestlog.api import router as requestlog_router
@@ -35,3 +38,15 @@ admin_api.add_router("/admin/logs", requestlog_router)
 admin_api.add_router("/admin/logs", requestlog_router)
 admin_api.add_router("/admin/logs", requestlog_router)
 admin_api.add_exception_handler(ValidationError, validation_error_response)
+# The management API (governance.api): users, keys, credentials, budgets, limits, state.
+admin_api.add_router("/admin/users", governance_api.users_router)
+admin_api.add_router("/admin/access-keys", governance_api.keys_router)
+admin_api.add_router("/admin/credentials", governance_api.credentials_router)
+admin_api.add_router("/admin/budgets", governance_api.budgets_router)
+admin_api.add_router("/admin/limits", governance_api.limits_router)
+admin_api.add_router("/admin/state", governance_api.state_router)
+admin_api.add_exception_handler(governance_api.ApiError, governance_api.api_error_response)
+admin_api.add_exception_handler(DjangoValidationError, governance_api.domain_error_response)
+admin_api.add_exception_handler(AccountsError, governance_api.domain_error_response)
+# The same 400 as the usage API's, also naming a field inside a request body.
+admin_api.add_exception_handler(ValidationError, governance_api.validation_error_response)
