@@ -103,6 +103,21 @@ def rate_limit_delete(*, limit: RateLimit) -> None:
     _invalidate_on_commit()
 
 
-def after_admin_save() -> None:
-    """Django Admin saved or deleted a rule through its own form path."""
+@transaction.atomic
+def budget_save(*, budget: Budget) -> Budget:
+    """Save a budget edited as a whole (the admin's form), validated like the others."""
+    budget.updated_at = timezone.now()
+    budget.full_clean()
+    budget.save()
     _invalidate_on_commit()
+    return budget
+
+
+@transaction.atomic
+def rate_limit_save(*, limit: RateLimit) -> RateLimit:
+    """Save rate limits edited as a whole (the admin's form)."""
+    limit.updated_at = timezone.now()
+    limit.full_clean()
+    limit.save()
+    _invalidate_on_commit()
+    return limit
