@@ -12,6 +12,7 @@ from proxy.api import router as proxy_router
 from requestlog.api import router as requestlog_router
 from requestlog.api import router as requestlog_router
 from requestlog.api import router as requestlog_router
+from requestlog.api import router as requestlog_router
 from usage.api import router as usage_router
 from usage.api import validation_error_response
 
@@ -34,6 +35,7 @@ admin_api = NinjaAPI(
     docs_decorator=staff_member_required,
 )
 admin_api.add_router("/admin/usage", usage_router)
+admin_api.add_router("/admin/logs", requestlog_router)
 admin_api.add_router("/admin/logs", requestlog_router)
 admin_api.add_router("/admin/logs", requestlog_router)
 admin_api.add_router("/admin/logs", requestlog_router)

@@ -13,6 +13,7 @@ from gateway_project.views import healthz
 from requestlog.views import media_view
 from requestlog.views import media_view
 from requestlog.views import media_view
+from requestlog.views import media_view
 
 handler404 = "gateway_project.errors.not_found"
 
@@ -22,6 +23,8 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("healthz", healthz, name="healthz"),
     path("metrics", metrics_view, name="metrics"),
+    # Request log media, for logged-in staff (requestlog.views).
+    path("media/<str:sha256>", media_view, name="requestlog_media"),
     # Request log media, for logged-in staff (requestlog.views).
     path("media/<str:sha256>", media_view, name="requestlog_media"),
     # Request log media, for logged-in staff (requestlog.views).

@@ -17,6 +17,7 @@ from typing import Any
 
 from django.contrib import admin
 from django.core.paginator import Paginator
+from django.db import OperationalError, connections, transaction
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, StreamingHttpResponse
 from django.http.response import HttpResponseBase
@@ -28,21 +29,50 @@ from django.utils.safestring import SafeString
 from accounts.models import AccessKey, User
 from requestlog.export import FORMATS, export_lines
 from requestlog.models import LogLevelPolicy, MediaObject, RequestLog
-from requestlog.selectors import LogBodies, LogFilters, filtered, request_log_bodies
+from requestlog.selectors import (
+    NEWEST_FIRST,
+    LogBodies,
+    LogFilters,
+    filtered,
+    request_log_bodies,
+)
 
 # Pages are numbered up to this many rows; the count stops there instead of scanning.
 COUNT_LIMIT = 10_000
+# On PostgreSQL the count may take this long; a filter matching few of millions of rows would
+# otherwise scan them all just to number the pages. Past it, the planner's estimate is used.
+COUNT_TIMEOUT_MS = 30
 
 
 class CappedCountPaginator(Paginator):
-    """Counts at most COUNT_LIMIT + 1 rows: a list of millions shows its first pages at once."""
+    """Counts at most COUNT_LIMIT + 1 rows, and on PostgreSQL for at most COUNT_TIMEOUT_MS
+    (then estimates): a list of millions shows its first page at once, whatever the filter."""
 
     @cached_property
     def count(self) -> int:
         queryset = self.object_list
-        if isinstance(queryset, QuerySet):
-            return len(queryset.order_by().values_list("pk", flat=True)[: COUNT_LIMIT + 1])
-        return len(queryset)
+        if not isinstance(queryset, QuerySet):
+            return len(queryset)
+        capped = queryset.order_by().values_list("pk", flat=True)[: COUNT_LIMIT + 1]
+        connection = connections[queryset.db]
+        if connection.vendor != "postgresql":
+            return len(capped)
+        try:
+            with transaction.atomic(using=queryset.db), connection.cursor() as cursor:
+                cursor.execute(f"SET LOCAL statement_timeout = {COUNT_TIMEOUT_MS}")
+                return len(capped)
+        except OperationalError:
+            return self._estimate(capped)
+
+    @staticmethod
+    def _estimate(capped: QuerySet[Any]) -> int:
+        sql, params = capped.query.sql_with_params()
+        with connections[capped.db].cursor() as cursor:
+            cursor.execute(f"EXPLAIN (FORMAT JSON) {sql}", params)
+            plan = cursor.fetchone()[0]
+        if isinstance(plan, str):
+            plan = json.loads(plan)
+        return int(plan[0]["Plan"]["Plan Rows"])
 
 
 class _Choices(admin.SimpleListFilter):
@@ -74,7 +104,9 @@ class TimeRangeFilter(admin.SimpleListFilter):
 
     def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
         delta = self.ranges.get(self.value() or "")
-        return queryset if delta is None else queryset.filter(occurred_at__gte=_ago(**delta))
+        if delta is None:
+            return queryset
+        return queryset.filter(event__occurred_at__gte=_ago(**delta))
 
 
 class UserFilter(admin.SimpleListFilter):
@@ -234,7 +266,7 @@ class RequestLogAdmin(admin.ModelAdmin):
     search_fields = ("request_id",)
     search_help_text = "Request id (exact), as in the x-gateway-request-id header."
     list_select_related = ("event",)
-    ordering = ("-occurred_at", "-id")
+    ordering = NEWEST_FIRST
     paginator = CappedCountPaginator
     show_full_result_count = False
     list_per_page = 100

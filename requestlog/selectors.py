@@ -1,9 +1,11 @@
 """Reads of the request log: filtered lists (admin, API, export), one request's detail.
 
-Lists are ordered newest first by ``(occurred_at, id)`` and paged by keyset (a cursor naming
-the last row seen), never by offset or a full count: the table holds millions of rows. Filters
-on what the usage event holds (user, key, provider, model, status, fallback, streaming,
-latency, cost) join the event through its unique ``event_id``.
+Lists are ordered newest first by the usage event's ``(occurred_at, id)`` and paged by keyset
+(a cursor naming the last row seen), never by offset or a full count: the tables hold millions
+of rows. Ordering by the event's columns lets PostgreSQL walk the event table's time index (or
+its user index) and test the filters on the event's own row, joining a log only for rows that
+match; ordered by the log's copy of the time, every row scanned needed the join first, and a
+rare filter (429s, one user) took ten times as long on two million rows (bench/requestlog.py).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from requestlog.capture import decode_body
 from requestlog.models import RequestLog
 
 MEDIA_REFERENCE = "gateway-media:"
+NEWEST_FIRST = ("-event__occurred_at", "-event__id")
 
 
 class LogQueryError(ValueError):
@@ -63,7 +66,7 @@ def _status_q(status: str) -> Q:
 
 def request_logs(filters: LogFilters) -> QuerySet[RequestLog]:
     """The logs matching ``filters``, newest first, with their events."""
-    queryset = RequestLog.objects.select_related("event").order_by("-occurred_at", "-id")
+    queryset = RequestLog.objects.select_related("event").order_by(*NEWEST_FIRST)
     return filtered(queryset, filters)
 
 
@@ -73,9 +76,9 @@ def filtered(queryset: QuerySet[RequestLog], filters: LogFilters) -> QuerySet[Re
         return queryset.filter(request_id=filters.request_id.strip())
     conditions = Q()
     if filters.since is not None:
-        conditions &= Q(occurred_at__gte=filters.since)
+        conditions &= Q(event__occurred_at__gte=filters.since)
     if filters.until is not None:
-        conditions &= Q(occurred_at__lt=filters.until)
+        conditions &= Q(event__occurred_at__lt=filters.until)
     if filters.user is not None:
         conditions &= Q(event__user_id=filters.user)
     if filters.access_key is not None:
@@ -106,7 +109,7 @@ def filtered(queryset: QuerySet[RequestLog], filters: LogFilters) -> QuerySet[Re
 
 
 def encode_cursor(log: RequestLog) -> str:
-    raw = f"{log.occurred_at.isoformat()}|{log.id}".encode()
+    raw = f"{log.event.occurred_at.isoformat()}|{log.event.id}".encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
@@ -126,7 +129,9 @@ def request_log_page(
     queryset = request_logs(filters)
     if cursor:
         moment, row_id = _decode_cursor(cursor)
-        queryset = queryset.filter(Q(occurred_at__lt=moment) | Q(occurred_at=moment, id__lt=row_id))
+        queryset = queryset.filter(
+            Q(event__occurred_at__lt=moment) | Q(event__occurred_at=moment, event__id__lt=row_id)
+        )
     rows = list(queryset[: limit + 1])
     next_cursor = encode_cursor(rows[limit - 1]) if len(rows) > limit else None
     return rows[:limit], next_cursor

@@ -292,3 +292,22 @@ def test_no_planted_secret_reaches_the_admin_html_or_api(
                 assert piece not in page
                 # JSON and HTML escape some characters; the escaped forms must be absent too.
                 assert json.dumps(piece)[1:-1] not in page
+
+
+def test_the_admin_count_falls_back_to_an_estimate_on_postgresql(
+    logs: list[RequestLog], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from django.db import connection
+
+    from requestlog import admin as log_admin
+
+    if connection.vendor != "postgresql":
+        pytest.skip("statement timeouts and plan estimates are PostgreSQL's")
+    paginator = log_admin.CappedCountPaginator(RequestLog.objects.order_by("-id"), 100)
+    assert paginator.count == 3
+    # A count that runs out of time gives the planner's estimate instead of an error.
+    slow = log_admin.CappedCountPaginator(
+        RequestLog.objects.extra(where=["pg_sleep(0.05) IS NOT NULL"]).order_by("-id"), 100
+    )
+    monkeypatch.setattr(log_admin, "COUNT_TIMEOUT_MS", 10)
+    assert slow.count >= 1
