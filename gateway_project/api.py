@@ -10,9 +10,6 @@ from accounts.services import AccountsError
 from proxy.api import bearer_router, proxy_unexpected_error
 from proxy.api import router as proxy_router
 from requestlog.api import router as requestlog_router
-from requestlog.api import router as requestlog_router
-from requestlog.api import router as requestlog_router
-from requestlog.api import router as requestlog_router
 from usage.api import router as usage_router
 from usage.api import validation_error_response
 
@@ -35,9 +32,6 @@ admin_api = NinjaAPI(
     docs_decorator=staff_member_required,
 )
 admin_api.add_router("/admin/usage", usage_router)
-admin_api.add_router("/admin/logs", requestlog_router)
-admin_api.add_router("/admin/logs", requestlog_router)
-admin_api.add_router("/admin/logs", requestlog_router)
 admin_api.add_router("/admin/logs", requestlog_router)
 admin_api.add_exception_handler(ValidationError, validation_error_response)
 # The management API (governance.api): users, keys, credentials, budgets, limits, state.

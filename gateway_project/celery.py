@@ -40,19 +40,4 @@ app.conf.beat_schedule = {
         "schedule": HOUR,
         "options": {"expires": 50 * 60},
     },
-    "requestlog-prune": {
-        "task": "requestlog.tasks.prune_request_logs",
-        "schedule": HOUR,
-        "options": {"expires": 50 * 60},
-    },
-    "requestlog-prune": {
-        "task": "requestlog.tasks.prune_request_logs",
-        "schedule": HOUR,
-        "options": {"expires": 50 * 60},
-    },
-    "requestlog-prune": {
-        "task": "requestlog.tasks.prune_request_logs",
-        "schedule": HOUR,
-        "options": {"expires": 50 * 60},
-    },
 }

@@ -11,9 +11,6 @@ from gateway_project.errors import api_not_found
 from gateway_project.observability import metrics_view
 from gateway_project.views import healthz
 from requestlog.views import media_view
-from requestlog.views import media_view
-from requestlog.views import media_view
-from requestlog.views import media_view
 
 handler404 = "gateway_project.errors.not_found"
 
@@ -23,12 +20,6 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("healthz", healthz, name="healthz"),
     path("metrics", metrics_view, name="metrics"),
-    # Request log media, for logged-in staff (requestlog.views).
-    path("media/<str:sha256>", media_view, name="requestlog_media"),
-    # Request log media, for logged-in staff (requestlog.views).
-    path("media/<str:sha256>", media_view, name="requestlog_media"),
-    # Request log media, for logged-in staff (requestlog.views).
-    path("media/<str:sha256>", media_view, name="requestlog_media"),
     # Request log media, for logged-in staff (requestlog.views).
     path("media/<str:sha256>", media_view, name="requestlog_media"),
     # Anything under /ak/ that no proxy route knows (no key, an unknown path) gets a 404 that
