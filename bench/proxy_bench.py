@@ -88,7 +88,7 @@ SERVER_CORE = 1
 TEXT_DELTAS = 64
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/gw_h9"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/10"
-GATEWAY_PATHS = ("accounts", "proxy", "usage", "gateway_project")
+GATEWAY_PATHS = ("accounts", "proxy", "usage", "gateway_project", "governance", "requestlog")
 
 
 @dataclass(frozen=True)

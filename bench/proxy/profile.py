@@ -24,11 +24,14 @@ from bench.proxy.processes import REPO
 
 PY_SPY = REPO / "bench" / ".venv-tools" / "bin" / "py-spy"
 _FRAME = re.compile(r"^(?P<function>.*?) \((?P<file>[^()]*?)(?::(?P<line>\d+))?\)$")
-PROJECT_PACKAGES = frozenset({"accounts", "proxy", "usage", "gateway_project"})
+PROJECT_PACKAGES = frozenset(
+    {"accounts", "proxy", "usage", "gateway_project", "governance", "requestlog"}
+)
 _IDLE = ("select (selectors.py", "_run_once", "run_forever", "poll (", "epoll")
 
 USAGE = "usage recording"
-OURS = "gateway code (proxy/, accounts/, gateway_project/)"
+OURS = "gateway code (proxy/, accounts/, governance/, gateway_project/...)"
+HTTP_CLIENT = "HTTP client (httpx, httpcore, anyio, aiohttp)"
 OTHER = "other"
 # Where a sample's time went, by the file of the frame that spent it (paths as ``_short``
 # prints them). First match wins; a sample with a frame in usage/ anywhere is usage recording.
@@ -39,7 +42,21 @@ GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
         "threads (asgiref sync_to_async, executor)",
         ("asgiref/", "concurrent/futures/", "threading.py", "queue.py"),
     ),
-    ("httpx/httpcore/anyio", ("httpx/", "httpcore/", "anyio/", "h11/", "sniffio/")),
+    (
+        HTTP_CLIENT,
+        (
+            "httpx/",
+            "httpcore/",
+            "anyio/",
+            "h11/",
+            "sniffio/",
+            "httpx_aiohttp/",
+            "aiohttp/",
+            "multidict/",
+            "yarl/",
+            "aiohappyeyeballs/",
+        ),
+    ),
     ("JSON", ("json/", "orjson")),
     ("ASGI server (uvicorn, httptools)", ("uvicorn/", "httptools/")),
     ("asyncio/uvloop event loop", ("asyncio/", "uvloop/")),

@@ -518,13 +518,11 @@ def test_profile_groups_by_where_the_time_went():
     def stack(*frames: str) -> list[str]:
         return ["main (uvicorn/main.py:1)", *frames]
 
-    assert profile.group_of(stack("is_idle (httpcore/_async/http11.py:5)")) == (
-        "httpx/httpcore/anyio"
-    )
+    assert profile.group_of(stack("is_idle (httpcore/_async/http11.py:5)")) == (profile.HTTP_CLIENT)
     # A context manager's exit counts for the library that used it.
     assert (
         profile.group_of(stack("send (httpx/_client.py:9)", "__exit__ (contextlib.py:144)"))
-        == "httpx/httpcore/anyio"
+        == profile.HTTP_CLIENT
     )
     assert profile.group_of(stack("handle (django/core/handlers/asgi.py:1)")) == (
         "Django/ninja dispatch"
@@ -555,11 +553,13 @@ def test_profile_groups_by_where_the_time_went():
     )
     summary = profile.summarise(raw)
     groups = {row["group"]: row for row in summary["groups"]}
-    assert groups["httpx/httpcore/anyio"]["share"] == 0.75
+    assert groups[profile.HTTP_CLIENT]["share"] == 0.75
     assert groups[profile.USAGE]["top_self"] == ["record (usage/recording.py)"]
-    assert "| httpx/httpcore/anyio | 75.0 | – |" in profile.as_markdown(summary)
+    assert f"| {profile.HTTP_CLIENT} | 75.0 | – |" in profile.as_markdown(summary)
     summary["wrk_cpu_ms_per_request_while_profiled"] = 4.0
-    assert "| httpx/httpcore/anyio | 75.0 | 3.00 |" in profile.as_markdown(summary)
+    assert f"| {profile.HTTP_CLIENT} | 75.0 | 3.00 |" in profile.as_markdown(summary)
+    assert profile.group_of(stack("_request (aiohttp/client.py:1)")) == profile.HTTP_CLIENT
+    assert profile.group_of(stack("text (requestlog/redaction.py:1)")) == profile.OURS
 
 
 # --- gateway set-up -------------------------------------------------------------------------------
