@@ -17,7 +17,7 @@ from django.conf import settings
 from django.core.handlers.asgi import ASGIRequest
 from django.http import HttpResponse
 
-from accounts.keycache import KeyMetadata
+from accounts.keycache import KeyMetadata, key_cache
 from gateway_project.access import host_allowed
 from proxy.surfaces import ANTHROPIC_MESSAGES, OPENAI_CHAT, Surface
 
@@ -75,6 +75,10 @@ async def early_refusal(scope: dict[str, Any]) -> HttpResponse | None:
     access_key = access_key_of(scope)
     if not access_key and scope["path"].startswith("/ak/"):
         return None  # no key in the path: no route either, the router's 404 says so
+    answered, cached = await key_cache.lookup_cached(access_key)
+    if answered and cached is not None:  # the common case: a warm, valid key
+        scope[SCOPE_KEY] = (access_key, cached)
+        return None
     # A request object without a body: the throttle needs the client's address only.
     request = ASGIRequest(scope, io.BytesIO())
     try:

@@ -28,7 +28,9 @@ from proxy.translation.sse import Usage, normalize_usage
 
 logger = logging.getLogger(__name__)
 
-_USAGE = b'"usage"'
+# A chunk with usage has an object there; every other chunk of a stream that asked for usage
+# says "usage":null, and is not parsed.
+_USAGE_MARKERS = (b'"usage":{', b'"usage": {')
 _MAX_PENDING = 16 * 1024 * 1024
 
 
@@ -122,7 +124,7 @@ class _Events:
 
 def _inspect(block: bytes, *, client_wants_usage: bool) -> tuple[bytes, Usage | None]:
     """The bytes to relay of a block of whole events, and the usage one of them carried."""
-    if _USAGE not in block:
+    if not any(marker in block for marker in _USAGE_MARKERS):
         return block, None
     usage: Usage | None = None
     kept: list[bytes] = []
@@ -130,7 +132,7 @@ def _inspect(block: bytes, *, client_wants_usage: bool) -> tuple[bytes, Usage | 
         if not event.strip():
             continue
         payload = event.split(b"data:", 1)[1].strip() if b"data:" in event else b""
-        if _USAGE in payload:
+        if any(marker in payload for marker in _USAGE_MARKERS):
             try:
                 data = jsonio.loads(payload)
             except (ValueError, RecursionError):
