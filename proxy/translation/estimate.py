@@ -30,7 +30,7 @@ from collections.abc import Iterable
 from typing import Any
 
 MARGIN = 1.1
-SLICE = 2_000
+SLICE = 700
 _MESSAGE_OVERHEAD = 4
 _TOOL_OVERHEAD = 12
 _IMAGE_TOKENS = 1_000
