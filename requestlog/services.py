@@ -1,8 +1,8 @@
 """Writes of the request log: rows for a batch of usage records, pruning, level policies.
 
-``request_logs_write`` runs in the usage writer thread, in the transaction that inserts the
-batch's usage events, so an event and its log are written (or spooled and replayed) together;
-every insert ignores conflicts, so a replay writes nothing twice.
+``request_logs_write`` runs in the usage writer thread right after the batch's usage events are
+inserted, in a transaction of its own; when it fails the whole batch is spooled and replayed,
+and every insert ignores conflicts, so a replay writes nothing twice.
 """
 
 from __future__ import annotations
@@ -74,6 +74,14 @@ def request_logs_write(records: Sequence[UsageRecord]) -> int:
             bodies.append((event_id, record.occurred_at, body))
     if not logs:
         return 0
+    with transaction.atomic():
+        _logs_insert(logs, bodies)
+    return len(logs)
+
+
+def _logs_insert(
+    logs: list[RequestLog], bodies: list[tuple[uuid.UUID, datetime, dict[str, Any]]]
+) -> None:
     RequestLog.objects.bulk_create(logs, ignore_conflicts=True)
     if bodies:
         rows = RequestLog.objects.filter(
@@ -105,7 +113,6 @@ def request_logs_write(records: Sequence[UsageRecord]) -> int:
         ]
         if references:
             RequestMedia.objects.bulk_create(references, ignore_conflicts=True)
-    return len(logs)
 
 
 def _media_rows_write(items: list[dict[str, Any]]) -> None:

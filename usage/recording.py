@@ -25,8 +25,8 @@ minute.
 A record may carry its request log (``UsageRecord.log``, see requestlog.capture): references to
 the request's bodies while it is queued, its redacted and compressed form from the moment the
 writer takes it (``_prepare_logs``) or it is serialized for the spool (``to_json``). The log is
-written in the transaction of its usage event, by requestlog.services, and travels through the
-spool with it; an unredacted body is never serialized.
+written right after its usage event, by requestlog.services, and travels through the spool
+with it; an unredacted body is never serialized.
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ from pathlib import Path
 from typing import Any
 
 from django.conf import settings
-from django.db import close_old_connections, connection, transaction
+from django.db import close_old_connections, connection
 
 from gateway_project.observability import USAGE_EVENTS, USAGE_SPOOL_DEPTH, before_scrape
 
@@ -166,14 +166,17 @@ def _prepare_logs(records: list[UsageRecord]) -> None:
 
 
 def _write_batch(records: list[UsageRecord]) -> None:
-    """Insert a batch and its request logs; idempotent thanks to the unique event_id."""
-    _prepare_logs(records)
-    with transaction.atomic():
-        _write_events(records)
-        if any(record.log is not None for record in records):
-            from requestlog.services import request_logs_write
+    """Insert a batch, then its request logs; idempotent thanks to the unique event_id.
 
-            request_logs_write(records)
+    Two steps, not one transaction: the events' insert stays as short as it was without logs
+    (other connections wait on it). A failure writing the logs fails the batch, which is then
+    spooled whole and replayed: its events are not inserted twice, its logs are written."""
+    _prepare_logs(records)
+    _write_events(records)
+    if any(record.log is not None for record in records):
+        from requestlog.services import request_logs_write
+
+        request_logs_write(records)
 
 
 def _write_events(records: list[UsageRecord]) -> None:

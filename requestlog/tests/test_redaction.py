@@ -109,3 +109,14 @@ def test_no_secret_survives_text_redaction(secret: str, before: str, after: str,
     out = red.text(before + sep + secret + sep + after)
     for piece in secret_pieces(secret):
         assert piece not in out
+
+
+def test_a_bad_installation_pattern_is_a_start_up_error(settings: Any) -> None:
+    from requestlog.checks import redact_patterns_compile
+
+    settings.GATEWAY_LOG_REDACT_PATTERNS = [r"ACME-\d+", "(unclosed"]
+    errors = redact_patterns_compile()
+    assert [error.id for error in errors] == ["requestlog.E001"]
+    assert "(unclosed" in errors[0].msg
+    settings.GATEWAY_LOG_REDACT_PATTERNS = [r"ACME-\d+"]
+    assert redact_patterns_compile() == []
