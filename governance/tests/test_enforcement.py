@@ -322,3 +322,23 @@ def test_a_change_applies_at_once_and_the_warm_path_makes_no_query(
     services.rate_limit_update(limit=limit, requests_per_minute=2)
     assert post().status_code == 429
     assert policies is not None and key_cache is not None
+
+
+def test_a_budget_survives_a_restart_or_a_redis_flush(
+    gateway_server: GatewayServer, key_holder: KeyHolder, fake: FakeUpstream, recorded_events: Any
+) -> None:
+    budget = services.budget_create(
+        scope="access_key", access_key_id=key_holder.key_id, period="week", limit_tokens=28
+    )
+    for _ in range(2):
+        assert _post(gateway_server, key_holder.plaintext).status_code == 200
+    _wait_until(lambda: _budget_state(budget, "tokens") == (28, 0))
+    assert len(recorded_events()) == 2  # written, not rolled up: pending events
+    # A restart (empty process memory) or a Redis flush forgets every counter...
+    counters.reset()
+    policies.clear()
+    assert _budget_state(budget, "tokens") is None
+    # ...and the period is seeded again from the usage tables: still spent.
+    refused = _post(gateway_server, key_holder.plaintext)
+    assert refused.status_code == 429
+    assert "28 of 28 tokens" in refused.json()["error"]["message"]
