@@ -22,6 +22,7 @@ a budget reservation to ``spent`` at its actual amount.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 import time
@@ -29,7 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError
+from redis.exceptions import NoScriptError, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from gateway_project import redis as shared_redis
@@ -376,7 +377,6 @@ class Counters:
 
     def __init__(self) -> None:
         self.local = LocalCounters()
-        self._scripts: dict[int, tuple[Any, Any, Any]] = {}
         self._warned_at = 0.0
 
     def _warn(self, what: str, exc: Exception) -> None:
@@ -387,30 +387,26 @@ class Counters:
                 "governance: Redis unavailable for %s, counting in process: %s", what, exc
             )
 
-    def _redis_scripts(self) -> tuple[Any, Any] | None:
-        client = shared_redis.async_client()
-        if client is None:
-            return None
-        entry = self._scripts.get(id(client))
-        if entry is None or entry[0] is not client:
-            entry = (
-                client,
-                client.register_script(ADMIT_SCRIPT),
-                client.register_script(SETTLE_SCRIPT),
-            )
-            self._scripts = {id(client): entry}
-        return entry[1], entry[2]
+    @staticmethod
+    async def _run(client: Any, script: str, keys: list[str], args: list[Any]) -> Any:
+        """EVALSHA, loading the script once if Redis does not know it (a restart, a flush):
+        cheaper on the client than redis-py's Script wrapper."""
+        sha = _SHAS[script]
+        try:
+            return await client.evalsha(sha, len(keys), *keys, *args)
+        except NoScriptError:
+            return await client.eval(script, len(keys), *keys, *args)
 
     async def admit(self, checks: list[Check], now_ms: int) -> tuple[Outcome, bool]:
         """The outcome, and whether Redis decided it (settle with the same backend)."""
-        scripts = self._redis_scripts()
-        if scripts is not None:
+        client = shared_redis.async_client()
+        if client is not None:
             keys, args = _admit_arguments(checks, now_ms)
             # Twice: a burst of requests opens many connections at once, and on a busy host
             # one of them may miss the short connect timeout.
             for attempt in range(2):
                 try:
-                    reply = await scripts[0](keys=keys, args=args)
+                    reply = await self._run(client, ADMIT_SCRIPT, keys, args)
                 except (ConnectionError, TimeoutError, RedisError) as exc:
                     if attempt == 0 and isinstance(exc, RedisConnectionError | RedisTimeoutError):
                         continue
@@ -423,11 +419,11 @@ class Counters:
         if not settlements:
             return
         if shared:
-            scripts = self._redis_scripts()
-            if scripts is not None:
+            client = shared_redis.async_client()
+            if client is not None:
                 keys, args = _settle_arguments(settlements)
                 try:
-                    await scripts[1](keys=keys, args=args)
+                    await self._run(client, SETTLE_SCRIPT, keys, args)
                 except Exception as exc:
                     self._warn("settlement", exc)
                 return
@@ -483,4 +479,8 @@ class Counters:
 
 
 KEY_PREFIX = "gateway:gov:"
+_SHAS = {
+    script: hashlib.sha1(script.encode(), usedforsecurity=False).hexdigest()
+    for script in (ADMIT_SCRIPT, SETTLE_SCRIPT)
+}
 counters = Counters()

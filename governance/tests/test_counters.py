@@ -194,3 +194,26 @@ def test_a_new_window_starts_from_zero(backend: Any, now: int) -> None:
         assert backend.admit(
             [Check(WINDOW, key, limit=1, expire_ms=now + 60_000)], now + 2
         ).admitted
+
+
+def test_a_script_redis_does_not_know_is_sent_whole() -> None:
+    from redis.exceptions import NoScriptError
+
+    from governance.counters import ADMIT_SCRIPT
+
+    sent: list[str] = []
+
+    class Client:
+        async def evalsha(self, sha: str, count: int, *rest: Any) -> Any:
+            sent.append("evalsha")
+            raise NoScriptError("NOSCRIPT")
+
+        async def eval(self, script: str, count: int, *rest: Any) -> Any:
+            sent.append("eval")
+            assert script == ADMIT_SCRIPT
+            assert count == 2
+            return [1, 1]
+
+    reply = asyncio.run(Counters._run(Client(), ADMIT_SCRIPT, ["k", "k"], ["0", "w,1,1,0,,,0"]))
+    assert reply == [1, 1]
+    assert sent == ["evalsha", "eval"]
