@@ -217,3 +217,34 @@ def test_a_script_redis_does_not_know_is_sent_whole() -> None:
     reply = asyncio.run(Counters._run(Client(), ADMIT_SCRIPT, ["k", "k"], ["0", "w,1,1,0,,,0"]))
     assert reply == [1, 1]
     assert sent == ["evalsha", "eval"]
+
+
+def test_redis_away_falls_back_to_this_process_and_settles_there(
+    monkeypatch: pytest.MonkeyPatch, now: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    from gateway_project import redis as shared_redis_module
+
+    attempts: list[str] = []
+
+    class AwayClient:
+        async def evalsha(self, *args: Any) -> Any:
+            attempts.append("evalsha")
+            raise RedisConnectionError("connection refused")
+
+    monkeypatch.setattr(shared_redis_module, "async_client", lambda: AwayClient())
+    backend = Counters()
+    key = _key("rpm")
+    check = Check(WINDOW, key, limit=1, expire_ms=now + 60_000)
+
+    async def run() -> tuple[Outcome, bool]:
+        return await backend.admit([check], now)
+
+    outcome, shared = asyncio.run(run())
+    assert outcome.admitted
+    assert shared is False
+    assert attempts == ["evalsha", "evalsha"]  # one retry, then this process counts
+    assert "counting in process" in caplog.text
+    outcome, _ = asyncio.run(run())
+    assert outcome.refused == 0  # the in-process window holds the first request
