@@ -91,10 +91,14 @@ class PolicyCache:
     def __init__(self) -> None:
         self._entries: OrderedDict[int, tuple[KeyMetadata | None, float, Policy]] = OrderedDict()
         self._lock = threading.Lock()
+        # Loads under way: the requests of a key that arrive together (after an invalidation, a
+        # burst on a new key) share one database read.
+        self._loading: dict[int, tuple[KeyMetadata, asyncio.Task[Policy]]] = {}
 
     def clear(self) -> None:
         with self._lock:
             self._entries.clear()
+        self._loading.clear()
 
     async def get(self, metadata: KeyMetadata) -> Policy:
         with self._lock:
@@ -103,6 +107,25 @@ class PolicyCache:
             return entry[2]
         if entry is not None and entry[0] is None and entry[1] > time.monotonic():
             return entry[2]  # a failed load: the stale policy until the retry time
+        loading = self._loading.get(metadata.key_id)
+        if (
+            loading is None
+            or loading[0] is not metadata
+            or loading[1].get_loop() is not asyncio.get_running_loop()
+        ):
+            task = asyncio.get_running_loop().create_task(self._load(metadata, entry))
+            loading = self._loading[metadata.key_id] = (metadata, task)
+            task.add_done_callback(lambda _: self._forget_load(metadata.key_id, task))
+        return await asyncio.shield(loading[1])
+
+    def _forget_load(self, key_id: int, task: asyncio.Task[Policy]) -> None:
+        loading = self._loading.get(key_id)
+        if loading is not None and loading[1] is task:
+            del self._loading[key_id]
+
+    async def _load(
+        self, metadata: KeyMetadata, entry: tuple[KeyMetadata | None, float, Policy] | None
+    ) -> Policy:
         try:
             policy = await _in_thread(
                 selectors.policy_load, access_key_id=metadata.key_id, user_id=metadata.user_id

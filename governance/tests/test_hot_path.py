@@ -5,6 +5,7 @@ and printed (the README states it)."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import time
 from datetime import UTC, datetime
@@ -192,3 +193,29 @@ def test_the_warm_checks_cost_little_cpu(capsys: pytest.CaptureFixture[str], set
         )
     # The README states the measured figures; the bound leaves room for a busy machine.
     assert admit_only < 1.0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_requests_arriving_together_share_one_policy_load(monkeypatch: pytest.MonkeyPatch) -> None:
+    from governance import selectors
+
+    loads: list[int] = []
+
+    def slow_load(*, access_key_id: int, user_id: int) -> Policy:
+        loads.append(access_key_id)
+        time.sleep(0.2)
+        return POLICY
+
+    monkeypatch.setattr(selectors, "policy_load", slow_load)
+    policies.clear()
+
+    async def run() -> list[Policy]:
+        return await asyncio.gather(*(policies.get(METADATA) for _ in range(20)))
+
+    assert asyncio.run(run()) == [POLICY] * 20
+    assert loads == [7]
+    # A new metadata object (the key cache reloaded the key) loads again, once.
+    fresh = dataclasses.replace(METADATA)
+    asyncio.run(policies.get(fresh))
+    asyncio.run(policies.get(fresh))
+    assert loads == [7, 7]
