@@ -22,6 +22,7 @@ a budget reservation to ``spent`` at its actual amount.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import threading
@@ -377,6 +378,7 @@ class Counters:
 
     def __init__(self) -> None:
         self.local = LocalCounters()
+        self._batch: list[Settlement] = []
         self._warned_at = 0.0
 
     def _warn(self, what: str, exc: Exception) -> None:
@@ -416,12 +418,19 @@ class Counters:
         return self.local.admit(checks, now_ms), False
 
     async def settle(self, settlements: list[Settlement], *, shared: bool) -> None:
+        """Settlements of requests that end together travel in one script call: the first of
+        an event-loop tick sends its own and those that joined it meanwhile."""
         if not settlements:
             return
         if shared:
             client = shared_redis.async_client()
             if client is not None:
-                keys, args = _settle_arguments(settlements)
+                self._batch.extend(settlements)
+                if len(self._batch) > len(settlements):
+                    return  # a call of this tick is on its way and takes these too
+                await asyncio.sleep(0)  # let the other settlements of this tick join
+                batch, self._batch = self._batch, []
+                keys, args = _settle_arguments(batch)
                 try:
                     await self._run(client, SETTLE_SCRIPT, keys, args)
                 except Exception as exc:
@@ -470,6 +479,7 @@ class Counters:
     def reset(self) -> None:
         """Forget every counter, here and in Redis (tests)."""
         self.local.reset()
+        self._batch.clear()
         client = shared_redis.sync_client()
         if client is None:
             return

@@ -248,3 +248,31 @@ def test_redis_away_falls_back_to_this_process_and_settles_there(
     assert "counting in process" in caplog.text
     outcome, _ = asyncio.run(run())
     assert outcome.refused == 0  # the in-process window holds the first request
+
+
+def test_settlements_ending_together_share_one_script_call(
+    monkeypatch: pytest.MonkeyPatch, settings: Any, now: int
+) -> None:
+    from gateway_project import redis as shared_redis_module
+
+    calls: list[list[str]] = []
+
+    class Client:
+        async def evalsha(self, sha: str, count: int, *rest: Any) -> Any:
+            calls.append(list(rest[count:]))
+            return 1
+
+    monkeypatch.setattr(shared_redis_module, "async_client", lambda: Client())
+    backend = Counters()
+
+    async def run() -> None:
+        await asyncio.gather(
+            *(
+                backend.settle([Settlement(CONCURRENCY, "k", member=f"m{i}")], shared=True)
+                for i in range(5)
+            )
+        )
+        await backend.settle([Settlement(CONCURRENCY, "k", member="late")], shared=True)
+
+    asyncio.run(run())
+    assert calls == [[f"c,0,0,m{i}" for i in range(5)], ["c,0,0,late"]]
