@@ -8,7 +8,7 @@ are a 400 naming the parameter.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -48,8 +48,10 @@ router = Router(auth=[AdminTokenAuth(), StaffLogSessionAuth()], tags=["request l
 
 
 class LogParams(Schema):
-    from_: datetime | None = Field(None, alias="from", description="ISO 8601, inclusive.")
-    to: datetime | None = Field(None, description="ISO 8601, exclusive.")
+    from_: str | None = Field(
+        None, alias="from", description="ISO 8601 date-time, inclusive (UTC without an offset)."
+    )
+    to: str | None = Field(None, description="ISO 8601 date-time, exclusive.")
     user: int | None = None
     access_key: int | None = None
     provider: str | None = None
@@ -114,15 +116,36 @@ class LogDetailOut(LogOut):
     bodies: BodiesOut | None
 
 
+class ErrorOut(Schema):
+    detail: str
+    param: str
+
+
+def _instant(value: str | None, param: str) -> datetime | None:
+    """An ISO 8601 date-time; one without an offset is UTC."""
+    if value is None or value == "":
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError as exc:
+        raise LogQueryError(param, f"{param}: not an ISO 8601 date-time") from exc
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
 def _bad(exc: LogQueryError) -> JsonResponse:
     return JsonResponse({"detail": str(exc), "param": exc.param}, status=400)
 
 
-@router.get("", response={200: LogPageOut}, summary="Request logs, newest first")
+@router.get("", response={200: LogPageOut, 400: ErrorOut}, summary="Request logs, newest first")
 def logs_list(request: HttpRequest, params: Query[LogParams]) -> Any:
+    try:
+        since = _instant(params.from_, "from")
+        until = _instant(params.to, "to")
+    except LogQueryError as exc:
+        return _bad(exc)
     filters = LogFilters(
-        since=params.from_,
-        until=params.to,
+        since=since,
+        until=until,
         user=params.user,
         access_key=params.access_key,
         provider=params.provider,
@@ -143,7 +166,11 @@ def logs_list(request: HttpRequest, params: Query[LogParams]) -> Any:
     return JsonResponse({"items": [log_row(log) for log in rows], "next_cursor": next_cursor})
 
 
-@router.get("/{request_id}", response={200: LogDetailOut}, summary="One request with its bodies")
+@router.get(
+    "/{request_id}",
+    response={200: LogDetailOut, 400: ErrorOut, 404: ErrorOut},
+    summary="One request with its bodies",
+)
 def logs_detail(request: HttpRequest, request_id: str) -> Any:
     log = request_log_by_request_id(request_id)
     if log is None:

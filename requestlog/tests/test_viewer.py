@@ -189,6 +189,9 @@ def test_api_lists_with_filters_and_cursor_pages(staff: Client, logs: list[Reque
     second = staff.get("/api/admin/logs", {"limit": 2, "cursor": first["next_cursor"]}).json()
     assert [item["request_id"] for item in second["items"]] == ["gwreq_old"]
     assert second["next_cursor"] is None
+    since = (timezone.now() - timedelta(days=1)).replace(tzinfo=None).isoformat()
+    recent = staff.get("/api/admin/logs", {"from": since}).json()
+    assert [item["request_id"] for item in recent["items"]] == ["gwreq_error", "gwreq_fallback"]
     only = staff.get("/api/admin/logs", {"fallback": "true", "min_latency_ms": 1000}).json()
     assert [item["request_id"] for item in only["items"]] == ["gwreq_fallback"]
     assert only["items"][0]["attempts"][0]["outcome"] == "answered"
@@ -196,7 +199,13 @@ def test_api_lists_with_filters_and_cursor_pages(staff: Client, logs: list[Reque
 
 @pytest.mark.parametrize(
     ("params", "param"),
-    [({"cursor": "!!"}, "cursor"), ({"status": "teapot"}, "status"), ({"limit": 0}, "limit")],
+    [
+        ({"cursor": "!!"}, "cursor"),
+        ({"status": "teapot"}, "status"),
+        ({"limit": 0}, "limit"),
+        ({"from": "0.5"}, "from"),
+        ({"to": "yesterday"}, "to"),
+    ],
 )
 def test_api_bad_parameters_are_400(
     staff: Client, logs: list[RequestLog], params: dict[str, Any], param: str
