@@ -89,9 +89,11 @@ async def test_chunks_arrive_as_they_are_sent_with_exact_headers() -> None:
         writer.close()
 
     server, url = await _serve(stream)
-    async with server, _client() as client, client.stream(
-        "POST", url, content=b"{}", headers={"x-api-key": "k1"}
-    ) as response:
+    async with (
+        server,
+        _client() as client,
+        client.stream("POST", url, content=b"{}", headers={"x-api-key": "k1"}) as response,
+    ):
         chunks = [chunk async for chunk in response.aiter_raw()]
     assert chunks == [b"first", b"second"]
     assert response.headers["x-up"] == "1"
