@@ -356,6 +356,7 @@ class Command(BaseCommand):
             f"Web:       {base_url}/   (health: {base_url}/healthz)",
             *login_lines,
             f"Clients:   ANTHROPIC_BASE_URL={base_url}/ak/<access key>",
+            f"           OpenAI SDK: base_url={base_url}/v1, api_key=<access key>",
             f"Database:  {describe_database()}",
             f"Broker:    {describe_broker()}",
             f"Data:      {settings.GATEWAY_DATA_DIR}",
