@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import httpx
 from django.http import HttpResponse
@@ -72,7 +72,7 @@ def gateway_error(status: int, error_type: str, message: str) -> MappedError:
     return MappedError(status=status, body=error_body(error_type, message), headers={})
 
 
-def transport_failure(provider: str, exc: BaseException) -> LegFailure:
+def transport_failure(exc: BaseException) -> LegFailure:
     """A connection-level failure (no HTTP answer) as a retryable leg failure."""
     if isinstance(exc, TimeoutError | httpx.TimeoutException):
         reason = (
@@ -160,15 +160,3 @@ def retry_at_now_plus(headers: dict[str, str] | httpx.Headers) -> float | None:
     from proxy.circuit import retry_at_from_headers
 
     return retry_at_from_headers(dict(headers), time.time())
-
-
-def merged_headers(*parts: dict[str, str] | None) -> dict[str, str]:
-    merged: dict[str, str] = {}
-    for part in parts:
-        if part:
-            merged.update(part)
-    return merged
-
-
-def json_object(value: Any) -> JSON | None:
-    return value if isinstance(value, dict) else None

@@ -35,7 +35,6 @@ from proxy.providers.base import (
 from proxy.translation.errors import (
     MappedError,
     error_body,
-    error_type_for_status,
     is_retryable_anthropic_status,
 )
 from proxy.translation.hub import HubEvent, HubUsage
@@ -147,14 +146,6 @@ def retry_after_headers(headers: httpx.Headers) -> dict[str, str]:
     return {name: headers[name] for name in ("retry-after", "retry-after-ms") if name in headers}
 
 
-def mapped_from_status(status: int, message: str, headers: httpx.Headers) -> MappedError:
-    return MappedError(
-        status=status,
-        body=error_body(error_type_for_status(status), message),
-        headers=retry_after_headers(headers),
-    )
-
-
 async def send(
     client: httpx.AsyncClient,
     request: httpx.Request,
@@ -240,14 +231,10 @@ async def translated_stream(
         pending=pending,
         ended=ended,
     )
-    streaming = StreamingHttpResponse(relay, content_type=renderer_content_type())
+    streaming = StreamingHttpResponse(relay, content_type="text/event-stream; charset=utf-8")
     for name, value in call.context.gateway_headers(provider).items():
         streaming[name] = value
     return streaming_headers(streaming)
-
-
-def renderer_content_type() -> str:
-    return "text/event-stream; charset=utf-8"
 
 
 async def _relay(
@@ -457,7 +444,7 @@ async def open_upstream(
     try:
         return await send(client, request, first_byte_timeout=first_byte_timeout(call))
     except (httpx.HTTPError, TimeoutError) as exc:
-        failure = transport_failure(provider, exc)
+        failure = transport_failure(exc)
         logger.info(
             "%s: %s for %s (%s)",
             provider,
@@ -480,7 +467,7 @@ async def upstream_error(
     try:
         content, parsed = await read_json(response)
     except httpx.HTTPError as exc:
-        return transport_failure(provider, exc)
+        return transport_failure(exc)
     status, body = map_error(response.status_code, parsed)
     headers = retry_after_headers(response.headers)
     if extra_headers is not None:
@@ -528,7 +515,7 @@ async def translated_generate(
         try:
             _, parsed = await read_json(response)
         except httpx.HTTPError as exc:
-            return transport_failure(provider, exc)
+            return transport_failure(exc)
         try:
             if not isinstance(parsed, dict):
                 raise ValueError("not a JSON object")
@@ -579,7 +566,7 @@ async def translated_embed(
             raise ValueError("not a JSON object")
         body = to_openai(parsed)
     except httpx.HTTPError as exc:
-        return transport_failure(provider, exc)
+        return transport_failure(exc)
     except (ValueError, KeyError, TypeError) as exc:
         logger.warning(
             "%s: unreadable embeddings for %s: %s", provider, call.context.request_id, exc

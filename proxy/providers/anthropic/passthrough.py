@@ -134,7 +134,7 @@ async def open_anthropic(
             raise
         if not isinstance(exc, Exception):
             raise
-        failure = transport_failure(PROVIDER, exc)
+        failure = transport_failure(exc)
         logger.info(
             "anthropic: %s for %s (%s)", failure.reason, context.request_id, type(exc).__name__
         )

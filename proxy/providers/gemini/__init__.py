@@ -108,7 +108,7 @@ class GeminiProvider(Provider):
             _, parsed = await read_json(response)
             tokens = gemini_count_tokens_result(parsed)
         except (ValueError, TypeError, AttributeError) as exc:
-            return transport_failure(leg.provider, exc)
+            return transport_failure(exc)
         return json_response(
             {"input_tokens": tokens}, headers=call.context.gateway_headers(leg.provider)
         )

@@ -80,7 +80,7 @@ class OpenAIProvider(Provider):
                 await response.aread()
             except Exception as exc:
                 await response.aclose()
-                return transport_failure(leg.provider, exc)
+                return transport_failure(exc)
             await response.aclose()
             return passthrough.complete(call, response, provider=leg.provider, model=leg.model)
         return passthrough.streaming(
