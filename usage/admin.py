@@ -144,12 +144,21 @@ class UsageEventAdmin(ReadOnlyAdmin):
         "fallback_reason",
         "latency_ms",
         "cost_usd",
+        "request_log",
     )
     list_filter = (ProviderFilter, StatusFilter, FallbackFilter, "streamed", "client_disconnected")
     list_select_related = ("user", "access_key")
     # Exact lookups only: they use indexes, where a substring search would scan the table.
     search_fields = ("=request_id", "=session_id", "=user__email", "=access_key__prefix")
     ordering = ("-occurred_at",)
+
+    @admin.display(description="log")
+    def request_log(self, event: UsageEvent) -> str:
+        """A link to the request's log (by request id: no query per row)."""
+        if not event.request_id:
+            return "–"
+        url = reverse("admin:requestlog_requestlog_by_request", args=[event.request_id])
+        return format_html('<a href="{}">log</a>', url)
 
 
 @admin.register(UsageAggregate)

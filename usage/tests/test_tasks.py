@@ -95,11 +95,13 @@ def test_beat_schedule_entries_expire_before_their_next_run():
         "usage.tasks.rollup_usage",
         "usage.tasks.prune_usage_events",
         "accounts.tasks.revoke_expired_rotated_keys",
+        "requestlog.tasks.prune_request_logs",
     }
     periods = {entry["task"]: entry["schedule"] for entry in schedule.values()}
     assert periods["usage.tasks.rollup_usage"] == timedelta(minutes=1)
     assert periods["accounts.tasks.revoke_expired_rotated_keys"] == timedelta(hours=1)
     assert periods["usage.tasks.prune_usage_events"] == timedelta(days=1)
+    assert periods["requestlog.tasks.prune_request_logs"] == timedelta(hours=1)
     app.loader.import_default_modules()
     for entry in schedule.values():
         assert entry["task"] in app.tasks
