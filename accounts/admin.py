@@ -41,6 +41,7 @@ from accounts.services import (
     access_key_update,
     provider_credential_delete,
     provider_credential_save,
+    provider_credential_set_enabled,
     user_delete,
     user_save,
 )
@@ -407,6 +408,7 @@ class ProviderCredentialAdmin(admin.ModelAdmin):
     list_display = (
         "provider",
         "name",
+        "enabled",
         "scope",
         "endpoint",
         "fingerprint",
@@ -414,7 +416,7 @@ class ProviderCredentialAdmin(admin.ModelAdmin):
         "label",
         "updated_at",
     )
-    list_filter = ("provider", "api_mode", ScopeFilter)
+    list_filter = ("provider", "enabled", "api_mode", ScopeFilter)
     search_fields = ("name", "label", "region", "endpoint_url", "user__email", "access_key__prefix")
     list_select_related = ("user", "access_key")
     show_full_result_count = False
@@ -457,10 +459,30 @@ class ProviderCredentialAdmin(admin.ModelAdmin):
         fieldsets[3],
     )
 
-    actions = ("test_credentials",)
+    actions = ("test_credentials", "enable_credentials", "disable_credentials")
 
     class Media:
         js = ("accounts/credential_form.js",)
+
+    @admin.action(description="Enable the selected credentials")
+    def enable_credentials(
+        self, request: HttpRequest, queryset: QuerySet[ProviderCredential]
+    ) -> None:
+        changed = sum(
+            provider_credential_set_enabled(credential=credential, enabled=True)
+            for credential in queryset
+        )
+        self.message_user(request, f"{changed} credential(s) enabled.")
+
+    @admin.action(description="Disable the selected credentials")
+    def disable_credentials(
+        self, request: HttpRequest, queryset: QuerySet[ProviderCredential]
+    ) -> None:
+        changed = sum(
+            provider_credential_set_enabled(credential=credential, enabled=False)
+            for credential in queryset
+        )
+        self.message_user(request, f"{changed} credential(s) disabled.")
 
     @admin.action(description="Test: ask the provider for its model list")
     def test_credentials(

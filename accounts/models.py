@@ -163,6 +163,10 @@ class ProviderCredential(models.Model):
         blank=True,
         help_text="Bedrock only: model used for requested models missing from the model map.",
     )
+    enabled = models.BooleanField(
+        default=True,
+        help_text="A disabled credential is not used: the next more general one applies, or none.",
+    )
     secret_ciphertext = models.TextField(editable=False, blank=True)
     secret_hint = models.CharField(max_length=8, editable=False, blank=True)
     created_at = models.DateTimeField(default=timezone.now, editable=False)

@@ -40,7 +40,8 @@ def credentials_for_key(*, user_id: int, access_key_id: int) -> dict[str, Provid
     candidates = ProviderCredential.objects.select_related("user", "access_key").filter(
         Q(access_key_id=access_key_id)
         | Q(user_id=user_id)
-        | Q(user__isnull=True, access_key__isnull=True)
+        | Q(user__isnull=True, access_key__isnull=True),
+        enabled=True,
     )
     chosen: dict[str, ProviderCredential] = {}
     for credential in candidates:

@@ -537,6 +537,18 @@ def provider_credential_save(
     _invalidate_on_commit()
 
 
+def provider_credential_set_enabled(*, credential: ProviderCredential, enabled: bool) -> bool:
+    """Enable or disable a credential; True when that changed anything. A disabled credential
+    is skipped when a key's credentials are resolved (the next more general one applies)."""
+    if credential.enabled == enabled:
+        return False
+    credential.enabled = enabled
+    credential.updated_at = timezone.now()
+    credential.save(update_fields=["enabled", "updated_at"])
+    _invalidate_on_commit()
+    return True
+
+
 def provider_credential_delete(*, credential: ProviderCredential) -> None:
     credential.delete()
     _invalidate_on_commit()

@@ -588,3 +588,28 @@ def test_encryption_key_rotation_skips_credentials_without_secret(fernet_keys: l
     report = encryption_keys_rotate()
     assert (report.rotated, report.failed) == (1, [])
     assert ProviderCredential.objects.get(provider="ollama").secret_ciphertext == ""
+
+
+@pytest.mark.django_db
+def test_a_disabled_credential_is_skipped_for_the_next_more_general_one() -> None:
+    from accounts.models import User
+    from accounts.selectors import credentials_for_key
+    from accounts.services import (
+        access_key_create,
+        provider_credential_set,
+        provider_credential_set_enabled,
+    )
+
+    user = User.objects.create_user(email="pool@example.com")
+    key, _ = access_key_create(user=user, label="k")
+    general, _ = provider_credential_set(provider="openai", secret="sk-global-0000000000")
+    specific, _ = provider_credential_set(
+        provider="openai", secret="sk-user-00000000000", user=user
+    )
+    chosen = credentials_for_key(user_id=user.pk, access_key_id=key.pk)
+    assert chosen["openai"].pk == specific.pk
+    assert provider_credential_set_enabled(credential=specific, enabled=False) is True
+    assert provider_credential_set_enabled(credential=specific, enabled=False) is False
+    assert credentials_for_key(user_id=user.pk, access_key_id=key.pk)["openai"].pk == general.pk
+    provider_credential_set_enabled(credential=general, enabled=False)
+    assert "openai" not in credentials_for_key(user_id=user.pk, access_key_id=key.pk)

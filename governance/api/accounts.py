@@ -23,6 +23,7 @@ from accounts.services import (
     provider_credential_delete,
     provider_credential_save,
     provider_credential_set,
+    provider_credential_set_enabled,
     user_get_or_create,
     user_save,
     user_set_active,
@@ -248,6 +249,7 @@ class CredentialOut(Schema):
     endpoint_url: str
     fallback_model: str
     has_secret: bool
+    enabled: bool
     fingerprint: str = Field(description="The secret's last characters; never the secret.")
     created_at: datetime
     updated_at: datetime
@@ -295,6 +297,7 @@ def _credential(credential: ProviderCredential) -> dict[str, Any]:
         "endpoint_url": credential.endpoint_url,
         "fallback_model": credential.fallback_model,
         "has_secret": bool(credential.secret_ciphertext),
+        "enabled": credential.enabled,
         "fingerprint": credential.fingerprint,
         "created_at": credential.created_at,
         "updated_at": credential.updated_at,
@@ -363,6 +366,28 @@ def credentials_replace_secret(request: HttpRequest, credential_id: int, payload
     if not payload.secret.strip():
         raise ApiError(400, "The secret is empty.", "secret")
     provider_credential_save(credential=credential, secret=payload.secret)
+    return _credential(credential)
+
+
+@credentials_router.post(
+    "/{credential_id}/enable", response={200: CredentialOut, **ERRORS}, summary="Enable"
+)
+def credentials_enable(request: HttpRequest, credential_id: int) -> Any:
+    require_write(request, "accounts.change_providercredential")
+    credential = get_or_404(ProviderCredential, credential_id, "credential")
+    provider_credential_set_enabled(credential=credential, enabled=True)
+    return _credential(credential)
+
+
+@credentials_router.post(
+    "/{credential_id}/disable",
+    response={200: CredentialOut, **ERRORS},
+    summary="Disable (the next more general credential applies, or none)",
+)
+def credentials_disable(request: HttpRequest, credential_id: int) -> Any:
+    require_write(request, "accounts.change_providercredential")
+    credential = get_or_404(ProviderCredential, credential_id, "credential")
+    provider_credential_set_enabled(credential=credential, enabled=False)
     return _credential(credential)
 
 

@@ -269,3 +269,15 @@ def test_state_reports_budgets_from_the_usage_tables_before_any_request(
         {"scope": "user", "target_id": user.pk, "limit": 3, "in_flight": 0}
     ]
     assert isinstance(state["circuits"], list)
+
+
+def test_credentials_are_enabled_and_disabled(api: Api, user: User) -> None:
+    created = api.call("post", "credentials", {"provider": "openai", "secret": "sk-abc-000000000"})
+    credential_id = created.json()["id"]
+    assert created.json()["enabled"] is True
+    disabled = api.call("post", f"credentials/{credential_id}/disable")
+    assert disabled.status_code == 200 and disabled.json()["enabled"] is False
+    enabled = api.call("post", f"credentials/{credential_id}/enable")
+    assert enabled.status_code == 200 and enabled.json()["enabled"] is True
+    assert api.call("post", "credentials/999999/disable").status_code == 404
+    assert Api(READONLY).call("post", f"credentials/{credential_id}/disable").status_code == 403
