@@ -32,6 +32,7 @@ with it; an unredacted body is never serialized.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import json
 import logging
 import os
@@ -169,14 +170,45 @@ def _write_batch(records: list[UsageRecord]) -> None:
     """Insert a batch, then its request logs; idempotent thanks to the unique event_id.
 
     Two steps, not one transaction: the events' insert stays as short as it was without logs
-    (other connections wait on it). A failure writing the logs fails the batch, which is then
-    spooled whole and replayed: its events are not inserted twice, its logs are written."""
+    (other connections wait on it). The logs never cost the events anything: a batch of logs
+    the database refuses is written one log at a time, and a log that still fails (text the
+    database cannot store, say) is dropped with an error naming its request — its usage event
+    is already written."""
     _prepare_logs(records)
     _write_events(records)
-    if any(record.log is not None for record in records):
-        from requestlog.services import request_logs_write
+    logged = [record for record in records if record.log is not None]
+    if logged:
+        _write_logs(logged)
 
+
+def _write_logs(records: list[UsageRecord]) -> None:
+    from django.db import DatabaseError, connection
+
+    from requestlog.services import request_logs_write
+
+    try:
         request_logs_write(records)
+        return
+    except DatabaseError:
+        if len(records) == 1:
+            logger.exception(
+                "request log: dropped the log of %s, which the database refused",
+                records[0].request_id,
+            )
+            _recover(connection)
+            return
+    _recover(connection)
+    for record in records:
+        _write_logs([record])
+
+
+def _recover(connection: Any) -> None:
+    """After a refused write outside a transaction block the connection is usable again; this
+    only makes sure of it (PostgreSQL aborts the rest of a failed transaction)."""
+    if connection.in_atomic_block:
+        return
+    with contextlib.suppress(Exception):
+        connection.rollback()
 
 
 def _write_events(records: list[UsageRecord]) -> None:
