@@ -168,8 +168,10 @@ class ProxyContext:
         usage: Usage | None = None,
         upstream_model: str = "",
         disconnected: bool = False,
+        reasoning_tokens: int = 0,
     ) -> None:
-        """Queue the request's one usage event (idempotent: later calls do nothing)."""
+        """Queue the request's one usage event (idempotent: later calls do nothing).
+        ``reasoning_tokens`` is the part of the output spent reasoning, where reported."""
         if self.recorded:
             return
         self.recorded = True
@@ -210,6 +212,7 @@ class ProxyContext:
                 output_tokens=usage.output_tokens,
                 cache_read_tokens=usage.cache_read_input_tokens,
                 cache_write_tokens=usage.cache_creation_input_tokens,
+                reasoning_tokens=reasoning_tokens,
                 status_code=status,
                 streamed=self.stream,
                 client_disconnected=disconnected,

@@ -53,6 +53,9 @@ class UsageEvent(models.Model):
     output_tokens = models.BigIntegerField(default=0)
     cache_read_tokens = models.BigIntegerField(default=0)
     cache_write_tokens = models.BigIntegerField(default=0)
+    # The part of output_tokens spent reasoning, where the provider reports it (OpenAI, Gemini);
+    # 0 otherwise. Informational: output_tokens already counts it, as providers bill it.
+    reasoning_tokens = models.BigIntegerField(default=0, db_default=0)
     status_code = models.PositiveSmallIntegerField(default=200)
     streamed = models.BooleanField(default=False)
     client_disconnected = models.BooleanField(default=False)

@@ -77,6 +77,7 @@ class UsageRecord:
     output_tokens: int = 0
     cache_read_tokens: int = 0
     cache_write_tokens: int = 0
+    reasoning_tokens: int = 0
     status_code: int = 200
     streamed: bool = False
     client_disconnected: bool = False
@@ -212,7 +213,7 @@ def _recover(connection: Any) -> None:
 
 
 def _write_events(records: list[UsageRecord]) -> None:
-    from usage.models import UsageEvent
+    from usage.models import MAX_TOKENS_PER_COUNT, UsageEvent
 
     now = datetime.now(UTC)
     UsageEvent.objects.bulk_create(
@@ -227,6 +228,7 @@ def _write_events(records: list[UsageRecord]) -> None:
                 requested_model=_clip(record.requested_model, 200),
                 upstream_model=_clip(record.upstream_model, 200),
                 **bounded_token_counts(record),
+                reasoning_tokens=_count(record.reasoning_tokens, MAX_TOKENS_PER_COUNT),
                 status_code=record.status_code,
                 streamed=record.streamed,
                 client_disconnected=record.client_disconnected,

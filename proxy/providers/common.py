@@ -92,7 +92,12 @@ def streaming_headers(response: HttpResponseBase) -> HttpResponseBase:
 
 
 def complete_message(
-    call: Call, *, provider: str, message: dict[str, Any], upstream_model: str
+    call: Call,
+    *,
+    provider: str,
+    message: dict[str, Any],
+    upstream_model: str,
+    reasoning_tokens: int = 0,
 ) -> HttpResponse:
     """A complete hub message as the client's answer, with its one usage event."""
     context = call.context
@@ -105,6 +110,7 @@ def complete_message(
         status=200,
         usage=usage_from_message(message),
         upstream_model=upstream_model,
+        reasoning_tokens=reasoning_tokens,
     )
     return response
 
@@ -309,6 +315,7 @@ async def _relay(
             usage=final_usage,
             upstream_model=upstream_model,
             disconnected=disconnected,
+            reasoning_tokens=getattr(translator, "reasoning_tokens", 0),
         )
 
 
@@ -496,8 +503,10 @@ async def translated_generate(
     decoder: Callable[[], Decoder],
     translator: Callable[[], Translator],
     extra_error_headers: Callable[[Any], dict[str, str]] | None = None,
+    reasoning_of: Callable[[dict[str, Any]], int] | None = None,
 ) -> HttpResponseBase | LegFailure:
-    """One translated leg: send the upstream request, answer through the hub."""
+    """One translated leg: send the upstream request, answer through the hub.
+    ``reasoning_of`` reads the reasoning tokens out of a complete upstream answer."""
     response = await open_upstream(
         call, provider=provider, method="POST", url=url, headers=headers, content=dumps(payload)
     )
@@ -529,7 +538,11 @@ async def translated_generate(
                 error=gateway_error(500, "api_error", f"{provider} sent an unreadable answer."),
             )
         return complete_message(
-            call, provider=provider, message=message, upstream_model=upstream_model
+            call,
+            provider=provider,
+            message=message,
+            upstream_model=upstream_model,
+            reasoning_tokens=reasoning_of(parsed) if reasoning_of is not None else 0,
         )
     return await translated_stream(
         call,

@@ -746,3 +746,26 @@ def test_a_translated_429_keeps_its_retry_hint(
         )
     assert raised.value.response.headers["retry-after"] == "11"
     assert raised.value.body["error"]["type"] == "rate_limit_error"
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["create", "stream"])
+@pytest.mark.parametrize("model", ["gpt-4o", "gemini/gemini-2.5-flash"])
+def test_reasoning_tokens_are_recorded_where_reported(
+    gateway_server: GatewayServer,
+    key_holder: KeyHolder,
+    providers: FakeProviders,
+    recorded_events: Any,
+    model: str,
+    stream: bool,
+) -> None:
+    upstream = providers.gemini if model.startswith("gemini/") else providers.openai
+    upstream.queue_answers(
+        ScriptedAnswer.text(
+            "Thought about it.", usage={"input_tokens": 8, "output_tokens": 30}, reasoning_tokens=20
+        )
+    )
+    params: dict[str, Any] = {"stream_options": {"include_usage": True}} if stream else {}
+    _chat(_openai(gateway_server, key_holder.plaintext), model, stream=stream, **params)
+    (event,) = _wait_events(recorded_events, 1)
+    assert event.reasoning_tokens == 20
+    assert event.output_tokens >= 20

@@ -84,11 +84,11 @@ def test_openai_passthrough_relays_bytes_and_reads_usage(
     usage = None
     for chunk in _cut(SSE, cuts):
         for block in events.feed(chunk):
-            out, found = _inspect(block, client_wants_usage=client_wants_usage)
+            out, found, _ = _inspect(block, client_wants_usage=client_wants_usage)
             relayed += out
             usage = found or usage
     for block in events.close():
-        out, found = _inspect(block, client_wants_usage=client_wants_usage)
+        out, found, _ = _inspect(block, client_wants_usage=client_wants_usage)
         relayed += out
         usage = found or usage
     assert usage is not None
@@ -105,6 +105,6 @@ def test_openai_passthrough_relays_bytes_and_reads_usage(
 def test_a_usage_field_inside_content_is_not_mistaken_for_the_usage_chunk() -> None:
     chunk = {"id": "1", "choices": [{"index": 0, "delta": {"content": '"usage": 5'}}]}
     block = b"data: " + json.dumps(chunk).encode() + b"\n\n"
-    out, usage = _inspect(block, client_wants_usage=False)
+    out, usage, _ = _inspect(block, client_wants_usage=False)
     assert usage is None
     assert out == block

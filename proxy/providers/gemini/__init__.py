@@ -38,6 +38,7 @@ from proxy.translation.gemini import (
 from proxy.translation.gemini_response import (
     GeminiStreamToAnthropic,
     gemini_error_to_anthropic,
+    gemini_reasoning_tokens,
     gemini_retry_after_seconds,
     gemini_to_anthropic,
 )
@@ -86,6 +87,7 @@ class GeminiProvider(Provider):
             decoder=SSEDataDecoder,
             translator=lambda: GeminiStreamToAnthropic(model=model, message_id=message_id),
             extra_error_headers=_retry_after,
+            reasoning_of=lambda data: gemini_reasoning_tokens(data.get("usageMetadata")),
         )
 
     async def count_tokens(self, leg: Leg, call: Call) -> HttpResponseBase | LegFailure:

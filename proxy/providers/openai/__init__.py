@@ -109,6 +109,7 @@ class OpenAIProvider(Provider):
             ),
             decoder=SSEDataDecoder,
             translator=lambda: ChatChunksToAnthropic(model=model, message_id=message_id),
+            reasoning_of=passthrough.reasoning_of,
         )
 
     async def embed(self, leg: Leg, call: Call) -> HttpResponseBase | LegFailure:

@@ -24,7 +24,7 @@ from proxy.providers.common import INTERRUPTED, streaming_headers
 from proxy.translation.hub import JSON
 from proxy.translation.openai_common import usage_from_openai
 from proxy.translation.openai_errors import anthropic_error_to_openai
-from proxy.translation.sse import Usage, normalize_usage
+from proxy.translation.sse import Usage, as_token_count, normalize_usage
 
 logger = logging.getLogger(__name__)
 
@@ -39,6 +39,13 @@ def usage_of(data: Any) -> Usage | None:
     if not isinstance(data, dict) or not isinstance(data.get("usage"), dict):
         return None
     return normalize_usage(usage_from_openai(data["usage"]))
+
+
+def reasoning_of(data: Any) -> int:
+    """The reasoning part of an OpenAI answer's output tokens (0 when not reported)."""
+    usage = data.get("usage") if isinstance(data, dict) else None
+    details = usage.get("completion_tokens_details") if isinstance(usage, dict) else None
+    return as_token_count(details.get("reasoning_tokens")) if isinstance(details, dict) else 0
 
 
 def stream_body(call: Call, model: str) -> tuple[bytes, bool]:
@@ -64,18 +71,24 @@ def complete(call: Call, response: httpx.Response, *, provider: str, model: str)
     context = call.context
     content = response.content
     usage: Usage | None = None
+    reasoning = 0
     upstream_model = model
     if response.status_code == 200:
         try:
             data = jsonio.loads(content)
             usage = usage_of(data)
+            reasoning = reasoning_of(data)
             upstream_model = str(data.get("model") or model)
         except (ValueError, AttributeError, RecursionError):
             logger.warning("%s: unparseable 200 body for %s", provider, context.request_id)
     context.mark_first_byte()
     context.tap(content)
     context.record(
-        provider=provider, status=response.status_code, usage=usage, upstream_model=upstream_model
+        provider=provider,
+        status=response.status_code,
+        usage=usage,
+        upstream_model=upstream_model,
+        reasoning_tokens=reasoning,
     )
     passthrough = HttpResponse(content, status=response.status_code)
     for name, value in client_response_headers(response.headers.multi_items()):
@@ -122,11 +135,13 @@ class _Events:
         return [rest] if rest else []
 
 
-def _inspect(block: bytes, *, client_wants_usage: bool) -> tuple[bytes, Usage | None]:
-    """The bytes to relay of a block of whole events, and the usage one of them carried."""
+def _inspect(block: bytes, *, client_wants_usage: bool) -> tuple[bytes, Usage | None, int]:
+    """The bytes to relay of a block of whole events, the usage one of them carried and the
+    reasoning part of its output."""
     if not any(marker in block for marker in _USAGE_MARKERS):
-        return block, None
+        return block, None, 0
     usage: Usage | None = None
+    reasoning = 0
     kept: list[bytes] = []
     for event in block.replace(b"\r\n", b"\n").split(b"\n\n"):
         if not event.strip():
@@ -140,11 +155,12 @@ def _inspect(block: bytes, *, client_wants_usage: bool) -> tuple[bytes, Usage | 
             found = usage_of(data)
             if found is not None:
                 usage = found
+                reasoning = reasoning_of(data)
                 if not client_wants_usage and isinstance(data, dict) and data.get("choices") == []:
                     continue
         kept.append(event + b"\n\n")
     # Re-framed only when a chunk was left out; otherwise the upstream's bytes, as they came.
-    return (block if client_wants_usage else b"".join(kept)), usage
+    return (block if client_wants_usage else b"".join(kept)), usage, reasoning
 
 
 async def _relay(
@@ -154,21 +170,24 @@ async def _relay(
     tap = context.response_tap
     events = _Events()
     usage: Usage | None = None
+    reasoning = 0
     status = response.status_code
     disconnected = True
     try:
         async for chunk in response.aiter_raw():
             for block in events.feed(chunk):
-                out, found = _inspect(block, client_wants_usage=client_wants_usage)
+                out, found, found_reasoning = _inspect(block, client_wants_usage=client_wants_usage)
                 usage = found or usage
+                reasoning = found_reasoning or reasoning
                 if out:
                     context.mark_first_byte()
                     if tap is not None:
                         tap.append(out)
                     yield out
         for block in events.close():
-            out, found = _inspect(block, client_wants_usage=client_wants_usage)
+            out, found, found_reasoning = _inspect(block, client_wants_usage=client_wants_usage)
             usage = found or usage
+            reasoning = found_reasoning or reasoning
             if out:
                 if tap is not None:
                     tap.append(out)
@@ -188,4 +207,5 @@ async def _relay(
             usage=usage,
             upstream_model=model,
             disconnected=disconnected,
+            reasoning_tokens=reasoning,
         )
