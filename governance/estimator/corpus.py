@@ -15,9 +15,11 @@ environment; they are measurement tools only):
 
     python -m governance.estimator.corpus --claude-tokenizer path/to/tokenizer.json
 
-Sources are files found on any machine with the gateway installed: this repository's docs and
-code, Django's translations (Korean, Japanese, Chinese, Russian, Arabic, German, French...), the
-JavaScript and JSON the installed packages ship. Samples are cut to 600–4,000 characters.
+Sources are this repository's own text only (its README, its Python code, and Claude
+Code-style tool calls built from its files): the corpus is stored in the repository, and text of
+other projects is not copied into it. Samples are cut to 600–4,000 characters. Languages other
+than English and other kinds of code are not in it yet: measuring them needs text written for
+this corpus.
 """
 
 from __future__ import annotations
@@ -25,7 +27,6 @@ from __future__ import annotations
 import argparse
 import json
 import random
-import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -33,7 +34,6 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[2]
 OUTPUT = Path(__file__).with_name("corpus.json")
 SITE = next((ROOT / ".venv" / "lib").glob("python3*/site-packages"), None)
-LANGUAGES = ("ko", "ja", "zh_Hans", "ru", "ar", "de", "fr", "es", "pl", "hi", "th", "el")
 
 
 def _chunks(
@@ -55,18 +55,6 @@ def _chunks(
         if len(piece) >= low // 2:
             out.append(piece)
     return out
-
-
-def _po_text(language: str) -> str:
-    """The translated strings of Django's admin in one language."""
-    assert SITE is not None
-    texts: list[str] = []
-    for path in sorted((SITE / "django").rglob(f"locale/{language}/LC_MESSAGES/django.po")):
-        for match in re.finditer(r'^msgstr(?:\[\d\])? "(.*)"$', path.read_text(), re.MULTILINE):
-            value = match.group(1).encode().decode("unicode_escape").encode("latin-1").decode()
-            if value:
-                texts.append(value)
-    return "\n".join(texts)
 
 
 def _tool_json(rng: random.Random) -> list[str]:
@@ -110,16 +98,7 @@ def build_samples(seed: int = 7) -> list[dict[str, str]]:
     add("prose_en", _chunks((ROOT / "README.md").read_text(), 14, rng))
     python = "".join(p.read_text() for p in sorted(ROOT.glob("*/*.py"))[:60])
     add("code_python", _chunks(python, 16, rng))
-    assert SITE is not None
-    javascript = (SITE / "ninja/static/ninja/swagger-ui-init.js").read_text()
-    javascript += (SITE / "django/contrib/admin/static/admin/js/actions.js").read_text()
-    javascript += (SITE / "django/contrib/admin/static/admin/js/calendar.js").read_text()
-    add("code_js", _chunks(javascript, 6, rng))
-    css = (SITE / "django/contrib/admin/static/admin/css/base.css").read_text()
-    add("code_css", _chunks(css, 4, rng))
-    add("tool_json", _tool_json(rng))
-    for language in LANGUAGES:
-        add(f"prose_{language}", _chunks(_po_text(language), 3, rng, low=400, high=2500))
+    add("tool_json", [sample for sample in _tool_json(rng) if "json-schema.org" not in sample])
     return samples
 
 

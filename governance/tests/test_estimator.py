@@ -19,21 +19,21 @@ from proxy.translation.estimate import (
 
 def test_the_error_against_the_claude_tokenizer_is_what_the_readme_states() -> None:
     stats = error_stats(load_corpus(), "claude")
-    assert stats.samples == 100
+    assert stats.samples == 54
     assert 0.0 < stats.mean < 0.15  # errs high, by about a tenth
     assert stats.mean_abs < 0.12
     assert stats.p90_abs < 0.20
     assert stats.worst_under > -0.10
 
 
-@pytest.mark.parametrize("kind", ["prose_en", "code_python", "code_js", "tool_json"])
+@pytest.mark.parametrize("kind", ["prose_en", "code_python", "tool_json"])
 def test_no_kind_of_text_is_far_off(kind: str) -> None:
     samples = [s for s in load_corpus() if s["kind"] == kind]
     stats = error_stats(samples, "claude")
     assert -0.05 < stats.total < 0.25, stats
 
 
-def test_other_languages_are_not_under_counted_for_openai_either() -> None:
+def test_prose_is_not_under_counted_for_openai_either() -> None:
     samples = [s for s in load_corpus() if s["kind"].startswith("prose_")]
     assert error_stats(samples, "o200k").worst_under > -0.05
 
