@@ -274,7 +274,9 @@ class Spool:
         """Events waiting in spool files (all processes')."""
         total = 0
         for path in self.directory.glob("usage-*.jsonl*"):
-            with path.open("rb") as handle:
+            # A file may be claimed (renamed) or replayed away between the listing and the
+            # read: then its events are counted under its new name, or written already.
+            with contextlib.suppress(FileNotFoundError), path.open("rb") as handle:
                 total += sum(1 for _ in handle)
         return total
 

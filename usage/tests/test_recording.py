@@ -9,6 +9,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 from unittest import mock
 
 import pytest
@@ -389,3 +390,22 @@ def test_a_failure_after_the_write_does_not_spool_the_written_batch(
     writer._flush([_record(), _record()])
     assert UsageEvent.objects.count() == 2
     assert writer.spool.depth() == 0
+
+
+def test_spool_depth_ignores_a_file_claimed_while_it_counts(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    from usage import recording as recording_module
+
+    spool = recording_module.Spool(tmp_path)
+    spool.append([recording_module.UsageRecord(provider="anthropic")])
+    (tmp_path / "usage-1.jsonl.replaying-1-gone").write_text("{}\n")
+    real_glob = Path.glob
+
+    def glob_with_a_vanished_file(self: Path, pattern: str) -> Any:
+        found = list(real_glob(self, pattern))
+        (tmp_path / "usage-1.jsonl.replaying-1-gone").unlink(missing_ok=True)
+        return iter(found)
+
+    monkeypatch.setattr(Path, "glob", glob_with_a_vanished_file)
+    assert spool.depth() == 1
