@@ -64,7 +64,7 @@ from proxy.translation.gemini_response import (
     signature_from_tool_id,
     tool_id_with_signature,
 )
-from proxy.translation.hub import JSON, TranslationError
+from proxy.translation.hub import JSON, TranslationError, client_tools, tool_names_by_id
 
 __all__ = [
     "GEMINI_MAX_EMBED_BATCH",
@@ -157,7 +157,7 @@ def _request_without_config(body: JSON) -> JSON:
     if not isinstance(messages, list):
         raise TranslationError("messages must be a list", param="messages")
     system = _system_texts(body.get("system"), "system")
-    tool_names = _tool_names_by_id(messages)
+    tool_names = tool_names_by_id(messages)
     contents: list[JSON] = []
     for index, message in enumerate(messages):
         path = f"messages.{index}"
@@ -203,17 +203,6 @@ def _system_texts(system: Any, path: str) -> list[str]:
         if isinstance(text, str) and text.strip():
             texts.append(text)
     return texts
-
-
-def _tool_names_by_id(messages: list[Any]) -> dict[str, str]:
-    names: dict[str, str] = {}
-    for message in messages:
-        content = message.get("content") if isinstance(message, Mapping) else None
-        if isinstance(content, list):
-            for block in content:
-                if isinstance(block, Mapping) and block.get("type") == "tool_use":
-                    names[str(block.get("id"))] = str(block.get("name") or "")
-    return names
 
 
 def _parts(content: Any, *, role: str, path: str, tool_names: dict[str, str]) -> list[JSON]:
@@ -348,19 +337,8 @@ def _tool_result_parts(
 
 
 def _function_declarations(tools: Any) -> list[JSON]:
-    if tools is None:
-        return []
-    if not isinstance(tools, list):
-        raise TranslationError("tools must be a list", param="tools")
     declarations: list[JSON] = []
-    for index, tool in enumerate(tools):
-        if not isinstance(tool, Mapping):
-            raise TranslationError("each tool must be an object", param=f"tools.{index}")
-        if tool.get("type") not in (None, "custom"):
-            continue  # a server tool (web search, code execution...) runs only on Anthropic
-        name = tool.get("name")
-        if not isinstance(name, str) or not name:
-            raise TranslationError("each tool needs a name", param=f"tools.{index}.name")
+    for _index, tool, name in client_tools(tools):
         declaration: JSON = {"name": name}
         description = tool.get("description")
         if isinstance(description, str) and description:

@@ -137,3 +137,36 @@ def without_foreign_thinking(request: JSON) -> JSON:
             message = {**message, "content": content or [{"type": "text", "text": "(thinking)"}]}
         cleaned.append(message)
     return {**request, "messages": cleaned}
+
+
+def tool_names_by_id(messages: list[Any]) -> dict[str, str]:
+    """tool_use id → tool name over a conversation (formats whose tool results carry the
+    name, not the id, need it)."""
+    names: dict[str, str] = {}
+    for message in messages:
+        content = message.get("content") if isinstance(message, Mapping) else None
+        if isinstance(content, list):
+            for block in content:
+                if isinstance(block, Mapping) and block.get("type") == "tool_use":
+                    names[str(block.get("id"))] = str(block.get("name") or "")
+    return names
+
+
+def client_tools(tools: Any) -> list[tuple[int, Mapping[str, Any], str]]:
+    """``(index, tool, name)`` of a request's client tools, checked; server tools (web search,
+    code execution...) run only on Anthropic and are left out."""
+    if tools is None:
+        return []
+    if not isinstance(tools, list):
+        raise TranslationError("tools must be a list", param="tools")
+    found: list[tuple[int, Mapping[str, Any], str]] = []
+    for index, tool in enumerate(tools):
+        if not isinstance(tool, Mapping):
+            raise TranslationError("each tool must be an object", param=f"tools.{index}")
+        if tool.get("type") not in (None, "custom"):
+            continue
+        name = tool.get("name")
+        if not isinstance(name, str) or not name:
+            raise TranslationError("each tool needs a name", param=f"tools.{index}.name")
+        found.append((index, tool, name))
+    return found

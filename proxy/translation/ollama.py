@@ -63,7 +63,7 @@ from proxy.translation.errors import (
     TIMEOUT_ERROR,
     error_body,
 )
-from proxy.translation.hub import JSON, HubEvent, TranslationError
+from proxy.translation.hub import JSON, HubEvent, TranslationError, client_tools, tool_names_by_id
 from proxy.translation.hub_stream import (
     HubStreamBuilder,
     ToolIdFactory,
@@ -97,7 +97,7 @@ def anthropic_to_ollama(body: JSON, *, model: str, supports_thinking: bool | Non
     raw_messages = body.get("messages")
     if not isinstance(raw_messages, list):
         raise TranslationError("messages must be a list", param="messages")
-    tool_names = _tool_names_by_id(raw_messages)
+    tool_names = tool_names_by_id(raw_messages)
     messages: list[JSON] = []
     system = _system_text(body.get("system"), "system")
     if system:
@@ -147,17 +147,6 @@ def _system_text(system: Any, path: str) -> str:
         if isinstance(block, Mapping) and isinstance(block.get("text"), str)
     ]
     return "\n\n".join(text for text in texts if text.strip())
-
-
-def _tool_names_by_id(messages: list[Any]) -> dict[str, str]:
-    names: dict[str, str] = {}
-    for message in messages:
-        content = message.get("content") if isinstance(message, Mapping) else None
-        if isinstance(content, list):
-            for block in content:
-                if isinstance(block, Mapping) and block.get("type") == "tool_use":
-                    names[str(block.get("id"))] = str(block.get("name") or "")
-    return names
 
 
 def _blocks(content: Any, path: str) -> list[tuple[str, Mapping[str, Any]]]:
@@ -299,19 +288,8 @@ def _assistant_message(content: Any, path: str) -> JSON | None:
 
 
 def _tools(tools: Any) -> list[JSON]:
-    if tools is None:
-        return []
-    if not isinstance(tools, list):
-        raise TranslationError("tools must be a list", param="tools")
     result: list[JSON] = []
-    for index, tool in enumerate(tools):
-        if not isinstance(tool, Mapping):
-            raise TranslationError("each tool must be an object", param=f"tools.{index}")
-        if tool.get("type") not in (None, "custom"):
-            continue  # a server tool (web search, code execution...) runs only on Anthropic
-        name = tool.get("name")
-        if not isinstance(name, str) or not name:
-            raise TranslationError("each tool needs a name", param=f"tools.{index}.name")
+    for _index, tool, name in client_tools(tools):
         function: JSON = {"name": name}
         description = tool.get("description")
         if isinstance(description, str) and description:
