@@ -41,7 +41,9 @@ class ResolvedCredential:
 @dataclass(frozen=True, slots=True)
 class KeyMetadata:
     """One access key. ``credentials`` maps a provider key (the provider for the built-in ones,
-    ``"openai"``; the name for generic ones, ``"vllm"``) to the most specific credential."""
+    ``"openai"``; the name for generic ones, ``"vllm"``) to the most specific credential.
+    ``pools`` maps the same provider keys to every enabled credential of that most specific
+    scope (a key pool; its first member is the one in ``credentials``)."""
 
     key_id: int
     user_id: int
@@ -53,6 +55,15 @@ class KeyMetadata:
     deleted: bool
     credentials: dict[str, ResolvedCredential] = field(default_factory=dict, repr=False)
     user_active: bool = True
+    pools: dict[str, tuple[ResolvedCredential, ...]] = field(default_factory=dict, repr=False)
+
+    def pool(self, provider_key: str) -> tuple[ResolvedCredential, ...]:
+        """The credentials a leg to ``provider_key`` may use, most preferred first."""
+        members = self.pools.get(provider_key)
+        if members:
+            return members
+        credential = self.credentials.get(provider_key)
+        return (credential,) if credential is not None else ()
 
     def usable_at(self, moment: datetime) -> bool:
         # A deactivated user's keys stop working with the user, whatever their own state.

@@ -45,6 +45,9 @@ class Leg:
     kind: str
     model: str
     credential: ResolvedCredential | None = field(default=None, repr=False)
+    # Every credential of the leg's key pool (``credential`` is one of them); the request flow
+    # picks the one to use when it tries the leg.
+    pool: tuple[ResolvedCredential, ...] = field(default=(), repr=False)
     bedrock: BedrockTarget | None = field(default=None, repr=False)
     # The client's own Anthropic credential (x-api-key or authorization), forwarded as is.
     client_credential: str = field(default="", repr=False)
@@ -178,12 +181,24 @@ async def make_plan(
         credential = metadata.credentials.get(OLLAMA)
         if credential is not None and credential.error:
             credential = _usable(credential, OLLAMA)
-        return Plan(legs=[Leg(OLLAMA, OLLAMA, upstream_model, credential=credential)])
+        return Plan(legs=[_stored_leg(OLLAMA, OLLAMA, upstream_model, credential, metadata)])
     if provider in (OPENAI, GEMINI):
         credential = _usable(metadata.credentials.get(provider), provider)
-        return Plan(legs=[Leg(provider, provider, upstream_model, credential=credential)])
+        return Plan(legs=[_stored_leg(provider, provider, upstream_model, credential, metadata)])
     credential = _usable(_generic_credential(metadata, provider), provider)
-    return Plan(legs=[Leg(provider, GENERIC, upstream_model, credential=credential)])
+    return Plan(legs=[_stored_leg(provider, GENERIC, upstream_model, credential, metadata)])
+
+
+def _stored_leg(
+    provider: str,
+    kind: str,
+    model: str,
+    credential: ResolvedCredential | None,
+    metadata: KeyMetadata,
+) -> Leg:
+    """A leg that uses a stored credential, with the rest of its key pool."""
+    pool = metadata.pool(credential.provider_key) if credential is not None else ()
+    return Leg(provider, kind, model, credential=credential, pool=pool)
 
 
 async def _claude_plan(
@@ -202,7 +217,7 @@ async def _claude_plan(
     if client_credential:
         legs.append(Leg(ANTHROPIC, ANTHROPIC, model, client_credential=client_credential))
     elif stored is not None:
-        legs.append(Leg(ANTHROPIC, ANTHROPIC, model, credential=stored))
+        legs.append(_stored_leg(ANTHROPIC, ANTHROPIC, model, stored, metadata))
     elif surface_wire == ANTHROPIC:
         # Forwarded without a credential, Anthropic answers with its own 401, which is what a
         # client with no credential and no fallback should see; with a fallback, Bedrock first.
