@@ -7,9 +7,10 @@ usage record through the usage writer's queue.
 
 In the writer thread (or wherever a record is spooled), ``log_prepare`` does the work: media
 out of the bodies into the media store, redaction of every string, reassembly of a streamed
-answer, truncation with a marker, compression. The result is a plain JSON-able dict — the
-only form that is ever written to the spool or the database, so nothing unredacted reaches
-either.
+answer, truncation with a marker, compression. The raw stream kept beside a reassembled answer
+refers to the answer's audio too, rather than holding it a second time. The result is a plain
+JSON-able dict — the only form that is ever written to the spool or the database, so nothing
+unredacted reaches either.
 
 Memory is bounded twice: per request by the tap's cap, and per process by ``_QUEUE_BUDGET``
 bytes of bodies waiting for the writer; a request arriving over budget is logged without its
@@ -28,7 +29,7 @@ from typing import Any
 
 from django.conf import settings
 
-from requestlog.reassembly import reassemble
+from requestlog.reassembly import reassemble, spoken_answer_references, stream_audio_replaced
 from requestlog.redaction import MASK, Redactor, redactor
 
 TRUNCATED_MARKER = "…[truncated by the gateway]"
@@ -216,11 +217,6 @@ def _prepare_bodies(capture: LogCapture, red: Redactor) -> dict[str, Any]:
         if tap.truncated:
             notes.append("response_capture_truncated")
         if capture.streamed:
-            stream_limit = settings.GATEWAY_LOG_STREAM_MAX_BYTES
-            stream_text = red.text(raw.decode("utf-8", "replace"))
-            if len(stream_text) > stream_limit:
-                notes.append("stream_truncated")
-            stream = _cut_clean(stream_text, stream_limit)
             message = reassemble(capture.surface, raw)
             if message is not None:
                 response = _body(
@@ -231,6 +227,15 @@ def _prepare_bodies(capture: LogCapture, red: Redactor) -> dict[str, Any]:
                     what="response",
                     media=media,
                 )
+                if capture.surface == "chat" and media:
+                    spoken = spoken_answer_references(response)
+                    if spoken:
+                        raw = stream_audio_replaced(raw, spoken)
+            stream_limit = settings.GATEWAY_LOG_STREAM_MAX_BYTES
+            stream_text = red.text(raw.decode("utf-8", "replace"))
+            if len(stream_text) > stream_limit:
+                notes.append("stream_truncated")
+            stream = _cut_clean(stream_text, stream_limit)
         else:
             response = _body(raw, red=red, limit=limit, notes=notes, what="response", media=media)
     return {

@@ -2,8 +2,10 @@
 
 ``media_extract`` walks a request or answer body and replaces each inline base64 payload —
 Anthropic ``image`` / ``document`` blocks with a ``base64`` source, OpenAI ``image_url`` data
-URLs, ``input_audio`` and ``file`` data — with a reference ``gateway-media:<sha256>``; the bytes
-go to the media store once. The stored content type is sniffed from the bytes, whatever the
+URLs (in requests, and the ``images`` some OpenAI-compatible servers put in answers),
+``input_audio`` and ``file`` data, the ``audio.data`` of an OpenAI assistant message, Gemini
+``inlineData`` parts — with a reference ``gateway-media:<sha256>``; the bytes go to the media
+store once. The stored content type is sniffed from the bytes, whatever the
 body claimed: a part that says PNG and holds a PDF is stored (and served) as a PDF.
 
 The store is Django's ``STORAGES["requestlog_media"]`` when an installation configures one
@@ -88,6 +90,11 @@ def _decode(payload: Any) -> bytes | None:
     try:
         return base64.b64decode(payload, validate=True)
     except (binascii.Error, ValueError):
+        pass
+    try:
+        # Google's JSON may carry bytes in the URL-safe alphabet.
+        return base64.b64decode(payload, altchars=b"-_", validate=True)
+    except (binascii.Error, ValueError):
         return None
 
 
@@ -141,6 +148,15 @@ def media_extract(value: Any) -> tuple[Any, list[dict[str, Any]]]:
         elif kind == "file" and isinstance(node.get("file"), dict):
             file = node["file"]
             _replace(file, "file_data", _data_url(file.get("file_data")), found)
+        elif node.get("role") == "assistant" and isinstance(node.get("audio"), dict):
+            # An OpenAI answer's spoken reply; in a request the same field holds only its id.
+            audio = node["audio"]
+            _replace(audio, "data", _decode(audio.get("data")), found)
+        else:
+            for name in ("inlineData", "inline_data"):  # Gemini's JSON takes either spelling
+                blob = node.get(name)
+                if isinstance(blob, dict):
+                    _replace(blob, "data", _decode(blob.get("data")), found)
         stack.extend(item for item in node.values() if isinstance(item, dict | list))
     return value, found
 
