@@ -104,6 +104,14 @@ class KeyMetadataCache:
         self._generation_checked_at = 0.0
         self._sync_task: asyncio.Task[None] | None = None
         self._database_check_failing = False
+        self._clear_listeners: list[Callable[[], None]] = []
+
+    def on_clear(self, listener: Callable[[], None]) -> None:
+        """Call ``listener`` whenever the cache is cleared, here or by another process's
+        invalidation: how other per-process tables (routing rules) ride the same generation
+        counter and take effect everywhere within about a second."""
+        if listener not in self._clear_listeners:
+            self._clear_listeners.append(listener)
 
     def clear(self) -> None:
         """Make every entry stale: the next lookup of each key asks the database again. The
@@ -112,6 +120,8 @@ class KeyMetadataCache:
         with self._lock:
             for prefix, (_, metadata) in self._entries.items():
                 self._entries[prefix] = (0.0, metadata)
+        for listener in self._clear_listeners:
+            listener()
 
     def reset(self) -> None:
         """Back to a fresh process's state (tests)."""

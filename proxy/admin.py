@@ -1,18 +1,136 @@
-"""Admin for the model map and model aliases, and a read-only page showing the circuit breakers."""
+"""Admin for routing rules, the model map and model aliases, and a read-only page showing the
+circuit breakers."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from django.contrib import admin
+from django.core.exceptions import ValidationError
+from django.forms import BaseInlineFormSet
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path
 from django.utils import timezone
 
 from proxy.circuit import circuits, shared_snapshot
-from proxy.models import ModelAlias, ModelMapping
+from proxy.models import ModelAlias, ModelMapping, RouteTarget, RoutingRule
 from proxy.routing import model_aliases, model_map
+from proxy.rule_services import TargetSpec, routing_rules_changed, target_errors
+
+
+class RouteTargetFormSet(BaseInlineFormSet):
+    """Checks the targets together (tiers, weights, providers with credentials), each problem
+    shown on the target's own field."""
+
+    def clean(self) -> None:
+        super().clean()
+        forms = [
+            form
+            for form in self.forms
+            if form.is_valid() and form.cleaned_data and not form.cleaned_data.get("DELETE")
+        ]
+        if not forms:
+            if not any(form.errors for form in self.forms):
+                raise ValidationError("A rule needs at least one target.")
+            return
+        specs = [
+            TargetSpec(
+                provider=form.cleaned_data.get("provider", ""),
+                model=form.cleaned_data.get("model", ""),
+                tier=form.cleaned_data.get("tier", 1),
+                weight=form.cleaned_data.get("weight", 1),
+                position=form.cleaned_data.get("position", 0),
+            )
+            for form in forms
+        ]
+        for form, problems in zip(forms, target_errors(self.instance, specs), strict=True):
+            for field_name, message in problems.items():
+                form.add_error(field_name, message)
+
+
+class RouteTargetInline(admin.TabularInline):
+    model = RouteTarget
+    formset = RouteTargetFormSet
+    fields = ("tier", "position", "provider", "model", "weight")
+    extra = 1
+    min_num = 0
+
+
+@admin.register(RoutingRule)
+class RoutingRuleAdmin(admin.ModelAdmin):
+    """Ordered rules: the first enabled rule that matches a request makes its plan."""
+
+    list_display = ("position", "name", "enabled", "conditions", "strategy", "targets_summary")
+    list_display_links = ("name",)
+    list_editable = ("enabled",)
+    list_filter = ("enabled", "strategy")
+    search_fields = ("name", "model_pattern", "description")
+    autocomplete_fields = ("access_key", "user", "group")
+    readonly_fields = ("updated_at",)
+    inlines = (RouteTargetInline,)
+    fieldsets = (
+        (None, {"fields": ("name", "position", "enabled", "description")}),
+        (
+            "Matches (every condition given must hold)",
+            {
+                "fields": (
+                    "model_pattern",
+                    ("header_name", "header_value"),
+                    "access_key",
+                    "user",
+                    "group",
+                    ("min_input_tokens", "max_input_tokens"),
+                    "stream",
+                )
+            },
+        ),
+        ("Targets", {"fields": ("strategy", "max_attempts", "deadline_seconds", "updated_at")}),
+    )
+
+    def get_queryset(self, request: HttpRequest) -> Any:
+        return super().get_queryset(request).prefetch_related("targets")
+
+    @admin.display(description="Matches")
+    def conditions(self, rule: RoutingRule) -> str:
+        parts = []
+        if rule.model_pattern:
+            parts.append(f"model {rule.model_pattern}")
+        if rule.header_name:
+            parts.append(f"{rule.header_name}: {rule.header_value or '*'}")
+        if rule.access_key_id:
+            parts.append(f"key #{rule.access_key_id}")
+        if rule.user_id:
+            parts.append(f"user #{rule.user_id}")
+        if rule.group_id:
+            parts.append(f"group #{rule.group_id}")
+        if rule.min_input_tokens is not None or rule.max_input_tokens is not None:
+            parts.append(f"tokens {rule.min_input_tokens or 0}–{rule.max_input_tokens or '∞'}")
+        if rule.stream != RoutingRule.Stream.ANY:
+            parts.append(rule.get_stream_display())
+        return ", ".join(parts) or "everything"
+
+    @admin.display(description="Targets")
+    def targets_summary(self, rule: RoutingRule) -> str:
+        return " → ".join(
+            f"{target.provider}/{target.model or '*'}" for target in rule.targets.all()
+        )
+
+    def save_model(self, request: HttpRequest, obj: RoutingRule, form: Any, change: bool) -> None:
+        obj.updated_at = timezone.now()
+        super().save_model(request, obj, form, change)
+
+    def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
+        super().save_related(request, form, formsets, change)
+        routing_rules_changed()
+
+    def delete_model(self, request: HttpRequest, obj: RoutingRule) -> None:
+        super().delete_model(request, obj)
+        routing_rules_changed()
+
+    def delete_queryset(self, request: HttpRequest, queryset: Any) -> None:
+        super().delete_queryset(request, queryset)
+        routing_rules_changed()
 
 
 @admin.register(ModelAlias)

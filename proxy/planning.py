@@ -10,8 +10,12 @@
    the surface's own provider (Anthropic for ``/v1/messages``, OpenAI for the OpenAI surface).
 
 A Claude model (bare or ``anthropic/…``) gets the default plan: Anthropic, then Bedrock with the
-mapped model (``proxy.routing.bedrock_target``). Every other plan has one leg. Routing rules and
-key pools only change how this plan is made; the loop that runs it is ``proxy.services``.
+mapped model (``proxy.routing.bedrock_target``). Every other plan has one leg.
+
+Before all of that, the admin's routing rules (proxy.rules) are matched against the request; the
+first that matches makes the plan instead: its targets, tier by tier, each tier in the order of
+the rule's strategy, at most ``max_attempts`` of them. Each leg carries its provider's key pool;
+the loop that runs the plan, and picks a pool member per leg, is ``proxy.services``.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from dataclasses import dataclass, field
 
 from accounts.keycache import KeyMetadata, ResolvedCredential
 from proxy.routing import BedrockTarget, NoFallback, bedrock_target, model_aliases
+from proxy.rules import CompiledRule, RouteRequest, Target, ordered_targets, routing_rules
 
 ANTHROPIC = "anthropic"
 BEDROCK = "bedrock"
@@ -71,6 +76,10 @@ class Plan:
     no_fallback: NoFallback | None = None
     # A leg that cannot be tried first, and why (the client sent no Anthropic credential).
     deferred_reason: str = ""
+    # The routing rule that made the plan ("" for the default route).
+    rule: str = ""
+    # No further leg is tried once this many seconds have passed since the request began.
+    deadline_seconds: float | None = None
 
 
 class PlanError(Exception):
@@ -155,13 +164,46 @@ async def make_plan(
     surface_wire: str,
     client_credential: str = "",
     bedrock_allowed: bool = True,
+    route: RouteRequest | None = None,
 ) -> Plan:
     """The legs for ``requested_model``. ``client_credential`` is the client's own Anthropic
-    credential (Anthropic surface only)."""
+    credential (Anthropic surface only). ``route`` describes the request for routing rules; the
+    first rule that matches makes the plan, else the default route does."""
+    if route is not None:
+        rule = await routing_rules.match(route)
+        if rule is not None:
+            return await _rule_plan(
+                rule,
+                requested_model,
+                metadata,
+                surface_wire=surface_wire,
+                client_credential=client_credential,
+                bedrock_allowed=bedrock_allowed,
+            )
     model = (await model_aliases.get(requested_model)) or requested_model
     provider, upstream_model = split_model(model, metadata)
     if provider is None:
         provider = default_provider(upstream_model, surface_wire=surface_wire)
+    return await _provider_plan(
+        provider,
+        upstream_model,
+        metadata,
+        surface_wire=surface_wire,
+        client_credential=client_credential,
+        bedrock_allowed=bedrock_allowed,
+    )
+
+
+async def _provider_plan(
+    provider: str,
+    upstream_model: str,
+    metadata: KeyMetadata,
+    *,
+    surface_wire: str,
+    client_credential: str,
+    bedrock_allowed: bool,
+) -> Plan:
+    """The plan for one provider (as clients name it) and upstream model."""
     if provider == ANTHROPIC:
         return await _claude_plan(
             upstream_model,
@@ -187,6 +229,87 @@ async def make_plan(
         return Plan(legs=[_stored_leg(provider, provider, upstream_model, credential, metadata)])
     credential = _usable(_generic_credential(metadata, provider), provider)
     return Plan(legs=[_stored_leg(provider, GENERIC, upstream_model, credential, metadata)])
+
+
+async def _target_plan(
+    target: Target,
+    requested_model: str,
+    metadata: KeyMetadata,
+    *,
+    surface_wire: str,
+    client_credential: str,
+) -> Plan:
+    """One rule target's leg. An empty target model means the model the client asked for
+    (without its ``provider/`` prefix); on Bedrock, that model's model-map entry."""
+    if target.model:
+        model = target.model
+    else:
+        aliased = (await model_aliases.get(requested_model)) or requested_model
+        model = split_model(aliased, metadata)[1]
+    if target.provider == BEDROCK and not target.model:
+        mapped = await bedrock_target(metadata, model)
+        if isinstance(mapped, NoFallback):
+            raise PlanError(
+                400, "invalid_request_error", f"Bedrock cannot be used: {mapped.detail}"
+            )
+        return Plan(legs=[Leg(BEDROCK, BEDROCK, mapped.model_id, bedrock=mapped)])
+    # An Anthropic target is only Anthropic: the rule's own tiers say what comes after it.
+    return await _provider_plan(
+        target.provider,
+        model,
+        metadata,
+        surface_wire=surface_wire,
+        client_credential=client_credential,
+        bedrock_allowed=False,
+    )
+
+
+async def _rule_plan(
+    rule: CompiledRule,
+    requested_model: str,
+    metadata: KeyMetadata,
+    *,
+    surface_wire: str,
+    client_credential: str,
+    bedrock_allowed: bool,
+) -> Plan:
+    """The legs of a rule's targets in the order its tiers and strategy give. A target this key
+    cannot use (no credential of its scope, no Bedrock mapping) is left out; when none is left,
+    the first target's reason is the client's error."""
+    legs: list[Leg] = []
+    deferred_reason = ""
+    first_problem: PlanError | None = None
+    for target in ordered_targets(rule):
+        if target.provider == BEDROCK and not bedrock_allowed:
+            continue
+        try:
+            plan = await _target_plan(
+                target,
+                requested_model,
+                metadata,
+                surface_wire=surface_wire,
+                client_credential=client_credential,
+            )
+        except PlanError as exc:
+            first_problem = first_problem or exc
+            continue
+        if not legs:
+            deferred_reason = plan.deferred_reason
+        legs.extend(plan.legs)
+    if not legs:
+        raise first_problem or PlanError(
+            400,
+            "invalid_request_error",
+            f"Routing rule {rule.name!r} has no target this request can use.",
+        )
+    if rule.max_attempts is not None:
+        legs = legs[: rule.max_attempts]
+    return Plan(
+        legs=legs,
+        deferred_reason=deferred_reason,
+        rule=rule.name,
+        deadline_seconds=rule.deadline_seconds,
+    )
 
 
 def _stored_leg(

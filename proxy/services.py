@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -26,7 +27,7 @@ from django.http.response import HttpResponseBase
 
 from accounts.keycache import KeyMetadata
 from gateway_project.observability import NO_FALLBACK, UPSTREAM_ERRORS
-from governance.enforcement import Admission
+from governance.enforcement import Admission, estimate_call
 from governance.enforcement import admit as governance_admit
 from proxy import jsonio
 from proxy.circuit import circuit_name, circuits
@@ -41,6 +42,7 @@ from proxy.headers import asgi_request_headers, upstream_request_headers
 from proxy.planning import Leg, Plan, PlanError, make_plan
 from proxy.providers.base import Call, LegFailure, Provider, no_answer_error
 from proxy.providers.registry import provider_for
+from proxy.rules import RouteRequest
 from proxy.surfaces import (
     ANTHROPIC_MESSAGES,
     OPENAI_CHAT,
@@ -140,6 +142,8 @@ async def run_plan(
     failures: list[tuple[Leg, LegFailure]] = []
     legs, skip_reason = await _order(plan, use_circuits=use_circuits)
     for position, leg in enumerate(legs):
+        if failures and _past_deadline(plan, context):
+            break
         call.has_next_leg = position < len(legs) - 1
         # A fallback leg says why it is answering: the last failure, or why the first leg of
         # the plan was skipped. The first leg itself answers as no fallback.
@@ -172,6 +176,13 @@ async def run_plan(
             await circuits.record_success(circuit, started_at=context.started_wall)
         return outcome
     return _every_leg_failed(plan, call, failures)
+
+
+def _past_deadline(plan: Plan, context: ProxyContext) -> bool:
+    """Whether the plan's total deadline (a routing rule's) has passed: no further leg then."""
+    if plan.deadline_seconds is None:
+        return False
+    return time.perf_counter() - context.started >= plan.deadline_seconds
 
 
 def _every_leg_failed(
@@ -253,6 +264,14 @@ async def _serve(
             surface_wire=surface.wire,
             client_credential=client_credential,
             bedrock_allowed=bedrock_allowed,
+            route=RouteRequest(
+                model=context.requested_model,
+                headers=headers,
+                access_key_id=metadata.key_id,
+                user_id=metadata.user_id,
+                stream=context.stream,
+                input_tokens=lambda: estimate_call(call).input_tokens,
+            ),
         )
         # Rate limits and budgets of the key, its user and the first leg's provider.
         admission = await governance_admit(call, plan) if billable else None

@@ -1,9 +1,10 @@
 """The management REST API under /api/admin/ (mounted by gateway_project.api): users, access
-keys, provider credentials, budgets, limits and the live state.
+keys, provider credentials, routing rules, budgets, limits and the live state.
 
 ``auth`` (who may read and write), ``errors`` (400 naming the parameter, 404 for unknown ids),
-``accounts`` (users, keys, credentials: through accounts.services), ``rules`` (budgets and
-limits: through governance.services), ``state`` (circuits, budget spend, requests in flight).
+``accounts`` (users, keys, credentials: through accounts.services), ``routes`` (routing rules:
+through proxy.rule_services), ``rules`` (budgets and limits: through governance.services),
+``state`` (circuits, budget spend, requests in flight).
 Endpoints are thin: one service or selector call each.
 """
 
@@ -14,6 +15,7 @@ from governance.api.errors import (
     domain_error_response,
     validation_error_response,
 )
+from governance.api.routes import routes_router
 from governance.api.rules import budgets_router, limits_router
 from governance.api.state import state_router
 
@@ -25,6 +27,7 @@ __all__ = [
     "domain_error_response",
     "keys_router",
     "limits_router",
+    "routes_router",
     "state_router",
     "users_router",
     "validation_error_response",
