@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import logging
+import re
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -41,6 +42,41 @@ def prepared_log(record: UsageRecord) -> dict[str, Any] | None:
         record.session_id = red.text(record.session_id)
         record.log = log = log_prepare(log)
     return log if isinstance(log, dict) else None
+
+
+# Lone halves of a surrogate pair: a Python string may hold them (JSON "\\ud800" decodes to
+# one), UTF-8 cannot encode them and PostgreSQL refuses their JSON escape. A pair that belongs
+# together is one code point in a Python string, so every match here is a lone half.
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _storable(value: Any) -> Any:
+    """``value`` with every string (keys too, at any depth) free of what a database refuses in
+    text and JSON: NUL characters are dropped, lone surrogates become U+FFFD."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            value = value.replace("\x00", "")
+        return _SURROGATE.sub("\ufffd", value)
+    if isinstance(value, dict):
+        return {_storable(key): _storable(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_storable(item) for item in value]
+    return value
+
+
+def request_log_scrub(record: UsageRecord) -> bool:
+    """Make the record's prepared log storable (see ``_storable``); False when nothing in it
+    needed to change, so writing it again would fail the same way."""
+    log = prepared_log(record)
+    if log is None:
+        return False
+    scrubbed = _storable(log)
+    request_id = _storable(record.request_id)
+    if scrubbed == log and request_id == record.request_id:
+        return False
+    record.log = scrubbed
+    record.request_id = request_id
+    return True
 
 
 def _blob(text: str) -> bytes:
@@ -235,5 +271,6 @@ __all__ = [
     "log_level_set",
     "prepared_log",
     "request_log_bodies_prune",
+    "request_log_scrub",
     "request_logs_write",
 ]

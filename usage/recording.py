@@ -172,9 +172,10 @@ def _write_batch(records: list[UsageRecord]) -> None:
 
     Two steps, not one transaction: the events' insert stays as short as it was without logs
     (other connections wait on it). The logs never cost the events anything: a batch of logs
-    the database refuses is written one log at a time, and a log that still fails (text the
-    database cannot store, say) is dropped with an error naming its request — its usage event
-    is already written."""
+    the database refuses is written one log at a time; a log that still fails is written once
+    more without the characters databases refuse in text (NUL, lone surrogates), and one that
+    fails even then is dropped with an error naming its request — its usage event is already
+    written."""
     _prepare_logs(records)
     _write_events(records)
     logged = [record for record in records if record.log is not None]
@@ -190,17 +191,43 @@ def _write_logs(records: list[UsageRecord]) -> None:
     try:
         request_logs_write(records)
         return
-    except DatabaseError:
-        if len(records) == 1:
-            logger.exception(
-                "request log: dropped the log of %s, which the database refused",
-                records[0].request_id,
-            )
+    except (DatabaseError, UnicodeError) as exc:
+        # UnicodeError: a driver that encodes text itself (sqlite3) refuses lone surrogates
+        # before the database sees them.
+        _recover(connection)
+        refusal: Exception = exc
+    if len(records) > 1:
+        for record in records:
+            _write_logs([record])
+        return
+    _write_refused_log(records[0], refusal)
+
+
+def _write_refused_log(record: UsageRecord, refusal: Exception) -> None:
+    """One log the database refused: written again once without the characters databases
+    refuse in text and JSON (NUL, lone surrogates), else dropped with its request id."""
+    from django.db import DatabaseError, connection
+
+    from requestlog.services import request_log_scrub, request_logs_write
+
+    if request_log_scrub(record):
+        try:
+            request_logs_write([record])
+        except (DatabaseError, UnicodeError) as exc:
             _recover(connection)
+            refusal = exc
+        else:
+            logger.warning(
+                "request log: the log of %s was stored without the NUL characters or lone "
+                "surrogates the database refused",
+                record.request_id,
+            )
             return
-    _recover(connection)
-    for record in records:
-        _write_logs([record])
+    logger.error(
+        "request log: dropped the log of %s, which the database refused",
+        record.request_id,
+        exc_info=refusal,
+    )
 
 
 def _recover(connection: Any) -> None:
