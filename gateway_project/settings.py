@@ -319,6 +319,47 @@ GATEWAY_LOG_STREAM_MAX_BYTES: int = env.int(
     "GATEWAY_LOG_STREAM_MAX_BYTES", 256 * 1024, minimum=1024
 )
 GATEWAY_LOG_REDACT_PATTERNS: list[str] = env.list("GATEWAY_LOG_REDACT_PATTERNS", [])
+# Media of logged bodies (images, audio, documents): files under GATEWAY_DATA_DIR/media, or an
+# S3-compatible bucket through django-storages. Without an access key, boto3 finds credentials
+# its own way (instance or task role, AWS_* variables).
+GATEWAY_MEDIA_STORAGE: str = env.choice(
+    "GATEWAY_MEDIA_STORAGE", "filesystem", choices=("filesystem", "s3")
+)
+STORAGES: dict[str, dict[str, object]] = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}
+if GATEWAY_MEDIA_STORAGE == "s3":
+    _s3_addressing: str = env.choice(
+        "GATEWAY_MEDIA_S3_ADDRESSING_STYLE", "auto", choices=("auto", "path", "virtual")
+    )
+    # The requestlog app looks this alias up (requestlog.media); absent, it uses the data dir.
+    STORAGES["requestlog_media"] = {
+        "BACKEND": "storages.backends.s3.S3Storage",
+        "OPTIONS": {
+            "bucket_name": env.str("GATEWAY_MEDIA_S3_BUCKET"),
+            "location": env.str("GATEWAY_MEDIA_S3_PREFIX", "").strip("/"),
+            "endpoint_url": env.url(
+                "GATEWAY_MEDIA_S3_ENDPOINT_URL", None, schemes=("http", "https")
+            ),
+            "region_name": env.str("GATEWAY_MEDIA_S3_REGION", None),
+            "access_key": env.str("GATEWAY_MEDIA_S3_ACCESS_KEY_ID", None),
+            # Optional, like the key id; when given, NAME_FILE works as for the other secrets.
+            "secret_key": (
+                env.secret(
+                    "GATEWAY_MEDIA_S3_SECRET_ACCESS_KEY", generate=None, data_dir=GATEWAY_DATA_DIR
+                )
+                if env.is_set("GATEWAY_MEDIA_S3_SECRET_ACCESS_KEY")
+                or env.is_set("GATEWAY_MEDIA_S3_SECRET_ACCESS_KEY_FILE")
+                else None
+            ),
+            "addressing_style": None if _s3_addressing == "auto" else _s3_addressing,
+            # Objects are private and never linked to: staff get them through /media/<hash>.
+            "default_acl": None,
+            # Content-addressed: the same name always holds the same bytes.
+            "file_overwrite": True,
+        },
+    }
 # On a stop signal the web server finishes open requests (streams included) for this long, then
 # cuts them; the usage events of all of them are written (or spooled) before the process exits.
 GATEWAY_SHUTDOWN_GRACE_SECONDS: int = env.int("GATEWAY_SHUTDOWN_GRACE_SECONDS", 30, minimum=0)

@@ -114,7 +114,9 @@ def _replace(
         return
     try:
         stored = media_store(data)
-    except OSError:
+    except Exception:
+        # Whatever the storage backend raises (a bucket away, a full disk): the log is kept,
+        # without this medium.
         logger.exception("request log: a medium could not be stored; it is left out")
         holder[key] = "[medium not stored]"
         return
@@ -187,8 +189,8 @@ def media_delete_unreferenced(*, older_than: datetime, batch_size: int = 1000) -
         for sha256 in gone:
             try:
                 storage.delete(media_path(sha256))
-            except OSError:
-                logger.warning("request log: could not delete medium %s", sha256)
+            except Exception:  # any backend's failure; the row is gone, the object is orphaned
+                logger.warning("request log: could not delete medium %s", sha256, exc_info=True)
         deleted += len(gone)
         if len(hashes) < batch_size:
             return deleted
