@@ -813,6 +813,17 @@ def main(argv: list[str] | None = None) -> int:
         "--lean-levels", default=None, help="comma-separated lean_asgi levels (empty: none)"
     )
     parser.add_argument(
+        "--log-levels",
+        default=None,
+        help="only measure what request logging costs: the gateway at each of these "
+        "comma-separated GATEWAY_REQUEST_LOG_LEVEL values, the first being the baseline "
+        "(e.g. off,full; see bench/proxy/log_levels.py)",
+    )
+    parser.add_argument("--wrk-seconds", type=float, help="override each wrk run's duration")
+    parser.add_argument(
+        "--latency-requests", type=int, help="override the concurrency-1 latency request count"
+    )
+    parser.add_argument(
         "--database-url", default=os.environ.get("BENCH_DATABASE_URL", DEFAULT_DATABASE_URL)
     )
     parser.add_argument("--redis-url", default=os.environ.get("BENCH_REDIS_URL", DEFAULT_REDIS_URL))
@@ -837,8 +848,22 @@ def main(argv: list[str] | None = None) -> int:
     if args.lean_levels is not None:
         levels = tuple(int(level) for level in args.lean_levels.split(",") if level.strip())
         plan = replace(plan, lean_levels=levels)
+    if args.wrk_seconds is not None:
+        plan = replace(plan, wrk_seconds=max(1.0, args.wrk_seconds))
+    if args.latency_requests is not None:
+        plan = replace(plan, latency_requests=max(10, args.latency_requests))
     if shutil.which("wrk") is None:
         parser.error("wrk is not installed (bench/run installs it)")
+    if args.log_levels is not None:
+        from bench.proxy.log_levels import run_log_levels
+
+        levels = [level.strip() for level in args.log_levels.split(",") if level.strip()]
+        if len(levels) < 2 or not set(levels) <= {"off", "metadata", "full"}:
+            parser.error("--log-levels takes two or more of off, metadata, full")
+        run_log_levels(
+            plan, levels=levels, database_url=args.database_url, redis_url=args.redis_url
+        )
+        return 0
     run(
         plan,
         database_url=args.database_url,

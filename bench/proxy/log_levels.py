@@ -1,0 +1,191 @@
+"""What request logging costs the gateway: the same gateway run once per logging level
+(``GATEWAY_REQUEST_LOG_LEVEL``, default ``off`` against ``full``) in one run, on the Anthropic
+surface with the benchmark's plain request.
+
+One gateway worker per level, started side by side against the same fake upstream, database and
+Redis; only the worker being measured runs (the other is paused with SIGSTOP). Each round
+measures every level — latency at concurrency 1 (``bench.loadgen``) and wrk at concurrency 64 —
+in an order that alternates between rounds, so a slow moment of a shared machine does not fall
+on one level only. Reported per level as the median over rounds, and against the first level:
+added latency at c=1 (p50 and mean, ms) and throughput at c=64 as a ratio, beside the targets of
+the request-log issue (at most 0.2 ms added, at least 0.90 of the throughput).
+
+    bench/run --log-levels off,full --quick
+    bench/run --log-levels off,full --wrk-seconds 3 --latency-requests 300 --repetitions 2
+
+Writes ``bench/results/log-levels-<timestamp>.json`` and prints a short table.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import statistics
+import tempfile
+from dataclasses import asdict
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from bench.proxy.processes import Server, snapshot_source
+from bench.proxy.processes import start_fake as launch_fake
+from bench.proxy.targets import Target, gateway_env, prepare_gateway, start_gateway
+
+# The issue's budget for full logging against off.
+ADDED_LATENCY_BUDGET_MS = 0.2
+THROUGHPUT_RATIO_FLOOR = 0.90
+CONCURRENCY = 64
+
+
+def _median(values: list[float | None]) -> float | None:
+    present = [value for value in values if value is not None]
+    return round(statistics.median(present), 3) if present else None
+
+
+def summarize(levels: list[str], rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    """Medians per level over the rounds, and each level against the first one."""
+    per_level: dict[str, dict[str, float | None]] = {}
+    for level in levels:
+        measured = [item[level] for item in rounds if level in item]
+        per_level[level] = {
+            "c1_p50_ms": _median([m["latency_c1"].get("p50_ms") for m in measured]),
+            "c1_mean_ms": _median([m["latency_c1"].get("mean_ms") for m in measured]),
+            f"c{CONCURRENCY}_rps": _median([m[f"wrk_c{CONCURRENCY}"].get("rps") for m in measured]),
+            f"c{CONCURRENCY}_errors": sum(
+                m[f"wrk_c{CONCURRENCY}"].get("errors", 0) for m in measured
+            ),
+        }
+    baseline = per_level[levels[0]]
+    against: dict[str, dict[str, Any]] = {}
+    for level in levels[1:]:
+        values = per_level[level]
+        added_p50 = _difference(values["c1_p50_ms"], baseline["c1_p50_ms"])
+        added_mean = _difference(values["c1_mean_ms"], baseline["c1_mean_ms"])
+        ratio = _ratio(values[f"c{CONCURRENCY}_rps"], baseline[f"c{CONCURRENCY}_rps"])
+        against[level] = {
+            "added_latency_c1_p50_ms": added_p50,
+            "added_latency_c1_mean_ms": added_mean,
+            f"throughput_ratio_c{CONCURRENCY}": ratio,
+            "within_latency_budget": None if added_p50 is None
+            else added_p50 <= ADDED_LATENCY_BUDGET_MS,
+            "within_throughput_budget": None if ratio is None else ratio >= THROUGHPUT_RATIO_FLOOR,
+        }  # fmt: skip
+    return {"baseline": levels[0], "per_level": per_level, "against_baseline": against}
+
+
+def _difference(value: float | None, baseline: float | None) -> float | None:
+    return None if value is None or baseline is None else round(value - baseline, 3)
+
+
+def _ratio(value: float | None, baseline: float | None) -> float | None:
+    return None if value is None or not baseline else round(value / baseline, 3)
+
+
+def table(summary: dict[str, Any]) -> str:
+    lines = [
+        f"| level | c=1 p50 ms | c=1 mean ms | c={CONCURRENCY} req/s |",
+        "|---|---|---|---|",
+    ]
+    for level, values in summary["per_level"].items():
+        lines.append(
+            f"| {level} | {values['c1_p50_ms']} | {values['c1_mean_ms']} | "
+            f"{values[f'c{CONCURRENCY}_rps']} |"
+        )
+    for level, values in summary["against_baseline"].items():
+        lines.append(
+            f"\n{level} against {summary['baseline']}: c=1 p50 "
+            f"{values['added_latency_c1_p50_ms']:+} ms (mean "
+            f"{values['added_latency_c1_mean_ms']:+} ms; budget +{ADDED_LATENCY_BUDGET_MS} ms), "
+            f"c={CONCURRENCY} throughput x{values[f'throughput_ratio_c{CONCURRENCY}']} "
+            f"(budget x{THROUGHPUT_RATIO_FLOOR})"
+        )
+    return "\n".join(lines)
+
+
+def run_log_levels(plan: Any, *, levels: list[str], database_url: str, redis_url: str) -> Path:
+    """Measure the gateway at each logging level; returns the results file."""
+    from bench import proxy_bench as bench
+
+    started_at = datetime.now(UTC)
+    stamp = started_at.strftime("%Y%m%dT%H%M%SZ")
+    work = bench.RESULTS / "tmp" / f"log-levels-{stamp}"
+    work.mkdir(parents=True, exist_ok=True)
+    data_dir = Path(tempfile.mkdtemp(prefix="gw-bench-levels-"))
+    servers: list[Server] = []
+    results: dict[str, Any] = {
+        "started_at": started_at.isoformat(),
+        "mode": "log-levels",
+        "levels": levels,
+        "plan": asdict(plan),
+        "environment": bench.environment_facts(),
+    }
+    try:
+        bench.say("starting the fake upstream")
+        fake = launch_fake(
+            log_dir=work, core=bench.LOADGEN_CORE, text_deltas=bench.TEXT_DELTAS,
+            env=dict(os.environ),
+        )  # fmt: skip
+        servers.append(fake)
+        context = bench.Context(plan=plan, work=work, fake=fake)
+        context.source = snapshot_source(work / "src")
+        bench.write_bodies(context)
+        env = gateway_env(
+            fake_url=fake.base_url,
+            data_dir=data_dir,
+            database_url=database_url,
+            redis_url=redis_url,
+        )
+        bench.say("preparing the gateway (migrate, key, credentials)")
+        access_key = prepare_gateway(
+            env, fake_url=fake.base_url, log=work / "setup.log", source=context.source
+        )
+        if not plan.debug:
+            env = bench.debug_off(env, data_dir)
+        targets: dict[str, Target] = {}
+        for level in levels:
+            bench.say(f"starting a gateway worker logging at level {level}")
+            target = start_gateway(
+                name=f"gateway-{level}",
+                env={**env, "GATEWAY_REQUEST_LOG_LEVEL": level},
+                access_key=access_key,
+                log_dir=work,
+                core=bench.SERVER_CORE,
+                source=context.source,
+            )
+            assert target.server is not None
+            servers.append(target.server)
+            targets[level] = target
+        everyone = list(targets.values())
+        rounds: list[dict[str, Any]] = []
+        for number in range(plan.repetitions):
+            order = levels if number % 2 == 0 else list(reversed(levels))
+            bench.say(f"round {number + 1} of {plan.repetitions}: {', '.join(order)}")
+            measured: dict[str, Any] = {}
+            for level in order:
+                target = targets[level]
+                with bench.only_running(target, everyone):
+                    bench.warm(context, target)
+                    measured[level] = {
+                        "latency_c1": bench.loadgen(
+                            context, "latency", target.messages_url, target.body,
+                            target.headers, requests=plan.latency_requests, warmup=50,
+                        ),
+                        f"wrk_c{CONCURRENCY}": bench.throughput(
+                            context, target, CONCURRENCY, plan.wrk_seconds
+                        ),
+                    }  # fmt: skip
+            rounds.append(measured)
+        results["rounds"] = rounds
+        results["summary"] = summarize(levels, rounds)
+    finally:
+        for server in reversed(servers):
+            server.stop()
+        shutil.rmtree(data_dir, ignore_errors=True)
+    results["environment"]["load_average_end"] = list(os.getloadavg())
+    results["finished_at"] = datetime.now(UTC).isoformat()
+    output = bench.RESULTS / f"log-levels-{stamp}.json"
+    output.write_text(json.dumps(results, indent=2) + "\n")
+    print(table(results["summary"]))  # noqa: T201 - the command's report
+    bench.say(f"wrote {output.relative_to(bench.REPO)}")
+    return output
