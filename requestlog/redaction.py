@@ -111,8 +111,8 @@ def _card_spans(run: str) -> list[tuple[int, int]]:
 
 
 def _mask_cards(text: str) -> str:
-    if not any(char.isdigit() for char in text):
-        return text
+    # No pre-check for digits: the run pattern's own scan (in C) is the cheapest test, and
+    # this runs on every string of every logged body.
     pieces: list[str] = []
     last = 0
     for match in _DIGIT_RUN.finditer(text):
@@ -141,6 +141,30 @@ def _mask_cards(text: str) -> str:
     return "".join(pieces)
 
 
+_LEADING_FLAGS = re.compile(r"^\(\?([aiLmsux]+)\)")
+_BACKREFERENCE = re.compile(r"\\[1-9]|\(\?P=")
+_SCOPED_FLAGS = {re.IGNORECASE: "i", re.MULTILINE: "m", re.DOTALL: "s", re.VERBOSE: "x"}
+
+
+def _union(patterns: list[re.Pattern[str]]) -> re.Pattern[str] | None:
+    """One pattern matching where any of ``patterns`` matches, each keeping its own flags
+    (scoped to its branch); None when they cannot be joined (then each is tried in turn)."""
+    branches: list[str] = []
+    for pattern in patterns:
+        source = pattern.pattern
+        if _BACKREFERENCE.search(source):  # group numbers and names change in the union
+            return None
+        leading = _LEADING_FLAGS.match(source)
+        if leading:
+            source = source[leading.end() :]
+        flags = "".join(letter for flag, letter in _SCOPED_FLAGS.items() if pattern.flags & flag)
+        branches.append(f"(?{flags}:{source})" if flags else f"(?:{source})")
+    try:
+        return re.compile("|".join(branches))
+    except re.error:
+        return None
+
+
 class Redactor:
     """Masks secrets in strings, JSON values and headers (see the module docstring)."""
 
@@ -148,10 +172,14 @@ class Redactor:
         self._patterns = [pattern for _, pattern in _PATTERNS] + [
             re.compile(pattern) for pattern in extra_patterns
         ]
+        # One scan says whether any pattern matches at all: most strings of a body (roles,
+        # model names, stop reasons, prose) hold no secret, and then one scan is all they cost.
+        self._any = _union(self._patterns)
 
     def text(self, value: str) -> str:
-        for pattern in self._patterns:
-            value = pattern.sub(MASK, value)
+        if self._any is None or self._any.search(value) is not None:
+            for pattern in self._patterns:
+                value = pattern.sub(MASK, value)
         return _mask_cards(value)
 
     def json(self, value: Any) -> Any:

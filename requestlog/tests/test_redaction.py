@@ -10,7 +10,7 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from requestlog.redaction import MASK, Redactor, luhn_valid
+from requestlog.redaction import MASK, Redactor, _mask_cards, luhn_valid
 from requestlog.tests.secrets import background_holds, planted_bodies, secret_pieces, secrets
 
 red = Redactor()
@@ -120,3 +120,33 @@ def test_a_bad_installation_pattern_is_a_start_up_error(settings: Any) -> None:
     assert "(unclosed" in errors[0].msg
     settings.GATEWAY_LOG_REDACT_PATTERNS = [r"ACME-\d+"]
     assert redact_patterns_compile() == []
+
+
+def _one_by_one(redactor: Redactor, text: str) -> str:
+    """What ``text`` gives with every pattern tried in turn (no pre-check)."""
+    for pattern in redactor._patterns:
+        text = pattern.sub(MASK, text)
+    return text
+
+
+@pytest.mark.parametrize(
+    "patterns",
+    [
+        [r"(?i)acme-\d{6}", r"(?s)BEGIN.*END", r"(?x) zz \d+ "],  # global flags of their own
+        [r"(ab)\1", r"(?P<x>q)(?P=x)"],  # back-references: no union, each pattern in turn
+    ],
+)
+def test_the_pre_check_never_skips_a_match(patterns: list[str]) -> None:
+    custom = Redactor(patterns)
+    for text in ["id ACME-123456", "BEGIN\nsecret\nEND", "zz42", "abab", "qq", "nothing", ""]:
+        assert custom.text(text) == _one_by_one(custom, text), text
+    assert custom.text("id ACME-123456 zz7 abab qq") != "id ACME-123456 zz7 abab qq"
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(secrets(), st.text(max_size=60)), st.text(max_size=30), st.text(max_size=30))
+def test_redacting_with_the_pre_check_equals_trying_every_pattern(
+    secret: str, before: str, after: str
+) -> None:
+    text = before + secret + after
+    assert red.text(text) == _mask_cards(_one_by_one(red, text))
