@@ -857,11 +857,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.log_levels is not None:
         from bench.proxy.log_levels import run_log_levels
 
-        levels = [level.strip() for level in args.log_levels.split(",") if level.strip()]
-        if len(levels) < 2 or not set(levels) <= {"off", "metadata", "full"}:
+        log_levels = [level.strip() for level in args.log_levels.split(",") if level.strip()]
+        if len(log_levels) < 2 or not set(log_levels) <= {"off", "metadata", "full"}:
             parser.error("--log-levels takes two or more of off, metadata, full")
         run_log_levels(
-            plan, levels=levels, database_url=args.database_url, redis_url=args.redis_url
+            plan, levels=log_levels, database_url=args.database_url, redis_url=args.redis_url
         )
         return 0
     run(
