@@ -18,3 +18,16 @@ def _fresh_routing_rules() -> Iterator[None]:
     yield
     routing_rules.invalidate()
     turns.reset()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_key_pools() -> Iterator[None]:
+    """Cooldowns and disable marks are kept per credential id, in the process and in Redis:
+    ids come back in the next test's empty tables, its keys must start rested."""
+    from proxy.pools.state import clear_shared, pool_state
+
+    pool_state.reset()
+    clear_shared()
+    yield
+    pool_state.reset()
+    clear_shared()

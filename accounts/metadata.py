@@ -31,6 +31,21 @@ class ResolvedCredential:
     secret: str = field(repr=False)
     error: str = ""
     name: str = ""
+    # Pool membership (accounts.models.ProviderCredential): the weighted strategy's share, and
+    # the member's own limits (None: none).
+    weight: int = 1
+    rpm_limit: int | None = None
+    tpm_limit: int | None = None
+    max_concurrency: int | None = None
+    label: str = ""
+
+    @property
+    def has_limits(self) -> bool:
+        return (
+            self.rpm_limit is not None
+            or self.tpm_limit is not None
+            or self.max_concurrency is not None
+        )
 
     @property
     def provider_key(self) -> str:
@@ -43,7 +58,9 @@ class KeyMetadata:
     """One access key. ``credentials`` maps a provider key (the provider for the built-in ones,
     ``"openai"``; the name for generic ones, ``"vllm"``) to the most specific credential.
     ``pools`` maps the same provider keys to every enabled credential of that most specific
-    scope (a key pool; its first member is the one in ``credentials``)."""
+    scope (a key pool; its first member is the one in ``credentials``), and ``pool_strategies``
+    how each pool picks its members (round robin when absent). ``loaded_at`` (wall clock) tells
+    the request flow whether a credential the gateway disabled since is still in here."""
 
     key_id: int
     user_id: int
@@ -56,6 +73,8 @@ class KeyMetadata:
     credentials: dict[str, ResolvedCredential] = field(default_factory=dict, repr=False)
     user_active: bool = True
     pools: dict[str, tuple[ResolvedCredential, ...]] = field(default_factory=dict, repr=False)
+    pool_strategies: dict[str, str] = field(default_factory=dict, repr=False)
+    loaded_at: float = 0.0
 
     def pool(self, provider_key: str) -> tuple[ResolvedCredential, ...]:
         """The credentials a leg to ``provider_key`` may use, most preferred first."""

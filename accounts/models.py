@@ -9,9 +9,15 @@ from datetime import datetime
 from typing import Any, ClassVar
 
 from django.contrib.auth.models import AbstractBaseUser, BaseUserManager, PermissionsMixin
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
+
+# Bounds of a pool member's settings (the API and the forms refuse anything beyond them).
+MAX_WEIGHT = 1000
+MAX_LIMIT = 1_000_000_000
+MAX_CONCURRENCY = 100_000
 
 
 class UserManager(BaseUserManager["User"]):
@@ -167,6 +173,40 @@ class ProviderCredential(models.Model):
         default=True,
         help_text="A disabled credential is not used: the next more general one applies, or none.",
     )
+    # Pool membership: every enabled credential of one provider (and name) and scope is a
+    # member of that scope's pool; how members are chosen is the CredentialPool's strategy.
+    weight = models.PositiveSmallIntegerField(
+        default=1,
+        validators=[MaxValueValidator(MAX_WEIGHT)],
+        help_text="Share of the pool's requests under the weighted strategy (0: a standby, used "
+        "only when every weighted member is unavailable).",
+    )
+    rpm_limit = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1), MaxValueValidator(MAX_LIMIT)],
+        help_text="Requests per minute this key may send (empty: no limit).",
+    )
+    tpm_limit = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1), MaxValueValidator(MAX_LIMIT)],
+        help_text="Tokens per minute this key may use (empty: no limit).",
+    )
+    max_concurrency = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1), MaxValueValidator(MAX_CONCURRENCY)],
+        help_text="Requests this key may have in flight at once (empty: no limit).",
+    )
+    disabled_reason = models.CharField(
+        max_length=500,
+        blank=True,
+        editable=False,
+        help_text="Why the gateway disabled it (an exhausted quota, a refused key); cleared "
+        "when it is enabled again.",
+    )
+    disabled_at = models.DateTimeField(null=True, blank=True, editable=False)
     secret_ciphertext = models.TextField(editable=False, blank=True)
     secret_hint = models.CharField(max_length=8, editable=False, blank=True)
     created_at = models.DateTimeField(default=timezone.now, editable=False)
@@ -184,21 +224,6 @@ class ProviderCredential(models.Model):
             models.CheckConstraint(
                 condition=Q(user__isnull=True) | Q(access_key__isnull=True),
                 name="credential_one_scope",
-            ),
-            models.UniqueConstraint(
-                fields=["provider", "name"],
-                condition=Q(user__isnull=True, access_key__isnull=True),
-                name="credential_unique_global",
-            ),
-            models.UniqueConstraint(
-                fields=["provider", "name", "user"],
-                condition=Q(user__isnull=False),
-                name="credential_unique_user",
-            ),
-            models.UniqueConstraint(
-                fields=["provider", "name", "access_key"],
-                condition=Q(access_key__isnull=False),
-                name="credential_unique_access_key",
             ),
         ]
 
@@ -222,6 +247,39 @@ class ProviderCredential(models.Model):
     @property
     def fingerprint(self) -> str:
         return f"…{self.secret_hint}" if self.secret_hint else ""
+
+
+class PoolStrategy(models.TextChoices):
+    ROUND_ROBIN = "round_robin", "Round robin"
+    WEIGHTED = "weighted", "Weighted random"
+    LEAST_IN_FLIGHT = "least_in_flight", "Least requests in flight"
+    LEAST_TOKENS = "least_tokens", "Least tokens used this minute"
+
+
+class CredentialPool(models.Model):
+    """How the members of a key pool are chosen, per provider key (a provider, or a generic
+    server's name). One row applies to that provider's pools in every scope; without a row the
+    strategy is round robin. Members are the ProviderCredential rows themselves."""
+
+    provider = models.CharField(max_length=16, choices=Provider.choices)
+    name = models.CharField(max_length=32, blank=True, help_text="Generic servers only.")
+    strategy = models.CharField(
+        max_length=16, choices=PoolStrategy.choices, default=PoolStrategy.ROUND_ROBIN
+    )
+    updated_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        ordering = ("provider", "name")
+        constraints: ClassVar[list[models.BaseConstraint]] = [
+            models.UniqueConstraint(fields=["provider", "name"], name="credential_pool_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.provider_key} pool ({self.get_strategy_display()})"
+
+    @property
+    def provider_key(self) -> str:
+        return self.name or self.provider
 
 
 class KeyCacheGeneration(models.Model):

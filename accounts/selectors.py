@@ -4,12 +4,19 @@ key cache's generation counter."""
 from __future__ import annotations
 
 import logging
+import time
 
-from django.db.models import Q
+from django.db.models import Q, QuerySet
 
 from accounts.crypto import SecretDecryptionError, decrypt_secret
 from accounts.metadata import KeyMetadata, ResolvedCredential
-from accounts.models import AccessKey, KeyCacheGeneration, ProviderCredential, User
+from accounts.models import (
+    AccessKey,
+    CredentialPool,
+    KeyCacheGeneration,
+    ProviderCredential,
+    User,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -34,21 +41,74 @@ def _scope_rank(credential: ProviderCredential) -> int:
     return 0
 
 
+def pools_for_key(*, user_id: int, access_key_id: int) -> dict[str, list[ProviderCredential]]:
+    """For each provider key (the provider, or a generic server's name), every enabled
+    credential of the most specific scope that has one for this key: the key's pool for that
+    provider, in id order (one query)."""
+    candidates = (
+        ProviderCredential.objects.select_related("user", "access_key")
+        .filter(
+            Q(access_key_id=access_key_id)
+            | Q(user_id=user_id)
+            | Q(user__isnull=True, access_key__isnull=True),
+            enabled=True,
+        )
+        .order_by("id")
+    )
+    pools: dict[str, list[ProviderCredential]] = {}
+    for credential in candidates:
+        members = pools.get(credential.provider_key)
+        if members is None or _scope_rank(credential) > _scope_rank(members[0]):
+            pools[credential.provider_key] = [credential]
+        elif _scope_rank(credential) == _scope_rank(members[0]):
+            members.append(credential)
+    return pools
+
+
 def credentials_for_key(*, user_id: int, access_key_id: int) -> dict[str, ProviderCredential]:
     """For each provider key (the provider, or a generic server's name), the most specific
-    credential that applies to this key (one query)."""
-    candidates = ProviderCredential.objects.select_related("user", "access_key").filter(
-        Q(access_key_id=access_key_id)
-        | Q(user_id=user_id)
-        | Q(user__isnull=True, access_key__isnull=True),
-        enabled=True,
+    credential that applies to this key (one query); of a pool, its first member."""
+    pools = pools_for_key(user_id=user_id, access_key_id=access_key_id)
+    return {provider_key: members[0] for provider_key, members in pools.items()}
+
+
+def pool_strategies() -> dict[str, str]:
+    """The strategy of every pool that has one set (the others are round robin)."""
+    return {
+        pool.provider_key: pool.strategy
+        for pool in CredentialPool.objects.only("provider", "name", "strategy")
+    }
+
+
+def credential_pools(
+    *, provider: str | None = None
+) -> list[tuple[tuple[str, str, int | None, int | None], list[ProviderCredential]]]:
+    """Every pool: ``((provider, name, user id, access key id), members in id order)``, one
+    per provider (and name) and scope, members enabled or not (one query)."""
+    credentials = ProviderCredential.objects.select_related("user", "access_key").order_by(
+        "provider", "name", "user_id", "access_key_id", "id"
     )
-    chosen: dict[str, ProviderCredential] = {}
-    for credential in candidates:
-        current = chosen.get(credential.provider_key)
-        if current is None or _scope_rank(credential) > _scope_rank(current):
-            chosen[credential.provider_key] = credential
-    return chosen
+    if provider is not None:
+        credentials = credentials.filter(provider=provider)
+    pools: dict[tuple[str, str, int | None, int | None], list[ProviderCredential]] = {}
+    for credential in credentials:
+        key = (credential.provider, credential.name, credential.user_id, credential.access_key_id)
+        pools.setdefault(key, []).append(credential)
+    return list(pools.items())
+
+
+def pool_members(credential: ProviderCredential) -> QuerySet[ProviderCredential]:
+    """The credentials in the same pool as ``credential``: same provider (and name) and scope,
+    itself included, enabled or not."""
+    user = Q(user__isnull=True) if credential.user_id is None else Q(user_id=credential.user_id)
+    key = (
+        Q(access_key__isnull=True)
+        if credential.access_key_id is None
+        else Q(access_key_id=credential.access_key_id)
+    )
+    return ProviderCredential.objects.filter(
+        user, key, provider=credential.provider, name=credential.name
+    ).order_by("id")
 
 
 def provider_credential_decrypts(credential: ProviderCredential) -> bool:
@@ -83,15 +143,35 @@ def resolve_credential(credential: ProviderCredential) -> ResolvedCredential:
         fallback_model=credential.fallback_model,
         secret=secret,
         error=error,
+        weight=credential.weight,
+        rpm_limit=credential.rpm_limit,
+        tpm_limit=credential.tpm_limit,
+        max_concurrency=credential.max_concurrency,
+        label=credential.label,
     )
 
 
 def key_metadata_load(prefix: str) -> KeyMetadata | None:
-    """Everything the proxy needs about a key, in two queries; None when no such key."""
+    """Everything the proxy needs about a key, in three queries; None when no such key.
+
+    A pool keeps its members that decrypt; ``credentials`` has the first member of each (or,
+    when none decrypts, the first with its error, so that the plan can say why)."""
+    # Taken before reading: a credential disabled while this runs counts as disabled after it.
+    loaded_at = time.time()
     key = AccessKey.objects.select_related("user").filter(prefix=prefix).first()
     if key is None:
         return None
-    credentials = credentials_for_key(user_id=key.user_id, access_key_id=key.id)
+    pools = {
+        provider_key: [resolve_credential(credential) for credential in members]
+        for provider_key, members in pools_for_key(
+            user_id=key.user_id, access_key_id=key.id
+        ).items()
+    }
+    usable = {
+        provider_key: tuple(member for member in members if not member.error)
+        for provider_key, members in pools.items()
+    }
+    strategies = pool_strategies() if any(len(members) > 1 for members in usable.values()) else {}
     return KeyMetadata(
         key_id=key.id,
         user_id=key.user_id,
@@ -104,9 +184,12 @@ def key_metadata_load(prefix: str) -> KeyMetadata | None:
         # A deactivated user's keys stop working with the user (KeyMetadata.usable_at).
         user_active=key.user.is_active,
         credentials={
-            provider_key: resolve_credential(credential)
-            for provider_key, credential in credentials.items()
+            provider_key: (usable[provider_key] or members)[0]
+            for provider_key, members in pools.items()
         },
+        pools={provider_key: members for provider_key, members in usable.items() if members},
+        pool_strategies=strategies,
+        loaded_at=loaded_at,
     )
 
 

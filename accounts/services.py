@@ -19,7 +19,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 from django.db import IntegrityError, models, transaction
-from django.db.models import Q
+from django.db.models import Q, QuerySet
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
@@ -32,8 +32,19 @@ from accounts.crypto import (
     secret_hint,
 )
 from accounts.keycache import invalidate_key_metadata
-from accounts.models import AccessKey, BedrockApiMode, Provider, ProviderCredential, User
-from accounts.selectors import user_get_by_email
+from accounts.models import (
+    MAX_CONCURRENCY,
+    MAX_LIMIT,
+    MAX_WEIGHT,
+    AccessKey,
+    BedrockApiMode,
+    CredentialPool,
+    PoolStrategy,
+    Provider,
+    ProviderCredential,
+    User,
+)
+from accounts.selectors import pool_members, user_get_by_email
 
 
 class AccountsError(Exception):
@@ -449,6 +460,70 @@ def _secret_values(secret: str) -> dict[str, str]:
     return {"secret_ciphertext": encrypt_secret(secret), "secret_hint": secret_hint(secret)}
 
 
+@dataclass(frozen=True)
+class PoolFields:
+    """A pool member's settings: its weight and its own limits (None: no limit)."""
+
+    weight: int = 1
+    rpm_limit: int | None = None
+    tpm_limit: int | None = None
+    max_concurrency: int | None = None
+
+    def values(self) -> dict[str, int | None]:
+        return {
+            "weight": self.weight,
+            "rpm_limit": self.rpm_limit,
+            "tpm_limit": self.tpm_limit,
+            "max_concurrency": self.max_concurrency,
+        }
+
+
+def pool_fields_clean(
+    *,
+    weight: int,
+    rpm_limit: int | None,
+    tpm_limit: int | None,
+    max_concurrency: int | None,
+    others: list[ProviderCredential],
+    enabled: bool = True,
+) -> PoolFields:
+    """Check a pool member's settings; ``others`` are the other members of its pool. Raises
+    CredentialInvalid naming each field. A pool must keep one enabled member with a weight
+    above 0: a pool of standbys only would never be used in turn."""
+    errors: dict[str, str] = {}
+    if not 0 <= weight <= MAX_WEIGHT:
+        errors["weight"] = f"The weight must be between 0 and {MAX_WEIGHT}."
+    for field_name, value, limit in (
+        ("rpm_limit", rpm_limit, MAX_LIMIT),
+        ("tpm_limit", tpm_limit, MAX_LIMIT),
+        ("max_concurrency", max_concurrency, MAX_CONCURRENCY),
+    ):
+        if value is not None and not 1 <= value <= limit:
+            errors[field_name] = (
+                f"The {field_name.replace('_', ' ')} must be between 1 and {limit} "
+                "(leave it empty for no limit)."
+            )
+    if "weight" not in errors and weight == 0:
+        weighted = [other for other in others if other.enabled and other.weight > 0]
+        if not weighted and (enabled or not any(other.enabled for other in others)):
+            errors["weight"] = (
+                "A weight of 0 makes a standby, used only when a weighted member is unavailable; "
+                + (
+                    "this pool has no other member, so the credential would never be used."
+                    if not others
+                    else "no other enabled member of this pool has a weight above 0."
+                )
+            )
+    if errors:
+        raise CredentialInvalid(errors)
+    return PoolFields(
+        weight=weight,
+        rpm_limit=rpm_limit,
+        tpm_limit=tpm_limit,
+        max_concurrency=max_concurrency,
+    )
+
+
 def provider_credential_set(
     *,
     provider: str,
@@ -461,10 +536,19 @@ def provider_credential_set(
     endpoint_url: str = "",
     label: str = "",
     fallback_model: str = "",
+    weight: int = 1,
+    rpm_limit: int | None = None,
+    tpm_limit: int | None = None,
+    max_concurrency: int | None = None,
+    add: bool = False,
 ) -> tuple[ProviderCredential, bool]:
-    """Create, or replace, the credential of ``provider`` (and ``name``, for a generic server)
-    for one scope. Returns (it, created). Replacing replaces everything, the secret included:
-    a credential set without a secret has none afterwards."""
+    """Create or replace a credential of ``provider`` (and ``name``, for a generic server) for
+    one scope. Returns (it, created).
+
+    ``add``: always create one more, which joins that scope's pool. Otherwise the scope's only
+    credential of this provider is replaced (everything, the secret included: a credential set
+    without a secret has none afterwards), or one is created when there is none; a scope with a
+    pool of several is refused, since which one to replace would be a guess."""
     if user is not None and access_key is not None:
         raise AccountsError("A credential is scoped to a user or to an access key, not both.")
     fields = provider_credential_clean(
@@ -487,21 +571,91 @@ def provider_credential_set(
         "updated_at": timezone.now(),
     }
     with transaction.atomic():
-        credential, created = ProviderCredential.objects.select_for_update().update_or_create(
-            provider=fields.provider,
-            name=fields.name,
-            user=user,
-            access_key=access_key,
-            defaults=values,
+        same_scope = list(
+            ProviderCredential.objects.select_for_update()
+            .filter(provider=fields.provider, name=fields.name, user=user, access_key=access_key)
+            .order_by("id")
         )
+        if not add and len(same_scope) > 1:
+            raise AccountsError(
+                f"This scope has a pool of {len(same_scope)} {fields.provider} credentials "
+                f"(#{', #'.join(str(c.pk) for c in same_scope)}): add another, or change one "
+                "of them by its id."
+            )
+        replaced = None if add or not same_scope else same_scope[0]
+        others = [c for c in same_scope if replaced is None or c.pk != replaced.pk]
+        pool = pool_fields_clean(
+            weight=weight,
+            rpm_limit=rpm_limit,
+            tpm_limit=tpm_limit,
+            max_concurrency=max_concurrency,
+            others=others,
+        )
+        values.update(pool.values())
+        if replaced is None:
+            credential = ProviderCredential.objects.create(
+                provider=fields.provider,
+                name=fields.name,
+                user=user,
+                access_key=access_key,
+                **values,
+            )
+        else:
+            for field_name, value in values.items():
+                setattr(replaced, field_name, value)
+            replaced.save(update_fields=list(values))
+            credential = replaced
     _invalidate_on_commit()
-    return credential, created
+    return credential, replaced is None
+
+
+def provider_credential_update_pool(
+    *,
+    credential: ProviderCredential,
+    weight: int | None = None,
+    rpm_limit: int | None = None,
+    tpm_limit: int | None = None,
+    max_concurrency: int | None = None,
+    label: str | None = None,
+    clear: frozenset[str] = frozenset(),
+) -> None:
+    """Change a pool member's settings (the management API). Arguments left None keep their
+    value; a limit named in ``clear`` is removed."""
+    with transaction.atomic():
+        stored = ProviderCredential.objects.select_for_update().get(pk=credential.pk)
+        current = {
+            "rpm_limit": stored.rpm_limit,
+            "tpm_limit": stored.tpm_limit,
+            "max_concurrency": stored.max_concurrency,
+        }
+        given = {"rpm_limit": rpm_limit, "tpm_limit": tpm_limit, "max_concurrency": max_concurrency}
+        limits = {
+            name: None if name in clear else (value if value is not None else current[name])
+            for name, value in given.items()
+        }
+        others = list(pool_members(stored).exclude(pk=stored.pk))
+        pool = pool_fields_clean(
+            weight=stored.weight if weight is None else weight,
+            others=others,
+            enabled=stored.enabled,
+            **limits,
+        )
+        values: dict[str, object] = {**pool.values(), "updated_at": timezone.now()}
+        if label is not None:
+            _check_lengths(ProviderCredential, label=label.strip())
+            values["label"] = label.strip()
+        for field_name, value in values.items():
+            setattr(stored, field_name, value)
+            setattr(credential, field_name, value)
+        stored.save(update_fields=list(values))
+    _invalidate_on_commit()
 
 
 def provider_credential_save(
     *, credential: ProviderCredential, secret: str | None, may_redirect: bool = False
 ) -> None:
     """Save an edited or new credential (admin form); a new ``secret`` replaces the stored one.
+    A new credential in a scope that has one of its provider already joins that pool.
 
     ``may_redirect``: the editor may change where a stored secret is sent without entering it
     again (REDIRECT_PERMISSION).
@@ -526,6 +680,15 @@ def provider_credential_save(
         )
         for field_name in ("name", "region", "api_mode", "endpoint_url", "fallback_model", "label"):
             setattr(credential, field_name, getattr(fields, field_name))
+        others = list(pool_members(credential).exclude(pk=credential.pk))
+        pool_fields_clean(
+            weight=credential.weight,
+            rpm_limit=credential.rpm_limit,
+            tpm_limit=credential.tpm_limit,
+            max_concurrency=credential.max_concurrency,
+            others=others,
+            enabled=credential.enabled,
+        )
         if fields.secret is not None:
             for field_name, value in _secret_values(fields.secret).items():
                 setattr(credential, field_name, value)
@@ -539,14 +702,66 @@ def provider_credential_save(
 
 def provider_credential_set_enabled(*, credential: ProviderCredential, enabled: bool) -> bool:
     """Enable or disable a credential; True when that changed anything. A disabled credential
-    is skipped when a key's credentials are resolved (the next more general one applies)."""
+    is skipped when a key's credentials are resolved (its pool's other members, or the next more
+    general scope, apply). Enabling clears why the gateway had disabled it."""
     if credential.enabled == enabled:
         return False
     credential.enabled = enabled
     credential.updated_at = timezone.now()
-    credential.save(update_fields=["enabled", "updated_at"])
+    credential.disabled_reason = ""
+    credential.disabled_at = None
+    credential.save(update_fields=["enabled", "updated_at", "disabled_reason", "disabled_at"])
     _invalidate_on_commit()
     return True
+
+
+# Prefixes of ``disabled_reason`` when the gateway disabled a credential itself: a quota one is
+# probed now and then (and enabled again when the provider accepts it); an auth one waits for an
+# admin, since a refused key does not come back by itself.
+DISABLED_QUOTA = "quota exhausted"
+DISABLED_AUTH = "key refused"
+
+
+def provider_credential_disable_for_fault(*, credential_id: int, kind: str, detail: str) -> bool:
+    """The gateway disables a credential the provider refused for good (``kind``: DISABLED_QUOTA
+    or DISABLED_AUTH); True when it was enabled until now. The reason is kept for the admin."""
+    reason = f"{kind}: {detail}"[: ProviderCredential._meta.get_field("disabled_reason").max_length]
+    now = timezone.now()
+    changed = ProviderCredential.objects.filter(pk=credential_id, enabled=True).update(
+        enabled=False, disabled_reason=reason, disabled_at=now, updated_at=now
+    )
+    # Even when it was disabled already: the reporting process still had it in a pool, so its
+    # cached metadata predates the change.
+    _invalidate_on_commit()
+    return bool(changed)
+
+
+def quota_disabled_credentials() -> QuerySet[ProviderCredential]:
+    """Credentials the gateway disabled for an exhausted quota (what the probe retries)."""
+    return ProviderCredential.objects.filter(
+        enabled=False, disabled_reason__startswith=DISABLED_QUOTA + ":"
+    ).order_by("disabled_at")
+
+
+def credential_pool_set_strategy(*, provider: str, name: str = "", strategy: str) -> CredentialPool:
+    """Set how the pools of ``provider`` (and ``name``) pick their members, in every scope."""
+    errors: dict[str, str] = {}
+    if provider not in Provider.values:
+        errors["provider"] = f"Unknown provider {provider!r}."
+    if strategy not in PoolStrategy.values:
+        choices = ", ".join(PoolStrategy.values)
+        errors["strategy"] = f"Unknown strategy {strategy!r}; one of {choices}."
+    if name and provider != Provider.GENERIC:
+        errors["name"] = "Only generic servers have a name; leave it empty."
+    if errors:
+        raise CredentialInvalid(errors)
+    pool, _ = CredentialPool.objects.update_or_create(
+        provider=provider,
+        name=name,
+        defaults={"strategy": strategy, "updated_at": timezone.now()},
+    )
+    _invalidate_on_commit()
+    return pool
 
 
 def provider_credential_delete(*, credential: ProviderCredential) -> None:

@@ -307,6 +307,9 @@ GATEWAY_CIRCUIT_COOLDOWN_SECONDS: float = env.float(
 GATEWAY_CIRCUIT_MAX_OPEN_SECONDS: float = env.float(
     "GATEWAY_CIRCUIT_MAX_OPEN_SECONDS", 3600.0, minimum=1
 )
+# Key pools: how long a rate-limited key rests when the provider names no time (at most
+# GATEWAY_CIRCUIT_MAX_OPEN_SECONDS when it does).
+GATEWAY_POOL_COOLDOWN_SECONDS: float = env.float("GATEWAY_POOL_COOLDOWN_SECONDS", 30.0, minimum=1)
 GATEWAY_USAGE_RETENTION_DAYS: int = env.int("GATEWAY_USAGE_RETENTION_DAYS", 90, minimum=1)
 # Request logs (requestlog): the installation's level (users and keys may have their own),
 # how long bodies are kept, their size caps, and extra redaction patterns (regular expressions).

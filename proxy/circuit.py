@@ -182,6 +182,12 @@ class CircuitRegistry:
         circuit.probe_started = now
         return ""
 
+    def is_open(self, name: str) -> bool:
+        """Whether the circuit is open now, as this process knows it; unlike ``should_skip`` it
+        claims no half-open probe (key pools look at several before choosing one)."""
+        circuit = self._circuits.get(name)
+        return circuit is not None and circuit.state(time.time()) is CircuitState.OPEN
+
     async def record_success(self, name: str, *, started_at: float) -> None:
         """A request sent at ``started_at`` (wall clock) succeeded. Requests already in flight
         when the circuit opened say nothing about Anthropic now: only later ones close it."""

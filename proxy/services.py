@@ -26,7 +26,7 @@ from django.http import HttpRequest, HttpResponse
 from django.http.response import HttpResponseBase
 
 from accounts.keycache import KeyMetadata
-from gateway_project.observability import NO_FALLBACK, UPSTREAM_ERRORS
+from gateway_project.observability import NO_FALLBACK
 from governance.enforcement import Admission, estimate_call
 from governance.enforcement import admit as governance_admit
 from proxy import jsonio
@@ -40,6 +40,7 @@ from proxy.context import (
 )
 from proxy.headers import asgi_request_headers, upstream_request_headers
 from proxy.planning import Leg, Plan, PlanError, make_plan
+from proxy.pools.flow import leg_unavailable, try_leg
 from proxy.providers.base import Call, LegFailure, Provider, no_answer_error
 from proxy.providers.registry import provider_for
 from proxy.rules import RouteRequest
@@ -118,16 +119,26 @@ async def _embed(provider: Provider, leg: Leg, call: Call) -> HttpResponseBase |
     return await provider.embed(leg, call)
 
 
-async def _order(plan: Plan, *, use_circuits: bool) -> tuple[list[Leg], str]:
+async def _order(
+    plan: Plan, *, use_circuits: bool, metadata: KeyMetadata | None = None
+) -> tuple[list[Leg], str]:
     """The legs in the order to try them, and why the first leg of the plan was moved to the
-    end (its circuit is open, or Anthropic has no credential to send), or ""."""
+    end (its circuit is open, every key of its pool is cooling down, or Anthropic has no
+    credential to send), or ""."""
     ready: list[Leg] = []
     deferred: list[Leg] = []
     first_skip_reason = ""
     for index, leg in enumerate(plan.legs):
         reason = plan.deferred_reason if index == 0 else ""
         if not reason and use_circuits:
-            reason = await circuits.should_skip(circuit_name(leg.provider, leg.circuit_credential))
+            # A pooled leg is ready while one of its members is (proxy.pools.flow).
+            pooled = await leg_unavailable(leg, metadata) if metadata is not None else None
+            if pooled is not None:
+                reason = pooled
+            else:
+                reason = await circuits.should_skip(
+                    circuit_name(leg.provider, leg.circuit_credential)
+                )
         if reason and index == 0:
             first_skip_reason = reason
         (deferred if reason else ready).append(leg)
@@ -140,7 +151,7 @@ async def run_plan(
     """Try the plan's legs, each at most once, and answer with the first that answers."""
     context = call.context
     failures: list[tuple[Leg, LegFailure]] = []
-    legs, skip_reason = await _order(plan, use_circuits=use_circuits)
+    legs, skip_reason = await _order(plan, use_circuits=use_circuits, metadata=context.metadata)
     for position, leg in enumerate(legs):
         if failures and _past_deadline(plan, context):
             break
@@ -153,27 +164,11 @@ async def run_plan(
             context.fallback_reason = failures[-1][1].reason
         else:
             context.fallback_reason = skip_reason
-        context.attempting = leg.provider
-        circuit = circuit_name(leg.provider, leg.circuit_credential)
-        context.attempt_started(
-            provider=leg.provider, model=leg.model, credential=leg.circuit_credential
-        )
-        outcome = await operation(provider_for(leg.kind), leg, call)
-        context.attempt_ended(
-            outcome=outcome.reason if isinstance(outcome, LegFailure) else "answered",
-            status=None if isinstance(outcome, LegFailure) else outcome.status_code,
-        )
+        # One credential, or the members of the leg's key pool in turn (proxy.pools.flow).
+        outcome = await try_leg(leg, call, operation, use_circuits=use_circuits)
         if isinstance(outcome, LegFailure):
-            if use_circuits and outcome.upstream_failed:
-                await circuits.record_failure(
-                    circuit, reason=outcome.reason, retry_at=outcome.retry_at
-                )
-            UPSTREAM_ERRORS.labels(leg.provider, outcome.reason).inc()
-            logger.warning("%s failed for %s: %s", leg.provider, context.request_id, outcome.reason)
             failures.append((leg, outcome))
             continue
-        if use_circuits and outcome.status_code < 500:
-            await circuits.record_success(circuit, started_at=context.started_wall)
         return outcome
     return _every_leg_failed(plan, call, failures)
 

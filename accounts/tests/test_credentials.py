@@ -15,7 +15,6 @@ import pytest
 from django.contrib.auth.models import Permission
 from django.core.management import call_command
 from django.core.management.base import CommandError
-from django.db import IntegrityError, transaction
 from django.test import Client
 from django.urls import reverse
 
@@ -278,16 +277,19 @@ def test_a_credential_without_secret_stores_no_ciphertext_and_replacing_drops_th
     assert (without.secret_ciphertext, without.secret_hint, without.fingerprint) == ("", "", "")
 
 
-def test_one_credential_per_provider_name_and_scope(user: User) -> None:
-    provider_credential_set(provider="generic", name="vllm", endpoint_url="http://vllm:8000")
-    provider_credential_set(provider="generic", name="tgi", endpoint_url="http://tgi:8080")
-    provider_credential_set(
-        provider="generic", name="vllm", endpoint_url="http://vllm:8000", user=user
+def test_several_credentials_of_one_provider_and_scope_form_a_pool(user: User) -> None:
+    first, _ = provider_credential_set(
+        provider="generic", name="vllm", endpoint_url="http://vllm:8000"
     )
-    assert ProviderCredential.objects.count() == 3
-    for scope in ({}, {"user": user}):
-        with pytest.raises(IntegrityError), transaction.atomic():
-            ProviderCredential.objects.create(provider="generic", name="vllm", **scope)
+    provider_credential_set(provider="generic", name="tgi", endpoint_url="http://tgi:8080")
+    second, created = provider_credential_set(
+        provider="generic", name="vllm", endpoint_url="http://vllm2:8000", add=True
+    )
+    assert created and second.pk != first.pk
+    assert ProviderCredential.objects.filter(name="vllm", user=None).count() == 2
+    # Without ``add``, which member to replace would be a guess: refused, naming the pool.
+    with pytest.raises(AccountsError, match="pool of 2"):
+        provider_credential_set(provider="generic", name="vllm", endpoint_url="http://x:1")
 
 
 # --- Where a stored secret is sent ------------------------------------------------------------

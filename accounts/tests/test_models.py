@@ -10,7 +10,7 @@ from django.db import IntegrityError, connection, transaction
 from django.db.migrations.executor import MigrationExecutor
 from django.utils import timezone
 
-from accounts.models import AccessKey, ProviderCredential, User
+from accounts.models import AccessKey, CredentialPool, ProviderCredential, User
 
 pytestmark = pytest.mark.django_db
 
@@ -83,22 +83,23 @@ def test_credential_scope_description_and_fingerprint(
     assert str(by_key) == f"AWS Bedrock (key {key.prefix})"
 
 
-def test_one_credential_per_provider_and_scope(
+def test_several_credentials_per_provider_and_scope_make_a_pool(
     make_credential: Callable[..., ProviderCredential], user: User
 ) -> None:
-    global_one = make_credential()
-    user_one = make_credential(user=user)
+    make_credential()
+    make_credential(user=user)
     for scope in ({}, {"user": user}):
-        with pytest.raises(IntegrityError), transaction.atomic():
-            ProviderCredential.objects.create(
-                provider="bedrock", secret_ciphertext="fernet:x", **scope
-            )
-    # Another provider in the same scope is fine.
-    ProviderCredential.objects.create(provider="anthropic", secret_ciphertext="fernet:x")
-    assert ProviderCredential.objects.count() == 3
-    assert {global_one.pk, user_one.pk} < set(
-        ProviderCredential.objects.values_list("pk", flat=True)
-    )
+        ProviderCredential.objects.create(provider="bedrock", secret_ciphertext="fernet:x", **scope)
+    assert ProviderCredential.objects.filter(provider="bedrock").count() == 4
+    assert ProviderCredential.objects.filter(user=None, weight=1, rpm_limit=None).count() == 2
+
+
+def test_one_strategy_row_per_pool() -> None:
+    CredentialPool.objects.create(provider="openai", strategy="weighted")
+    CredentialPool.objects.create(provider="generic", name="vllm")
+    with pytest.raises(IntegrityError), transaction.atomic():
+        CredentialPool.objects.create(provider="openai", strategy="round_robin")
+    assert CredentialPool.objects.get(name="vllm").strategy == "round_robin"
 
 
 def test_a_credential_has_one_scope_at_most(

@@ -109,6 +109,10 @@ class Call:
     _hub: JSON | None = field(default=None, repr=False)
     # Whether another leg follows the one being tried (bounds how long a leg may take to start).
     has_next_leg: bool = False
+    # Whether the leg being tried uses a member of a key pool: an error that condemns the key
+    # (a refused key, an exhausted quota) is then a LegFailure, so that another member may
+    # answer, rather than the client's answer.
+    pooled: bool = False
 
     def hub_request(self) -> JSON:
         """The request as an Anthropic Messages body; raises TranslationError."""

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable
+import time
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any, Protocol
 
 import httpx
@@ -24,6 +25,7 @@ from django.http.response import HttpResponseBase
 from proxy import jsonio
 from proxy.context import json_response
 from proxy.http_client import upstream_client
+from proxy.pools.classify import CREDENTIAL_STATUSES, classify
 from proxy.providers.base import (
     Call,
     LegFailure,
@@ -136,7 +138,8 @@ def failure_or_error(
     content: bytes,
     error: MappedError,
 ) -> HttpResponse | LegFailure:
-    """A non-200 upstream answer: a leg failure when it is retryable, else the client's error."""
+    """A non-200 upstream answer: a leg failure when it is retryable (or, for a pooled key,
+    when it condemns the key), else the client's error."""
     if is_retryable_status(status):
         return LegFailure(
             reason=f"{provider}_{status}",
@@ -144,7 +147,24 @@ def failure_or_error(
             raw=RawReply(status, dict(headers), content),
             retry_at=retry_at_now_plus(headers) if status == 429 else None,
         )
+    if call.pooled and condemns_key(status, headers, content):
+        return LegFailure(
+            reason=f"{provider}_{status}",
+            error=error,
+            raw=RawReply(status, dict(headers), content),
+            upstream_failed=False,
+        )
     return client_error(call, provider=provider, error=error)
+
+
+def condemns_key(
+    status: int, headers: Mapping[str, str], content: bytes | Mapping[str, Any]
+) -> bool:
+    """Whether a non-retryable error says the key itself is refused or out of quota."""
+    if status not in CREDENTIAL_STATUSES:
+        return False
+    lowered = {name.lower(): value for name, value in headers.items()}
+    return classify(status, lowered, content, now=time.time()).disables
 
 
 def retry_after_headers(headers: httpx.Headers) -> dict[str, str]:
@@ -221,6 +241,8 @@ async def translated_stream(
         mapped = MappedError(status=status, body=data, headers={})
         if errors_are_failures or is_retryable_status(status):
             return LegFailure(reason=f"{provider}_{status}", error=mapped)
+        if call.pooled and condemns_key(status, {}, data):
+            return LegFailure(reason=f"{provider}_{status}", error=mapped, upstream_failed=False)
         return client_error(call, provider=provider, error=mapped)
     renderer = call.surface.stream_renderer(
         model=call.context.requested_model, include_usage=call.surface.include_usage(call.data)

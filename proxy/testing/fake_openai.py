@@ -7,7 +7,8 @@ when `"stream": true`; a final `choices: []` usage chunk only with
 vectors; `dimensions` honoured), `GET /v1/models`.
 
 Every request needs `Authorization: Bearer <key>` (any non-empty key unless `accepted_keys` is
-given; `rejected_keys` refuses chosen ones) and every body is validated strictly
+given; `rejected_keys` refuses chosen ones; `fail_key` makes a chosen key answer with an error of
+choice, e.g. a 429 or `insufficient_quota`) and every body is validated strictly
 (`validation/openai_rules.py`): what the real API would refuse gets its 400 and the record keeps
 the reasons. Answers are built through openai-python's response models (`provider_answers.py`).
 Errors have OpenAI's shape `{"error": {"message", "type", "param", "code"}}`; an error inside a
@@ -101,6 +102,18 @@ def insufficient_quota(**kwargs: Any) -> HttpError:
     )
 
 
+def invalid_key(**kwargs: Any) -> HttpError:
+    """OpenAI's 401 for a key it does not know (or one that was revoked)."""
+    return HttpError(
+        status=401,
+        error_type="invalid_request_error",
+        code="invalid_api_key",
+        message="Incorrect API key provided. You can find your API key at "
+        "https://platform.openai.com/account/api-keys.",
+        **kwargs,
+    )
+
+
 def rate_limited(*, retry_after: float = 1, **kwargs: Any) -> HttpError:
     """OpenAI's 429 rate limit, with `retry-after` (seconds) as it sends it."""
     headers = {"retry-after": str(retry_after), **kwargs.pop("headers", {})}
@@ -135,6 +148,26 @@ class FakeOpenAI(ProviderFake):
         super()._reset_script()
         self.models: list[dict[str, Any]] = [dict(model) for model in DEFAULT_MODELS]
         self.embedding_dimensions: dict[str, int] = dict(EMBEDDING_DIMENSIONS)
+        # key → the error every request with that key gets (a rate-limited key, one out of
+        # quota, a revoked one), whatever else is scripted: how a key pool is tested.
+        self.key_faults: dict[str, HttpError] = {}
+
+    def fail_key(self, key: str, fault: HttpError | None) -> None:
+        """Answer every request made with ``key`` with ``fault`` (None: answer normally)."""
+        if fault is None:
+            self.key_faults.pop(key, None)
+        else:
+            self.key_faults[key] = fault
+
+    async def _handle(
+        self, exchange: Exchange, route: ProviderRoute | None, key: str | None
+    ) -> None:
+        fault = self.key_faults.get(key or "")
+        if route is not None and fault is not None:
+            exchange.record.fault = fault
+            await self.send_error(exchange, fault)
+            return
+        await super()._handle(exchange, route, key)
 
     # --- the ProviderFake hooks ------------------------------------------------------------------
 

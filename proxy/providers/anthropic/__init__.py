@@ -84,6 +84,7 @@ class AnthropicProvider(Provider):
                 body=with_model(call, leg.model),
                 headers=headers,
                 context=call.context,
+                pooled=call.pooled,
             )
             return (
                 opened if isinstance(opened, LegFailure) else relay_anthropic(opened, call.context)
@@ -91,7 +92,11 @@ class AnthropicProvider(Provider):
         hub = without_foreign_thinking(call.hub_request())
         body = jsonio.dumps({**hub, "model": leg.model})
         opened = await open_anthropic(
-            path=MESSAGES_PATH, body=body, headers=headers, context=call.context
+            path=MESSAGES_PATH,
+            body=body,
+            headers=headers,
+            context=call.context,
+            pooled=call.pooled,
         )
         if isinstance(opened, LegFailure):
             return opened
@@ -119,6 +124,7 @@ class AnthropicProvider(Provider):
             body=with_model(call, leg.model),
             headers=request_headers(leg, call),
             context=call.context,
+            pooled=call.pooled,
         )
         return opened if isinstance(opened, LegFailure) else relay_anthropic(opened, call.context)
 

@@ -27,7 +27,7 @@ from proxy.context import STREAM_INTERRUPTED, ProxyContext
 from proxy.headers import client_response_headers
 from proxy.http_client import upstream_client
 from proxy.providers.base import LegFailure, RawReply, transport_failure
-from proxy.providers.common import streaming_headers
+from proxy.providers.common import condemns_key, streaming_headers
 from proxy.translation.errors import (
     MappedError,
     error_type_for_status,
@@ -84,9 +84,16 @@ async def _prepend(first: bytes, rest: AsyncIterator[bytes] | None) -> AsyncIter
 
 
 async def open_anthropic(
-    *, path: str, body: bytes, headers: dict[str, str], context: ProxyContext
+    *,
+    path: str,
+    body: bytes,
+    headers: dict[str, str],
+    context: ProxyContext,
+    pooled: bool = False,
 ) -> Opened | LegFailure:
-    """The upstream response, open, when it is a success or an error meant for the client."""
+    """The upstream response, open, when it is a success or an error meant for the client.
+    ``pooled``: the request carries a stored key of a pool, and an error that condemns that key
+    (refused, out of credit) is a LegFailure, so that another key may answer."""
     url = settings.GATEWAY_ANTHROPIC_BASE_URL + path
     client = upstream_client()
     wait = (
@@ -120,8 +127,16 @@ async def open_anthropic(
                     ),
                 )
             if not context.stream or response.status_code != 200:
-                await response.aread()
+                content = await response.aread()
                 await response.aclose()
+                if pooled and condemns_key(response.status_code, response.headers, content):
+                    response_headers = dict(response.headers)
+                    return LegFailure(
+                        reason=f"anthropic_{response.status_code}",
+                        raw=RawReply(response.status_code, response_headers, content),
+                        error=anthropic_error(response.status_code, response_headers, content),
+                        upstream_failed=False,
+                    )
                 return Opened(response)
             # Wait for the first chunk within the same bound: a stream that opens but says
             # nothing is as dead as one that never opens.
