@@ -14,7 +14,14 @@ from django.http import HttpRequest
 from ninja import Field, Query, Router, Schema, Status
 from pydantic import StringConstraints
 
-from accounts.models import AccessKey, ProviderCredential, User
+from accounts.models import (
+    MAX_CONCURRENCY,
+    MAX_LIMIT,
+    MAX_WEIGHT,
+    AccessKey,
+    ProviderCredential,
+    User,
+)
 from accounts.services import (
     AccountsError,
     access_key_create,
@@ -24,6 +31,7 @@ from accounts.services import (
     provider_credential_save,
     provider_credential_set,
     provider_credential_set_enabled,
+    provider_credential_update_pool,
     user_get_or_create,
     user_save,
     user_set_active,
@@ -251,6 +259,14 @@ class CredentialOut(Schema):
     has_secret: bool
     enabled: bool
     fingerprint: str = Field(description="The secret's last characters; never the secret.")
+    weight: int = Field(description="Share of its pool's requests (0: a standby).")
+    rpm_limit: int | None
+    tpm_limit: int | None
+    max_concurrency: int | None
+    disabled_reason: str = Field(
+        description="Why the gateway disabled it (quota exhausted, key refused); empty otherwise."
+    )
+    disabled_at: datetime | None
     created_at: datetime
     updated_at: datetime
 
@@ -266,6 +282,21 @@ class CredentialIn(Schema):
     endpoint_url: Text = ""
     label: Text = ""
     fallback_model: Text = ""
+    weight: int = Field(1, ge=0, le=MAX_WEIGHT)
+    rpm_limit: int | None = Field(None, ge=1, le=MAX_LIMIT)
+    tpm_limit: int | None = Field(None, ge=1, le=MAX_LIMIT)
+    max_concurrency: int | None = Field(None, ge=1, le=MAX_CONCURRENCY)
+
+
+class CredentialPatch(Schema):
+    """A pool member's settings; a field left out keeps its value, a limit set to null is
+    removed."""
+
+    label: Text | None = None
+    weight: int | None = Field(None, ge=0, le=MAX_WEIGHT)
+    rpm_limit: int | None = Field(None, ge=1, le=MAX_LIMIT)
+    tpm_limit: int | None = Field(None, ge=1, le=MAX_LIMIT)
+    max_concurrency: int | None = Field(None, ge=1, le=MAX_CONCURRENCY)
 
 
 class SecretIn(Schema):
@@ -299,6 +330,12 @@ def _credential(credential: ProviderCredential) -> dict[str, Any]:
         "has_secret": bool(credential.secret_ciphertext),
         "enabled": credential.enabled,
         "fingerprint": credential.fingerprint,
+        "weight": credential.weight,
+        "rpm_limit": credential.rpm_limit,
+        "tpm_limit": credential.tpm_limit,
+        "max_concurrency": credential.max_concurrency,
+        "disabled_reason": credential.disabled_reason,
+        "disabled_at": credential.disabled_at,
         "created_at": credential.created_at,
         "updated_at": credential.updated_at,
     }
@@ -316,11 +353,13 @@ def credentials_list(request: HttpRequest, params: Query[CredentialFilter]) -> A
 
 @credentials_router.post(
     "",
-    response={200: CredentialOut, 201: CredentialOut, **ERRORS},
-    summary="Create (or replace) a provider credential",
+    response={201: CredentialOut, **ERRORS},
+    summary="Create a provider credential (a second one of a provider and scope joins its pool)",
 )
 def credentials_create(request: HttpRequest, payload: CredentialIn) -> Any:
-    """One credential per provider (and name) and scope: setting it again replaces it (200)."""
+    """Always creates one more credential: several of one provider (and name) and scope form
+    that scope's key pool. Replace a credential's secret with ``PUT /{id}/secret`` and change
+    its pool settings with ``PATCH /{id}``."""
     require_write(request, "accounts.add_providercredential")
     user = access_key = None
     if payload.user_id is not None:
@@ -333,7 +372,7 @@ def credentials_create(request: HttpRequest, payload: CredentialIn) -> Any:
             raise ApiError(400, f"No access key {payload.access_key_id}.", "access_key_id")
     if user is not None and access_key is not None:
         raise ApiError(400, "A credential is scoped to a user or a key, not both.", "user_id")
-    credential, created = provider_credential_set(
+    credential, _ = provider_credential_set(
         provider=payload.provider,
         secret=payload.secret,
         user=user,
@@ -344,8 +383,37 @@ def credentials_create(request: HttpRequest, payload: CredentialIn) -> Any:
         endpoint_url=payload.endpoint_url,
         label=payload.label,
         fallback_model=payload.fallback_model,
+        weight=payload.weight,
+        rpm_limit=payload.rpm_limit,
+        tpm_limit=payload.tpm_limit,
+        max_concurrency=payload.max_concurrency,
+        add=True,
     )
-    return Status(201 if created else 200, _credential(credential))
+    return Status(201, _credential(credential))
+
+
+@credentials_router.patch(
+    "/{credential_id}",
+    response={200: CredentialOut, **ERRORS},
+    summary="Change a credential's label, weight or limits",
+)
+def credentials_update(request: HttpRequest, credential_id: int, payload: CredentialPatch) -> Any:
+    require_write(request, "accounts.change_providercredential")
+    credential = get_or_404(ProviderCredential, credential_id, "credential")
+    given = payload.model_fields_set
+    limits = ("rpm_limit", "tpm_limit", "max_concurrency")
+    provider_credential_update_pool(
+        credential=credential,
+        label=payload.label,
+        weight=payload.weight,
+        rpm_limit=payload.rpm_limit,
+        tpm_limit=payload.tpm_limit,
+        max_concurrency=payload.max_concurrency,
+        clear=frozenset(
+            name for name in limits if name in given and getattr(payload, name) is None
+        ),
+    )
+    return _credential(credential)
 
 
 @credentials_router.get(

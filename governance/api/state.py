@@ -1,6 +1,7 @@
 """The live state: circuits (this process's, and the shared ones in Redis), each enabled budget's
-current period with its spend, reservations and what remains, and requests in flight per
-concurrency limit."""
+current period with its spend, reservations and what remains, requests in flight per
+concurrency limit, and each provider credential's pool state (cooldown, why the gateway disabled
+it, requests in flight, this minute's use)."""
 
 from __future__ import annotations
 
@@ -10,16 +11,19 @@ from decimal import Decimal
 from typing import Any
 
 from django.http import HttpRequest
-from ninja import Router, Schema
+from ninja import Field, Router, Schema
 
+from accounts.models import ProviderCredential
 from governance import selectors
 from governance.api.auth import AUTH
+from governance.api.pools import MemberOut, member_state
 from governance.counters import counters
 from governance.enforcement import budget_key, budget_zone, concurrency_key
 from governance.models import Budget, RateLimit
 from governance.periods import period_bounds
 from governance.policy import USD_UNITS
 from proxy.circuit import circuits, shared_snapshot
+from proxy.pools.state import credential_states
 
 state_router = Router(auth=AUTH, tags=["state"])
 
@@ -59,11 +63,21 @@ class InFlightOut(Schema):
     in_flight: int
 
 
+class CredentialStateOut(MemberOut):
+    provider: str
+    name: str
+    scope: str
+
+
 class StateOut(Schema):
     circuits: list[CircuitOut]
     shared_circuits: list[CircuitOut]
     budgets: list[BudgetStateOut]
     in_flight: list[InFlightOut]
+    credentials: list[CredentialStateOut] = Field(
+        description="Provider credentials: cooldowns, why the gateway disabled one, requests "
+        "in flight and this minute's use (every process's with Redis, else this one's)."
+    )
 
 
 def _amount(limit: int, spent: int, reserved: int, scale: int) -> dict[str, Decimal]:
@@ -126,7 +140,20 @@ def state(request: HttpRequest) -> Any:
                 "in_flight": counters.in_flight_sync(concurrency_key(rule), now_ms),
             }
         )
+    states = credential_states(time.time())
+    credentials = [
+        {
+            **member_state(credential, states),
+            "provider": credential.provider,
+            "name": credential.name,
+            "scope": credential.scope_description,
+        }
+        for credential in ProviderCredential.objects.select_related("user", "access_key").order_by(
+            "id"
+        )
+    ]
     return {
+        "credentials": credentials,
         "circuits": circuits.snapshot(),
         "shared_circuits": shared_snapshot(),
         "budgets": [
