@@ -225,6 +225,56 @@ def test_set_replaces_the_credential_of_the_same_scope(user: User) -> None:
     assert ProviderCredential.objects.get(user=user).secret_hint == "0003"
 
 
+def test_set_with_add_builds_a_pool_with_weights_and_limits(user: User) -> None:
+    run("set_provider_credential", "openai", "--secret-stdin", stdin="sk-openai-first-0001")
+    lines, _ = run(
+        "set_provider_credential",
+        "openai",
+        "--secret-stdin",
+        "--add",
+        "--weight",
+        "3",
+        "--rpm",
+        "60",
+        "--tpm",
+        "90000",
+        "--concurrency",
+        "4",
+        stdin="sk-openai-second-0002",
+    )
+    assert lines[0].startswith("Created OpenAI (global)")
+    second = ProviderCredential.objects.get(secret_hint="0002")
+    assert (second.weight, second.rpm_limit, second.tpm_limit, second.max_concurrency) == (
+        3,
+        60,
+        90000,
+        4,
+    )
+    assert ProviderCredential.objects.filter(provider="openai").count() == 2
+    # Which member to replace would be a guess now.
+    with pytest.raises(CommandError, match="pool of 2"):
+        run("set_provider_credential", "openai", "--secret-stdin", stdin="sk-openai-third-003")
+    with pytest.raises(CommandError, match="--rpm"):
+        run(
+            "set_provider_credential",
+            "openai",
+            "--secret-stdin",
+            "--add",
+            "--rpm",
+            "0",
+            stdin="sk-openai-third-003",
+        )
+    with pytest.raises(CommandError, match="--weight"):
+        run(
+            "set_provider_credential",
+            "gemini",
+            "--secret-stdin",
+            "--weight",
+            "0",
+            stdin="gemini-key-0123456789",
+        )
+
+
 def test_set_scoped_to_an_access_key(make_key: MakeKey) -> None:
     key, _ = make_key()
     lines, _ = run(

@@ -5,10 +5,15 @@
     set_provider_credential generic --name NAME --endpoint URL [--secret-stdin]
     set_provider_credential ollama [--endpoint URL]
 
+    set_provider_credential openai --secret-stdin --add [--weight W] [--rpm N] [--tpm N]
+        [--concurrency N]
+
 The secret is read from stdin (never from the command line, where it would land in shell
 history and process lists). Without --user or --access-key the credential is the global
-default; an existing credential of the same provider (and name) and scope is replaced, secret
-included. Which options a provider takes is checked by accounts.services, as in the admin.
+default. An existing credential of the same provider (and name) and scope is replaced, secret
+included, unless --add is given: then it joins that scope's key pool beside the others (a scope
+with a pool of several is never replaced: change its members in the admin or the API). Which
+options a provider takes is checked by accounts.services, as in the admin.
 """
 
 from __future__ import annotations
@@ -41,11 +46,18 @@ _OPTIONS = {
     "endpoint_url": "--endpoint",
     "fallback_model": "--fallback-model",
     "label": "--label",
+    "weight": "--weight",
+    "rpm_limit": "--rpm",
+    "tpm_limit": "--tpm",
+    "max_concurrency": "--concurrency",
 }
 
 
 class Command(BaseCommand):
-    help = "Create or replace a provider credential; the secret is read from stdin."
+    help = (
+        "Create or replace a provider credential (--add: add one to its key pool); the secret "
+        "is read from stdin."
+    )
     stealth_options = ("stdin",)
 
     def add_arguments(self, parser: ArgumentParser) -> None:
@@ -79,6 +91,22 @@ class Command(BaseCommand):
             "https://api.groq.com/openai.",
         )
         parser.add_argument("--label", default="", help="A name for the credential.")
+        parser.add_argument(
+            "--add",
+            action="store_true",
+            help="Add another credential to this scope's key pool instead of replacing.",
+        )
+        parser.add_argument(
+            "--weight",
+            type=int,
+            default=1,
+            help="Share of the pool's requests under the weighted strategy (0: a standby).",
+        )
+        parser.add_argument("--rpm", type=int, default=None, help="Requests per minute, at most.")
+        parser.add_argument("--tpm", type=int, default=None, help="Tokens per minute, at most.")
+        parser.add_argument(
+            "--concurrency", type=int, default=None, help="Requests in flight at once, at most."
+        )
         parser.add_argument(
             "--fallback-model",
             default="",
@@ -117,6 +145,11 @@ class Command(BaseCommand):
                 endpoint_url=options["endpoint"],
                 label=options["label"],
                 fallback_model=options["fallback_model"],
+                weight=options["weight"],
+                rpm_limit=options["rpm"],
+                tpm_limit=options["tpm"],
+                max_concurrency=options["concurrency"],
+                add=options["add"],
             )
         except CredentialInvalid as exc:
             raise CommandError(
