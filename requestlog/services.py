@@ -1,8 +1,9 @@
 """Writes of the request log: rows for a batch of usage records, pruning, level policies.
 
 ``request_logs_write`` runs in the usage writer thread right after the batch's usage events are
-inserted, in a transaction of its own; when it fails the whole batch is spooled and replayed,
-and every insert ignores conflicts, so a replay writes nothing twice.
+inserted, in a transaction of its own, as plain rows (usage.rows); a batch the database refuses
+is written again log by log, a refused log once more scrubbed (``request_log_scrub``, see
+usage.recording), and every insert ignores conflicts, so a replay writes nothing twice.
 """
 
 from __future__ import annotations
@@ -10,18 +11,24 @@ from __future__ import annotations
 import base64
 import logging
 import re
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from django.db import transaction
+from django.db import connection, transaction
+from django.db.models import Model
 from django.utils import timezone
 
 from requestlog.capture import LogCapture, log_prepare
 from requestlog.models import LogLevelPolicy, MediaObject, RequestBody, RequestLog, RequestMedia
 from requestlog.redaction import redactor
+from usage.rows import (
+    Adapter,
+    insert_select_statement,
+    insert_statement,
+    rows_insert,
+)
 
 if TYPE_CHECKING:
     from usage.recording import UsageRecord
@@ -80,75 +87,104 @@ def request_log_scrub(record: UsageRecord) -> bool:
 
 
 def _blob(text: str) -> bytes:
+    """A body column from its prepared (base64) form."""
     return base64.b64decode(text) if text else b""
 
 
-def request_logs_write(records: Sequence[UsageRecord]) -> int:
-    """Insert the log rows (and bodies, media references) of the records that have a log."""
-    logs: list[RequestLog] = []
-    bodies: list[tuple[uuid.UUID, datetime, dict[str, Any]]] = []
-    for record in records:
-        log = prepared_log(record)
-        if log is None:
-            continue
-        event_id = uuid.UUID(record.event_id)
+# The columns written per log, body and medium reference, in the order of their rows' values.
+_LOG_COLUMNS = (
+    "event",
+    "occurred_at",
+    "request_id",
+    "level",
+    "surface",
+    "credential_fingerprint",
+    "user_agent",
+    "attempts",
+    "has_body",
+)
+# The first (the log's id) is looked up by the row's last value, its event id.
+_BODY_COLUMNS = ("log", "occurred_at", "request_headers", "request", "response", "stream", "notes")
+_REFERENCE_COLUMNS = ("body", "media")
+
+
+def _encoder(model: type[Model], name: str) -> Any:
+    """The encoder of the model's JSON field ``name`` (what its values are stored with)."""
+    return model._meta.get_field(name).encoder  # type: ignore[union-attr]
+
+
+class _Rows:
+    """A batch's log rows, body rows and media references, as plain values."""
+
+    def __init__(self) -> None:
+        self.adapt = Adapter()
+        self.logs: list[tuple[Any, ...]] = []
+        self.bodies: list[tuple[Any, ...]] = []
+        self.references: list[tuple[str, Any]] = []
+        self.media: list[dict[str, Any]] = []
+
+    def add(self, record: UsageRecord, log: dict[str, Any]) -> None:
+        adapt = self.adapt
+        event_id = adapt.uuid(record.event_id)
+        occurred_at = adapt.moment(record.occurred_at)
         body = log.get("body")
-        logs.append(
-            RequestLog(
-                event_id=event_id,
-                occurred_at=record.occurred_at,
-                request_id=record.request_id[:100],
-                level=str(log.get("level", ""))[:8],
-                surface=str(log.get("surface", ""))[:16],
-                credential_fingerprint=str(log.get("credential_fingerprint", ""))[:16],
-                user_agent=str(log.get("user_agent", ""))[:300],
-                attempts=log.get("attempts") or [],
-                has_body=body is not None,
+        self.logs.append(
+            (
+                event_id,
+                occurred_at,
+                record.request_id[:100],
+                str(log.get("level", ""))[:8],
+                str(log.get("surface", ""))[:16],
+                str(log.get("credential_fingerprint", ""))[:16],
+                str(log.get("user_agent", ""))[:300],
+                adapt.json(log.get("attempts") or [], _encoder(RequestLog, "attempts")),
+                body is not None,
             )
         )
-        if body is not None:
-            bodies.append((event_id, record.occurred_at, body))
-    if not logs:
-        return 0
-    with transaction.atomic():
-        _logs_insert(logs, bodies)
-    return len(logs)
-
-
-def _logs_insert(
-    logs: list[RequestLog], bodies: list[tuple[uuid.UUID, datetime, dict[str, Any]]]
-) -> None:
-    RequestLog.objects.bulk_create(logs, ignore_conflicts=True)
-    if bodies:
-        rows = RequestLog.objects.filter(
-            event_id__in=[event_id for event_id, _, _ in bodies]
-        ).values_list("event_id", "id")
-        ids: dict[uuid.UUID, int] = {uuid.UUID(str(event_id)): log_id for event_id, log_id in rows}
-        RequestBody.objects.bulk_create(
-            [
-                RequestBody(
-                    log_id=ids[event_id],
-                    occurred_at=occurred_at,
-                    request_headers=body.get("request_headers") or {},
-                    request=_blob(body.get("request", "")),
-                    response=_blob(body.get("response", "")),
-                    stream=_blob(body.get("stream", "")),
-                    notes=body.get("notes") or [],
-                )
-                for event_id, occurred_at, body in bodies
-                if event_id in ids
-            ],
-            ignore_conflicts=True,
+        if body is None:
+            return
+        self.bodies.append(
+            (
+                occurred_at,
+                adapt.json(
+                    body.get("request_headers") or {}, _encoder(RequestBody, "request_headers")
+                ),
+                _blob(body.get("request", "")),
+                _blob(body.get("response", "")),
+                _blob(body.get("stream", "")),
+                adapt.json(body.get("notes") or [], _encoder(RequestBody, "notes")),
+                event_id,
+            )
         )
-        _media_rows_write([item for _, _, body in bodies for item in body.get("media") or []])
-        references = [
-            RequestMedia(body_id=ids[event_id], media_id=sha256)
-            for event_id, _, body in bodies
-            if event_id in ids
-            for sha256 in {item["sha256"] for item in body.get("media") or []}
-        ]
-        if references:
-            RequestMedia.objects.bulk_create(references, ignore_conflicts=True)
+        found = body.get("media") or []
+        self.media.extend(found)
+        self.references.extend((sha256, event_id) for sha256 in {item["sha256"] for item in found})
+
+
+def request_logs_write(records: Sequence[UsageRecord]) -> int:
+    """Insert the log rows (and bodies, media references) of the records that have a log, as
+    plain rows (usage.rows says why), in one transaction; rows already stored are skipped."""
+    rows = _Rows()
+    for record in records:
+        log = prepared_log(record)
+        if log is not None:
+            rows.add(record, log)
+    if not rows.logs:
+        return 0
+    vendor = connection.vendor
+    with transaction.atomic():
+        rows_insert(insert_statement(RequestLog, _LOG_COLUMNS, vendor), rows.logs)
+        # Bodies and references find their log's id by its event id within the insert: no
+        # query to look the ids up first.
+        rows_insert(
+            insert_select_statement(RequestBody, _BODY_COLUMNS, RequestLog, vendor), rows.bodies
+        )
+        _media_rows_write(rows.media)
+        rows_insert(
+            insert_select_statement(RequestMedia, _REFERENCE_COLUMNS, RequestLog, vendor),
+            rows.references,
+        )
+    return len(rows.logs)
 
 
 def _media_rows_write(items: list[dict[str, Any]]) -> None:

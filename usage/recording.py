@@ -2,9 +2,9 @@
 
 ``record_usage_event`` puts the event on an in-process queue and returns at once, so the client's
 response never waits for the database. A writer thread drains the queue in batches into
-``UsageEvent``. Every event carries a UUID with a unique index and batches are inserted with
-``ignore_conflicts``, so writing an event twice (a replay after a partial failure, or a batch
-spooled at exit while its write was still running) never counts it twice.
+``UsageEvent``, as plain rows (usage.rows). Every event carries a UUID with a unique index and
+batches are inserted ignoring conflicts, so writing an event twice (a replay after a partial
+failure, or a batch spooled at exit while its write was still running) never counts it twice.
 
 Nothing queued is lost when the database is away or the process stops:
 
@@ -43,12 +43,15 @@ import uuid
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.db import close_old_connections, connection
 
 from gateway_project.observability import USAGE_EVENTS, USAGE_SPOOL_DEPTH, before_scrape
+
+if TYPE_CHECKING:
+    from usage.rows import Adapter
 
 logger = logging.getLogger(__name__)
 
@@ -239,40 +242,77 @@ def _recover(connection: Any) -> None:
         connection.rollback()
 
 
-def _write_events(records: list[UsageRecord]) -> None:
-    from usage.models import MAX_TOKENS_PER_COUNT, UsageEvent
+# The columns the writer fills, in the order of ``_event_row``'s values (cost_usd is left
+# NULL: the roll-up prices events).
+_EVENT_COLUMNS = (
+    "event_id",
+    "occurred_at",
+    "recorded_at",
+    "user",
+    "access_key",
+    "provider",
+    "requested_model",
+    "upstream_model",
+    "input_tokens",
+    "output_tokens",
+    "cache_read_tokens",
+    "cache_write_tokens",
+    "reasoning_tokens",
+    "status_code",
+    "streamed",
+    "client_disconnected",
+    "latency_ms",
+    "time_to_first_byte_ms",
+    "fallback_reason",
+    "session_id",
+    "request_id",
+)
 
-    now = datetime.now(UTC)
-    UsageEvent.objects.bulk_create(
-        [
-            UsageEvent(
-                event_id=uuid.UUID(record.event_id),
-                occurred_at=record.occurred_at,
-                recorded_at=now,
-                user_id=record.user_id,
-                access_key_id=record.access_key_id,
-                provider=_clip(record.provider, 16),
-                requested_model=_clip(record.requested_model, 200),
-                upstream_model=_clip(record.upstream_model, 200),
-                **bounded_token_counts(record),
-                reasoning_tokens=_count(record.reasoning_tokens, MAX_TOKENS_PER_COUNT),
-                status_code=record.status_code,
-                streamed=record.streamed,
-                client_disconnected=record.client_disconnected,
-                latency_ms=_count(record.latency_ms, _INT_MAX),
-                time_to_first_byte_ms=(
-                    None
-                    if record.time_to_first_byte_ms is None
-                    else _count(record.time_to_first_byte_ms, _INT_MAX)
-                ),
-                fallback_reason=_clip(record.fallback_reason, 64),
-                session_id=_clip(record.session_id, 100),
-                request_id=_clip(record.request_id, 100),
-            )
-            for record in records
-        ],
-        ignore_conflicts=True,
+
+def _event_row(record: UsageRecord, recorded_at: Any, adapt: Adapter) -> tuple[Any, ...]:
+    """The record as the values of ``_EVENT_COLUMNS``, bounded and clipped to fit them."""
+    from usage.models import MAX_TOKENS_PER_COUNT
+
+    counts = bounded_token_counts(record)
+    ttfb = record.time_to_first_byte_ms
+    return (
+        adapt.uuid(record.event_id),
+        adapt.moment(record.occurred_at),
+        recorded_at,
+        record.user_id,
+        record.access_key_id,
+        _clip(record.provider, 16),
+        _clip(record.requested_model, 200),
+        _clip(record.upstream_model, 200),
+        counts["input_tokens"],
+        counts["output_tokens"],
+        counts["cache_read_tokens"],
+        counts["cache_write_tokens"],
+        _count(record.reasoning_tokens, MAX_TOKENS_PER_COUNT),
+        record.status_code,
+        record.streamed,
+        record.client_disconnected,
+        _count(record.latency_ms, _INT_MAX),
+        None if ttfb is None else _count(ttfb, _INT_MAX),
+        _clip(record.fallback_reason, 64),
+        _clip(record.session_id, 100),
+        _clip(record.request_id, 100),
     )
+
+
+def _write_events(records: list[UsageRecord]) -> None:
+    """Insert the batch's events as plain rows (usage.rows says why not ``bulk_create``), in
+    one transaction; an event already stored (a replay) is skipped."""
+    from django.db import transaction
+
+    from usage.models import UsageEvent
+    from usage.rows import Adapter, insert_statement, rows_insert
+
+    adapt = Adapter()
+    recorded_at = adapt.moment(datetime.now(UTC))
+    rows = [_event_row(record, recorded_at, adapt) for record in records]
+    with transaction.atomic(savepoint=False):
+        rows_insert(insert_statement(UsageEvent, _EVENT_COLUMNS, connection.vendor), rows)
 
 
 class Spool:

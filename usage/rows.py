@@ -1,0 +1,149 @@
+"""Plain-row inserts for the usage writer: usage events and request-log rows as tuples.
+
+Why not ``bulk_create``: the writer thread shares the web worker's GIL, so every millisecond
+of CPU it spends comes out of the requests the worker serves. Measured on the writer's own path
+(``bench/writer_micro.py``, batches of 50, PostgreSQL), ``bulk_create`` spent most of the write
+building a model instance per row, preparing each value through its field and quoting every
+value in Python (Django's psycopg cursor binds parameters client-side); inserting tuples costs
+a fraction of that. The values are put in the database's form by the adapters the model fields
+use themselves (``connection.ops``), so what is stored does not change:
+usage/tests/test_rows.py compares rows written here with rows written through the ORM.
+
+- PostgreSQL: psycopg's ``executemany`` on a server-side-binding cursor, which sends the rows
+  through one pipeline (one round trip) and dumps values in C;
+- SQLite: sqlite3's ``executemany``.
+
+Conflicts are ignored the way ``bulk_create(ignore_conflicts=True)`` ignores them (the same
+``connection.ops`` statement parts), so a replay writes nothing twice. Triggers on the tables
+(the roll-up's queue of new events) fire as for any insert. Errors are Django's
+(``DatabaseError`` and its kinds), as from any query.
+
+What does not live here: which rows a batch has (usage.recording, requestlog.services).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from django.db import DEFAULT_DB_ALIAS, connection, connections
+from django.db.models import Field, Model
+from django.db.models.constants import OnConflict
+from django.utils import timezone
+
+
+def _column(model: type[Model], name: str) -> str:
+    """The quoted column of the model's field ``name``."""
+    field = model._meta.get_field(name)
+    # Only concrete fields have a column (not the reverse side of a relation).
+    assert isinstance(field, Field) and field.column  # noqa: S101
+    return connection.ops.quote_name(field.column)
+
+
+def _table(model: type[Model]) -> str:
+    return connection.ops.quote_name(model._meta.db_table)
+
+
+@functools.cache
+def insert_statement(model: type[Model], columns: tuple[str, ...], vendor: str) -> str:
+    """``INSERT`` of one row of ``model`` into ``columns`` (field names), ignoring conflicts."""
+    del vendor  # part of the cache key only: the statement differs per database
+    ops = connection.ops
+    names = ", ".join(_column(model, name) for name in columns)
+    placeholders = ", ".join(["%s"] * len(columns))
+    return " ".join(
+        part
+        for part in (
+            ops.insert_statement(on_conflict=OnConflict.IGNORE),
+            f"{_table(model)} ({names}) VALUES ({placeholders})",
+            ops.on_conflict_suffix_sql([], OnConflict.IGNORE, None, None),
+        )
+        if part
+    )
+
+
+@functools.cache
+def insert_select_statement(
+    model: type[Model], columns: tuple[str, ...], source: type[Model], vendor: str
+) -> str:
+    """``INSERT`` of one row of ``model`` whose first column is the primary key of the
+    ``source`` row found by its ``event_id`` (the last parameter); the other columns are
+    parameters in order. Ignores conflicts, and inserts nothing when no such row exists."""
+    del vendor
+    ops = connection.ops
+    names = ", ".join(_column(model, name) for name in columns)
+    assert source._meta.pk is not None  # noqa: S101
+    selected = ", ".join([_column(source, source._meta.pk.name)] + ["%s"] * (len(columns) - 1))
+    event_column = _column(source, "event")
+    return " ".join(
+        part
+        for part in (
+            ops.insert_statement(on_conflict=OnConflict.IGNORE),
+            f"{_table(model)} ({names})",
+            # Identifiers from model metadata, quoted; values are parameters.
+            f"SELECT {selected} FROM {_table(source)}",  # noqa: S608
+            f"WHERE {event_column} = %s",
+            ops.on_conflict_suffix_sql([], OnConflict.IGNORE, None, None),
+        )
+        if part
+    )
+
+
+def rows_insert(statement: str, rows: Sequence[Sequence[Any]]) -> None:
+    """Run ``statement`` once per row, all rows in one call to the driver."""
+    if not rows:
+        return
+    if connection.vendor == "postgresql":
+        # Django's own cursor binds client-side (it quotes every value in Python, then the
+        # server parses literals); a server-side-binding cursor on the same connection sends
+        # the values typed, in one pipeline. Errors are turned into Django's like any query's.
+        import psycopg
+
+        connection.ensure_connection()
+        with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
+            cursor.executemany(statement, rows)
+        return
+    with connection.cursor() as cursor:
+        cursor.executemany(statement, rows)
+
+
+class Adapter:
+    """Values in the form the model fields hand the current connection's driver (the same
+    ``connection.ops`` adapters). Made once per batch: ``django.db.connection`` looks the
+    thread's connection up on every attribute access, which per value added up."""
+
+    __slots__ = ("_ops", "_native_uuid")
+
+    def __init__(self) -> None:
+        database = connections[DEFAULT_DB_ALIAS]
+        self._ops = database.ops
+        self._native_uuid = database.features.has_native_uuid_field
+
+    def uuid(self, value: str | uuid.UUID) -> Any:
+        """As ``UUIDField`` stores it: native where the database has the type, else hex."""
+        if not isinstance(value, uuid.UUID):
+            value = uuid.UUID(value)
+        return value if self._native_uuid else value.hex
+
+    def moment(self, value: datetime) -> Any:
+        """As ``DateTimeField`` stores it (a naive one is taken in the default time zone, as
+        the field does)."""
+        if value.tzinfo is None or value.utcoffset() is None:
+            value = timezone.make_aware(value, timezone.get_default_timezone())
+        return self._ops.adapt_datetimefield_value(value)
+
+    def json(self, value: Any, encoder: type[json.JSONEncoder] | None = None) -> Any:
+        """As ``JSONField(encoder=encoder)`` stores it."""
+        return self._ops.adapt_json_value(value, encoder)
+
+
+__all__ = [
+    "Adapter",
+    "insert_select_statement",
+    "insert_statement",
+    "rows_insert",
+]

@@ -1,0 +1,178 @@
+"""The writer's plain-row inserts (usage.rows) store exactly what the ORM would: each row is
+written once through the ORM and once through the writer, and the stored columns compared as
+the database returns them (raw, not through the models)."""
+
+from __future__ import annotations
+
+import base64
+import zlib
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import pytest
+from django.db import connection
+from django.db.models import Model
+
+from requestlog.models import RequestBody, RequestLog
+from requestlog.services import request_logs_write
+from usage import recording
+from usage.models import UsageEvent
+from usage.recording import UsageRecord
+
+pytestmark = pytest.mark.django_db
+
+# Not UTC and with microseconds: the moment is converted the way the field converts it.
+MOMENT = datetime(2026, 3, 1, 12, 30, 5, 123456, tzinfo=timezone(timedelta(hours=2)))
+
+
+def _stored(model: type[Model]) -> list[dict[str, Any]]:
+    """Every row of the model's table as the database returns it, ids and write times aside."""
+    table = connection.ops.quote_name(model._meta.db_table)
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT * FROM {table}")  # noqa: S608 - a model's own table
+        names = [column[0] for column in cursor.description]
+        rows = cursor.fetchall()
+    return [
+        {
+            name: bytes(value) if isinstance(value, memoryview) else value
+            for name, value in zip(names, row, strict=True)
+            if name not in ("id", "recorded_at")
+        }
+        for row in rows
+    ]
+
+
+def _record(**overrides: Any) -> UsageRecord:
+    values: dict[str, Any] = {
+        "provider": "anthropic",
+        "user_id": 7,
+        "access_key_id": 9,
+        "requested_model": "claude-sonnet-4-5 é",
+        "upstream_model": "anthropic.claude-sonnet-4-5",
+        "input_tokens": 1200,
+        "output_tokens": 34,
+        "cache_read_tokens": 5,
+        "cache_write_tokens": 6,
+        "reasoning_tokens": 7,
+        "status_code": 529,
+        "streamed": True,
+        "client_disconnected": True,
+        "latency_ms": 812,
+        "time_to_first_byte_ms": 40,
+        "fallback_reason": "anthropic_529",
+        "session_id": "session-ü",
+        "request_id": "gwreq_rows",
+        "occurred_at": MOMENT,
+    }
+    values.update(overrides)
+    return UsageRecord(**values)
+
+
+def _orm_event(record: UsageRecord) -> UsageEvent:
+    return UsageEvent(
+        event_id=record.event_id,
+        occurred_at=record.occurred_at,
+        user_id=record.user_id,
+        access_key_id=record.access_key_id,
+        provider=record.provider,
+        requested_model=record.requested_model,
+        upstream_model=record.upstream_model,
+        input_tokens=record.input_tokens,
+        output_tokens=record.output_tokens,
+        cache_read_tokens=record.cache_read_tokens,
+        cache_write_tokens=record.cache_write_tokens,
+        reasoning_tokens=record.reasoning_tokens,
+        status_code=record.status_code,
+        streamed=record.streamed,
+        client_disconnected=record.client_disconnected,
+        latency_ms=record.latency_ms,
+        time_to_first_byte_ms=record.time_to_first_byte_ms,
+        fallback_reason=record.fallback_reason,
+        session_id=record.session_id,
+        request_id=record.request_id,
+    )
+
+
+@pytest.mark.parametrize("ttfb", [40, None])
+def test_an_event_is_stored_as_the_orm_stores_it(ttfb: int | None) -> None:
+    record = _record(time_to_first_byte_ms=ttfb)
+    UsageEvent.objects.bulk_create([_orm_event(record)], ignore_conflicts=True)
+    by_orm = _stored(UsageEvent)
+    UsageEvent.objects.all().delete()
+
+    recording._write_batch([record])
+    assert _stored(UsageEvent) == by_orm
+    assert len(by_orm) == 1
+
+
+def test_a_written_event_is_queued_for_the_rollup_and_written_once() -> None:
+    from usage.models import PendingUsageEvent
+
+    records = [_record(request_id=f"gwreq_{index}") for index in range(3)]
+    recording._write_batch(records)
+    recording._write_batch(records)  # a replay
+    assert UsageEvent.objects.count() == 3
+    assert set(PendingUsageEvent.objects.values_list("event_id", flat=True)) == set(
+        UsageEvent.objects.values_list("id", flat=True)
+    )
+
+
+def _blob(text: str) -> str:
+    return base64.b64encode(zlib.compress(text.encode(), 6)).decode()
+
+
+LOG = {
+    "level": "full",
+    "surface": "messages",
+    "credential_fingerprint": "c0ffee123456",
+    "user_agent": "claude-cli/2.1 (é)",
+    "attempts": [
+        {"provider": "anthropic", "model": "m é", "outcome": "anthropic_529", "status": 529},
+        {"provider": "bedrock", "model": "m", "outcome": "answered", "latency_ms": 3.5},
+    ],
+    "body": {
+        "request_headers": {"content-type": "application/json", "x-other": "[REDACTED] ✓"},
+        "request": _blob('{"messages": []}'),
+        "response": _blob('{"type": "message"}'),
+        "stream": _blob("event: message_stop"),
+        "notes": ["request_truncated", "ü"],
+        "media": [],
+    },
+}
+
+
+def test_a_log_and_its_bodies_are_stored_as_the_orm_stores_them() -> None:
+    record = _record(log=LOG)
+    body = LOG["body"]
+    assert isinstance(body, dict)
+    log = RequestLog.objects.create(
+        event_id=record.event_id,
+        occurred_at=record.occurred_at,
+        request_id=record.request_id,
+        level=LOG["level"],
+        surface=LOG["surface"],
+        credential_fingerprint=LOG["credential_fingerprint"],
+        user_agent=LOG["user_agent"],
+        attempts=LOG["attempts"],
+        has_body=True,
+    )
+    RequestBody.objects.create(
+        log=log,
+        occurred_at=record.occurred_at,
+        request_headers=body["request_headers"],
+        request=base64.b64decode(body["request"]),
+        response=base64.b64decode(body["response"]),
+        stream=base64.b64decode(body["stream"]),
+        notes=body["notes"],
+    )
+    by_orm = (_stored(RequestLog), _stored(RequestBody))
+    RequestLog.objects.all().delete()
+
+    assert request_logs_write([record]) == 1
+    written = (_stored(RequestLog), _stored(RequestBody))
+    # The body refers to the log by its id, which differs between the two writes.
+    for stored in (written, by_orm):
+        for row in stored[1]:
+            row.pop("log_id")
+    assert written == by_orm
+    assert RequestBody.objects.get().log_id == RequestLog.objects.get().id
