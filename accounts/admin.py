@@ -8,15 +8,19 @@ write-only secret field and show a four-character fingerprint.
 
 from __future__ import annotations
 
-from datetime import timedelta
+import time
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from asgiref.sync import async_to_sync
+from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
+from django.core.exceptions import PermissionDenied
 from django.db.models import Count, Q, QuerySet
-from django.http import HttpRequest
-from django.urls import reverse
+from django.http import HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
+from django.urls import URLPattern, path, reverse
 from django.utils import timezone
 from django.utils.decorators import method_decorator
 from django.utils.html import format_html
@@ -29,8 +33,13 @@ from accounts.forms import (
     UserChangeForm,
     UserCreationForm,
 )
-from accounts.models import AccessKey, ProviderCredential, User
-from accounts.selectors import provider_credential_decrypts, resolve_credential
+from accounts.models import AccessKey, CredentialPool, ProviderCredential, User
+from accounts.selectors import (
+    credential_pools,
+    pool_strategies,
+    provider_credential_decrypts,
+    resolve_credential,
+)
 from accounts.services import (
     REDIRECT_PERMISSION,
     AccountsError,
@@ -39,6 +48,7 @@ from accounts.services import (
     access_key_rotate,
     access_key_soft_delete,
     access_key_update,
+    credential_pool_set_strategy,
     provider_credential_delete,
     provider_credential_save,
     provider_credential_set_enabled,
@@ -414,6 +424,8 @@ class ProviderCredentialAdmin(admin.ModelAdmin):
         "fingerprint",
         "decrypts",
         "label",
+        "weight",
+        "disabled_reason",
         "updated_at",
     )
     list_filter = ("provider", "enabled", "api_mode", ScopeFilter)
@@ -421,7 +433,17 @@ class ProviderCredentialAdmin(admin.ModelAdmin):
     list_select_related = ("user", "access_key")
     show_full_result_count = False
     autocomplete_fields = ("user", "access_key")
-    readonly_fields = ("id", "fingerprint", "decrypts", "created_at", "updated_at")
+    readonly_fields = (
+        "id",
+        "fingerprint",
+        "decrypts",
+        "enabled",
+        "disabled_reason",
+        "disabled_at",
+        "created_at",
+        "updated_at",
+    )
+    change_list_template = "admin/accounts/providercredential/change_list.html"
     fieldsets = (
         (
             None,
@@ -444,7 +466,29 @@ class ProviderCredentialAdmin(admin.ModelAdmin):
             "Bedrock only",
             {"fields": ("region", "api_mode", "fallback_model")},
         ),
-        ("Record", {"fields": ("id", "created_at", "updated_at")}),
+        (
+            "Key pool",
+            {
+                "fields": ("weight", "rpm_limit", "tpm_limit", "max_concurrency"),
+                "description": "Credentials of one provider (and name) and scope form a pool; "
+                "its strategy (round robin by default) is set per provider under Credential "
+                "pools. A 429 rests a key until the provider's retry time; an exhausted quota "
+                "or a refused key disables it, with the reason below.",
+            },
+        ),
+        (
+            "Record",
+            {
+                "fields": (
+                    "id",
+                    "enabled",
+                    "disabled_reason",
+                    "disabled_at",
+                    "created_at",
+                    "updated_at",
+                )
+            },
+        ),
     )
     add_fieldsets = (
         (
@@ -457,6 +501,7 @@ class ProviderCredentialAdmin(admin.ModelAdmin):
         fieldsets[1],
         fieldsets[2],
         fieldsets[3],
+        fieldsets[4],
     )
 
     actions = ("test_credentials", "enable_credentials", "disable_credentials")
@@ -518,6 +563,29 @@ class ProviderCredentialAdmin(admin.ModelAdmin):
     def _may_redirect(self, request: HttpRequest) -> bool:
         return bool(request.user.has_perm(REDIRECT_PERMISSION))
 
+    def get_urls(self) -> list[URLPattern]:
+        custom = [
+            path(
+                "health/",
+                self.admin_site.admin_view(self.health_view),
+                name="accounts_providercredential_health",
+            )
+        ]
+        return custom + super().get_urls()
+
+    def health_view(self, request: HttpRequest) -> HttpResponse:
+        """Every credential's pool state: cooldown, why it was disabled, use this minute."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Credential health",
+            "opts": self.model._meta,
+            "pools": credential_health(),
+            "shared": bool(settings.REDIS_URL),
+        }
+        return TemplateResponse(request, "admin/accounts/providercredential/health.html", context)
+
     @method_decorator(sensitive_post_parameters("secret"))
     def changeform_view(self, *args: Any, **kwargs: Any) -> Any:
         return super().changeform_view(*args, **kwargs)
@@ -555,3 +623,65 @@ class ProviderCredentialAdmin(admin.ModelAdmin):
     def delete_queryset(self, request: HttpRequest, queryset: QuerySet[ProviderCredential]) -> None:
         for credential in queryset:
             provider_credential_delete(credential=credential)
+
+
+def credential_health() -> list[dict[str, Any]]:
+    """The pools as the health page shows them, each member with its live state."""
+    from proxy.pools.state import credential_states
+
+    strategies = pool_strategies()
+    now = time.time()
+    states = credential_states(now)
+    pools = []
+    for (provider, name, _user_id, _key_id), members in credential_pools():
+        rows = []
+        for member in members:
+            live = states.get(member.pk, {})
+            until = live.get("cooldown_until")
+            if not member.enabled:
+                state = "disabled by the gateway" if member.disabled_reason else "disabled"
+            elif until:
+                state = "cooling down"
+            else:
+                state = "ready"
+            rows.append(
+                {
+                    "credential": member,
+                    "state": state,
+                    "cooldown_until": datetime.fromtimestamp(until, UTC) if until else None,
+                    "cooldown_seconds": max(0, round(until - now)) if until else None,
+                    "cooldown_reason": live.get("cooldown_reason", ""),
+                    "in_flight": live.get("in_flight", 0),
+                    "requests": live.get("requests_this_minute", 0),
+                    "tokens": live.get("tokens_this_minute", 0),
+                }
+            )
+        provider_key = name or provider
+        pools.append(
+            {
+                "provider_key": provider_key,
+                "scope": members[0].scope_description,
+                "strategy": dict(CredentialPool._meta.get_field("strategy").choices or []).get(
+                    strategies.get(provider_key, "round_robin"), "Round robin"
+                ),
+                "members": rows,
+            }
+        )
+    return pools
+
+
+@admin.register(CredentialPool)
+class CredentialPoolAdmin(admin.ModelAdmin):
+    """The strategy of a provider's pools (every scope); members are the credentials."""
+
+    list_display = ("provider", "name", "strategy", "updated_at")
+    list_filter = ("strategy",)
+    fields = ("provider", "name", "strategy")
+
+    def save_model(
+        self, request: HttpRequest, obj: CredentialPool, form: Any, change: bool
+    ) -> None:
+        saved = credential_pool_set_strategy(
+            provider=obj.provider, name=obj.name, strategy=obj.strategy
+        )
+        obj.pk = saved.pk

@@ -14,7 +14,7 @@ from django.core.exceptions import ValidationError
 from django.utils import timezone
 
 from accounts.models import AccessKey, ProviderCredential, User
-from accounts.services import CredentialInvalid, provider_credential_clean
+from accounts.services import CredentialInvalid, pool_fields_clean, provider_credential_clean
 
 
 class UserCreationForm(auth_forms.AdminUserCreationForm):
@@ -92,6 +92,10 @@ class ProviderCredentialForm(forms.ModelForm):
             "api_mode",
             "endpoint_url",
             "fallback_model",
+            "weight",
+            "rpm_limit",
+            "tpm_limit",
+            "max_concurrency",
         )
         help_texts = {
             "provider": "Anthropic, OpenAI, Gemini: a secret (API key), endpoint optional. "
@@ -102,6 +106,8 @@ class ProviderCredentialForm(forms.ModelForm):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        if "weight" in self.fields:
+            self.fields["weight"].required = False  # empty: 1
         if self.instance._state.adding:
             self.fields["secret"].help_text = (
                 "Stored encrypted and never shown again. Anthropic, Bedrock, OpenAI, Gemini: "
@@ -149,14 +155,26 @@ class ProviderCredentialForm(forms.ModelForm):
         for field_name in ("name", "region", "api_mode", "endpoint_url", "fallback_model", "label"):
             cleaned[field_name] = getattr(fields, field_name)
         cleaned["secret"] = fields.secret or ""
-        same_scope = ProviderCredential.objects.filter(
-            provider=provider, name=fields.name, user=user, access_key=access_key
-        ).exclude(pk=self.instance.pk)
-        if same_scope.exists():
-            self.add_error(
-                "provider",
-                "This scope already has a credential for this provider"
-                + (f" named {fields.name!r}" if fields.name else "")
-                + "; edit that one.",
+        # Several credentials of one provider (and name) and scope form that scope's key pool;
+        # a pool needs a member that takes requests in turn.
+        others = list(
+            ProviderCredential.objects.filter(
+                provider=provider, name=fields.name, user=user, access_key=access_key
+            ).exclude(pk=self.instance.pk)
+        )
+        weight = cleaned.get("weight")
+        cleaned["weight"] = weight = 1 if weight is None else int(weight)
+        try:
+            pool_fields_clean(
+                weight=weight,
+                rpm_limit=cleaned.get("rpm_limit"),
+                tpm_limit=cleaned.get("tpm_limit"),
+                max_concurrency=cleaned.get("max_concurrency"),
+                others=others,
+                enabled=self.instance.enabled,
             )
+        except CredentialInvalid as exc:
+            for field_name, message in exc.errors.items():
+                if field_name not in self.errors:
+                    self.add_error(field_name, message)
         return cleaned

@@ -35,6 +35,11 @@ app.conf.beat_schedule = {
         "schedule": DAY,
         "options": {"expires": 23 * 60 * 60},
     },
+    "proxy-probe-quota-disabled-credentials": {
+        "task": "proxy.tasks.probe_quota_disabled_credentials",
+        "schedule": 15 * MINUTE,
+        "options": {"expires": 14 * 60},
+    },
     "requestlog-prune": {
         "task": "requestlog.tasks.prune_request_logs",
         "schedule": HOUR,

@@ -23,7 +23,7 @@ from accounts.admin import MAX_KEYS_PER_ACTION
 from accounts.crypto import decrypt_secret
 from accounts.keycache import invalidate_key_metadata
 from accounts.models import AccessKey, ProviderCredential, User
-from accounts.services import access_key_revoke
+from accounts.services import access_key_revoke, provider_credential_set
 from accounts.tests.helpers import verified_key
 
 pytestmark = pytest.mark.django_db
@@ -525,7 +525,7 @@ def test_credential_form_refuses_bad_input(
     assert not ProviderCredential.objects.exists()
 
 
-def test_credential_form_refuses_two_scopes_and_a_taken_scope(
+def test_credential_form_refuses_two_scopes_and_joins_a_taken_scopes_pool(
     admin_client: Client, make_key: MakeKey, make_credential: MakeCredential, user: User
 ) -> None:
     key, _ = make_key(user=user)
@@ -539,9 +539,8 @@ def test_credential_form_refuses_two_scopes_and_a_taken_scope(
     response = admin_client.post(
         add_url, credential_form(secret="a-good-secret-1234", user=user.pk)
     )
-    assert response.status_code == 200
-    assert "already has a credential for this provider" in response.content.decode()
-    assert ProviderCredential.objects.count() == 1
+    assert response.status_code == 302  # a second member of that scope's pool
+    assert ProviderCredential.objects.filter(user=user).count() == 2
 
 
 def test_credential_list_renders_an_undecryptable_row(
@@ -648,3 +647,47 @@ def test_users_without_keys_can_be_deleted_and_key_holders_cannot(
         response.content.decode()
     )
     assert User.objects.filter(pk=holder.pk).exists()
+
+
+def test_credentials_of_one_scope_form_a_pool_and_weights_are_checked(
+    admin_client: Client,
+) -> None:
+    url = reverse("admin:accounts_providercredential_add")
+    form = credential_form(provider="openai", region="", api_mode="", label="a")
+    alone = admin_client.post(url, {**form, "secret": "sk-openai-0001", "weight": "0"})
+    assert alone.status_code == 200
+    assert "no other member" in alone.content.decode()
+    assert not ProviderCredential.objects.exists()
+    for n in (1, 2):
+        created = admin_client.post(url, {**form, "secret": f"sk-openai-000{n}", "rpm_limit": "60"})
+        assert created.status_code == 302, created.content
+    assert ProviderCredential.objects.filter(provider="openai", rpm_limit=60).count() == 2
+    standby = admin_client.post(url, {**form, "secret": "sk-openai-0003", "weight": "0"})
+    assert standby.status_code == 302
+    bad = admin_client.post(url, {**form, "secret": "sk-openai-0004", "max_concurrency": "0"})
+    assert bad.status_code == 200 and "max_concurrency" in bad.context["adminform"].form.errors
+
+
+def test_credential_health_page_shows_cooldowns_and_disable_reasons(
+    admin_client: Client,
+) -> None:
+    import time
+
+    from proxy.pools.state import pool_state
+
+    ready, _ = provider_credential_set(provider="openai", secret="sk-openai-ready-0001")
+    cooling, _ = provider_credential_set(provider="openai", secret="sk-openai-cool-0002", add=True)
+    refused, _ = provider_credential_set(provider="openai", secret="sk-openai-gone-0003", add=True)
+    ProviderCredential.objects.filter(pk=refused.pk).update(
+        enabled=False, disabled_reason="key refused: 401 invalid_api_key: Incorrect API key"
+    )
+    pool_state.extend_cooldown(cooling.pk, until=time.time() + 120, reason="openai_429")
+    changelist = admin_client.get(reverse("admin:accounts_providercredential_changelist"))
+    health_url = reverse("admin:accounts_providercredential_health")
+    assert health_url in changelist.content.decode()
+    page = admin_client.get(health_url).content.decode()
+    assert "openai · global · Round robin" in page
+    assert "key refused: 401 invalid_api_key" in page
+    assert "cooling down" in page and "openai_429" in page
+    assert page.count("ready") >= 1
+    assert "sk-openai" not in page  # fingerprints only

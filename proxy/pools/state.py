@@ -452,4 +452,3 @@ def clear_shared() -> None:
     keys = list(client.scan_iter(match=KEY_PREFIX + "*", count=500))
     if keys:
         client.delete(*keys)
-

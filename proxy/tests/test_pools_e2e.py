@@ -303,3 +303,30 @@ def test_a_member_over_its_own_rpm_limit_leaves_the_rest_to_the_others(
     assert used[KEYS[0]] == 2
     assert used[KEYS[1]] == 4
     counters.reset()
+
+
+def test_the_probe_enables_quota_disabled_keys_the_provider_answers_again(
+    pool: dict[str, ProviderCredential],
+    fake_providers_settings: FakeProviders,  # noqa: F811
+) -> None:
+    from accounts.services import provider_credential_disable_for_fault
+    from proxy.tasks import probe_quota_disabled_credentials
+
+    quota, refused, _ = (pool[key] for key in KEYS)
+    provider_credential_disable_for_fault(
+        credential_id=quota.pk, kind="quota exhausted", detail="429 insufficient_quota"
+    )
+    provider_credential_disable_for_fault(
+        credential_id=refused.pk, kind="key refused", detail="401 invalid_api_key"
+    )
+    fake = fake_providers_settings.openai
+    fake.fail_key(KEYS[0], invalid_key())  # still out: the models list fails too
+    assert probe_quota_disabled_credentials() == []
+    assert not ProviderCredential.objects.get(pk=quota.pk).enabled
+    fake.fail_key(KEYS[0], None)
+    assert probe_quota_disabled_credentials() == [quota.pk]
+    quota.refresh_from_db()
+    assert (quota.enabled, quota.disabled_reason) == (True, "")
+    # A refused key is never probed: it waits for an admin.
+    assert [r.key_sha256 for r in fake.requests_to("models")] == [key_sha256(KEYS[0])] * 2
+    assert not ProviderCredential.objects.get(pk=refused.pk).enabled

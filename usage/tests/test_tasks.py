@@ -96,12 +96,14 @@ def test_beat_schedule_entries_expire_before_their_next_run():
         "usage.tasks.prune_usage_events",
         "accounts.tasks.revoke_expired_rotated_keys",
         "requestlog.tasks.prune_request_logs",
+        "proxy.tasks.probe_quota_disabled_credentials",
     }
     periods = {entry["task"]: entry["schedule"] for entry in schedule.values()}
     assert periods["usage.tasks.rollup_usage"] == timedelta(minutes=1)
     assert periods["accounts.tasks.revoke_expired_rotated_keys"] == timedelta(hours=1)
     assert periods["usage.tasks.prune_usage_events"] == timedelta(days=1)
     assert periods["requestlog.tasks.prune_request_logs"] == timedelta(hours=1)
+    assert periods["proxy.tasks.probe_quota_disabled_credentials"] == timedelta(minutes=15)
     app.loader.import_default_modules()
     for entry in schedule.values():
         assert entry["task"] in app.tasks
