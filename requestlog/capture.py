@@ -129,9 +129,9 @@ def _cut_clean(text: str, limit: int) -> str:
     return cut[:stop] + TRUNCATED_MARKER
 
 
-def _encode(value: Any) -> str:
-    """A JSON value (or text) as compressed, base64 text: the form bodies travel in."""
-    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+def _encode(text: str) -> str:
+    """A body's stored text (JSON or not) as compressed, base64 text: the form bodies travel
+    in."""
     return base64.b64encode(zlib.compress(text.encode("utf-8", "replace"), 6)).decode("ascii")
 
 
@@ -152,9 +152,10 @@ def _body(
     notes: list[str],
     what: str,
     media: list[dict[str, Any]],
-) -> Any:
+) -> tuple[Any, str]:
     """A body as it is stored: JSON with media replaced and strings redacted, or redacted text;
-    cut to ``limit`` characters with a marker."""
+    cut to ``limit`` characters with a marker. Returns the value and its stored text (the JSON
+    is encoded once: its length decides the cut, and the text is what is compressed)."""
     from requestlog.media import media_extract
 
     text = raw.decode("utf-8", "replace")
@@ -169,13 +170,15 @@ def _body(
         redacted = red.json(parsed)
         encoded = json.dumps(redacted, ensure_ascii=False)
         if len(encoded) <= limit:
-            return redacted
+            return redacted, encoded
         notes.append(f"{what}_truncated")
-        return _cut_clean(encoded, limit)
+        cut = _cut_clean(encoded, limit)
+        return cut, cut
     cleaned = red.text(text)
     if len(cleaned) > limit:
         notes.append(f"{what}_truncated")
-    return _cut_clean(cleaned, limit)
+    cut = _cut_clean(cleaned, limit)
+    return cut, cut
 
 
 def log_prepare(capture: LogCapture) -> dict[str, Any]:
@@ -204,12 +207,12 @@ def _prepare_bodies(capture: LogCapture, red: Redactor) -> dict[str, Any]:
     if capture.dropped:
         notes.append("bodies_dropped_writer_behind")
     headers = red.headers(capture.request_headers or {})
-    request: Any = ""
+    request = ""
     if capture.request_body is not None:
-        request = _body(
+        _, request = _body(
             capture.request_body, red=red, limit=limit, notes=notes, what="request", media=media
         )
-    response: Any = ""
+    response = ""
     stream = ""
     tap = capture.response
     if tap is not None:
@@ -219,7 +222,7 @@ def _prepare_bodies(capture: LogCapture, red: Redactor) -> dict[str, Any]:
         if capture.streamed:
             message = reassemble(capture.surface, raw)
             if message is not None:
-                response = _body(
+                answer, response = _body(
                     json.dumps(message).encode(),
                     red=red,
                     limit=limit,
@@ -228,7 +231,7 @@ def _prepare_bodies(capture: LogCapture, red: Redactor) -> dict[str, Any]:
                     media=media,
                 )
                 if capture.surface == "chat" and media:
-                    spoken = spoken_answer_references(response)
+                    spoken = spoken_answer_references(answer)
                     if spoken:
                         raw = stream_audio_replaced(raw, spoken)
             stream_limit = settings.GATEWAY_LOG_STREAM_MAX_BYTES
@@ -237,11 +240,13 @@ def _prepare_bodies(capture: LogCapture, red: Redactor) -> dict[str, Any]:
                 notes.append("stream_truncated")
             stream = _cut_clean(stream_text, stream_limit)
         else:
-            response = _body(raw, red=red, limit=limit, notes=notes, what="response", media=media)
+            _, response = _body(
+                raw, red=red, limit=limit, notes=notes, what="response", media=media
+            )
     return {
         "request_headers": headers,
         "request": _encode(request),
-        "response": _encode(response) if response != "" else "",
+        "response": _encode(response) if response else "",
         "stream": _encode(stream) if stream else "",
         "notes": notes,
         "media": list({item["sha256"]: item for item in media}.values()),

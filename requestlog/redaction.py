@@ -141,6 +141,10 @@ def _mask_cards(text: str) -> str:
     return "".join(pieces)
 
 
+# The most, and the longest, strings a redactor remembers as holding nothing to mask.
+_CLEAN_KEPT = 4096
+_CLEAN_KEPT_LENGTH = 64
+
 _LEADING_FLAGS = re.compile(r"^\(\?([aiLmsux]+)\)")
 _BACKREFERENCE = re.compile(r"\\[1-9]|\(\?P=")
 _SCOPED_FLAGS = {re.IGNORECASE: "i", re.MULTILINE: "m", re.DOTALL: "s", re.VERBOSE: "x"}
@@ -175,12 +179,25 @@ class Redactor:
         # One scan says whether any pattern matches at all: most strings of a body (roles,
         # model names, stop reasons, prose) hold no secret, and then one scan is all they cost.
         self._any = _union(self._patterns)
+        # Short strings found to hold nothing to mask: object keys and values such as roles,
+        # types, model names and stop reasons recur in every body, and a set lookup is cheaper
+        # than two scans. Nothing masked is ever kept here (only strings left unchanged).
+        self._clean: set[str] = set()
 
     def text(self, value: str) -> str:
-        if self._any is None or self._any.search(value) is not None:
+        short = len(value) <= _CLEAN_KEPT_LENGTH
+        if short and value in self._clean:
+            return value
+        redacted = value
+        if self._any is None or self._any.search(redacted) is not None:
             for pattern in self._patterns:
-                value = pattern.sub(MASK, value)
-        return _mask_cards(value)
+                redacted = pattern.sub(MASK, redacted)
+        redacted = _mask_cards(redacted)
+        if short and redacted == value:
+            if len(self._clean) >= _CLEAN_KEPT:
+                self._clean.clear()
+            self._clean.add(value)
+        return redacted
 
     def json(self, value: Any) -> Any:
         """A copy of a JSON value with every string (values and keys, at any depth) redacted.

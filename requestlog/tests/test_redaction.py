@@ -150,3 +150,13 @@ def test_redacting_with_the_pre_check_equals_trying_every_pattern(
 ) -> None:
     text = before + secret + after
     assert red.text(text) == _mask_cards(_one_by_one(red, text))
+
+
+def test_only_strings_left_unchanged_are_remembered_as_clean() -> None:
+    red = Redactor()
+    key = "sk-ant-" + "a" * 24
+    for value in ("user", key, "4111 1111 1111 1111", "user", "x" * 65):
+        red.text(value)
+    assert red._clean == {"user"}
+    assert red.text(key) == MASK
+    assert red.json({"user": key, key: "user"}) == {"user": MASK, MASK: "user"}
