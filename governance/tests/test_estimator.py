@@ -6,6 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from governance.estimator.report import error_stats, load_corpus
 from proxy.translation import estimate
@@ -100,3 +102,49 @@ def test_every_block_kind_counts() -> None:
     assert conversation > base + 12 + 3 * 4
     assert estimate_input_tokens(_request(messages=[])) == 1
     assert estimate_input_tokens(_request(messages=["junk", {"content": 5}])) >= 4
+
+
+def _features_by_patterns(text: str) -> float:
+    """The features as the patterns define them (what ``_features`` must count)."""
+    tokens = sum(
+        len(pattern.findall(text)) * weight for pattern, weight in estimate._ASCII_FEATURES
+    )
+    if not text.isascii():
+        in_scripts = 0
+        for pattern, weight in estimate._SCRIPT_FEATURES:
+            count = len(pattern.findall(text))
+            in_scripts += count
+            tokens += count * weight
+        tokens += (len(estimate._NON_ASCII.findall(text)) - in_scripts) * estimate._OTHER_NON_ASCII
+    return tokens
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.text(
+        alphabet=st.sampled_from(
+            list("abcXYZlongwordsss0189 \t\n!{~`@[/:_-é中٣３Ωж") + ["\ud800", "\x00", "\x7f"]
+        ),
+        max_size=80,
+    )
+)
+def test_the_byte_counting_matches_the_patterns(text: str) -> None:
+    assert estimate._features(text) == pytest.approx(_features_by_patterns(text), abs=1e-9)
+
+
+def test_the_corpus_features_match_the_patterns() -> None:
+    for sample in load_corpus():
+        assert estimate._features(sample["text"]) == pytest.approx(
+            _features_by_patterns(sample["text"]), abs=1e-9
+        )
+
+
+def test_tool_json_counts_characters_and_survives_what_orjson_refuses() -> None:
+    plain = {"name": "Read", "input_schema": {"type": "object", "path": "/tmp/é"}}
+    odd = {"name": "Read", "input_schema": {"n": 2**70, "s": "\ud800"}}
+    assert (
+        estimate._json_text(plain)
+        == '{"name":"Read","input_schema":{"type":"object","path":"/tmp/é"}}'
+    )
+    assert '"n":1180591620717411303424' in estimate._json_text(odd)
+    assert estimate_input_tokens(_request(messages=[], tools=[odd])) > 12
