@@ -45,6 +45,7 @@ BUDGET = "b"
 # A budget period's counters outlive the period by this much (clock skew between workers).
 _BUDGET_GRACE_MS = 3_600_000
 _WARN_INTERVAL_SECONDS = 60.0
+_NEVER = 2**63
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,29 +98,40 @@ class Outcome:
     needs_seed: list[int] = field(default_factory=list)
 
 
-# KEYS: two per check (the counter, and the reservations of a budget). ARGV: now, then one
-# string per check, its fields joined by commas (fewer arguments cost the client less CPU to
-# send): kind, limit, amount, expiry, member, seed ('' for none), period end.
+# KEYS: the counter of each check, in order, then the reservations set of each budget check, in
+# order. ARGV: now, and the checks' specs in one string (each argument costs the client CPU to
+# encode and send): specs separated by ';', a spec's fields by ',': kind, limit, amount, expiry,
+# member, seed ('' for none), period end.
 # Returns {1, used...} admitted, {0, index, used} refused, {2, index...} seeds needed.
 ADMIT_SCRIPT = """
-local function fields(spec)
+local function split(text, separator)
   local out = {}
-  for field in string.gmatch(spec .. ',', '([^,]*),') do out[#out + 1] = field end
+  for part in string.gmatch(text .. separator, '([^' .. separator .. ']*)' .. separator) do
+    out[#out + 1] = part
+  end
   return out
 end
+if ARGV[2] == '' then return {1} end
 local now = tonumber(ARGV[1])
-local n = #ARGV - 1
-local specs = {}
+local specs = split(ARGV[2], ';')
+local n = #specs
+local auxes = {}
+local next_aux = n
 local used = {}
 local need = {}
 for i = 1, n do
-  local f = fields(ARGV[i + 1])
+  local f = split(specs[i], ',')
   specs[i] = f
   local kind = f[1]
   local limit = tonumber(f[2])
   local amount = tonumber(f[3])
-  local key = KEYS[2 * i - 1]
-  local aux = KEYS[2 * i]
+  local key = KEYS[i]
+  local aux = key
+  if kind == 'b' then
+    next_aux = next_aux + 1
+    aux = KEYS[next_aux]
+  end
+  auxes[i] = aux
   local current = 0
   if kind == 'w' then
     current = tonumber(redis.call('GET', key) or '0')
@@ -166,8 +178,8 @@ for i = 1, n do
   local amount = tonumber(f[3])
   local expiry = tonumber(f[4])
   local member = f[5]
-  local key = KEYS[2 * i - 1]
-  local aux = KEYS[2 * i]
+  local key = KEYS[i]
+  local aux = auxes[i]
   if kind == 'w' then
     out[#out + 1] = redis.call('INCRBY', key, amount)
     redis.call('PEXPIREAT', key, expiry)
@@ -185,17 +197,30 @@ end
 return out
 """.replace("__GRACE_MS__", str(_BUDGET_GRACE_MS))
 
-# KEYS: two per settlement. ARGV: one string per settlement: kind, reserved, actual, member.
+# KEYS: the counter of each settlement, then the reservations set of each budget settlement, in
+# order. ARGV: the settlements' specs in one string, ';' between them, ',' between a spec's
+# fields: kind, reserved, actual, member.
 SETTLE_SCRIPT = """
-for i = 1, #ARGV do
+local n = 0
+local specs = {}
+for spec in string.gmatch(ARGV[1] .. ';', '([^;]*);') do
+  n = n + 1
+  specs[n] = spec
+end
+local next_aux = n
+for i = 1, n do
   local f = {}
-  for field in string.gmatch(ARGV[i] .. ',', '([^,]*),') do f[#f + 1] = field end
+  for field in string.gmatch(specs[i] .. ',', '([^,]*),') do f[#f + 1] = field end
   local kind = f[1]
   local reserved = tonumber(f[2])
   local actual = tonumber(f[3])
   local member = f[4]
-  local key = KEYS[2 * i - 1]
-  local aux = KEYS[2 * i]
+  local key = KEYS[i]
+  local aux = key
+  if kind == 'b' then
+    next_aux = next_aux + 1
+    aux = KEYS[next_aux]
+  end
   if kind == 'w' then
     if redis.call('EXISTS', key) == 1 and actual ~= reserved then
       redis.call('INCRBY', key, actual - reserved)
@@ -227,25 +252,23 @@ def _parse(reply: list[Any], count: int) -> Outcome:
 
 
 def _admit_arguments(checks: list[Check], now_ms: int) -> tuple[list[str], list[Any]]:
-    keys: list[str] = []
-    args: list[Any] = [now_ms]
-    for check in checks:
-        keys += [check.key, check.aux_key]
-        seed = "" if check.seed is None else check.seed
-        args.append(
-            f"{check.kind},{check.limit},{check.amount},{check.expire_ms},{check.member},"
-            f"{seed},{check.period_end_ms}"
-        )
-    return keys, args
+    keys = [check.key for check in checks]
+    keys += [check.aux_key for check in checks if check.kind == BUDGET]
+    spec = ";".join(
+        f"{check.kind},{check.limit},{check.amount},{check.expire_ms},{check.member},"
+        f"{'' if check.seed is None else check.seed},{check.period_end_ms}"
+        for check in checks
+    )
+    return keys, [now_ms, spec]
 
 
 def _settle_arguments(settlements: list[Settlement]) -> tuple[list[str], list[Any]]:
-    keys: list[str] = []
-    args: list[Any] = []
-    for item in settlements:
-        keys += [item.key, item.aux_key]
-        args.append(f"{item.kind},{item.reserved},{item.actual},{item.member}")
-    return keys, args
+    keys = [item.key for item in settlements]
+    keys += [item.aux_key for item in settlements if item.kind == BUDGET]
+    spec = ";".join(
+        f"{item.kind},{item.reserved},{item.actual},{item.member}" for item in settlements
+    )
+    return keys, [spec]
 
 
 class LocalCounters:
@@ -258,6 +281,10 @@ class LocalCounters:
         self._slots: dict[str, dict[str, int]] = {}  # key -> member -> expires at
         self._budgets: dict[str, dict[str, int]] = {}  # key -> {"s", "r", "expires"}
         self._reservations: dict[str, dict[str, tuple[int, int]]] = {}  # member -> (amount, exp)
+        # Per slots or reservations key: no entry expires before this time, so the admissions
+        # before it skip the scan for expired ones (which costs as many steps as requests are
+        # in flight). A settled entry may leave it early: that costs one scan, never a miss.
+        self._earliest_expiry: dict[str, int] = {}
         self._last_sweep = 0
 
     def reset(self) -> None:
@@ -266,6 +293,7 @@ class LocalCounters:
             self._slots.clear()
             self._budgets.clear()
             self._reservations.clear()
+            self._earliest_expiry.clear()
 
     def _sweep(self, now_ms: int) -> None:
         """Drop expired windows and budget periods (at most once a minute)."""
@@ -277,8 +305,10 @@ class LocalCounters:
         for key in [k for k, b in self._budgets.items() if b["expires"] <= now_ms]:
             del self._budgets[key]
             self._reservations.pop(key, None)
+            self._earliest_expiry.pop(key, None)
         for key in [k for k, members in self._slots.items() if not members]:
             del self._slots[key]
+            self._earliest_expiry.pop(key, None)
 
     def _current(self, check: Check, now_ms: int) -> int | None:
         """The check's count now, or None when a budget needs a seed."""
@@ -287,8 +317,10 @@ class LocalCounters:
             return count if expires > now_ms else 0
         if check.kind == CONCURRENCY:
             slots = self._slots.setdefault(check.key, {})
-            for member in [m for m, expires in slots.items() if expires <= now_ms]:
-                del slots[member]
+            if self._earliest_expiry.get(check.key, 0) <= now_ms:
+                for member in [m for m, expires in slots.items() if expires <= now_ms]:
+                    del slots[member]
+                self._earliest_expiry[check.key] = min(slots.values(), default=_NEVER)
             return len(slots)
         budget = self._budgets.get(check.key)
         if budget is None or budget["expires"] <= now_ms:
@@ -301,9 +333,17 @@ class LocalCounters:
             }
             self._reservations[check.key] = {}
         reservations = self._reservations.setdefault(check.key, {})
-        for member in [m for m, (_, exp) in reservations.items() if exp <= now_ms]:
-            budget["r"] -= reservations.pop(member)[0]
+        if self._earliest_expiry.get(check.key, 0) <= now_ms:
+            for member in [m for m, (_, exp) in reservations.items() if exp <= now_ms]:
+                budget["r"] -= reservations.pop(member)[0]
+            self._earliest_expiry[check.key] = min(
+                (exp for _, exp in reservations.values()), default=_NEVER
+            )
         return budget["s"] + budget["r"]
+
+    def _expires_by(self, key: str, expires: int) -> None:
+        if expires < self._earliest_expiry.get(key, _NEVER):
+            self._earliest_expiry[key] = expires
 
     def admit(self, checks: list[Check], now_ms: int) -> Outcome:
         with self._lock:
@@ -335,10 +375,12 @@ class LocalCounters:
                     after.append(current + check.amount)
                 elif check.kind == CONCURRENCY:
                     self._slots[check.key][check.member] = check.expire_ms
+                    self._expires_by(check.key, check.expire_ms)
                     after.append(current + 1)
                 else:
                     self._budgets[check.key]["r"] += check.amount
                     self._reservations[check.key][check.member] = (check.amount, check.expire_ms)
+                    self._expires_by(check.key, check.expire_ms)
                     after.append(current + check.amount)
             return Outcome(admitted=True, used=after)
 

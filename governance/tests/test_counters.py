@@ -275,4 +275,46 @@ def test_settlements_ending_together_share_one_script_call(
         await backend.settle([Settlement(CONCURRENCY, "k", member="late")], shared=True)
 
     asyncio.run(run())
-    assert calls == [[f"c,0,0,m{i}" for i in range(5)], ["c,0,0,late"]]
+    assert calls == [[";".join(f"c,0,0,m{i}" for i in range(5))], ["c,0,0,late"]]
+
+
+def test_the_script_gets_one_key_per_check_and_one_argument_for_all() -> None:
+    from governance.counters import _admit_arguments, _settle_arguments
+
+    checks = [
+        Check(WINDOW, "w", limit=10, amount=2, expire_ms=60),
+        Check(BUDGET, "b", limit=100, amount=7, expire_ms=90, member="m", period_end_ms=120),
+        Check(CONCURRENCY, "c", limit=3, expire_ms=90, member="m"),
+        Check(BUDGET, "t", limit=50, amount=7, expire_ms=90, member="m", seed=4),
+    ]
+    keys, args = _admit_arguments(checks, 5)
+    # Reservations sets follow the counters, in the order of the budget checks.
+    assert keys == ["w", "b", "c", "t", "b:r", "t:r"]
+    assert args == [5, "w,10,2,60,,,0;b,100,7,90,m,,120;c,3,1,90,m,,0;b,50,7,90,m,4,0"]
+    keys, args = _settle_arguments(
+        [Settlement(BUDGET, "b", "m", 7, 3), Settlement(WINDOW, "w", "", 2, 5)]
+    )
+    assert keys == ["b", "w", "b:r"]
+    assert args == ["b,7,3,m;w,2,5,"]
+
+
+def test_in_process_expiry_scans_only_when_an_entry_is_due(now: int) -> None:
+    local = LocalCounters()
+
+    def slot(member: str, expires: int) -> Check:
+        return Check(CONCURRENCY, "k", limit=2, expire_ms=expires, member=member)
+
+    def budget(member: str, expires: int) -> Check:
+        return Check(BUDGET, "b", 100, 40, expires, member, period_end_ms=now + 86_400_000, seed=0)
+
+    assert local.admit([slot("late", now + 5_000), budget("late", now + 5_000)], now).admitted
+    assert local.admit([slot("early", now + 1_000), budget("early", now + 1_000)], now).admitted
+    assert not local.admit([slot("x", now + 9_000)], now + 500).admitted
+    # The earliest entry is due: both expired entries are found though added last.
+    assert local.admit([slot("x", now + 9_000)], now + 1_500).admitted
+    # A settled entry leaves the earliest time early: one more scan, nothing missed.
+    local.settle([Settlement(CONCURRENCY, "k", member="late")])
+    local.settle([Settlement(BUDGET, "b", member="late", reserved=40, actual=10)])
+    assert local.admit([slot("y", now + 9_000), budget("y", now + 9_000)], now + 5_500).admitted
+    assert local.spent("b") == (10, 40)
+    assert local.in_flight("k", now + 5_500) == 2
