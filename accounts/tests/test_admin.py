@@ -671,6 +671,7 @@ def test_credentials_of_one_scope_form_a_pool_and_weights_are_checked(
 def test_credential_health_page_shows_cooldowns_and_disable_reasons(
     admin_client: Client,
 ) -> None:
+    import asyncio
     import time
 
     from proxy.pools.state import pool_state
@@ -681,7 +682,13 @@ def test_credential_health_page_shows_cooldowns_and_disable_reasons(
     ProviderCredential.objects.filter(pk=refused.pk).update(
         enabled=False, disabled_reason="key refused: 401 invalid_api_key: Incorrect API key"
     )
-    pool_state.extend_cooldown(cooling.pk, until=time.time() + 120, reason="openai_429")
+
+    async def cool_down() -> None:
+        # In an event loop, as in the gateway: published to Redis when there is one.
+        pool_state.extend_cooldown(cooling.pk, until=time.time() + 120, reason="openai_429")
+        await pool_state.wait_idle()
+
+    asyncio.run(cool_down())
     changelist = admin_client.get(reverse("admin:accounts_providercredential_changelist"))
     health_url = reverse("admin:accounts_providercredential_health")
     assert health_url in changelist.content.decode()
