@@ -152,6 +152,8 @@ async def run_plan(
     context = call.context
     failures: list[tuple[Leg, LegFailure]] = []
     legs, skip_reason = await _order(plan, use_circuits=use_circuits, metadata=context.metadata)
+    # A routing rule's later targets may have larger context windows than its first.
+    call.context_failover = bool(plan.rule)
     for position, leg in enumerate(legs):
         if failures and _past_deadline(plan, context):
             break

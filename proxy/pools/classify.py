@@ -169,6 +169,31 @@ def classify(
     return Fault(FaultKind.NONE, detail)
 
 
+# The wording each provider uses when a request does not fit the model's context window.
+_CONTEXT_CODES = frozenset({"context_length_exceeded", "string_above_max_length"})
+_CONTEXT_WORDS = re.compile(
+    r"maximum context length|context[ _]length[ _]exceeded|prompt is too long|"
+    r"exceeds? (the )?(model's )?context (limit|length|window)|"
+    r"exceeds the maximum number of tokens|input is too long|too many input tokens|"
+    r"input (token count|length) .*exceed",
+    re.IGNORECASE,
+)
+_CONTEXT_STATUSES = frozenset({400, 413, 422})
+
+
+def context_overflow(status: int, body: bytes | Mapping[str, Any] | list[Any] | None) -> bool:
+    """Whether an error says the request does not fit the model's context window (OpenAI's
+    ``context_length_exceeded``, Anthropic's "prompt is too long", Gemini's "exceeds the
+    maximum number of tokens", Bedrock's "Input is too long"): a model with a larger window
+    may still answer it, unlike any other bad request."""
+    if status not in _CONTEXT_STATUSES:
+        return False
+    error = _error_of(_parse(body))
+    if error.code in _CONTEXT_CODES:
+        return True
+    return bool(_CONTEXT_WORDS.search(error.message))
+
+
 def _is_billing(error: _Error, words: str) -> bool:
     return (
         error.code in _QUOTA_CODES

@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import httpx
 from django.http import HttpResponse
 from django.http.response import HttpResponseBase
 
 from proxy.headers import client_response_headers
+from proxy.pools.classify import context_overflow
 from proxy.translation.errors import MappedError, error_body
 from proxy.translation.hub import JSON
 
@@ -113,6 +114,13 @@ class Call:
     # (a refused key, an exhausted quota) is then a LegFailure, so that another member may
     # answer, rather than the client's answer.
     pooled: bool = False
+    # Whether a context-window error of this leg moves on to the next one (a routing rule's
+    # plan, whose later targets may have larger windows), instead of being the client's answer.
+    context_failover: bool = False
+
+    def overflow_moves_on(self, status: int, body: Any) -> bool:
+        """An error that says the request is too long, when a next leg may take it."""
+        return self.context_failover and self.has_next_leg and context_overflow(status, body)
 
     def hub_request(self) -> JSON:
         """The request as an Anthropic Messages body; raises TranslationError."""

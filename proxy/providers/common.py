@@ -154,6 +154,13 @@ def failure_or_error(
             raw=RawReply(status, dict(headers), content),
             upstream_failed=False,
         )
+    if call.overflow_moves_on(status, content):
+        return LegFailure(
+            reason="context_length_exceeded",
+            error=error,
+            raw=RawReply(status, dict(headers), content),
+            upstream_failed=False,
+        )
     return client_error(call, provider=provider, error=error)
 
 

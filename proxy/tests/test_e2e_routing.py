@@ -278,3 +278,96 @@ def test_a_rule_whose_targets_this_key_cannot_use_answers_in_the_client_format(
         _ask(_openai(gateway_server, key_holder.plaintext), "g-model")
     assert "gemini credential" in raised.value.message
     assert rule.pk is not None
+
+
+OPENAI_TOO_LONG = HttpError(
+    status=400,
+    error_type="invalid_request_error",
+    code="context_length_exceeded",
+    message="This model's maximum context length is 128000 tokens. However, your messages "
+    "resulted in 130211 tokens.",
+)
+
+
+def test_a_context_window_error_moves_to_the_larger_target(
+    gateway_server: GatewayServer,
+    key_holder: KeyHolder,
+    providers: FakeProviders,
+    recorded_events: Any,
+) -> None:
+    _rule(
+        "small then large",
+        [TargetSpec("openai", "gpt-4.1", tier=1), TargetSpec("gemini", "gemini-2.5-pro", tier=2)],
+        model_pattern="team-model",
+    )
+    providers.openai.add_fault(OPENAI_TOO_LONG)
+    providers.gemini.queue_answers(ScriptedAnswer.text("Read it all"))
+    response = _ask(_openai(gateway_server, key_holder.plaintext), "team-model")
+    assert response.parse().choices[0].message.content == "Read it all"
+    assert response.headers["x-gateway-provider"] == "gemini"
+    assert response.headers["x-gateway-fallback-reason"] == "context_length_exceeded"
+    (event,) = _events(recorded_events, 1)
+    assert event.provider == "gemini"
+
+
+def test_without_a_rule_the_context_window_error_is_the_clients(
+    gateway_server: GatewayServer, key_holder: KeyHolder, providers: FakeProviders
+) -> None:
+    providers.openai.add_fault(OPENAI_TOO_LONG)
+    with pytest.raises(openai.BadRequestError) as raised:
+        _ask(_openai(gateway_server, key_holder.plaintext), "gpt-4.1")
+    assert raised.value.code == "context_length_exceeded"
+    assert providers.gemini.requests == []
+
+
+def test_other_bad_requests_do_not_move_on(
+    gateway_server: GatewayServer, key_holder: KeyHolder, providers: FakeProviders
+) -> None:
+    _rule(
+        "small then large",
+        [TargetSpec("openai", "gpt-4.1", tier=1), TargetSpec("gemini", "gemini-2.5-pro", tier=2)],
+        model_pattern="team-model",
+    )
+    providers.openai.add_fault(
+        HttpError(status=400, message="Invalid value for 'temperature'", code="invalid_value")
+    )
+    with pytest.raises(openai.BadRequestError):
+        _ask(_openai(gateway_server, key_holder.plaintext), "team-model")
+    assert providers.gemini.requests == []
+
+
+def test_claude_prompt_too_long_moves_on_for_an_anthropic_client(
+    gateway_server: GatewayServer,
+    key_holder: KeyHolder,
+    providers: FakeProviders,
+    fake_upstream_settings: FakeUpstream,
+) -> None:
+    _rule(
+        "claude then gemini",
+        [
+            TargetSpec("anthropic", "", tier=1),
+            TargetSpec("gemini", "gemini-2.5-pro", tier=2),
+        ],
+        model_pattern="claude-*",
+    )
+    fake_upstream_settings.add_fault(
+        "anthropic",
+        HttpError(
+            status=400,
+            error_type="invalid_request_error",
+            message="prompt is too long: 215000 tokens > 200000 maximum",
+        ),
+    )
+    providers.gemini.queue_answers(ScriptedAnswer.text("Gemini read it"))
+    client = anthropic.Anthropic(
+        base_url=gateway_server.key_url(key_holder.plaintext),
+        api_key="sk-ant-client-credential",
+        max_retries=0,
+        _strict_response_validation=True,
+    )
+    response = client.messages.with_raw_response.create(
+        model="claude-sonnet-4-5", max_tokens=50, messages=[{"role": "user", "content": "hi"}]
+    )
+    message = response.parse()
+    assert message.content[0].type == "text" and message.content[0].text == "Gemini read it"
+    assert response.headers["x-gateway-fallback-reason"] == "context_length_exceeded"

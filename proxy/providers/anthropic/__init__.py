@@ -85,6 +85,7 @@ class AnthropicProvider(Provider):
                 headers=headers,
                 context=call.context,
                 pooled=call.pooled,
+                context_failover=call.context_failover and call.has_next_leg,
             )
             return (
                 opened if isinstance(opened, LegFailure) else relay_anthropic(opened, call.context)
@@ -97,6 +98,7 @@ class AnthropicProvider(Provider):
             headers=headers,
             context=call.context,
             pooled=call.pooled,
+            context_failover=call.context_failover and call.has_next_leg,
         )
         if isinstance(opened, LegFailure):
             return opened
@@ -125,6 +127,7 @@ class AnthropicProvider(Provider):
             headers=request_headers(leg, call),
             context=call.context,
             pooled=call.pooled,
+            context_failover=call.context_failover and call.has_next_leg,
         )
         return opened if isinstance(opened, LegFailure) else relay_anthropic(opened, call.context)
 

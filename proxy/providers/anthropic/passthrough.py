@@ -26,6 +26,7 @@ from proxy.circuit import retry_at_from_headers
 from proxy.context import STREAM_INTERRUPTED, ProxyContext
 from proxy.headers import client_response_headers
 from proxy.http_client import upstream_client
+from proxy.pools.classify import context_overflow
 from proxy.providers.base import LegFailure, RawReply, transport_failure
 from proxy.providers.common import condemns_key, streaming_headers
 from proxy.translation.errors import (
@@ -90,10 +91,13 @@ async def open_anthropic(
     headers: dict[str, str],
     context: ProxyContext,
     pooled: bool = False,
+    context_failover: bool = False,
 ) -> Opened | LegFailure:
     """The upstream response, open, when it is a success or an error meant for the client.
     ``pooled``: the request carries a stored key of a pool, and an error that condemns that key
-    (refused, out of credit) is a LegFailure, so that another key may answer."""
+    (refused, out of credit) is a LegFailure, so that another key may answer.
+    ``context_failover``: a "prompt is too long" error is a LegFailure too (a routing rule's
+    next target may have a larger context window)."""
     url = settings.GATEWAY_ANTHROPIC_BASE_URL + path
     client = upstream_client()
     wait = (
@@ -133,6 +137,14 @@ async def open_anthropic(
                     response_headers = dict(response.headers)
                     return LegFailure(
                         reason=f"anthropic_{response.status_code}",
+                        raw=RawReply(response.status_code, response_headers, content),
+                        error=anthropic_error(response.status_code, response_headers, content),
+                        upstream_failed=False,
+                    )
+                if context_failover and context_overflow(response.status_code, content):
+                    response_headers = dict(response.headers)
+                    return LegFailure(
+                        reason="context_length_exceeded",
                         raw=RawReply(response.status_code, response_headers, content),
                         error=anthropic_error(response.status_code, response_headers, content),
                         upstream_failed=False,
