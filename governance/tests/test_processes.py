@@ -22,8 +22,10 @@ from pathlib import Path
 
 import httpx
 import pytest
+import pytest_django
 from cryptography.fernet import Fernet
 from django.conf import settings as django_settings
+from django.core.management import call_command
 
 from proxy.testing.answers import ScriptedAnswer
 from proxy.testing.fake_upstream import FakeUpstream
@@ -115,7 +117,9 @@ def deployment(
 
 
 @pytest.fixture(scope="module")
-def gateways(deployment: Deployment) -> Iterator[list[str]]:
+def gateways(
+    deployment: Deployment, django_db_blocker: pytest_django.DjangoDbBlocker
+) -> Iterator[list[str]]:
     """Two gateway processes with PostgreSQL and Redis; one on the embedded default."""
     shared = "REDIS_URL" in deployment.env and bool(deployment.env["REDIS_URL"])
     count = 2 if shared else 1
@@ -168,6 +172,12 @@ def gateways(deployment: Deployment) -> Iterator[list[str]]:
                 process.wait(10)
         for log in logs:
             log.close()
+        if "DATABASE_URL" in deployment.env:
+            # On PostgreSQL the processes share the test database, and on their way out they
+            # write the usage they still held: after the last test's tables were emptied, so
+            # the next module's first test would find it. Empty them again.
+            with django_db_blocker.unblock():
+                call_command("flush", interactive=False, verbosity=0)
 
 
 def _fire(gateways: list[str], key: str, count: int = CONCURRENT) -> list[httpx.Response]:
