@@ -19,6 +19,7 @@ import json
 import os
 import shutil
 import subprocess
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -193,8 +194,15 @@ def expected_bedrock_model(requested_model: str) -> str:
     return mapped or FALLBACK_MODEL
 
 
-def events_of(run: ClaudeRun, recorded_events: Any) -> list[Any]:
-    return [event for event in recorded_events() if event.session_id == run.session_id]
+def events_of(run: ClaudeRun, recorded_events: Any, at_least: int = 1) -> list[Any]:
+    """The run's usage events, once there are ``at_least``: Claude Code may exit on the last
+    byte of a stream a moment before the gateway has recorded that request (5 s at most)."""
+    deadline = time.monotonic() + 5
+    while True:
+        events = [event for event in recorded_events() if event.session_id == run.session_id]
+        if len(events) >= at_least or time.monotonic() > deadline:
+            return events
+        time.sleep(0.05)
 
 
 def assert_answered(run: ClaudeRun, text: str = ANSWER) -> None:
@@ -405,7 +413,7 @@ def test_claude_code_gets_anthropics_error_when_no_fallback_applies(
     anthropic = scripted_fake.requests_to("anthropic")
     assert anthropic
     assert not scripted_fake.requests_to("bedrock")
-    events = events_of(run, recorded_events)
+    events = events_of(run, recorded_events, at_least=len(anthropic))
     assert len(events) == len(anthropic)
     assert {(event.provider, event.status_code) for event in events} == {("anthropic", 529)}
 
