@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Iterator
 
 import pytest
@@ -38,3 +39,11 @@ def _fresh_key_pools() -> Iterator[None]:
     clear()
     yield
     clear()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Each test's event loop leaves the upstream client it made (one per loop, see
+    proxy.http_client) to be collected at exit, when aiohttp reports it unclosed through the
+    asyncio logger, whose stream pytest has closed by then: noise after the results, never
+    a finding of a test. Quiet that logger for the interpreter's last moments."""
+    logging.getLogger("asyncio").disabled = True
