@@ -28,7 +28,6 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from decimal import Decimal
 from typing import TYPE_CHECKING, Any, TypeVar
 from zoneinfo import ZoneInfo
 
@@ -54,7 +53,13 @@ from governance.policy import NO_POLICY, USD_UNITS, BudgetRule, LimitRule, Polic
 from proxy.context import json_response
 from proxy.translation.estimate import estimate_input_tokens, estimate_text_tokens
 from proxy.translation.sse import Usage
-from usage.pricing import PriceKey, PriceWindow, cost_units, price_windows
+from usage.pricing import (
+    PICO_PER_COST_UNIT,
+    PriceKey,
+    PriceWindow,
+    price_micros,
+    price_windows,
+)
 
 if TYPE_CHECKING:
     from proxy.planning import Plan
@@ -198,7 +203,20 @@ class Estimate:
 
 
 def estimate_call(call: Call) -> Estimate:
-    """The request's estimated input tokens and the most output it may produce."""
+    """The request's estimated input tokens and the most output it may produce.
+
+    Made once per request and kept on its context: the routing rules (a token range) and the
+    admission both ask, and estimating is most of what the checks cost."""
+    cached = call.context.estimate
+    if cached is not None and cached[0] is call.data:
+        known: Estimate = cached[1]
+        return known
+    estimate = _estimate(call)
+    call.context.estimate = (call.data, estimate)
+    return estimate
+
+
+def _estimate(call: Call) -> Estimate:
     data = call.data
     if not call.surface.streams:  # embeddings: no hub form, no output
         items = data.get("input")
@@ -217,27 +235,45 @@ def estimate_call(call: Call) -> Estimate:
     return Estimate(estimate_input_tokens(hub), int(max_output))
 
 
+def _micros(price: PriceWindow) -> tuple[int, int, int, int]:
+    """The window's input, output, cache read and cache write prices in micro-USD per million
+    tokens (usage.pricing.price_micros), converted once per window rather than per request."""
+    entry = _price_micros.get(id(price))
+    if entry is None or entry[0] is not price:
+        if len(_price_micros) >= _MAX_PRICE_MICROS:
+            _price_micros.clear()
+        entry = _price_micros[id(price)] = (
+            price,
+            (
+                price_micros(price.input_per_mtok),
+                price_micros(price.output_per_mtok),
+                price_micros(price.cache_read_per_mtok),
+                price_micros(price.cache_write_per_mtok),
+            ),
+        )
+    return entry[1]
+
+
+# id(window) -> (window, its prices in micros); the window is kept, so its id is not reused.
+_price_micros: dict[int, tuple[PriceWindow, tuple[int, int, int, int]]] = {}
+_MAX_PRICE_MICROS = 10_000
+
+
+def _units(picousd: int) -> int:
+    """usage.pricing.cost_units's rounding: half up to 1e-8 USD."""
+    return (picousd + PICO_PER_COST_UNIT // 2) // PICO_PER_COST_UNIT
+
+
 def reservation_units(estimate: Estimate, price: PriceWindow | None) -> int:
     """The most the request can cost, in 1e-8 USD: input at the dearer of the input and cache
     write prices (a cache write bills input tokens at its own price), output at ``max_tokens``."""
     if price is None:
         return 0
-    input_price = max(price.input_per_mtok, price.cache_write_per_mtok)
-    return cost_units(
-        input_tokens=estimate.input_tokens,
-        output_tokens=estimate.max_output_tokens,
-        cache_read_tokens=0,
-        cache_write_tokens=0,
-        price=_Price(input_price, price.output_per_mtok),
+    input_micros, output_micros, _, cache_write_micros = _micros(price)
+    return _units(
+        estimate.input_tokens * max(input_micros, cache_write_micros)
+        + estimate.max_output_tokens * output_micros
     )
-
-
-@dataclass(frozen=True, slots=True)
-class _Price:
-    input_per_mtok: Decimal
-    output_per_mtok: Decimal
-    cache_read_per_mtok: Decimal = Decimal(0)
-    cache_write_per_mtok: Decimal = Decimal(0)
 
 
 def usage_tokens(usage: Usage) -> int:
@@ -250,14 +286,15 @@ def usage_tokens(usage: Usage) -> int:
 
 
 def usage_units(usage: Usage, price: PriceWindow | None) -> int:
+    """What the usage costs (usage.pricing.cost_units), in 1e-8 USD."""
     if price is None:
         return 0
-    return cost_units(
-        input_tokens=usage.input_tokens,
-        output_tokens=usage.output_tokens,
-        cache_read_tokens=usage.cache_read_input_tokens,
-        cache_write_tokens=usage.cache_creation_input_tokens,
-        price=price,
+    input_micros, output_micros, cache_read_micros, cache_write_micros = _micros(price)
+    return _units(
+        usage.input_tokens * input_micros
+        + usage.output_tokens * output_micros
+        + usage.cache_read_input_tokens * cache_read_micros
+        + usage.cache_creation_input_tokens * cache_write_micros
     )
 
 
@@ -278,6 +315,42 @@ def window_key(kind: str, rule: LimitRule, window_start_ms: int) -> str:
 
 def budget_zone() -> ZoneInfo:
     return ZoneInfo(settings.GATEWAY_BUDGET_TIME_ZONE)
+
+
+@dataclass(frozen=True, slots=True)
+class _Period:
+    """A budget's current calendar period and its counters' keys, computed once per period."""
+
+    start_ms: int
+    end_ms: int
+    end: datetime
+    usd_key: str
+    tokens_key: str
+
+
+# (budget id, period, time zone) -> its period; replaced when a request falls outside it.
+_periods: dict[tuple[int, str, str], _Period] = {}
+_MAX_PERIODS = 10_000
+
+
+def _period(rule: BudgetRule, now: datetime, now_ms: int) -> _Period:
+    zone_name = settings.GATEWAY_BUDGET_TIME_ZONE
+    cache_key = (rule.budget_id, rule.period, zone_name)
+    period = _periods.get(cache_key)
+    if period is not None and period.start_ms <= now_ms < period.end_ms:
+        return period
+    start, end = period_bounds(rule.period, now, ZoneInfo(zone_name))
+    period = _Period(
+        start_ms=int(start.timestamp() * 1000),
+        end_ms=int(end.timestamp() * 1000),
+        end=end,
+        usd_key=budget_key(rule, "usd", start),
+        tokens_key=budget_key(rule, "tokens", start),
+    )
+    if len(_periods) >= _MAX_PERIODS:
+        _periods.clear()
+    _periods[cache_key] = period
+    return period
 
 
 # --- Admission ----------------------------------------------------------------------------------
@@ -359,11 +432,10 @@ def _model_names(requested_model: str, plan: Plan) -> tuple[str, ...]:
 
 
 def _limit_items(
-    policy: Policy, estimate: Callable[[], Estimate], now_ms: int, member: str
+    policy: Policy, estimate: Callable[[], Estimate], now_ms: int, member: str, slot_expiry: int
 ) -> list[_Item]:
     items: list[_Item] = []
     window_start, window_end = minute_window(now_ms)
-    slot_expiry = now_ms + int(settings.GATEWAY_GOVERNANCE_SLOT_SECONDS * 1000)
     for rule in policy.limits:
         if rule.requests_per_minute is not None:
             key = window_key("rpm", rule, window_start)
@@ -391,31 +463,38 @@ def _budget_items(
     estimate: Estimate,
     price: PriceWindow | None,
     now: datetime,
+    now_ms: int,
     member: str,
+    slot_expiry: int,
 ) -> list[_Item]:
     items: list[_Item] = []
-    now_ms = int(now.timestamp() * 1000)
-    slot_expiry = now_ms + int(settings.GATEWAY_GOVERNANCE_SLOT_SECONDS * 1000)
-    zone = budget_zone()
+    usd_amount: int | None = None
     for rule in budgets:
-        start, end = period_bounds(rule.period, now, zone)
-        end_ms = int(end.timestamp() * 1000)
-        for unit, limit, amount in (
-            ("usd", rule.limit_usd_units, reservation_units(estimate, price)),
-            ("tokens", rule.limit_tokens, estimate.max_tokens),
-        ):
-            if limit is None:
-                continue
+        period = _period(rule, now, now_ms)
+        if rule.limit_usd_units is not None:
+            if usd_amount is None:
+                usd_amount = reservation_units(estimate, price)
             check = Check(
                 BUDGET,
-                budget_key(rule, unit, start),
-                limit,
-                amount,
+                period.usd_key,
+                rule.limit_usd_units,
+                usd_amount,
                 slot_expiry,
                 member,
-                period_end_ms=end_ms,
+                period_end_ms=period.end_ms,
             )
-            items.append(_Item(check, f"budget_{unit}", rule, period_end=end))
+            items.append(_Item(check, "budget_usd", rule, period_end=period.end))
+        if rule.limit_tokens is not None:
+            check = Check(
+                BUDGET,
+                period.tokens_key,
+                rule.limit_tokens,
+                estimate.max_tokens,
+                slot_expiry,
+                member,
+                period_end_ms=period.end_ms,
+            )
+            items.append(_Item(check, "budget_tokens", rule, period_end=period.end))
     return items
 
 
@@ -476,7 +555,8 @@ async def admit(call: Call, plan: Plan) -> Admission | HttpResponse | None:
     now = datetime.now(UTC)
     now_ms = int(now.timestamp() * 1000)
     member = context.request_id
-    items = _limit_items(policy, estimate, now_ms, member)
+    slot_expiry = now_ms + int(settings.GATEWAY_GOVERNANCE_SLOT_SECONDS * 1000)
+    items = _limit_items(policy, estimate, now_ms, member, slot_expiry)
     price: PriceWindow | None = None
     price_keys: dict[str, PriceKey] = {}
     for leg in reversed(plan.legs):
@@ -485,7 +565,7 @@ async def admit(call: Call, plan: Plan) -> Admission | HttpResponse | None:
         if any(rule.limit_usd_units is not None for rule in budgets):
             await prices.load(set(price_keys.values()))
             price = prices.cached(price_keys[first_provider], now)
-        items += _budget_items(budgets, estimate(), price, now, member)
+        items += _budget_items(budgets, estimate(), price, now, now_ms, member, slot_expiry)
     if not items:
         return None
     outcome, shared = await counters.admit([item.check for item in items], now_ms)
@@ -597,3 +677,5 @@ def reset_caches() -> None:
     """Forget cached policies and prices (tests)."""
     policies.clear()
     prices.clear()
+    _periods.clear()
+    _price_micros.clear()

@@ -73,6 +73,9 @@ class ProxyContext:
     # Called once by ``record`` with (provider, status, usage): governance settles the
     # request's rate-limit and budget counters with it.
     on_record: Callable[[str, int, Usage], None] | None = field(default=None, repr=False)
+    # The request's token estimate, made once (governance.enforcement.estimate_call) and read by
+    # both the routing rules and the admission: (the parsed body it was made from, estimate).
+    estimate: tuple[Any, Any] | None = field(default=None, repr=False)
     # The request log (requestlog): its level for this key, and what it records besides usage.
     log_level: str = ""
     surface: str = ""

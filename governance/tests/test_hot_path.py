@@ -219,3 +219,101 @@ def test_requests_arriving_together_share_one_policy_load(monkeypatch: pytest.Mo
     asyncio.run(policies.get(fresh))
     asyncio.run(policies.get(fresh))
     assert loads == [7, 7]
+
+
+def test_a_request_is_estimated_once_for_the_rules_and_the_admission(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from governance import enforcement
+    from proxy.translation.estimate import estimate_input_tokens
+
+    counted: list[int] = []
+
+    def counting(request: dict[str, Any]) -> int:
+        counted.append(1)
+        return estimate_input_tokens(request)
+
+    monkeypatch.setattr(enforcement, "estimate_input_tokens", counting)
+    call, _ = _call()
+    first = enforcement.estimate_call(call)
+    assert enforcement.estimate_call(call) is first
+    assert counted == [1]
+    assert first == enforcement.Estimate(estimate_input_tokens(BODY), 32_000)
+    # Another body on the same context (never in the proxy: one call per request) is estimated
+    # afresh, not answered from the cache.
+    other = Call(
+        surface=call.surface,
+        context=call.context,
+        data={**BODY, "max_tokens": 5},
+        body=b"",
+        headers={},
+    )
+    assert enforcement.estimate_call(other).max_output_tokens == 5
+    assert counted == [1, 1]
+
+
+def test_budget_periods_are_computed_once_per_period(
+    monkeypatch: pytest.MonkeyPatch, settings: Any
+) -> None:
+    from zoneinfo import ZoneInfo
+
+    from governance import enforcement
+    from governance.periods import period_bounds
+
+    computed: list[str] = []
+
+    def counting(period: str, moment: datetime, zone: ZoneInfo) -> tuple[datetime, datetime]:
+        computed.append(period)
+        return period_bounds(period, moment, zone)
+
+    monkeypatch.setattr(enforcement, "period_bounds", counting)
+    settings.GATEWAY_BUDGET_TIME_ZONE = "Europe/Paris"
+    rule = POLICY.budgets[1]  # daily
+    end_of_day = datetime(2026, 3, 28, 22, 59, 59, tzinfo=UTC)  # 23:59:59 in Paris
+    ms = int(end_of_day.timestamp() * 1000)
+    period = enforcement._period(rule, end_of_day, ms)
+    assert enforcement._period(rule, end_of_day, ms) is period
+    assert computed == ["day"]
+    start, end = period_bounds("day", end_of_day, ZoneInfo("Europe/Paris"))
+    assert (period.start_ms, period.end) == (int(start.timestamp() * 1000), end)
+    assert period.tokens_key == enforcement.budget_key(rule, "tokens", start)
+    # The next second is the next day (a 23-hour one): computed again.
+    next_day = datetime(2026, 3, 28, 23, 0, tzinfo=UTC)
+    following = enforcement._period(rule, next_day, period.end_ms)
+    assert computed == ["day", "day"]
+    assert following.start_ms == period.end_ms
+    assert following.end_ms - following.start_ms == 23 * 3_600_000
+    # Another time zone is another period.
+    settings.GATEWAY_BUDGET_TIME_ZONE = "UTC"
+    assert enforcement._period(rule, end_of_day, ms).start_ms != period.start_ms
+
+
+def test_prices_in_micros_cost_what_usage_pricing_says() -> None:
+    from governance import enforcement
+    from usage.pricing import cost_units
+
+    _warm()
+    window = prices._entries[("anthropic", MODEL, MODEL)][1][0]
+    usage = Usage(
+        input_tokens=1234,
+        output_tokens=567,
+        cache_read_input_tokens=8901,
+        cache_creation_input_tokens=23,
+    )
+    assert enforcement.usage_units(usage, window) == cost_units(
+        input_tokens=1234,
+        output_tokens=567,
+        cache_read_tokens=8901,
+        cache_write_tokens=23,
+        price=window,
+    )
+    estimate = enforcement.Estimate(1001, 333)
+    reserved = cost_units(
+        input_tokens=1001,
+        output_tokens=333,
+        cache_read_tokens=0,
+        cache_write_tokens=0,
+        price=dataclasses.replace(window, input_per_mtok=window.cache_write_per_mtok),
+    )
+    assert enforcement.reservation_units(estimate, window) == reserved
+    assert enforcement._micros(window) is enforcement._micros(window)
