@@ -3,6 +3,7 @@ README states must hold, long texts cost a bounded scan, and every block kind co
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -115,7 +116,7 @@ def _features_by_patterns(text: str) -> float:
             count = len(pattern.findall(text))
             in_scripts += count
             tokens += count * weight
-        tokens += (len(estimate._NON_ASCII.findall(text)) - in_scripts) * estimate._OTHER_NON_ASCII
+        tokens += (len(re.findall(r"[^\x00-\x7f]", text)) - in_scripts) * estimate._OTHER_NON_ASCII
     return tokens
 
 

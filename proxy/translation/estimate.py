@@ -58,7 +58,6 @@ _SCRIPT_FEATURES: tuple[tuple[re.Pattern[str], float], ...] = (
     (re.compile("[\u3040-\u30ff]"), 1.027),  # kana
     (re.compile("[\uac00-\ud7af]"), 1.377),  # Hangul
 )
-_NON_ASCII = re.compile(r"[^\x00-\x7f]")
 _OTHER_NON_ASCII = 0.462
 
 
@@ -82,6 +81,7 @@ _WORDS = _byte_table({_LETTERS: b"a"}, b" ")
 _LONG_WORD = b"a" * 8
 # ``\d`` also matches the decimal digits of other scripts; those are counted apart.
 _NON_ASCII_DIGIT = re.compile(r"[^\D0-9]")
+_ASCII_RUNS = re.compile(r"[\x00-\x7f]+")
 (_WORD, _LONG, _DIGIT, _SYMBOL, _LINE) = (weight for _, weight in _ASCII_FEATURES)
 
 
@@ -98,13 +98,16 @@ def _features(text: str) -> float:
         + classes.count(b"\n") * _LINE
     )
     if not text.isascii():
-        tokens += len(_NON_ASCII_DIGIT.findall(text)) * _DIGIT
+        # The script patterns match single non-ASCII characters: run them over those alone
+        # (code and English prose hold a few among thousands of ASCII ones).
+        others = _ASCII_RUNS.sub("", text)
+        tokens += len(_NON_ASCII_DIGIT.findall(others)) * _DIGIT
         in_scripts = 0
         for pattern, weight in _SCRIPT_FEATURES:
-            count = len(pattern.findall(text))
+            count = len(pattern.findall(others))
             in_scripts += count
             tokens += count * weight
-        tokens += (len(_NON_ASCII.findall(text)) - in_scripts) * _OTHER_NON_ASCII
+        tokens += (len(others) - in_scripts) * _OTHER_NON_ASCII
     return tokens
 
 
