@@ -777,6 +777,13 @@ def test_admin_api_conforms_to_its_schema(
         base_url=gateway_server.base_url,
         headers={"Authorization": f"Bearer {admin_token}"},
         # The schema types tz, granularity and order_by as free strings and documents the 400
-        # that names a bad one: a schema-valid value may rightly be refused.
-        excluded_checks=[schemathesis.checks.positive_data_acceptance],
+        # that names a bad one: a schema-valid value may rightly be refused. Schema-violating
+        # requests are still sent (a 500 or an undocumented status fails), but whether each is
+        # refused is not judged here: the valid token above replaces a mutated Authorization
+        # header, and a query string cannot tell a mutated array or object from a string, so
+        # some "invalid" requests are valid ones on the wire. The API's tests check its 400s.
+        excluded_checks=[
+            schemathesis.checks.positive_data_acceptance,
+            schemathesis.checks.negative_data_rejection,
+        ],
     )
