@@ -44,8 +44,14 @@ def test_management_api_conforms_to_its_schema(
         base_url=gateway_server.base_url,
         headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
         # Valid by the schema is not valid by the rules (a user id that does not exist, a
-        # budget scope without its target): a documented 400 may rightly answer.
-        excluded_checks=[schemathesis.checks.positive_data_acceptance],
+        # budget scope without its target): a documented 400 may rightly answer. Refusal of
+        # schema-violating requests is not judged (they are still sent: a 500 fails): the
+        # token above replaces a mutated Authorization header, and a query string cannot tell
+        # a mutated array from a string. test_api.py checks the 400s one by one.
+        excluded_checks=[
+            schemathesis.checks.positive_data_acceptance,
+            schemathesis.checks.negative_data_rejection,
+        ],
     )
 
 
