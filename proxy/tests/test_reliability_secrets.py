@@ -155,7 +155,9 @@ def _proxy_cycle(
     def post(path: str = "/v1/messages", headers: dict[str, str] | None = None, **kw: Any) -> Any:
         nonlocal sent
         sent += 1
-        return responses.keep(httpx.post(url + path, headers=headers or {}, timeout=10, **kw))
+        # This test is about secrets, not speed: a generous bound, so that a slow moment of a
+        # shared CI machine is not a failure (the latency tests are elsewhere).
+        return responses.keep(httpx.post(url + path, headers=headers or {}, timeout=30, **kw))
 
     # Direct: the client's own key, its bearer token, then none (the stored credential).
     for stream in (False, True):
