@@ -403,14 +403,7 @@ class Admission:
                 final.append(Settlement(WINDOW, item.key, "", item.reserved, actual_tokens))
             else:
                 final.append(item)
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            counters.settle_sync(final, shared=self.shared)
-            return
-        task = loop.create_task(counters.settle(final, shared=self.shared))
-        _pending_settlements.add(task)
-        task.add_done_callback(_pending_settlements.discard)
+        settle_soon(final, shared=self.shared)
 
     def release(self) -> None:
         """The request ended without a usage record: nothing was spent."""
@@ -418,6 +411,19 @@ class Admission:
 
 
 _pending_settlements: set[asyncio.Task[None]] = set()
+
+
+def settle_soon(settlements: list[Settlement], *, shared: bool) -> None:
+    """Send settlements off the caller's path: as a task of the running loop (kept until done,
+    so ``settlements_drain`` can wait for it), or at once outside any loop."""
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        counters.settle_sync(settlements, shared=shared)
+        return
+    task = loop.create_task(counters.settle(settlements, shared=shared))
+    _pending_settlements.add(task)
+    task.add_done_callback(_pending_settlements.discard)
 
 
 async def settlements_drain() -> None:

@@ -11,18 +11,16 @@ below the limit, and its tokens are counted when it ends (its size is not known 
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass, field
 
 from accounts.metadata import ResolvedCredential
 from governance.counters import CONCURRENCY, WINDOW, Check, Settlement, counters
+from governance.enforcement import settle_soon
 from proxy.pools.state import KEY_PREFIX
 
 _MINUTE_MS = 60_000
 # A request in flight that never reported its end frees its slot after this.
 _LEASE_MS = 15 * 60_000
-
-_pending: set[asyncio.Task[None]] = set()
 
 
 @dataclass
@@ -40,14 +38,7 @@ class Hold:
             else item
             for item in self.settlements
         ]
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            counters.settle_sync(final, shared=self.shared)
-            return
-        task = loop.create_task(counters.settle(final, shared=self.shared))
-        _pending.add(task)
-        task.add_done_callback(_pending.discard)
+        settle_soon(final, shared=self.shared)
 
 
 @dataclass(frozen=True)
@@ -111,9 +102,3 @@ async def acquire(
         if not check.key.startswith(f"{KEY_PREFIX}rpm:")
     ]
     return Hold(settlements=settlements, shared=shared, tokens_key=tokens_key)
-
-
-async def drain() -> None:
-    """Wait for releases still on their way (tests)."""
-    while pending := [task for task in _pending if not task.done()]:
-        await asyncio.gather(*pending, return_exceptions=True)
