@@ -214,11 +214,7 @@ async def _provider_plan(
         )
     if provider == BEDROCK:
         target = await bedrock_target(metadata, upstream_model, model_id=upstream_model)
-        if isinstance(target, NoFallback):
-            raise PlanError(
-                400, "invalid_request_error", f"Bedrock cannot be used: {target.detail}"
-            )
-        return Plan(legs=[Leg(BEDROCK, BEDROCK, target.model_id, bedrock=target)])
+        return _bedrock_plan(target)
     if provider == OLLAMA:
         credential = metadata.credentials.get(OLLAMA)
         if credential is not None and credential.error:
@@ -229,6 +225,13 @@ async def _provider_plan(
         return Plan(legs=[_stored_leg(provider, provider, upstream_model, credential, metadata)])
     credential = _usable(_generic_credential(metadata, provider), provider)
     return Plan(legs=[_stored_leg(provider, GENERIC, upstream_model, credential, metadata)])
+
+
+def _bedrock_plan(target: BedrockTarget | NoFallback) -> Plan:
+    """The one Bedrock leg of a request sent to Bedrock itself; why not, as the client's 400."""
+    if isinstance(target, NoFallback):
+        raise PlanError(400, "invalid_request_error", f"Bedrock cannot be used: {target.detail}")
+    return Plan(legs=[Leg(BEDROCK, BEDROCK, target.model_id, bedrock=target)])
 
 
 async def _target_plan(
@@ -247,12 +250,7 @@ async def _target_plan(
         aliased = (await model_aliases.get(requested_model)) or requested_model
         model = split_model(aliased, metadata)[1]
     if target.provider == BEDROCK and not target.model:
-        mapped = await bedrock_target(metadata, model)
-        if isinstance(mapped, NoFallback):
-            raise PlanError(
-                400, "invalid_request_error", f"Bedrock cannot be used: {mapped.detail}"
-            )
-        return Plan(legs=[Leg(BEDROCK, BEDROCK, mapped.model_id, bedrock=mapped)])
+        return _bedrock_plan(await bedrock_target(metadata, model))
     # An Anthropic target is only Anthropic: the rule's own tiers say what comes after it.
     return await _provider_plan(
         target.provider,
