@@ -28,15 +28,13 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from proxy.testing import provider_answers as render
+from proxy.testing.base import serve_command_line, server_options
 from proxy.testing.exchange import Exchange, json_bytes
 from proxy.testing.faults import Fault, HttpError, ProviderStreamError
 from proxy.testing.provider_server import (
     ProviderFake,
     ProviderRequest,
     ProviderRoute,
-    add_server_arguments,
-    announce,
-    server_options,
 )
 from proxy.testing.records import Pacing
 from proxy.testing.validation import gemini_rules
@@ -374,13 +372,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         prog="python -m proxy.testing.fake_gemini",
         description="Fake Gemini API upstream for benchmarks (answers without scripting).",
     )
-    add_server_arguments(parser)
-    args = parser.parse_args(argv)
-    try:
-        fake = FakeGemini(**server_options(args))
-    except ValueError as error:
-        parser.error(str(error))
-    fake.serve_forever(on_ready=announce)
+    serve_command_line(parser, argv, lambda args: FakeGemini(**server_options(args)))
 
 
 if __name__ == "__main__":

@@ -23,16 +23,14 @@ from collections.abc import Sequence
 from typing import Any
 
 from proxy.testing import provider_answers as render
+from proxy.testing.base import serve_command_line, server_options
 from proxy.testing.exchange import Exchange, json_bytes
 from proxy.testing.faults import Fault, HttpError, ProviderStreamError
 from proxy.testing.provider_server import (
     ProviderFake,
     ProviderRequest,
     ProviderRoute,
-    add_server_arguments,
-    announce,
     ndjson_line,
-    server_options,
 )
 from proxy.testing.records import Pacing
 from proxy.testing.validation import ollama_rules
@@ -192,13 +190,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         prog="python -m proxy.testing.fake_ollama",
         description="Fake Ollama upstream for benchmarks (answers without scripting).",
     )
-    add_server_arguments(parser)
-    args = parser.parse_args(argv)
-    try:
-        fake = FakeOllama(**server_options(args))
-    except ValueError as error:
-        parser.error(str(error))
-    fake.serve_forever(on_ready=announce)
+    serve_command_line(parser, argv, lambda args: FakeOllama(**server_options(args)))
 
 
 if __name__ == "__main__":

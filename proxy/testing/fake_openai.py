@@ -29,16 +29,14 @@ from collections.abc import Collection, Sequence
 from typing import Any
 
 from proxy.testing import provider_answers as render
+from proxy.testing.base import serve_command_line, server_options
 from proxy.testing.exchange import Exchange, json_bytes
 from proxy.testing.faults import Fault, HttpError, ProviderStreamError
 from proxy.testing.provider_server import (
     ProviderFake,
     ProviderRequest,
     ProviderRoute,
-    add_server_arguments,
-    announce,
     masked,
-    server_options,
     sse_data,
 )
 from proxy.testing.records import Pacing
@@ -148,26 +146,6 @@ class FakeOpenAI(ProviderFake):
         super()._reset_script()
         self.models: list[dict[str, Any]] = [dict(model) for model in DEFAULT_MODELS]
         self.embedding_dimensions: dict[str, int] = dict(EMBEDDING_DIMENSIONS)
-        # key → the error every request with that key gets (a rate-limited key, one out of
-        # quota, a revoked one), whatever else is scripted: how a key pool is tested.
-        self.key_faults: dict[str, HttpError] = {}
-
-    def fail_key(self, key: str, fault: HttpError | None) -> None:
-        """Answer every request made with ``key`` with ``fault`` (None: answer normally)."""
-        if fault is None:
-            self.key_faults.pop(key, None)
-        else:
-            self.key_faults[key] = fault
-
-    async def _handle(
-        self, exchange: Exchange, route: ProviderRoute | None, key: str | None
-    ) -> None:
-        fault = self.key_faults.get(key or "")
-        if route is not None and fault is not None:
-            exchange.record.fault = fault
-            await self.send_error(exchange, fault)
-            return
-        await super()._handle(exchange, route, key)
 
     # --- the ProviderFake hooks ------------------------------------------------------------------
 
@@ -355,16 +333,14 @@ def main(argv: Sequence[str] | None = None) -> None:
         prog="python -m proxy.testing.fake_openai",
         description="Fake OpenAI upstream for benchmarks (answers without scripting).",
     )
-    add_server_arguments(parser)
     parser.add_argument(
         "--reasoning-field", default=None, help="e.g. reasoning_content, for thinking blocks"
     )
-    args = parser.parse_args(argv)
-    try:
-        fake = FakeOpenAI(reasoning_field=args.reasoning_field, **server_options(args))
-    except ValueError as error:
-        parser.error(str(error))
-    fake.serve_forever(on_ready=announce)
+    serve_command_line(
+        parser,
+        argv,
+        lambda args: FakeOpenAI(reasoning_field=args.reasoning_field, **server_options(args)),
+    )
 
 
 if __name__ == "__main__":

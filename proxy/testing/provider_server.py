@@ -1,35 +1,30 @@
 """What the fake OpenAI, Gemini and Ollama upstreams share: one base class, `ProviderFake`.
 
-A provider fake is a real HTTP server on 127.0.0.1 (uvicorn through `server.UvicornRunner`, a
-background thread or the foreground). The base class does everything that does not depend on the
-wire format: scripting (`answer`, `queue_answers`, one fault queue from `faults.py`, pacing, extra
-headers, accepted and rejected keys), request records with the credential masked but hashed,
-connection and stream gauges, waits, the request life cycle (route, authenticate, parse, validate,
-fault, answer) and response writing through `exchange.Exchange`. A subclass says how requests are
-routed, where the key is, how a body is validated, how errors look, and what the answer is.
+A provider fake is a real HTTP server on 127.0.0.1, a `base.FakeServer` (life cycle, gauges,
+history, waits and answers shared with the Anthropic + Bedrock fake). The base class does
+everything else that does not depend on the wire format: scripting (one fault queue from
+`faults.py`, extra headers, accepted and rejected keys, per-key faults), request records with the
+credential masked but hashed, the request life cycle (route, key fault, authenticate, parse,
+validate, fault, answer) and response writing through `exchange.Exchange`. A subclass says how
+requests are routed, where the key is, how a body is validated, how errors look, and what the
+answer is.
 
-Order of checks for each request, as a real API does it: route (404), credential (401 or the
-provider's equivalent), JSON body (400), strict validation (400, and the record keeps the reasons
-in `validation_errors`), then the scripted fault, then the answer. Invalid requests never take a
-queued fault, so a test's faults are used by the requests they were meant for.
+Order of checks for each request, as a real API does it: route (404), a `fail_key` fault for the
+request's key, credential (401 or the provider's equivalent), JSON body (400), strict validation
+(400, and the record keeps the reasons in `validation_errors`), then the scripted fault, then the
+answer. Invalid requests never take a queued fault, so a test's faults are used by the requests
+they were meant for.
 """
 
 from __future__ import annotations
 
-import argparse
-import asyncio
 import hashlib
-import itertools
 import json
-import sys
-import threading
-import time
-from collections import deque
-from collections.abc import Callable, Collection
+from collections.abc import Collection
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Self
+from typing import Any, ClassVar
 
-from proxy.testing.answers import ScriptedAnswer, default_answer
+from proxy.testing.base import FakeServer, Handler
 from proxy.testing.exchange import Exchange, Frames, StreamFault, json_bytes
 from proxy.testing.faults import (
     DropConnection,
@@ -40,16 +35,11 @@ from proxy.testing.faults import (
     StreamCut,
 )
 from proxy.testing.records import (
-    OUTCOME_CLIENT_DISCONNECTED,
-    OUTCOME_COMPLETED,
-    OUTCOME_PENDING,
-    PACING_MARKER,
     Headers,
     Pacing,
     RecordedRequest,
     pacing_for,
 )
-from proxy.testing.server import Client, UvicornRunner
 
 
 @dataclass(frozen=True)
@@ -88,15 +78,16 @@ def masked(key: str) -> str:
     return f"***{key_sha256(key)[:12]}"
 
 
-class ProviderFake:
+class ProviderFake(FakeServer[ProviderRequest]):
     """Base of the provider fakes. Use as a context manager or with start()/stop().
 
     Subclasses set `upstream` (the fault queue's name) and implement `route`, `credential`,
     `validate`, `is_streaming`, `error_body`, `stream_error_bytes` and `answer_request`.
     `accepted_keys=None` accepts any non-empty key; `rejected_keys` (settable between tests) are
     refused as invalid even then. `key_required` (the class's `requires_key` after each reset) can
-    be turned off for a keyless server, such as a local OpenAI-compatible one.
-    `record=False` keeps no request history (long benchmarks).
+    be turned off for a keyless server, such as a local OpenAI-compatible one. `fail_key` makes
+    every request with a chosen key get a chosen error (how key pools are tested).
+    Life cycle, gauges, history and waits are those of `base.FakeServer`.
     """
 
     upstream: ClassVar[str]
@@ -106,62 +97,27 @@ class ProviderFake:
     secret_query_params: ClassVar[frozenset[str]] = frozenset()
     request_id_header: ClassVar[str | None] = None
 
-    def __init__(
-        self,
-        *,
-        host: str = "127.0.0.1",
-        port: int = 0,
-        text_deltas: int = 4,
-        delta_interval_ms: float = 0.0,
-        record: bool = True,
-        accepted_keys: Collection[str] | None = None,
-    ) -> None:
-        self.record = record
-        self.default_pacing = Pacing.build(
-            text_deltas=text_deltas, delta_interval_ms=delta_interval_ms
-        )
+    def __init__(self, *, accepted_keys: Collection[str] | None = None, **kwargs: Any) -> None:
         self.default_accepted_keys = None if accepted_keys is None else frozenset(accepted_keys)
         self.faults = FaultQueue(self.upstream)
-        self._runner = UvicornRunner(app=self, hooks=self, host=host, port=port)
-        self._changed = threading.Condition()
-        self._ids = itertools.count(1)
-        self._stopping = False
-        self._transports: dict[Client, asyncio.BaseTransport] = {}
-        self._active: dict[Client, Exchange] = {}
-        self._answers_lock = threading.Lock()
-        self.connections_open = 0
-        self.requests_in_flight = 0
-        self.streams_in_flight = 0
-        self._reset_script()
-        self._reset_history()
+        super().__init__(**kwargs)
+
+    @property
+    def label(self) -> str:
+        return f"fake {self.upstream} upstream"
 
     # --- scripting (called from tests) ------------------------------------------------------------
 
     def _reset_script(self) -> None:
-        self.answer: ScriptedAnswer | None = None
-        self._answer_queue: deque[ScriptedAnswer] = deque()
-        self.pacing = self.default_pacing
+        super()._reset_script()
         self.accepted_keys: frozenset[str] | None = self.default_accepted_keys
         self.key_required = self.requires_key
         self.rejected_keys: set[str] = set()
+        # key -> the error every request with that key gets (a rate-limited key, one out of
+        # quota, a revoked one), whatever else is scripted.
+        self.key_faults: dict[str, HttpError] = {}
         self.extra_headers: dict[str, str] = {}
         self.faults.clear()
-
-    def _reset_history(self) -> None:
-        self._requests: list[ProviderRequest] = []
-        self.connections_opened = 0
-        self.max_streams_in_flight = self.streams_in_flight
-
-    def reset(self) -> None:
-        """Forget scripts, faults, key lists, pacing changes and history; gauges stay live."""
-        with self._answers_lock:
-            self._reset_script()
-        self._reset_history()
-
-    def queue_answers(self, *answers: ScriptedAnswer) -> None:
-        """Answers used one per answering request, before `answer` or the default answer."""
-        with self._answers_lock:
-            self._answer_queue.extend(answers)
 
     def add_fault(self, *faults: Fault) -> None:
         """Queue faults (FIFO); each is taken by the next valid request it matches."""
@@ -171,108 +127,36 @@ class ProviderFake:
         """The fault applied whenever the queue has no match (None: answer normally)."""
         self.faults.set_default(fault)
 
-    # --- observations ----------------------------------------------------------------------------
+    def fail_key(self, key: str, fault: HttpError | None) -> None:
+        """Answer every routed request made with ``key`` with ``fault``, in the provider's error
+        format unless the fault has a body (None: answer normally again)."""
+        if fault is None:
+            self.key_faults.pop(key, None)
+        else:
+            self.key_faults[key] = fault
 
-    @property
-    def requests(self) -> list[ProviderRequest]:
-        return list(self._requests)
+    # --- observations ----------------------------------------------------------------------------
 
     def requests_to(self, endpoint: str) -> list[ProviderRequest]:
         return [request for request in self.requests if request.endpoint == endpoint]
 
     @property
-    def last_request(self) -> ProviderRequest:
-        if not self._requests:
-            raise LookupError(f"the fake {self.upstream} upstream has received no request")
-        return self._requests[-1]
-
-    @property
     def invalid_requests(self) -> list[ProviderRequest]:
         return [request for request in self.requests if request.validation_errors]
 
-    def wait_until(self, predicate: Callable[[], bool], timeout: float = 5.0) -> None:
-        """Block until `predicate()` holds; re-checked whenever the fake's state changes."""
-        deadline = time.monotonic() + timeout
-        with self._changed:
-            while not predicate():
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise TimeoutError(f"fake {self.upstream}: condition not met within {timeout}s")
-                self._changed.wait(remaining)
+    # --- requests --------------------------------------------------------------------------------
 
-    async def wait_until_async(self, predicate: Callable[[], bool], timeout: float = 5.0) -> None:
-        await asyncio.to_thread(self.wait_until, predicate, timeout)
-
-    def wait_for_requests(self, count: int, timeout: float = 5.0) -> list[ProviderRequest]:
-        self.wait_until(lambda: len(self._requests) >= count, timeout)
-        return self.requests
-
-    def wait_for_disconnect(self, timeout: float = 5.0) -> ProviderRequest:
-        """The first request whose client went away before its response ended."""
-        self.wait_until(lambda: any(request.abandoned for request in self._requests), timeout)
-        return next(request for request in self.requests if request.abandoned)
-
-    def wait_idle(self, timeout: float = 5.0) -> None:
-        self.wait_until(lambda: self.requests_in_flight == 0, timeout)
-
-    def _notify(self) -> None:
-        with self._changed:
-            self._changed.notify_all()
-
-    # --- lifecycle -------------------------------------------------------------------------------
-
-    @property
-    def base_url(self) -> str:
-        if not self._runner.running:
-            raise RuntimeError(f"the fake {self.upstream} upstream is not started")
-        return f"http://{self._runner.host}:{self._runner.port}"
-
-    def start(self) -> Self:
-        """Serve from a background thread; returns once connections are accepted."""
-        self._stopping = False
-        self._runner.start_in_thread()
-        return self
-
-    def stop(self) -> None:
-        self._runner.stop()
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
-
-    def serve_forever(self, on_ready: Callable[[str], None] | None = None) -> None:
-        """Serve in the calling (main) thread until SIGINT/SIGTERM; used by the command line."""
-        self._runner.serve_forever(on_ready)
-
-    # --- server hooks (event loop) ---------------------------------------------------------------
-
-    def connection_made(self, client: Client, transport: asyncio.BaseTransport) -> None:
-        self._transports[client] = transport
-        self.connections_open += 1
-        self.connections_opened += 1
-        self._notify()
-
-    def connection_lost(self, client: Client) -> None:
-        self._transports.pop(client, None)
-        self.connections_open -= 1
-        exchange = self._active.get(client)
-        if exchange is not None:
-            exchange.closed = True
-            record = exchange.record
-            if record.outcome == OUTCOME_PENDING:
-                record.client_disconnected_at = time.monotonic()
-                record.outcome = OUTCOME_CLIENT_DISCONNECTED
-            exchange.wake()
-        self._notify()
-
-    def stopping(self) -> None:
-        self._stopping = True
-        for exchange in list(self._active.values()):
-            exchange.wake()
-        for transport in list(self._transports.values()):
-            transport.close()
+    def open_request(self, request: dict[str, Any]) -> tuple[ProviderRequest, Handler]:
+        route = self.route(request["method"], request["path"])
+        record = ProviderRequest(
+            upstream=self.upstream,
+            endpoint=route.endpoint if route else None,
+            model_id=route.model if route else None,
+            **request,
+        )
+        key = self.credential(record)
+        self._mask_secrets(record, key)
+        return record, lambda exchange: self._handle(exchange, route, key)
 
     # --- what subclasses define ------------------------------------------------------------------
 
@@ -316,64 +200,6 @@ class ProviderFake:
     ) -> None:
         raise NotImplementedError
 
-    # --- ASGI ------------------------------------------------------------------------------------
-
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            return
-        body = bytearray()
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return
-            body.extend(message.get("body", b""))
-            if not message.get("more_body", False):
-                break
-        raw_path = (scope.get("raw_path") or scope["path"].encode("utf-8")).decode("latin-1")
-        peer = scope.get("client")
-        client: Client | None = (peer[0], peer[1]) if peer else None
-        route = self.route(scope["method"], scope["path"])
-        record = ProviderRequest(
-            upstream=self.upstream,
-            endpoint=route.endpoint if route else None,
-            model_id=route.model if route else None,
-            method=scope["method"],
-            path=scope["path"],
-            raw_path=raw_path,
-            query=scope.get("query_string", b"").decode("latin-1"),
-            headers=[
-                (name.decode("latin-1"), value.decode("latin-1"))
-                for name, value in scope["headers"]
-            ],
-            body=bytes(body),
-            client=client,
-            started_at=time.monotonic(),
-        )
-        key = self.credential(record)
-        self._mask_secrets(record, key)
-        exchange = Exchange(
-            record=record,
-            send=send,
-            transport=self._transports.get(client) if client else None,
-            is_stopping=lambda: self._stopping,
-        )
-        if client is not None:
-            self._active[client] = exchange
-        if self.record:
-            self._requests.append(record)
-        self.requests_in_flight += 1
-        self._notify()
-        try:
-            await self._handle(exchange, route, key)
-        finally:
-            if client is not None and self._active.get(client) is exchange:
-                del self._active[client]
-            self.requests_in_flight -= 1
-            record.finished_at = time.monotonic()
-            if record.outcome == OUTCOME_PENDING:
-                record.outcome = OUTCOME_COMPLETED
-            self._notify()
-
     def _mask_secrets(self, record: ProviderRequest, key: str | None) -> None:
         if key:
             record.key_sha256 = key_sha256(key)
@@ -405,6 +231,12 @@ class ProviderFake:
         if route is None:
             message = f"fake {self.upstream}: no route for {record.method} {record.path}"
             await self.send_error(exchange, HttpError(status=404, message=message))
+            return
+        key_fault = self.key_faults.get(key or "")
+        if key_fault is not None:
+            # Before the key is checked: a pooled key that fails fails on every request.
+            record.fault = key_fault
+            await self.send_error(exchange, key_fault)
             return
         if (self.key_required or key) and self._key_refused(key):
             await self.send_error(exchange, self.auth_error(key))
@@ -443,24 +275,6 @@ class ProviderFake:
             return
         await self.answer_request(exchange, route, body, pacing, fault)
 
-    # --- answers ---------------------------------------------------------------------------------
-
-    def next_answer(self, prompt: str, pacing: Pacing, body_size: int) -> ScriptedAnswer:
-        """The queued answer, else `answer`, else a short text derived from the prompt."""
-        with self._answers_lock:
-            if self._answer_queue:
-                return self._answer_queue.popleft()
-            if self.answer is not None:
-                return self.answer
-        return default_answer(
-            prompt=PACING_MARKER.sub("", prompt),
-            words=pacing.text_deltas,
-            input_tokens=body_size // 4,
-        )
-
-    def next_id(self) -> int:
-        return next(self._ids)
-
     # --- writing responses -----------------------------------------------------------------------
 
     def base_headers(self, content_type: str) -> Headers:
@@ -495,17 +309,8 @@ class ProviderFake:
     ) -> None:
         headers = self.base_headers(content_type)
         headers.append(("cache-control", "no-cache"))
-        self.streams_in_flight += 1
-        self.max_streams_in_flight = max(self.max_streams_in_flight, self.streams_in_flight)
-        try:
-            await exchange.stream(
-                headers,
-                frames,
-                delta_interval=pacing.delta_interval,
-                fault=self._stream_fault(fault, exchange.record),  # type: ignore[arg-type]
-            )
-        finally:
-            self.streams_in_flight -= 1
+        stream_fault = self._stream_fault(fault, exchange.record)  # type: ignore[arg-type]
+        await self.stream_frames(exchange, headers, frames, pacing=pacing, fault=stream_fault)
 
     def _stream_fault(self, fault: Fault | None, record: ProviderRequest) -> StreamFault | None:
         if isinstance(fault, StreamCut):
@@ -530,33 +335,3 @@ def sse_data(data: Any) -> bytes:
 
 def ndjson_line(data: Any) -> bytes:
     return json_bytes(data) + b"\n"
-
-
-# --- command line -------------------------------------------------------------------------------
-
-
-def add_server_arguments(parser: argparse.ArgumentParser) -> None:
-    """The command-line options every provider fake takes."""
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
-    parser.add_argument("--text-deltas", type=int, default=4, help="text pieces per stream")
-    parser.add_argument(
-        "--delta-interval-ms", type=float, default=0.0, help="pause between stream pieces"
-    )
-    parser.add_argument("--record", action="store_true", help="keep every request in memory")
-
-
-def server_options(args: argparse.Namespace) -> dict[str, Any]:
-    return {
-        "host": args.host,
-        "port": args.port,
-        "text_deltas": args.text_deltas,
-        "delta_interval_ms": args.delta_interval_ms,
-        "record": args.record,
-    }
-
-
-def announce(url: str) -> None:
-    # The first stdout line is the base URL, so a benchmark can start the fake on port 0.
-    sys.stdout.write(url + "\n")
-    sys.stdout.flush()
