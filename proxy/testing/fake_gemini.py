@@ -7,7 +7,9 @@ no `[DONE]`; without it a JSON array streamed element by element, as the API doe
 
 The key comes in `x-goog-api-key` or `?key=` (both are masked in records, `key_sha256` keeps its
 hash). As the real API: no key is a 403 PERMISSION_DENIED, a refused key a 400 INVALID_ARGUMENT
-with reason `API_KEY_INVALID`. Bodies are validated strictly (`validation/gemini_rules.py`).
+with reason `API_KEY_INVALID`; `fail_key` makes a chosen key, in either place, answer with an
+error of choice (e.g. `resource_exhausted()`), as a pooled key out of quota would. Bodies are
+validated strictly (`validation/gemini_rules.py`).
 Answers are google-genai types dumped in camelCase; function calls carry no ids. When a request
 turns thinking on (`generationConfig.thinkingConfig` with a non-zero budget, a level or
 `includeThoughts`), every functionCall part of the answer carries a `thoughtSignature`, and a later

@@ -2,7 +2,9 @@
 
 Endpoints: `POST /api/chat` and `POST /api/generate` (NDJSON lines by default, since `stream`
 defaults to true in Ollama; one JSON object with `"stream": false`), `POST /api/embed`,
-`GET /api/tags`, and `GET /` ("Ollama is running"). No key, as a local Ollama. Tool calls arrive
+`GET /api/tags`, and `GET /` ("Ollama is running"). No key, as a local Ollama; a bearer token
+sent anyway (Ollama behind a proxy) is recorded hashed, and `fail_key` makes a chosen one answer
+with an error of choice in Ollama's `{"error": "..."}` shape. Tool calls arrive
 whole in one line with `arguments` as an object; the final line carries `done_reason`,
 `prompt_eval_count` and `eval_count`. Thinking comes out in `message.thinking` only when the
 request sets `think`.

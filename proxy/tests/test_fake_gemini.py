@@ -546,6 +546,37 @@ def test_resource_exhausted(client: genai.Client, fake_gemini: FakeGemini) -> No
     assert caught.value.response.headers["retry-after"] == "3"  # type: ignore[union-attr]
 
 
+def test_a_failed_key_gets_gemini_errors_wherever_it_is_sent(
+    client: genai.Client, fake_gemini: FakeGemini
+) -> None:
+    fake_gemini.fail_key(KEY, resource_exhausted(headers={"retry-after": "7"}))
+    fake_gemini.add_fault(HttpError(status=500, message="queued"))
+    generate = url(fake_gemini, "generateContent")
+    for response in (
+        httpx.post(generate, json=BODY, headers={"x-goog-api-key": KEY}),
+        httpx.post(generate + f"?key={KEY}", json=BODY),
+    ):
+        assert response.status_code == 429
+        assert response.headers["retry-after"] == "7"
+        error = response.json()["error"]
+        assert (set(error), error["code"], error["status"]) == (
+            {"code", "message", "status"},
+            429,
+            "RESOURCE_EXHAUSTED",
+        )
+        assert fake_gemini.last_request.key_sha256 == key_sha256(KEY)
+    with pytest.raises(genai_errors.ClientError) as caught:
+        client.models.generate_content(model=MODEL, contents="hi")
+    assert (caught.value.code, caught.value.status) == (429, "RESOURCE_EXHAUSTED")
+    # The failing key took nothing from the queue: the next request with another key gets it.
+    other = httpx.post(generate, json=BODY, headers={"x-goog-api-key": "AIza-other-key-0123"})
+    assert (other.status_code, other.json()["error"]["message"]) == (500, "queued")
+    fake_gemini.fail_key(KEY, None)
+    client.models.generate_content(model=MODEL, contents="hi")
+    assert fake_gemini.last_request.outcome == "completed"
+    assert fake_gemini.last_request.fault is None
+
+
 @pytest.mark.parametrize(("status", "google_status"), [(500, "INTERNAL"), (503, "UNAVAILABLE")])
 def test_server_errors(
     client: genai.Client, fake_gemini: FakeGemini, status: int, google_status: str

@@ -312,6 +312,29 @@ def test_http_error_fault(http: httpx.Client, fake_ollama: FakeOllama) -> None:
     assert response.json() == {"error": f"model '{MODEL}' not found"}
 
 
+def test_a_failed_bearer_key_gets_an_ollama_error_every_time(
+    http: httpx.Client, fake_ollama: FakeOllama
+) -> None:
+    # Ollama needs no key, but one behind a proxy or an OpenAI-compatible front gets a bearer
+    # token: a pooled one can fail like any other, in Ollama's own error shape.
+    url = f"{fake_ollama.base_url}/api/chat"
+    whole = {**CHAT, "stream": False}
+    failing = {"authorization": "Bearer pooled-key-1"}
+    fake_ollama.fail_key("pooled-key-1", HttpError(status=429, message="too many requests"))
+    for _ in range(2):  # not used up by one request, unlike a queued fault
+        refused = http.post(url, json=whole, headers=failing)
+        assert (refused.status_code, refused.json()) == (429, {"error": "too many requests"})
+    assert fake_ollama.last_request.key_sha256 == key_sha256("pooled-key-1")
+    assert fake_ollama.last_request.fault is not None
+    other = http.post(url, json=whole, headers={"authorization": "Bearer pooled-key-2"})
+    assert other.status_code == 200
+    assert http.post(url, json=whole).status_code == 200  # keyless, as a local Ollama
+    fake_ollama.fail_key("pooled-key-1", HttpError(status=503))
+    assert http.post(url, json=whole, headers=failing).json() == {"error": "fake ollama error 503"}
+    fake_ollama.fail_key("pooled-key-1", None)
+    assert http.post(url, json=whole, headers=failing).status_code == 200
+
+
 def test_in_stream_error_line(http: httpx.Client, fake_ollama: FakeOllama) -> None:
     fake_ollama.add_fault(ProviderStreamError(after_events=2, message="an error was encountered"))
     objects = lines(http.post(f"{fake_ollama.base_url}/api/chat", json=CHAT))
