@@ -64,26 +64,36 @@ _BEDROCK_EXCEPTIONS: dict[str, tuple[int, str]] = {
     "internalserverexception": (500, API_ERROR),
 }
 
-# When Bedrock names no known exception, its HTTP status decides. 401 is a gateway credential
-# problem (see above); 408 is Bedrock's model timeout; 424 a model failure.
-_BEDROCK_STATUS_FALLBACK: dict[int, tuple[int, str]] = {
+# An upstream provider's HTTP status → (Anthropic status, type), for every upstream the gateway
+# calls with its own credential (Bedrock, OpenAI-compatible servers, Gemini, Ollama). 401/403 are
+# that credential failing, not the client's: they become 403, never 401 (a 401 makes Claude Code
+# drop the user's login). 408 is the upstream timing out; 503 is its overload. Providers add their
+# own statuses on top and decide what an unlisted status means.
+UPSTREAM_STATUS_ERRORS: dict[int, tuple[int, str]] = {
     400: (400, INVALID_REQUEST_ERROR),
     401: (403, PERMISSION_ERROR),
     403: (403, PERMISSION_ERROR),
     404: (404, NOT_FOUND_ERROR),
     408: (504, TIMEOUT_ERROR),
     413: (413, REQUEST_TOO_LARGE),
-    424: (500, API_ERROR),
     429: (429, RATE_LIMIT_ERROR),
     503: (529, OVERLOADED_ERROR),
     504: (504, TIMEOUT_ERROR),
+}
+
+# When Bedrock names no known exception, its HTTP status decides; 424 is a model failure.
+_BEDROCK_STATUS_FALLBACK: dict[int, tuple[int, str]] = {
+    **UPSTREAM_STATUS_ERRORS,
+    424: (500, API_ERROR),
 }
 
 # Bedrock wraps the model's own complaint in this prefix; Anthropic's wording is what clients
 # recognise (Claude Code compacts the conversation on "prompt is too long").
 _MODEL_ERRORS_PREFIX = "The model returned the following errors: "
 _BEDROCK_TOO_LONG = "input is too long for requested model"
-_ANTHROPIC_TOO_LONG = "prompt is too long"
+# How Anthropic words a context overflow; Claude Code compacts the conversation when an error's
+# message starts with it, so every upstream's overflow error is reworded to start with it.
+PROMPT_TOO_LONG = "prompt is too long"
 
 _DEFAULT_MESSAGES: dict[str, str] = {
     INVALID_REQUEST_ERROR: "The request was rejected by the upstream provider.",
@@ -127,6 +137,15 @@ def error_type_for_status(status: int) -> str:
     if 400 <= status < 500:
         return INVALID_REQUEST_ERROR
     return API_ERROR
+
+
+def upstream_status_error(status: int) -> tuple[int, str]:
+    """(Anthropic status, type) for an upstream's HTTP error status, by ``UPSTREAM_STATUS_ERRORS``;
+    an unlisted 4xx is 400 ``invalid_request_error``, anything else 500 ``api_error``."""
+    mapped = UPSTREAM_STATUS_ERRORS.get(status)
+    if mapped is not None:
+        return mapped
+    return (400, INVALID_REQUEST_ERROR) if 400 <= status < 500 else (500, API_ERROR)
 
 
 def is_retryable_anthropic_status(status: int) -> bool:
@@ -193,5 +212,5 @@ def _anthropic_wording(message: str, error_type: str) -> str:
     if not text:
         return _DEFAULT_MESSAGES.get(error_type, _DEFAULT_MESSAGES[API_ERROR])
     if error_type == INVALID_REQUEST_ERROR and text.lower().startswith(_BEDROCK_TOO_LONG):
-        return f"{_ANTHROPIC_TOO_LONG}: {text}"
+        return f"{PROMPT_TOO_LONG}: {text}"
     return text

@@ -67,10 +67,11 @@ from proxy.translation.errors import (
     NOT_FOUND_ERROR,
     OVERLOADED_ERROR,
     PERMISSION_ERROR,
+    PROMPT_TOO_LONG,
     RATE_LIMIT_ERROR,
-    REQUEST_TOO_LARGE,
     TIMEOUT_ERROR,
     error_body,
+    upstream_status_error,
 )
 from proxy.translation.hub import JSON, HubEvent
 from proxy.translation.hub_stream import (
@@ -290,7 +291,8 @@ def _first_candidate(candidates: Any) -> Mapping[str, Any] | None:
 
 # --- errors ------------------------------------------------------------------------------------
 
-# Google's canonical error status -> (Anthropic status, type). UNAUTHENTICATED and
+# Google's canonical error status -> (Anthropic status, type); it wins over the HTTP status, which
+# otherwise decides as for every upstream (``upstream_status_error``). UNAUTHENTICATED and
 # PERMISSION_DENIED concern the gateway's own Gemini key, never the client's credential: they
 # become 403, because a 401 makes Claude Code drop the user's login, which is not what failed.
 # UNAVAILABLE is Gemini's "model is overloaded" and reads best as Anthropic's overload.
@@ -311,18 +313,6 @@ _BY_GOOGLE_STATUS: dict[str, tuple[int, str]] = {
     "UNAVAILABLE": (529, OVERLOADED_ERROR),
     "DEADLINE_EXCEEDED": (504, TIMEOUT_ERROR),
 }
-_BY_HTTP_STATUS: dict[int, tuple[int, str]] = {
-    400: (400, INVALID_REQUEST_ERROR),
-    401: (403, PERMISSION_ERROR),
-    403: (403, PERMISSION_ERROR),
-    404: (404, NOT_FOUND_ERROR),
-    408: (504, TIMEOUT_ERROR),
-    413: (413, REQUEST_TOO_LARGE),
-    429: (429, RATE_LIMIT_ERROR),
-    500: (500, API_ERROR),
-    503: (529, OVERLOADED_ERROR),
-    504: (504, TIMEOUT_ERROR),
-}
 # Gemini answers a bad or expired key with 400 INVALID_ARGUMENT and this reason.
 _KEY_REASONS = frozenset({"API_KEY_INVALID", "API_KEY_EXPIRED"})
 # Gemini's "The input token count (N) exceeds the maximum number of tokens allowed (M)."; Claude
@@ -342,15 +332,13 @@ def gemini_error_to_anthropic(status: int, body: JSON | list[Any] | None) -> tup
     name = error.get("status")
     mapped = _BY_GOOGLE_STATUS.get(name) if isinstance(name, str) else None
     if mapped is None:
-        mapped = _BY_HTTP_STATUS.get(status)
-    if mapped is None:
-        mapped = (400, INVALID_REQUEST_ERROR) if 400 <= status < 500 else (500, API_ERROR)
+        mapped = upstream_status_error(status)
     if _error_reasons(error) & _KEY_REASONS:
         mapped = (403, PERMISSION_ERROR)
     message = error.get("message")
     text = message.strip() if isinstance(message, str) and message.strip() else _DEFAULT_MESSAGE
     if mapped[1] == INVALID_REQUEST_ERROR and _TOO_LONG.search(text):
-        text = f"prompt is too long: {text}"
+        text = f"{PROMPT_TOO_LONG}: {text}"
     return mapped[0], error_body(mapped[1], text)
 
 

@@ -53,15 +53,10 @@ from proxy.translation.embedding_vectors import (
     openai_encoding_format,
 )
 from proxy.translation.errors import (
-    API_ERROR,
     INVALID_REQUEST_ERROR,
-    NOT_FOUND_ERROR,
-    OVERLOADED_ERROR,
-    PERMISSION_ERROR,
-    RATE_LIMIT_ERROR,
-    REQUEST_TOO_LARGE,
-    TIMEOUT_ERROR,
+    PROMPT_TOO_LONG,
     error_body,
+    upstream_status_error,
 )
 from proxy.translation.hub import JSON, HubEvent, TranslationError, client_tools, tool_names_by_id
 from proxy.translation.hub_stream import (
@@ -470,22 +465,6 @@ def ollama_tags_to_ids(response: JSON) -> list[str]:
     return ids
 
 
-# Ollama status -> (Anthropic status, type). 401/403 come from an authenticating proxy or
-# ollama.com in front of the server, i.e. the gateway's own credential: 403, never 401 (a 401
-# makes Claude Code drop the user's login). 503 is "server busy": Anthropic's overload.
-_BY_STATUS: dict[int, tuple[int, str]] = {
-    400: (400, INVALID_REQUEST_ERROR),
-    401: (403, PERMISSION_ERROR),
-    403: (403, PERMISSION_ERROR),
-    404: (404, NOT_FOUND_ERROR),
-    408: (504, TIMEOUT_ERROR),
-    413: (413, REQUEST_TOO_LARGE),
-    429: (429, RATE_LIMIT_ERROR),
-    500: (500, API_ERROR),
-    502: (500, API_ERROR),
-    503: (529, OVERLOADED_ERROR),
-    504: (504, TIMEOUT_ERROR),
-}
 _TOO_LONG = "exceeds the context length"
 _DEFAULT_MESSAGE = "The Ollama server returned an error."
 
@@ -493,17 +472,17 @@ _DEFAULT_MESSAGE = "The Ollama server returned an error."
 def ollama_error_to_anthropic(status: int, body: JSON | None) -> tuple[int, JSON]:
     """The Anthropic status and error body for an Ollama error answer (``{"error": "text"}``).
 
-    Unknown 4xx statuses become 400 ``invalid_request_error``, unknown 5xx 500 ``api_error``. A
-    context-length error says "prompt is too long" so Claude Code compacts the conversation.
+    The status decides as for every upstream (``upstream_status_error``): a 401/403 comes from an
+    authenticating proxy or ollama.com in front of the server, i.e. the gateway's own credential,
+    and 503 is "server busy". A context-length error says "prompt is too long" so Claude Code
+    compacts the conversation.
     """
-    mapped = _BY_STATUS.get(status)
-    if mapped is None:
-        mapped = (400, INVALID_REQUEST_ERROR) if 400 <= status < 500 else (500, API_ERROR)
+    mapped = upstream_status_error(status)
     error = body.get("error") if isinstance(body, Mapping) else None
     if isinstance(error, Mapping):  # an OpenAI-shaped body from a proxy in front of Ollama
         error = error.get("message")
     text = error.strip() if isinstance(error, str) and error.strip() else _DEFAULT_MESSAGE
     if _TOO_LONG in text:
         mapped = (400, INVALID_REQUEST_ERROR)
-        text = f"prompt is too long: {text}"
+        text = f"{PROMPT_TOO_LONG}: {text}"
     return mapped[0], error_body(mapped[1], text)

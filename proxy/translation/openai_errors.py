@@ -55,7 +55,6 @@ _TO_OPENAI: dict[str, tuple[int, str, str | None]] = {
     errors.TIMEOUT_ERROR: (504, "server_error", "timeout"),
     errors.OVERLOADED_ERROR: (503, "server_error", "overloaded"),
 }
-_TOO_LONG_PREFIX = "prompt is too long"
 _DEFAULT_MESSAGE = "The upstream provider returned an error without a message."
 
 # OpenAI codes (or types) that decide the Anthropic error whatever the status says.
@@ -69,19 +68,10 @@ _CODES_TO_ANTHROPIC: dict[str, tuple[int, str]] = {
     "overloaded": (529, errors.OVERLOADED_ERROR),
     "timeout": (504, errors.TIMEOUT_ERROR),
 }
+# On top of every upstream's statuses (``errors.UPSTREAM_STATUS_ERRORS``): compatible servers in
+# front of Anthropic models pass its 529 overload through.
 _STATUS_TO_ANTHROPIC: dict[int, tuple[int, str]] = {
-    400: (400, errors.INVALID_REQUEST_ERROR),
-    401: (403, errors.PERMISSION_ERROR),
-    403: (403, errors.PERMISSION_ERROR),
-    404: (404, errors.NOT_FOUND_ERROR),
-    408: (504, errors.TIMEOUT_ERROR),
-    413: (413, errors.REQUEST_TOO_LARGE),
-    422: (400, errors.INVALID_REQUEST_ERROR),
-    429: (429, errors.RATE_LIMIT_ERROR),
-    500: (500, errors.API_ERROR),
-    502: (500, errors.API_ERROR),
-    503: (529, errors.OVERLOADED_ERROR),
-    504: (504, errors.TIMEOUT_ERROR),
+    **errors.UPSTREAM_STATUS_ERRORS,
     529: (529, errors.OVERLOADED_ERROR),
 }
 
@@ -120,7 +110,7 @@ def anthropic_error_to_openai(status: int, body: JSON | None) -> JSON:
     kind = kind or errors.error_type_for_status(status)
     fallback_type = "invalid_request_error" if 400 <= status < 500 else "server_error"
     _status, openai_type, code = _TO_OPENAI.get(kind, (status, fallback_type, None))
-    if kind == errors.INVALID_REQUEST_ERROR and message.lower().startswith(_TOO_LONG_PREFIX):
+    if kind == errors.INVALID_REQUEST_ERROR and message.lower().startswith(errors.PROMPT_TOO_LONG):
         code = "context_length_exceeded"
     return openai_error_body(message.strip() or _DEFAULT_MESSAGE, type=openai_type, code=code)
 
@@ -148,15 +138,11 @@ def openai_error_to_anthropic(status: int, body: JSON | None) -> tuple[int, JSON
     if mapped is None and "overloaded" in message.lower() and status >= 500:
         mapped = (529, errors.OVERLOADED_ERROR)
     if mapped is None:
-        mapped = _STATUS_TO_ANTHROPIC.get(status)
-    if mapped is None:
-        mapped = (
-            (400, errors.INVALID_REQUEST_ERROR) if 400 <= status < 500 else (500, errors.API_ERROR)
-        )
+        mapped = _STATUS_TO_ANTHROPIC.get(status) or errors.upstream_status_error(status)
     anthropic_status, anthropic_type = mapped
     text = message.strip()
     if code == "context_length_exceeded" or kind == "context_length_exceeded":
-        text = f"{_TOO_LONG_PREFIX}: {text}" if text else _TOO_LONG_PREFIX
+        text = f"{errors.PROMPT_TOO_LONG}: {text}" if text else errors.PROMPT_TOO_LONG
     if not text:
         text = _DEFAULT_MESSAGE
     return anthropic_status, errors.error_body(anthropic_type, text)
