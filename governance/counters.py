@@ -45,6 +45,10 @@ BUDGET = "b"
 # A budget period's counters outlive the period by this much (clock skew between workers).
 _BUDGET_GRACE_MS = 3_600_000
 _WARN_INTERVAL_SECONDS = 60.0
+# How long a settlement for Redis may wait for the next admission of its process to carry it.
+# Short: until it is applied, the request still holds its concurrency slot (and its budget
+# reservation) for every worker; long enough for a busy worker's next request to come by.
+SETTLE_LINGER_SECONDS = 0.002
 _NEVER = 2**63
 
 
@@ -98,12 +102,18 @@ class Outcome:
     needs_seed: list[int] = field(default_factory=list)
 
 
-# KEYS: the counter of each check, in order, then the reservations set of each budget check, in
-# order. ARGV: now, and the checks' specs in one string (each argument costs the client CPU to
-# encode and send): specs separated by ';', a spec's fields by ',': kind, limit, amount, expiry,
-# member, seed ('' for none), period end.
-# Returns {1, used...} admitted, {0, index, used} refused, {2, index...} seeds needed.
-ADMIT_SCRIPT = """
+# One script does both jobs, so that a worker's pending settlements travel with its next
+# admission in a single round trip (``Counters.settle_later``).
+# KEYS: the settlements' keys (the counter of each, then the reservations set of each budget
+# settlement, in order), then the checks' keys (the counter of each, then the reservations set
+# of each budget check). ARGV: now, the checks' specs, the settlements' specs, how many KEYS
+# are the settlements'. Specs travel in one string each (every argument costs the client CPU
+# to encode and send): specs separated by ';', a spec's fields by ','. A check: kind, limit,
+# amount, expiry, member, seed ('' for none), period end. A settlement: kind, reserved, actual,
+# member. Settlements are applied first (they free what the checks may need).
+# Returns {1, used...} admitted, {0, index, used} refused, {2, index...} seeds needed; {1} when
+# there is no check.
+COUNTERS_SCRIPT = """
 local function split(text, separator)
   local out = {}
   for part in string.gmatch(text .. separator, '([^' .. separator .. ']*)' .. separator) do
@@ -111,12 +121,44 @@ local function split(text, separator)
   end
   return out
 end
+if ARGV[3] ~= '' then
+  local specs = split(ARGV[3], ';')
+  local n = #specs
+  local next_aux = n
+  for i = 1, n do
+    local f = split(specs[i], ',')
+    local kind = f[1]
+    local reserved = tonumber(f[2])
+    local actual = tonumber(f[3])
+    local member = f[4]
+    local key = KEYS[i]
+    local aux = key
+    if kind == 'b' then
+      next_aux = next_aux + 1
+      aux = KEYS[next_aux]
+    end
+    if kind == 'w' then
+      if redis.call('EXISTS', key) == 1 and actual ~= reserved then
+        redis.call('INCRBY', key, actual - reserved)
+      end
+    elseif kind == 'c' then
+      redis.call('ZREM', key, member)
+    else
+      local removed = redis.call('ZREM', aux, member .. '|' .. reserved)
+      if redis.call('EXISTS', key) == 1 then
+        if removed == 1 then redis.call('HINCRBY', key, 'r', -reserved) end
+        redis.call('HINCRBY', key, 's', actual)
+      end
+    end
+  end
+end
 if ARGV[2] == '' then return {1} end
+local base = tonumber(ARGV[4])
 local now = tonumber(ARGV[1])
 local specs = split(ARGV[2], ';')
 local n = #specs
 local auxes = {}
-local next_aux = n
+local next_aux = base + n
 local used = {}
 local need = {}
 for i = 1, n do
@@ -125,7 +167,7 @@ for i = 1, n do
   local kind = f[1]
   local limit = tonumber(f[2])
   local amount = tonumber(f[3])
-  local key = KEYS[i]
+  local key = KEYS[base + i]
   local aux = key
   if kind == 'b' then
     next_aux = next_aux + 1
@@ -178,7 +220,7 @@ for i = 1, n do
   local amount = tonumber(f[3])
   local expiry = tonumber(f[4])
   local member = f[5]
-  local key = KEYS[i]
+  local key = KEYS[base + i]
   local aux = auxes[i]
   if kind == 'w' then
     out[#out + 1] = redis.call('INCRBY', key, amount)
@@ -197,47 +239,6 @@ end
 return out
 """.replace("__GRACE_MS__", str(_BUDGET_GRACE_MS))
 
-# KEYS: the counter of each settlement, then the reservations set of each budget settlement, in
-# order. ARGV: the settlements' specs in one string, ';' between them, ',' between a spec's
-# fields: kind, reserved, actual, member.
-SETTLE_SCRIPT = """
-local n = 0
-local specs = {}
-for spec in string.gmatch(ARGV[1] .. ';', '([^;]*);') do
-  n = n + 1
-  specs[n] = spec
-end
-local next_aux = n
-for i = 1, n do
-  local f = {}
-  for field in string.gmatch(specs[i] .. ',', '([^,]*),') do f[#f + 1] = field end
-  local kind = f[1]
-  local reserved = tonumber(f[2])
-  local actual = tonumber(f[3])
-  local member = f[4]
-  local key = KEYS[i]
-  local aux = key
-  if kind == 'b' then
-    next_aux = next_aux + 1
-    aux = KEYS[next_aux]
-  end
-  if kind == 'w' then
-    if redis.call('EXISTS', key) == 1 and actual ~= reserved then
-      redis.call('INCRBY', key, actual - reserved)
-    end
-  elseif kind == 'c' then
-    redis.call('ZREM', key, member)
-  else
-    local removed = redis.call('ZREM', aux, member .. '|' .. reserved)
-    if redis.call('EXISTS', key) == 1 then
-      if removed == 1 then redis.call('HINCRBY', key, 'r', -reserved) end
-      redis.call('HINCRBY', key, 's', actual)
-    end
-  end
-end
-return 1
-"""
-
 
 def _parse(reply: list[Any], count: int) -> Outcome:
     status = int(reply[0])
@@ -251,24 +252,25 @@ def _parse(reply: list[Any], count: int) -> Outcome:
     return Outcome(admitted=False, refused=index, used=used)
 
 
-def _admit_arguments(checks: list[Check], now_ms: int) -> tuple[list[str], list[Any]]:
-    keys = [check.key for check in checks]
+def _script_arguments(
+    checks: list[Check], now_ms: int, settlements: list[Settlement]
+) -> tuple[list[str], list[Any]]:
+    """KEYS and ARGV of ``COUNTERS_SCRIPT`` for an admission of ``checks`` (none: settle only)
+    that first applies ``settlements``."""
+    keys = [item.key for item in settlements]
+    keys += [item.aux_key for item in settlements if item.kind == BUDGET]
+    settled = len(keys)
+    keys += [check.key for check in checks]
     keys += [check.aux_key for check in checks if check.kind == BUDGET]
-    spec = ";".join(
+    admit_spec = ";".join(
         f"{check.kind},{check.limit},{check.amount},{check.expire_ms},{check.member},"
         f"{'' if check.seed is None else check.seed},{check.period_end_ms}"
         for check in checks
     )
-    return keys, [now_ms, spec]
-
-
-def _settle_arguments(settlements: list[Settlement]) -> tuple[list[str], list[Any]]:
-    keys = [item.key for item in settlements]
-    keys += [item.aux_key for item in settlements if item.kind == BUDGET]
-    spec = ";".join(
+    settle_spec = ";".join(
         f"{item.kind},{item.reserved},{item.actual},{item.member}" for item in settlements
     )
-    return keys, [spec]
+    return keys, [now_ms, admit_spec, settle_spec, settled]
 
 
 class LocalCounters:
@@ -416,11 +418,19 @@ class LocalCounters:
 class Counters:
     """Redis when configured (exact across worker processes), else this process's memory. A
     Redis failure falls back to memory for that request, with a warning at most once a minute:
-    limits then hold per process, which beats refusing every request."""
+    limits then hold per process, which beats refusing every request.
+
+    Settlements for Redis wait in this process for at most ``SETTLE_LINGER_SECONDS``: the next
+    admission of the process takes them along in its own script call, so a busy worker spends
+    one round trip per request; an idle one sends them alone when the linger ends.
+    """
 
     def __init__(self) -> None:
         self.local = LocalCounters()
         self._batch: list[Settlement] = []
+        self._flush_handle: asyncio.TimerHandle | None = None
+        self._flush_loop: asyncio.AbstractEventLoop | None = None
+        self._flushes: set[asyncio.Task[None]] = set()
         self._warned_at = 0.0
 
     def _warn(self, what: str, exc: Exception) -> None:
@@ -432,25 +442,30 @@ class Counters:
             )
 
     @staticmethod
-    async def _run(client: Any, script: str, keys: list[str], args: list[Any]) -> Any:
+    async def _run(client: Any, keys: list[str], args: list[Any]) -> Any:
         """EVALSHA, loading the script once if Redis does not know it (a restart, a flush):
         cheaper on the client than redis-py's Script wrapper."""
-        sha = _SHAS[script]
         try:
-            return await client.evalsha(sha, len(keys), *keys, *args)
+            return await client.evalsha(_SHA, len(keys), *keys, *args)
         except NoScriptError:
-            return await client.eval(script, len(keys), *keys, *args)
+            return await client.eval(COUNTERS_SCRIPT, len(keys), *keys, *args)
+
+    def _take_batch(self) -> list[Settlement]:
+        batch, self._batch = self._batch, []
+        return batch
 
     async def admit(self, checks: list[Check], now_ms: int) -> tuple[Outcome, bool]:
         """The outcome, and whether Redis decided it (settle with the same backend)."""
         client = shared_redis.async_client()
         if client is not None:
-            keys, args = _admit_arguments(checks, now_ms)
+            keys, args = _script_arguments(checks, now_ms, self._take_batch())
             # Twice: a burst of requests opens many connections at once, and on a busy host
-            # one of them may miss the short connect timeout.
+            # one of them may miss the short connect timeout. A reply lost after the script
+            # ran would apply the settlements twice; losing them instead would leak slots and
+            # reservations until they expire, and undercount spend, which is worse.
             for attempt in range(2):
                 try:
-                    reply = await self._run(client, ADMIT_SCRIPT, keys, args)
+                    reply = await self._run(client, keys, args)
                 except (ConnectionError, TimeoutError, RedisError) as exc:
                     if attempt == 0 and isinstance(exc, RedisConnectionError | RedisTimeoutError):
                         continue
@@ -459,36 +474,68 @@ class Counters:
                 return _parse(reply, len(checks)), True
         return self.local.admit(checks, now_ms), False
 
-    async def settle(self, settlements: list[Settlement], *, shared: bool) -> None:
-        """Settlements of requests that end together travel in one script call: the first of
-        an event-loop tick sends its own and those that joined it meanwhile."""
+    def settle_later(self, settlements: list[Settlement], *, shared: bool) -> None:
+        """Queue settlements: for Redis (``shared``) with this process's next admission, or on
+        their own within ``SETTLE_LINGER_SECONDS``; in process at once. Never waits."""
         if not settlements:
             return
-        if shared:
-            client = shared_redis.async_client()
-            if client is not None:
-                self._batch.extend(settlements)
-                if len(self._batch) > len(settlements):
-                    return  # a call of this tick is on its way and takes these too
-                await asyncio.sleep(0)  # let the other settlements of this tick join
-                batch, self._batch = self._batch, []
-                keys, args = _settle_arguments(batch)
-                try:
-                    await self._run(client, SETTLE_SCRIPT, keys, args)
-                except Exception as exc:
-                    self._warn("settlement", exc)
-                return
-        self.local.settle(settlements)
+        if not shared:
+            self.local.settle(settlements)
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self.settle_sync(settlements, shared=shared)
+            return
+        self._batch.extend(settlements)
+        if self._flush_handle is not None and self._flush_loop is loop:
+            return
+        self._flush_loop = loop
+        self._flush_handle = loop.call_later(SETTLE_LINGER_SECONDS, self._flush_soon)
+
+    def _flush_soon(self) -> None:
+        self._flush_handle = None
+        if not self._batch:
+            return  # an admission took them
+        task = asyncio.get_running_loop().create_task(self._send(self._take_batch()))
+        self._flushes.add(task)
+        task.add_done_callback(self._flushes.discard)
+
+    async def _send(self, batch: list[Settlement]) -> None:
+        client = shared_redis.async_client()
+        if client is None:
+            self.local.settle(batch)
+            return
+        keys, args = _script_arguments([], 0, batch)
+        try:
+            await self._run(client, keys, args)
+        except Exception as exc:
+            self._warn("settlement", exc)
+
+    async def settle(self, settlements: list[Settlement], *, shared: bool) -> None:
+        """Settle now, with what is queued (tests; shutdown)."""
+        self.settle_later(settlements, shared=shared)
+        await self.drain()
+
+    async def drain(self) -> None:
+        """Send the queued settlements now and wait for those on their way."""
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+            self._flush_handle = None
+        if self._batch:
+            await self._send(self._take_batch())
+        while self._flushes:
+            await asyncio.gather(*list(self._flushes), return_exceptions=True)
 
     def settle_sync(self, settlements: list[Settlement], *, shared: bool) -> None:
-        """``settle`` outside an event loop."""
+        """Settle outside an event loop, at once."""
         if not settlements:
             return
         client = shared_redis.sync_client() if shared else None
         if client is not None:
-            keys, args = _settle_arguments(settlements)
+            keys, args = _script_arguments([], 0, settlements)
             try:
-                client.eval(SETTLE_SCRIPT, len(keys), *keys, *args)
+                client.eval(COUNTERS_SCRIPT, len(keys), *keys, *args)
             except Exception as exc:
                 self._warn("settlement", exc)
             return
@@ -522,6 +569,9 @@ class Counters:
         """Forget every counter, here and in Redis (tests)."""
         self.local.reset()
         self._batch.clear()
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+            self._flush_handle = None
         client = shared_redis.sync_client()
         if client is None:
             return
@@ -531,8 +581,5 @@ class Counters:
 
 
 KEY_PREFIX = "gateway:gov:"
-_SHAS = {
-    script: hashlib.sha1(script.encode(), usedforsecurity=False).hexdigest()
-    for script in (ADMIT_SCRIPT, SETTLE_SCRIPT)
-}
+_SHA = hashlib.sha1(COUNTERS_SCRIPT.encode(), usedforsecurity=False).hexdigest()
 counters = Counters()

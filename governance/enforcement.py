@@ -26,7 +26,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 from zoneinfo import ZoneInfo
@@ -378,7 +378,6 @@ class Admission:
     price_keys: dict[str, PriceKey]
     first_provider: str
     settled: bool = False
-    tasks: set[asyncio.Task[None]] = field(default_factory=set, repr=False)
 
     def apply(self, response: Any) -> None:
         for name, value in self.headers.items():
@@ -410,26 +409,15 @@ class Admission:
         self.settle(self.first_provider, 0, Usage())
 
 
-_pending_settlements: set[asyncio.Task[None]] = set()
-
-
 def settle_soon(settlements: list[Settlement], *, shared: bool) -> None:
-    """Send settlements off the caller's path: as a task of the running loop (kept until done,
-    so ``settlements_drain`` can wait for it), or at once outside any loop."""
-    try:
-        loop = asyncio.get_running_loop()
-    except RuntimeError:
-        counters.settle_sync(settlements, shared=shared)
-        return
-    task = loop.create_task(counters.settle(settlements, shared=shared))
-    _pending_settlements.add(task)
-    task.add_done_callback(_pending_settlements.discard)
+    """Send settlements off the caller's path (with the process's next admission, or on their
+    own shortly: ``Counters.settle_later``), or at once outside any loop."""
+    counters.settle_later(settlements, shared=shared)
 
 
 async def settlements_drain() -> None:
-    """Wait for queued settlements (tests; shutdown)."""
-    while _pending_settlements:
-        await asyncio.gather(*list(_pending_settlements), return_exceptions=True)
+    """Send the queued settlements and wait for them (tests; shutdown)."""
+    await counters.drain()
 
 
 def _model_names(requested_model: str, plan: Plan) -> tuple[str, ...]:

@@ -16,6 +16,7 @@ from governance.counters import (
     BUDGET,
     CONCURRENCY,
     KEY_PREFIX,
+    SETTLE_LINGER_SECONDS,
     WINDOW,
     Check,
     Counters,
@@ -199,7 +200,7 @@ def test_a_new_window_starts_from_zero(backend: Any, now: int) -> None:
 def test_a_script_redis_does_not_know_is_sent_whole() -> None:
     from redis.exceptions import NoScriptError
 
-    from governance.counters import ADMIT_SCRIPT
+    from governance.counters import COUNTERS_SCRIPT
 
     sent: list[str] = []
 
@@ -210,11 +211,11 @@ def test_a_script_redis_does_not_know_is_sent_whole() -> None:
 
         async def eval(self, script: str, count: int, *rest: Any) -> Any:
             sent.append("eval")
-            assert script == ADMIT_SCRIPT
+            assert script == COUNTERS_SCRIPT
             assert count == 2
             return [1, 1]
 
-    reply = asyncio.run(Counters._run(Client(), ADMIT_SCRIPT, ["k", "k"], ["0", "w,1,1,0,,,0"]))
+    reply = asyncio.run(Counters._run(Client(), ["k", "k"], ["0", "w,1,1,0,,,0", "", 0]))
     assert reply == [1, 1]
     assert sent == ["evalsha", "eval"]
 
@@ -250,36 +251,95 @@ def test_redis_away_falls_back_to_this_process_and_settles_there(
     assert outcome.refused == 0  # the in-process window holds the first request
 
 
-def test_settlements_ending_together_share_one_script_call(
-    monkeypatch: pytest.MonkeyPatch, settings: Any, now: int
-) -> None:
+class RecordingClient:
+    """Records the ARGV of each script call (after the KEYS) and answers "admitted"."""
+
+    def __init__(self) -> None:
+        self.calls: list[list[Any]] = []
+
+    async def evalsha(self, sha: str, count: int, *rest: Any) -> Any:
+        self.calls.append(list(rest[count:]))
+        return [1, 1]
+
+
+@pytest.fixture
+def recording_client(monkeypatch: pytest.MonkeyPatch) -> RecordingClient:
     from gateway_project import redis as shared_redis_module
 
-    calls: list[list[str]] = []
+    client = RecordingClient()
+    monkeypatch.setattr(shared_redis_module, "async_client", lambda: client)
+    return client
 
-    class Client:
-        async def evalsha(self, sha: str, count: int, *rest: Any) -> Any:
-            calls.append(list(rest[count:]))
-            return 1
 
-    monkeypatch.setattr(shared_redis_module, "async_client", lambda: Client())
+def test_queued_settlements_travel_with_the_next_admission(
+    recording_client: RecordingClient, now: int
+) -> None:
+    backend = Counters()
+    check = Check(WINDOW, "w", limit=5, expire_ms=now + 60_000)
+
+    async def run() -> None:
+        for i in range(3):
+            backend.settle_later([Settlement(CONCURRENCY, "k", member=f"m{i}")], shared=True)
+        assert recording_client.calls == []  # nothing sent yet
+        outcome, shared = await backend.admit([check], now)
+        assert outcome.admitted and shared
+        await asyncio.sleep(SETTLE_LINGER_SECONDS * 5)  # the linger ends with nothing left
+
+    asyncio.run(run())
+    settled = ";".join(f"c,0,0,m{i}" for i in range(3))
+    # One call: the admission's check, and the three settlements (3 of the keys are theirs).
+    assert recording_client.calls == [[now, f"w,5,1,{now + 60_000},,,0", settled, 3]]
+
+
+def test_settlements_no_admission_takes_go_alone_after_the_linger(
+    recording_client: RecordingClient,
+) -> None:
     backend = Counters()
 
     async def run() -> None:
-        await asyncio.gather(
-            *(
-                backend.settle([Settlement(CONCURRENCY, "k", member=f"m{i}")], shared=True)
-                for i in range(5)
-            )
-        )
-        await backend.settle([Settlement(CONCURRENCY, "k", member="late")], shared=True)
+        for i in range(5):
+            backend.settle_later([Settlement(CONCURRENCY, "k", member=f"m{i}")], shared=True)
+        await asyncio.sleep(SETTLE_LINGER_SECONDS * 10)
+        backend.settle_later([Settlement(CONCURRENCY, "k", member="late")], shared=True)
+        await backend.drain()
 
     asyncio.run(run())
-    assert calls == [[";".join(f"c,0,0,m{i}" for i in range(5))], ["c,0,0,late"]]
+    assert recording_client.calls == [
+        [0, "", ";".join(f"c,0,0,m{i}" for i in range(5)), 5],
+        [0, "", "c,0,0,late", 1],
+    ]
+
+
+def test_a_settlement_carried_by_an_admission_frees_the_slot_that_admission_needs(
+    settings: Any, now: int
+) -> None:
+    if not settings.REDIS_URL:
+        pytest.skip("REDIS_URL not set")
+    backend = Counters()
+    key = _key("concurrency")
+
+    def slot(member: str) -> Check:
+        return Check(CONCURRENCY, key, limit=1, expire_ms=now + 60_000, member=member)
+
+    async def run() -> list[bool]:
+        first, _ = await backend.admit([slot("a")], now)
+        second, _ = await backend.admit([slot("b")], now)  # "a" holds the only slot
+        backend.settle_later([Settlement(CONCURRENCY, key, member="a")], shared=True)
+        third, shared = await backend.admit([slot("c")], now)  # carries a's release, first
+        assert shared
+        await backend.drain()
+        return [first.admitted, second.admitted, third.admitted]
+
+    try:
+        assert asyncio.run(run()) == [True, False, True]
+    finally:
+        client = shared_redis.sync_client()
+        assert client is not None
+        client.delete(key)
 
 
 def test_the_script_gets_one_key_per_check_and_one_argument_for_all() -> None:
-    from governance.counters import _admit_arguments, _settle_arguments
+    from governance.counters import _script_arguments
 
     checks = [
         Check(WINDOW, "w", limit=10, amount=2, expire_ms=60),
@@ -287,15 +347,18 @@ def test_the_script_gets_one_key_per_check_and_one_argument_for_all() -> None:
         Check(CONCURRENCY, "c", limit=3, expire_ms=90, member="m"),
         Check(BUDGET, "t", limit=50, amount=7, expire_ms=90, member="m", seed=4),
     ]
-    keys, args = _admit_arguments(checks, 5)
+    keys, args = _script_arguments(checks, 5, [])
     # Reservations sets follow the counters, in the order of the budget checks.
     assert keys == ["w", "b", "c", "t", "b:r", "t:r"]
-    assert args == [5, "w,10,2,60,,,0;b,100,7,90,m,,120;c,3,1,90,m,,0;b,50,7,90,m,4,0"]
-    keys, args = _settle_arguments(
-        [Settlement(BUDGET, "b", "m", 7, 3), Settlement(WINDOW, "w", "", 2, 5)]
-    )
-    assert keys == ["b", "w", "b:r"]
-    assert args == ["b,7,3,m;w,2,5,"]
+    assert args == [5, "w,10,2,60,,,0;b,100,7,90,m,,120;c,3,1,90,m,,0;b,50,7,90,m,4,0", "", 0]
+    settlements = [Settlement(BUDGET, "s", "m", 7, 3), Settlement(WINDOW, "v", "", 2, 5)]
+    keys, args = _script_arguments([], 0, settlements)
+    assert keys == ["s", "v", "s:r"]
+    assert args == [0, "", "b,7,3,m;w,2,5,", 3]
+    # Both at once: the settlements' keys come first, and ARGV says how many they are.
+    keys, args = _script_arguments(checks[:2], 5, settlements)
+    assert keys == ["s", "v", "s:r", "w", "b", "b:r"]
+    assert args[2:] == ["b,7,3,m;w,2,5,", 3]
 
 
 def test_in_process_expiry_scans_only_when_an_entry_is_due(now: int) -> None:
