@@ -155,15 +155,6 @@ def usage_from_converse(usage: Any) -> JSON:
     return result
 
 
-def zero_usage() -> JSON:
-    return {
-        "input_tokens": 0,
-        "output_tokens": 0,
-        "cache_creation_input_tokens": 0,
-        "cache_read_input_tokens": 0,
-    }
-
-
 def redacted_data(value: Any) -> str:
     """Anthropic ``redacted_thinking.data`` for a ``redactedContent`` blob.
 

@@ -18,6 +18,7 @@ from proxy.translation.converse_common import (
     stop_sequence_from,
     usage_from_converse,
 )
+from proxy.translation.hub import hub_message
 
 __all__ = ["converse_to_anthropic"]
 
@@ -36,16 +37,14 @@ def converse_to_anthropic(
         converted = _response_block(block, tool_names or {})
         if converted is not None:
             content.append(converted)
-    return {
-        "id": message_id,
-        "type": "message",
-        "role": "assistant",
-        "model": model,
-        "content": content,
-        "stop_reason": map_stop_reason(response.get("stopReason")),
-        "stop_sequence": stop_sequence_from(response.get("additionalModelResponseFields")),
-        "usage": usage_from_converse(response.get("usage")),
-    }
+    return hub_message(
+        message_id=message_id,
+        model=model,
+        content=content,
+        stop_reason=map_stop_reason(response.get("stopReason")),
+        stop_sequence=stop_sequence_from(response.get("additionalModelResponseFields")),
+        usage=usage_from_converse(response.get("usage")),
+    )
 
 
 def _response_block(block: JSON, tool_names: Mapping[str, str]) -> JSON | None:

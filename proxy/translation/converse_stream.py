@@ -29,8 +29,8 @@ from proxy.translation.converse_common import (
     map_stop_reason,
     stop_sequence_from,
     usage_from_converse,
-    zero_usage,
 )
+from proxy.translation.hub import message_end_events, message_start_event, zero_usage
 
 __all__ = ["ConverseStreamTranslator", "SSEEvent"]
 
@@ -143,18 +143,10 @@ class ConverseStreamTranslator:
         if self._started:
             return
         self._started = True
-        message: JSON = {
-            "id": self._message_id,
-            "type": "message",
-            "role": "assistant",
-            "model": self._model,
-            "content": [],
-            "stop_reason": None,
-            "stop_sequence": None,
-            # Bedrock reports usage only at the very end; the real values go in message_delta.
-            "usage": zero_usage(),
-        }
-        out.append(("message_start", {"type": "message_start", "message": message}))
+        # Bedrock reports usage only at the very end; the real values go in message_delta.
+        out.append(
+            message_start_event(message_id=self._message_id, model=self._model, usage=zero_usage())
+        )
 
     def _end_message(self) -> list[SSEEvent]:
         self._done = True
@@ -167,15 +159,11 @@ class ConverseStreamTranslator:
                 "cache_read_input_tokens",
             )
         }
-        delta = {
-            "type": "message_delta",
-            "delta": {
-                "stop_reason": self._stop_reason or DEFAULT_STOP_REASON,
-                "stop_sequence": self._stop_sequence,
-            },
-            "usage": usage,
-        }
-        return [("message_delta", delta), ("message_stop", {"type": "message_stop"})]
+        return message_end_events(
+            stop_reason=self._stop_reason or DEFAULT_STOP_REASON,
+            stop_sequence=self._stop_sequence,
+            usage=usage,
+        )
 
     # --- blocks -----------------------------------------------------------------------------------
 

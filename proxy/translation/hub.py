@@ -89,6 +89,55 @@ def zero_usage() -> JSON:
     }
 
 
+def hub_message(
+    *,
+    message_id: str,
+    model: str,
+    content: list[JSON],
+    stop_reason: str | None,
+    stop_sequence: str | None,
+    usage: JSON,
+) -> JSON:
+    """An Anthropic Message from the assistant, keys in the order Anthropic sends them."""
+    return {
+        "id": message_id,
+        "type": "message",
+        "role": "assistant",
+        "model": model,
+        "content": content,
+        "stop_reason": stop_reason,
+        "stop_sequence": stop_sequence,
+        "usage": usage,
+    }
+
+
+def message_start_event(*, message_id: str, model: str, usage: JSON) -> HubEvent:
+    """The ``message_start`` that opens every stream: no content and no stop reason yet;
+    ``usage`` must hold every field (``zero_usage`` when nothing is known yet)."""
+    message = hub_message(
+        message_id=message_id,
+        model=model,
+        content=[],
+        stop_reason=None,
+        stop_sequence=None,
+        usage=usage,
+    )
+    return ("message_start", {"type": "message_start", "message": message})
+
+
+def message_end_events(
+    *, stop_reason: str, stop_sequence: str | None, usage: JSON
+) -> list[HubEvent]:
+    """``message_delta`` (stop reason, cumulative usage) then ``message_stop``: how every stream
+    that did not fail ends."""
+    delta = {
+        "type": "message_delta",
+        "delta": {"stop_reason": stop_reason, "stop_sequence": stop_sequence},
+        "usage": usage,
+    }
+    return [("message_delta", delta), ("message_stop", {"type": "message_stop"})]
+
+
 # Thinking blocks other providers' answers left in a conversation: Gemini's thought signatures
 # (kept as "gemini:<signature>") and unsigned reasoning (OpenAI-compatible servers, Ollama).
 # Anthropic checks every thinking block's signature and rejects these with a 400.

@@ -27,7 +27,13 @@ import secrets
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from proxy.translation.hub import JSON, HubEvent, zero_usage
+from proxy.translation.hub import (
+    JSON,
+    HubEvent,
+    message_end_events,
+    message_start_event,
+    zero_usage,
+)
 from proxy.translation.sse import Usage
 
 __all__ = [
@@ -84,17 +90,9 @@ class HubStreamBuilder:
         self._started = True
         usage = zero_usage()
         usage.update(self.usage.as_dict())
-        message: JSON = {
-            "id": self._message_id,
-            "type": "message",
-            "role": "assistant",
-            "model": self._model,
-            "content": [],
-            "stop_reason": None,
-            "stop_sequence": None,
-            "usage": usage,
-        }
-        self._emit("message_start", {"type": "message_start", "message": message})
+        self._events.append(
+            message_start_event(message_id=self._message_id, model=self._model, usage=usage)
+        )
 
     def text(self, value: str) -> None:
         if not value or self._done:
@@ -159,13 +157,9 @@ class HubStreamBuilder:
         self._held_text = ""
         usage = zero_usage()
         usage.update(self.usage.as_dict())
-        delta = {
-            "type": "message_delta",
-            "delta": {"stop_reason": stop_reason, "stop_sequence": stop_sequence},
-            "usage": usage,
-        }
-        self._emit("message_delta", delta)
-        self._emit("message_stop", {"type": "message_stop"})
+        self._events += message_end_events(
+            stop_reason=stop_reason, stop_sequence=stop_sequence, usage=usage
+        )
         self._done = True
 
     def error(self, body: JSON) -> None:

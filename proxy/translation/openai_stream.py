@@ -23,7 +23,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from proxy.translation.hub import JSON, HubEvent, HubUsage, zero_usage
+from proxy.translation.hub import (
+    JSON,
+    HubEvent,
+    HubUsage,
+    message_end_events,
+    message_start_event,
+    zero_usage,
+)
 from proxy.translation.openai_common import (
     finish_reason_for,
     is_blank,
@@ -287,17 +294,9 @@ class ChatChunksToAnthropic:
         self._done = True
         called = any(call.opened for call in self._calls.values())
         stop_reason = "tool_use" if called else stop_reason_for(self._finish_reason)
-        out.append(
-            (
-                "message_delta",
-                {
-                    "type": "message_delta",
-                    "delta": {"stop_reason": stop_reason, "stop_sequence": None},
-                    "usage": dict(self._usage),
-                },
-            )
+        out += message_end_events(
+            stop_reason=stop_reason, stop_sequence=None, usage=dict(self._usage)
         )
-        out.append(("message_stop", {"type": "message_stop"}))
         return out
 
     # --- message ------------------------------------------------------------------------------
@@ -306,17 +305,9 @@ class ChatChunksToAnthropic:
         if self._started:
             return
         self._started = True
-        message: JSON = {
-            "id": self._message_id,
-            "type": "message",
-            "role": "assistant",
-            "model": self._model,
-            "content": [],
-            "stop_reason": None,
-            "stop_sequence": None,
-            "usage": zero_usage(),
-        }
-        out.append(("message_start", {"type": "message_start", "message": message}))
+        out.append(
+            message_start_event(message_id=self._message_id, model=self._model, usage=zero_usage())
+        )
 
     def _error(self, chunk: Mapping[str, Any]) -> list[HubEvent]:
         self._done = True

@@ -13,7 +13,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from proxy.translation.hub import JSON, TranslationError
+from proxy.translation.hub import JSON, TranslationError, hub_message
 from proxy.translation.openai_common import (
     HIGH_EFFORT_FROM,
     LOW_EFFORT_BELOW,
@@ -320,16 +320,14 @@ def chat_completion_to_anthropic(completion: JSON, *, model: str, message_id: st
         stop_reason = "refusal"
     else:
         stop_reason = stop_reason_for(choice.get("finish_reason"))
-    return {
-        "id": message_id,
-        "type": "message",
-        "role": "assistant",
-        "model": model,
-        "content": content,
-        "stop_reason": stop_reason,
-        "stop_sequence": None,
-        "usage": usage_from_openai(completion.get("usage")),
-    }
+    return hub_message(
+        message_id=message_id,
+        model=model,
+        content=content,
+        stop_reason=stop_reason,
+        stop_sequence=None,
+        usage=usage_from_openai(completion.get("usage")),
+    )
 
 
 def _reasoning_text(message: Mapping[str, Any]) -> str:
