@@ -12,11 +12,13 @@ import httpx
 import pytest
 
 from governance.tests.test_processes import (  # noqa: F401 (fixtures)
-    Deployment,
     deployment,
     gateways,
+    upstream,
 )
 from proxy.testing.answers import ScriptedAnswer
+from proxy.testing.fake_upstream import FakeUpstream
+from proxy.testing.processes import Deployment
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -34,10 +36,10 @@ def _ask(gateway: str, key: str) -> httpx.Response:
     )
 
 
-def _sent_models(deployment: Deployment) -> list[str]:  # noqa: F811
+def _sent_models(upstream: FakeUpstream) -> list[str]:  # noqa: F811
     return [
         json.loads(request.body)["model"]
-        for request in deployment.fake.requests_to("anthropic")
+        for request in upstream.requests_to("anthropic")
         if request.body
     ]
 
@@ -45,14 +47,15 @@ def _sent_models(deployment: Deployment) -> list[str]:  # noqa: F811
 def test_a_rule_saved_elsewhere_routes_every_process_within_two_seconds(
     deployment: Deployment,  # noqa: F811
     gateways: list[str],  # noqa: F811
+    upstream: FakeUpstream,  # noqa: F811
 ) -> None:
-    key, _ = deployment.create_key("routing@example.com")
-    deployment.fake.reset()
-    deployment.fake.answer = ScriptedAnswer.text("ok")
+    key = deployment.create_key("routing@example.com")
+    upstream.reset()
+    upstream.answer = ScriptedAnswer.text("ok")
     # Each process loads its (empty) rule table and routes by default: the model as sent.
     for gateway in gateways:
         assert _ask(gateway, key).status_code == 200
-    assert _sent_models(deployment) == ["team-default"] * len(gateways)
+    assert _sent_models(upstream) == ["team-default"] * len(gateways)
 
     deployment.shell(
         "from proxy.models import RoutingRule;"
@@ -63,10 +66,10 @@ def test_a_rule_saved_elsewhere_routes_every_process_within_two_seconds(
     saved_at = time.monotonic()
     for gateway in gateways:
         while True:
-            deployment.fake.reset()
-            deployment.fake.answer = ScriptedAnswer.text("ok")
+            upstream.reset()
+            upstream.answer = ScriptedAnswer.text("ok")
             assert _ask(gateway, key).status_code == 200
-            if _sent_models(deployment) == ["claude-haiku-4-5"]:
+            if _sent_models(upstream) == ["claude-haiku-4-5"]:
                 break
             assert time.monotonic() - saved_at < 2.5, f"{gateway} still routes by default"
             time.sleep(0.1)

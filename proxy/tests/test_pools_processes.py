@@ -10,22 +10,19 @@ from its records.
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Iterator
 
 import httpx
 import pytest
-from cryptography.fernet import Fernet
-from django.conf import settings as django_settings
 
-from governance.tests.test_processes import (  # noqa: F401 (the gateways fixture)
-    Deployment,
-    _database_url,
+from governance.tests.test_processes import (  # noqa: F401 (fixtures)
     gateways,
+    upstream,
 )
 from proxy.testing.fake_openai import FakeOpenAI, insufficient_quota, rate_limited
 from proxy.testing.fake_upstream import FakeUpstream
+from proxy.testing.processes import Deployment, make_deployment
 from proxy.testing.provider_server import key_sha256
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -42,38 +39,22 @@ def openai_fake() -> Iterator[FakeOpenAI]:
 
 @pytest.fixture(scope="module")
 def deployment(
-    tmp_path_factory: pytest.TempPathFactory, django_db_setup: None, openai_fake: FakeOpenAI
-) -> Iterator[Deployment]:
-    tmp_path = tmp_path_factory.mktemp("pools")
-    env = {
-        name: value
-        for name, value in os.environ.items()
-        if name not in {"DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL", "DJANGO_SETTINGS_MODULE"}
-    }
-    with FakeUpstream() as fake:
-        env.update(
-            DEBUG="true",
-            GATEWAY_DATA_DIR=str(tmp_path),
-            SECRET_KEY="test-secret-key-for-the-processes-0123456789",
-            GATEWAY_KEY_HASH_SECRET="test-hash-secret-for-the-processes",
-            GATEWAY_ENCRYPTION_KEYS=Fernet.generate_key().decode(),
-            GATEWAY_ANTHROPIC_BASE_URL=fake.base_url,
-            GATEWAY_BEDROCK_ENDPOINT_URL=fake.base_url,
-            GATEWAY_OPENAI_BASE_URL=openai_fake.base_url,
-        )
-        deployment = Deployment(env=env, data_dir=tmp_path, fake=fake)
-        database_url = _database_url()
-        if database_url is not None:
-            env["DATABASE_URL"] = database_url
-            env["REDIS_URL"] = django_settings.REDIS_URL
-        else:
-            deployment.manage("migrate", "--noinput")
-        yield deployment
+    tmp_path_factory: pytest.TempPathFactory,
+    django_db_setup: None,
+    upstream: FakeUpstream,  # noqa: F811
+    openai_fake: FakeOpenAI,
+) -> Deployment:
+    return make_deployment(
+        tmp_path_factory.mktemp("pools"),
+        GATEWAY_ANTHROPIC_BASE_URL=upstream.base_url,
+        GATEWAY_BEDROCK_ENDPOINT_URL=upstream.base_url,
+        GATEWAY_OPENAI_BASE_URL=openai_fake.base_url,
+    )
 
 
 def _pool(deployment: Deployment, email: str) -> tuple[str, dict[str, int]]:
     """A key and a global pool of the two OpenAI keys (A first); their credential ids."""
-    key, _ = deployment.create_key(email)
+    key = deployment.create_key(email)
     ids = deployment.shell(
         "from accounts.models import ProviderCredential;"
         "from accounts.services import provider_credential_set;"
