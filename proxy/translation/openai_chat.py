@@ -25,6 +25,7 @@ from proxy.translation.openai_common import (
     finish_reason_for,
     is_blank,
     is_number,
+    openai_tool_call,
     openai_usage,
     positive_int,
 )
@@ -472,16 +473,7 @@ def anthropic_message_to_chat(
         elif kind == "thinking" and isinstance(block.get("thinking"), str):
             reasoning.append(block["thinking"])
         elif kind == "tool_use":
-            calls.append(
-                {
-                    "id": str(block.get("id") or ""),
-                    "type": "function",
-                    "function": {
-                        "name": str(block.get("name") or ""),
-                        "arguments": compact_json(block.get("input") or {}),
-                    },
-                }
-            )
+            calls.append(openai_tool_call(block))
     text = "".join(texts)
     chat_message: JSON = {
         "role": "assistant",

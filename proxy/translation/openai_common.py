@@ -1,12 +1,13 @@
 """Helpers shared by the OpenAI translators (chat, stream, legacy completions), both directions.
 
 The finish_reason ↔ stop_reason tables, usage in both vocabularies, the reasoning-effort budget
-table and small value checks. Pure: no Django, no I/O.
+table, a tool_use block as an OpenAI tool call, and small value checks. Pure: no Django, no I/O.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Any
 
 from proxy.translation.hub import JSON, TranslationError
@@ -20,6 +21,7 @@ __all__ = [
     "finish_reason_for",
     "is_blank",
     "is_number",
+    "openai_tool_call",
     "openai_usage",
     "positive_int",
     "stop_reason_for",
@@ -64,6 +66,18 @@ _FINISH_REASONS: dict[str, str] = {
 def compact_json(value: Any) -> str:
     """JSON without spaces, non-ASCII kept (the form OpenAI sends tool arguments in)."""
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+def openai_tool_call(tool_use: Mapping[str, Any]) -> JSON:
+    """An OpenAI ``tool_calls`` entry for an Anthropic ``tool_use`` block (arguments as JSON)."""
+    return {
+        "id": str(tool_use.get("id") or ""),
+        "type": "function",
+        "function": {
+            "name": str(tool_use.get("name") or ""),
+            "arguments": compact_json(tool_use.get("input") or {}),
+        },
+    }
 
 
 def is_number(value: Any) -> bool:

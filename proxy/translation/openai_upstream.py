@@ -17,9 +17,9 @@ from proxy.translation.hub import JSON, TranslationError, hub_message
 from proxy.translation.openai_common import (
     HIGH_EFFORT_FROM,
     LOW_EFFORT_BELOW,
-    compact_json,
     is_blank,
     is_number,
+    openai_tool_call,
     stop_reason_for,
     usage_from_openai,
 )
@@ -221,16 +221,7 @@ def _chat_assistant(content: list[Any]) -> list[JSON]:
         if block.get("type") == "text" and isinstance(block.get("text"), str):
             texts.append(block["text"])
         elif block.get("type") == "tool_use":
-            calls.append(
-                {
-                    "id": str(block.get("id") or ""),
-                    "type": "function",
-                    "function": {
-                        "name": str(block.get("name") or ""),
-                        "arguments": compact_json(block.get("input") or {}),
-                    },
-                }
-            )
+            calls.append(openai_tool_call(block))
     text = "".join(texts)
     if not text and not calls:
         return []
