@@ -38,12 +38,11 @@ from proxy.translation.converse_common import (
     as_dict,
     as_list,
     dicts,
-    is_int,
-    is_number,
     sanitise_tool_name,
     sanitise_tool_use_id,
 )
 from proxy.translation.converse_response import converse_to_anthropic
+from proxy.translation.json_values import is_int, is_number
 
 __all__ = [
     "anthropic_to_converse",

@@ -12,7 +12,7 @@ import base64
 import binascii
 import hashlib
 import re
-from typing import Any, TypeGuard
+from typing import Any
 
 JSON = dict[str, Any]
 
@@ -203,11 +203,3 @@ def as_list(value: Any) -> list[Any]:
 
 def dicts(value: Any) -> list[JSON]:
     return [item for item in as_list(value) if isinstance(item, dict)]
-
-
-def is_int(value: Any) -> TypeGuard[int]:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def is_number(value: Any) -> TypeGuard[int | float]:
-    return isinstance(value, int | float) and not isinstance(value, bool)

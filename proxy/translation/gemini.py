@@ -45,7 +45,7 @@ client field never becomes an upstream error. Pure functions: no Django, no I/O.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, TypeGuard
+from typing import Any
 
 from proxy.translation.embedding_vectors import (
     openai_dimensions,
@@ -65,6 +65,7 @@ from proxy.translation.gemini_response import (
     tool_id_with_signature,
 )
 from proxy.translation.hub import JSON, TranslationError, client_tools, tool_names_by_id
+from proxy.translation.json_values import is_int, is_number
 
 __all__ = [
     "GEMINI_MAX_EMBED_BATCH",
@@ -370,14 +371,14 @@ def _tool_config(choice: Any, declarations: list[JSON]) -> JSON | None:
 def _generation_config(body: JSON, model: str | None) -> JSON:
     config: JSON = {}
     max_tokens = body.get("max_tokens")
-    if _is_int(max_tokens) and max_tokens > 0:
+    if is_int(max_tokens) and max_tokens > 0:
         config["maxOutputTokens"] = min(max_tokens, GEMINI_MAX_OUTPUT_TOKENS)
     for source, target in (("temperature", "temperature"), ("top_p", "topP")):
         value = body.get(source)
-        if isinstance(value, int | float) and not isinstance(value, bool):
+        if is_number(value):
             config[target] = value
     top_k = body.get("top_k")
-    if _is_int(top_k) and top_k > 0:
+    if is_int(top_k) and top_k > 0:
         config["topK"] = top_k
     stops = body.get("stop_sequences")
     if isinstance(stops, list):
@@ -401,7 +402,7 @@ def _thinking_config(thinking: Any, model: str | None) -> JSON | None:
     kind = thinking.get("type")
     if kind == "enabled":
         budget = thinking.get("budget_tokens")
-        if _is_int(budget) and budget > 0:
+        if is_int(budget) and budget > 0:
             budget = min(max(budget, MIN_THINKING_BUDGET), GEMINI_MAX_THINKING_BUDGET)
         else:
             budget = DYNAMIC_THINKING_BUDGET
@@ -413,10 +414,6 @@ def _thinking_config(thinking: Any, model: str | None) -> JSON | None:
             return None
         return {"thinkingBudget": 0}
     return None
-
-
-def _is_int(value: Any) -> TypeGuard[int]:
-    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _model_resource(model: str) -> str:

@@ -44,7 +44,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from typing import Any, TypeGuard
+from typing import Any
 
 from proxy.translation.embedding_vectors import (
     openai_dimensions,
@@ -65,6 +65,7 @@ from proxy.translation.hub_stream import (
     assemble_message,
     new_tool_use_id,
 )
+from proxy.translation.json_values import is_int, is_number
 from proxy.translation.sse import Usage, as_token_count
 
 __all__ = [
@@ -300,14 +301,14 @@ def _tools(tools: Any) -> list[JSON]:
 def _options(body: JSON) -> JSON:
     options: JSON = {}
     max_tokens = body.get("max_tokens")
-    if _is_int(max_tokens) and max_tokens > 0:
+    if is_int(max_tokens) and max_tokens > 0:
         options["num_predict"] = max_tokens
     for name in ("temperature", "top_p"):
         value = body.get(name)
-        if isinstance(value, int | float) and not isinstance(value, bool):
+        if is_number(value):
             options[name] = value
     top_k = body.get("top_k")
-    if _is_int(top_k) and top_k > 0:
+    if is_int(top_k) and top_k > 0:
         options["top_k"] = top_k
     stops = body.get("stop_sequences")
     if isinstance(stops, list):
@@ -324,10 +325,6 @@ def _think(thinking: Any) -> bool | None:
     if kind == "disabled":
         return False
     return None
-
-
-def _is_int(value: Any) -> TypeGuard[int]:
-    return isinstance(value, int) and not isinstance(value, bool)
 
 
 # --- answers -----------------------------------------------------------------------------------

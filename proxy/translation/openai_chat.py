@@ -18,13 +18,13 @@ from collections.abc import Mapping
 from typing import Any
 
 from proxy.translation.hub import JSON, TranslationError
+from proxy.translation.json_values import is_number
 from proxy.translation.media import parse_data_url, sniff_base64_image_type
 from proxy.translation.openai_common import (
     REASONING_BUDGETS,
     compact_json,
     finish_reason_for,
     is_blank,
-    is_number,
     openai_tool_call,
     openai_usage,
     positive_int,

@@ -20,7 +20,6 @@ __all__ = [
     "compact_json",
     "finish_reason_for",
     "is_blank",
-    "is_number",
     "openai_tool_call",
     "openai_usage",
     "positive_int",
@@ -78,11 +77,6 @@ def openai_tool_call(tool_use: Mapping[str, Any]) -> JSON:
             "arguments": compact_json(tool_use.get("input") or {}),
         },
     }
-
-
-def is_number(value: Any) -> bool:
-    """An int or float, but not a bool."""
-    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def positive_int(value: Any, param: str) -> int:

@@ -14,11 +14,11 @@ from collections.abc import Mapping
 from typing import Any
 
 from proxy.translation.hub import JSON, TranslationError, hub_message
+from proxy.translation.json_values import is_number
 from proxy.translation.openai_common import (
     HIGH_EFFORT_FROM,
     LOW_EFFORT_BELOW,
     is_blank,
-    is_number,
     openai_tool_call,
     stop_reason_for,
     usage_from_openai,
