@@ -20,6 +20,13 @@ from proxy.circuit import _REDIS_PREFIX, circuits
 from proxy.models import ModelMapping
 from proxy.routing import model_map
 from proxy.testing.fixtures import (  # noqa: F401 (fixtures)
+    fake_gemini,
+    fake_gemini_server,
+    fake_ollama,
+    fake_ollama_server,
+    fake_openai,
+    fake_openai_server,
+    fake_providers_settings,
     fake_upstream,
     fake_upstream_server,
     fake_upstream_settings,
@@ -147,11 +154,21 @@ def bedrock_credential(key_holder: KeyHolder, settings: object) -> None:
 
 @pytest.fixture
 def recorded_events() -> object:
-    """Call to flush the usage writer and get the recorded events, oldest first."""
+    """Call to flush the usage writer and get the recorded events, oldest first.
+
+    `recorded_events(count)` waits (up to 5 s) until there are at least `count`: an OpenAI client
+    stops reading at ``[DONE]``, which may reach it just before the gateway has recorded the
+    request. What it returns then is all there is, so a test still sees one event too many.
+    """
     from usage.models import UsageEvent
 
-    def fetch() -> list[UsageEvent]:
-        flush_usage_events()
-        return list(UsageEvent.objects.order_by("occurred_at", "id"))
+    def fetch(count: int = 0) -> list[UsageEvent]:
+        deadline = time.monotonic() + 5
+        while True:
+            flush_usage_events()
+            events = list(UsageEvent.objects.order_by("occurred_at", "id"))
+            if len(events) >= count or time.monotonic() > deadline:
+                return events
+            time.sleep(0.05)
 
     return fetch

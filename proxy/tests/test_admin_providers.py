@@ -13,15 +13,6 @@ from django.urls import reverse
 from accounts.services import provider_credential_set
 from proxy.models import ModelAlias
 from proxy.testing.faults import HttpError
-from proxy.testing.fixtures import (  # noqa: F401 (fixtures)
-    fake_gemini,
-    fake_gemini_server,
-    fake_ollama,
-    fake_ollama_server,
-    fake_openai,
-    fake_openai_server,
-    fake_providers_settings,
-)
 
 pytestmark = pytest.mark.django_db
 
@@ -75,7 +66,7 @@ def _test_action(client: Client, *credentials: Any) -> list[str]:
 
 def test_the_test_action_lists_models_or_says_what_failed(
     admin_client: Client,
-    fake_providers_settings: Any,  # noqa: F811
+    fake_providers_settings: Any,
 ) -> None:
     fakes = fake_providers_settings
     openai, _ = provider_credential_set(provider="openai", secret="sk-test-openai-000000")

@@ -33,15 +33,6 @@ from proxy.models import ModelMapping
 from proxy.testing.answers import ScriptedAnswer
 from proxy.testing.fake_upstream import FakeUpstream
 from proxy.testing.faults import HttpError
-from proxy.testing.fixtures import (  # noqa: F401 (fixtures)
-    fake_gemini,
-    fake_gemini_server,
-    fake_ollama,
-    fake_ollama_server,
-    fake_openai,
-    fake_openai_server,
-    fake_providers_settings,
-)
 from proxy.testing.records import RecordedRequest
 from proxy.tests.conftest import GatewayServer, KeyHolder
 from proxy.translation.model_ids import normalize_requested_model
@@ -422,7 +413,7 @@ def test_claude_code_gets_anthropics_error_when_no_fallback_applies(
 
 
 @pytest.fixture
-def provider_fakes(fake_providers_settings: Any, key_holder: KeyHolder) -> Any:  # noqa: F811
+def provider_fakes(fake_providers_settings: Any, key_holder: KeyHolder) -> Any:
     provider_credential_set(provider="openai", secret="sk-openai-for-claude-code-tests")
     provider_credential_set(provider="gemini", secret="gemini-key-for-claude-code-tests")
     invalidate_key_metadata()

@@ -5,7 +5,6 @@ upstreams that validate every request they get."""
 from __future__ import annotations
 
 import json
-import time
 from typing import Any
 
 import anthropic
@@ -19,16 +18,7 @@ from proxy.testing.answers import ScriptedAnswer
 from proxy.testing.fake_openai import insufficient_quota, rate_limited
 from proxy.testing.fake_upstream import FakeUpstream
 from proxy.testing.faults import HttpError, ProviderStreamError
-from proxy.testing.fixtures import (  # noqa: F401 (fixtures)
-    FakeProviders,
-    fake_gemini,
-    fake_gemini_server,
-    fake_ollama,
-    fake_ollama_server,
-    fake_openai,
-    fake_openai_server,
-    fake_providers_settings,
-)
+from proxy.testing.fixtures import FakeProviders
 from proxy.testing.provider_server import key_sha256
 from proxy.tests.conftest import GatewayServer, KeyHolder
 
@@ -62,7 +52,7 @@ WEATHER_TOOL = {
 
 @pytest.fixture
 def providers(
-    fake_providers_settings: FakeProviders,  # noqa: F811
+    fake_providers_settings: FakeProviders,
     fake_upstream_settings: FakeUpstream,
     key_holder: KeyHolder,
 ) -> FakeProviders:
@@ -77,17 +67,6 @@ def providers(
     )
     invalidate_key_metadata()
     return fake_providers_settings
-
-
-def _wait_events(recorded_events: Any, count: int) -> list[Any]:
-    """The recorded events once there are ``count``: an OpenAI client stops reading at
-    ``[DONE]``, which may reach it just before the gateway has recorded the request."""
-    deadline = time.monotonic() + 5
-    while True:
-        events = recorded_events()
-        if len(events) >= count or time.monotonic() > deadline:
-            return events
-        time.sleep(0.05)
 
 
 def _openai(gateway: GatewayServer, key: str, *, on_path: bool = False) -> openai.OpenAI:
@@ -166,7 +145,7 @@ def test_openai_passthrough_text(
     request = providers.openai.last_request
     assert request.valid
     assert request.key_sha256 == key_sha256(OPENAI_KEY)
-    (event,) = _wait_events(recorded_events, 1)
+    (event,) = recorded_events(1)
     assert (event.provider, event.requested_model, event.input_tokens, event.output_tokens) == (
         "openai",
         "gpt-4o",
@@ -197,7 +176,7 @@ def test_openai_passthrough_stream_always_accounts_usage(
     sent = providers.openai.last_request.parsed
     assert sent["model"] == "gpt-4o"
     assert sent["stream_options"] == {"include_usage": True}
-    (event,) = _wait_events(recorded_events, 1)
+    (event,) = recorded_events(1)
     assert (event.provider, event.input_tokens, event.output_tokens, event.streamed) == (
         "openai",
         5,
@@ -287,7 +266,7 @@ def test_embeddings_passthrough(
     expected = 1 if isinstance(text_input, str) else 3
     assert len(result.data) == expected
     assert all(len(item.embedding) > 0 for item in result.data)
-    (event,) = _wait_events(recorded_events, 1)
+    (event,) = recorded_events(1)
     assert event.provider == model.split("/")[0] if "/" in model else "openai"
     assert event.input_tokens > 0 and event.output_tokens == 0
 
@@ -333,7 +312,7 @@ def test_openai_client_on_translated_providers_text(
         assert answer["choices"][0]["message"]["content"] == answer_text
         assert answer["usage"]["completion_tokens"] == 6
         assert answer["model"] == model
-    (event,) = _wait_events(recorded_events, 1)
+    (event,) = recorded_events(1)
     assert (event.provider, event.output_tokens, event.status_code) == (provider, 6, 200)
     if provider != "anthropic":
         assert upstream.last_request.valid, upstream.last_request.validation_errors
@@ -390,7 +369,7 @@ def test_embeddings_translated(
     loose = openai.OpenAI(base_url=f"{gateway_server.base_url}/v1", api_key=key_holder.plaintext)
     decoded = loose.embeddings.create(model=model, input="alpha")
     assert decoded.data[0].embedding == pytest.approx(result.data[0].embedding, abs=1e-6)
-    events = _wait_events(recorded_events, 2)
+    events = recorded_events(2)
     assert [event.provider for event in events] == [model.split("/")[0]] * 2
     assert all(event.input_tokens > 0 for event in events)
 
@@ -460,7 +439,7 @@ def test_anthropic_client_on_other_providers(
     )
     assert follow_up.content[0].text == "Sunny."
     assert upstream.last_request.valid, upstream.last_request.validation_errors
-    events = _wait_events(recorded_events, 2)
+    events = recorded_events(2)
     assert {event.provider for event in events} == {prefix}
     assert events[0].output_tokens == 12
 
@@ -627,7 +606,7 @@ def test_legacy_completions_on_every_kind_of_provider(
         if chunk.choices
     )
     assert text == "Once upon a time"
-    events = _wait_events(recorded_events, 2)
+    events = recorded_events(2)
     assert [event.provider for event in events] == [provider, provider]
 
 
@@ -766,6 +745,6 @@ def test_reasoning_tokens_are_recorded_where_reported(
     )
     params: dict[str, Any] = {"stream_options": {"include_usage": True}} if stream else {}
     _chat(_openai(gateway_server, key_holder.plaintext), model, stream=stream, **params)
-    (event,) = _wait_events(recorded_events, 1)
+    (event,) = recorded_events(1)
     assert event.reasoning_tokens == 20
     assert event.output_tokens >= 20

@@ -3,7 +3,6 @@ the same service the admin and the API use, and fake upstreams that record what 
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import anthropic
@@ -18,16 +17,7 @@ from proxy.rule_services import TargetSpec, routing_rule_save
 from proxy.testing.answers import ScriptedAnswer
 from proxy.testing.fake_upstream import FakeUpstream
 from proxy.testing.faults import HttpError
-from proxy.testing.fixtures import (  # noqa: F401 (fixtures)
-    FakeProviders,
-    fake_gemini,
-    fake_gemini_server,
-    fake_ollama,
-    fake_ollama_server,
-    fake_openai,
-    fake_openai_server,
-    fake_providers_settings,
-)
+from proxy.testing.fixtures import FakeProviders
 from proxy.testing.provider_server import key_sha256
 from proxy.tests.conftest import GatewayServer, KeyHolder
 
@@ -37,7 +27,7 @@ GEMINI_KEY = "gemini-routed-key-0123456789"
 
 @pytest.fixture
 def providers(
-    fake_providers_settings: FakeProviders,  # noqa: F811
+    fake_providers_settings: FakeProviders,
     fake_upstream_settings: FakeUpstream,
     key_holder: KeyHolder,
 ) -> FakeProviders:
@@ -67,15 +57,6 @@ def _ask(client: openai.OpenAI, model: str, **params: Any) -> Any:
     )
 
 
-def _events(recorded_events: Any, count: int) -> list[Any]:
-    deadline = time.monotonic() + 5
-    while True:
-        events = recorded_events()
-        if len(events) >= count or time.monotonic() > deadline:
-            return events
-        time.sleep(0.05)
-
-
 def test_a_model_glob_sends_cheap_models_to_ollama(
     gateway_server: GatewayServer,
     key_holder: KeyHolder,
@@ -93,7 +74,7 @@ def test_a_model_glob_sends_cheap_models_to_ollama(
     # Not matching: the default route (gpt-* → OpenAI) as before.
     default = _ask(client, "gpt-4.1")
     assert default.parse().choices[0].message.content == "Cloud hello"
-    events = _events(recorded_events, 2)
+    events = recorded_events(2)
     assert [(event.requested_model, event.provider) for event in events] == [
         ("cheap-chat", "ollama"),
         ("gpt-4.1", "openai"),
@@ -137,7 +118,7 @@ def test_a_failing_tier_fails_over_to_the_next(
     assert response.parse().choices[0].message.content == "From the failover"
     assert response.headers["x-gateway-provider"] == "ollama"
     assert len(providers.openai.requests) == 1
-    (event,) = _events(recorded_events, 1)
+    (event,) = recorded_events(1)
     assert event.provider == "ollama"
     assert event.fallback_reason  # why the first target did not answer
 
@@ -306,7 +287,7 @@ def test_a_context_window_error_moves_to_the_larger_target(
     assert response.parse().choices[0].message.content == "Read it all"
     assert response.headers["x-gateway-provider"] == "gemini"
     assert response.headers["x-gateway-fallback-reason"] == "context_length_exceeded"
-    (event,) = _events(recorded_events, 1)
+    (event,) = recorded_events(1)
     assert event.provider == "gemini"
 
 

@@ -6,45 +6,12 @@ from typing import Any
 
 import pytest
 
-from accounts.keycache import KeyMetadata, ResolvedCredential
 from proxy.models import ModelAlias, ModelMapping
 from proxy.planning import PlanError, default_provider, make_plan
 from proxy.routing import model_aliases, model_map
+from proxy.testing.metadata import key_metadata, resolved_credential
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def _credential(
-    provider: str, *, name: str = "", error: str = "", **extra: Any
-) -> ResolvedCredential:
-    values: dict[str, Any] = {
-        "id": abs(hash((provider, name))) % 10_000,
-        "provider": provider,
-        "scope": "global",
-        "region": "us-east-1",
-        "api_mode": "invoke",
-        "endpoint_url": "",
-        "fallback_model": "",
-        "secret": f"secret-{provider}-{name}",
-        "error": error,
-        "name": name,
-    }
-    values.update(extra)
-    return ResolvedCredential(**values)
-
-
-def _metadata(*credentials: ResolvedCredential) -> KeyMetadata:
-    return KeyMetadata(
-        key_id=1,
-        user_id=1,
-        prefix="gw_test",
-        key_hash="x",
-        status="active",
-        expires_at=None,
-        grace_ends_at=None,
-        deleted=False,
-        credentials={credential.provider_key: credential for credential in credentials},
-    )
 
 
 @pytest.fixture(autouse=True)
@@ -81,7 +48,7 @@ def test_bare_names_go_to_their_family(model: str, wire: str, provider: str) -> 
 async def test_claude_with_client_credential_is_anthropic_then_bedrock() -> None:
     plan = await make_plan(
         requested_model="claude-sonnet-4-5",
-        metadata=_metadata(_credential("bedrock")),
+        metadata=key_metadata(resolved_credential("bedrock")),
         surface_wire="anthropic",
         client_credential="sk-ant-client",
     )
@@ -96,7 +63,7 @@ async def test_claude_with_client_credential_is_anthropic_then_bedrock() -> None
 async def test_claude_without_bedrock_says_why_there_is_no_fallback() -> None:
     plan = await make_plan(
         requested_model="claude-sonnet-4-5",
-        metadata=_metadata(),
+        metadata=key_metadata(),
         surface_wire="anthropic",
         client_credential="sk-ant-client",
     )
@@ -107,7 +74,7 @@ async def test_claude_without_bedrock_says_why_there_is_no_fallback() -> None:
 async def test_anthropic_client_without_credential_defers_anthropic() -> None:
     plan = await make_plan(
         requested_model="claude-sonnet-4-5",
-        metadata=_metadata(_credential("bedrock")),
+        metadata=key_metadata(resolved_credential("bedrock")),
         surface_wire="anthropic",
     )
     assert [leg.provider for leg in plan.legs] == ["anthropic", "bedrock"]
@@ -117,7 +84,7 @@ async def test_anthropic_client_without_credential_defers_anthropic() -> None:
 async def test_openai_client_uses_the_stored_anthropic_key() -> None:
     plan = await make_plan(
         requested_model="anthropic/claude-sonnet-4-5",
-        metadata=_metadata(_credential("anthropic")),
+        metadata=key_metadata(resolved_credential("anthropic")),
         surface_wire="openai",
     )
     (leg,) = plan.legs
@@ -132,7 +99,7 @@ async def test_openai_client_uses_the_stored_anthropic_key() -> None:
 async def test_openai_client_without_any_claude_credential_is_told_the_fix() -> None:
     with pytest.raises(PlanError) as raised:
         await make_plan(
-            requested_model="claude-sonnet-4-5", metadata=_metadata(), surface_wire="openai"
+            requested_model="claude-sonnet-4-5", metadata=key_metadata(), surface_wire="openai"
         )
     assert raised.value.status == 400
     assert "No anthropic credential" in raised.value.message
@@ -153,11 +120,11 @@ async def test_openai_client_without_any_claude_credential_is_told_the_fix() -> 
 async def test_provider_prefixes_name_one_leg(
     model: str, provider: str, kind: str, upstream: str
 ) -> None:
-    metadata = _metadata(
-        _credential("openai"),
-        _credential("gemini"),
-        _credential("bedrock"),
-        _credential("generic", name="vllm", endpoint_url="http://127.0.0.1:9"),
+    metadata = key_metadata(
+        resolved_credential("openai"),
+        resolved_credential("gemini"),
+        resolved_credential("bedrock"),
+        resolved_credential("generic", name="vllm", endpoint_url="http://127.0.0.1:9"),
     )
     plan = await make_plan(requested_model=model, metadata=metadata, surface_wire="openai")
     (leg,) = plan.legs
@@ -166,14 +133,16 @@ async def test_provider_prefixes_name_one_leg(
 
 async def test_ollama_needs_no_credential() -> None:
     plan = await make_plan(
-        requested_model="ollama/llama3.2", metadata=_metadata(), surface_wire="anthropic"
+        requested_model="ollama/llama3.2", metadata=key_metadata(), surface_wire="anthropic"
     )
     (leg,) = plan.legs
     assert (leg.provider, leg.credential) == ("ollama", None)
 
 
 async def test_unknown_prefix_names_it_and_lists_the_configured_ones() -> None:
-    metadata = _metadata(_credential("openai"), _credential("generic", name="groq"))
+    metadata = key_metadata(
+        resolved_credential("openai"), resolved_credential("generic", name="groq")
+    )
     with pytest.raises(PlanError) as raised:
         await make_plan(requested_model="mistral/large", metadata=metadata, surface_wire="openai")
     assert raised.value.status == 400
@@ -183,13 +152,13 @@ async def test_unknown_prefix_names_it_and_lists_the_configured_ones() -> None:
 
 async def test_a_provider_without_credential_is_a_4xx_naming_the_fix() -> None:
     with pytest.raises(PlanError) as raised:
-        await make_plan(requested_model="gpt-4.1", metadata=_metadata(), surface_wire="openai")
+        await make_plan(requested_model="gpt-4.1", metadata=key_metadata(), surface_wire="openai")
     assert raised.value.status == 400
     assert "No openai credential" in raised.value.message
 
 
 async def test_an_undecryptable_credential_is_a_403() -> None:
-    metadata = _metadata(_credential("gemini", error="cannot decrypt"))
+    metadata = key_metadata(resolved_credential("gemini", error="cannot decrypt"))
     with pytest.raises(PlanError) as raised:
         await make_plan(
             requested_model="gemini-2.5-flash", metadata=metadata, surface_wire="openai"
@@ -200,23 +169,23 @@ async def test_an_undecryptable_credential_is_a_403() -> None:
 async def test_a_generic_name_is_not_a_builtin_without_its_credential() -> None:
     # "vllm" is configured for another key only: for this key the prefix is unknown.
     with pytest.raises(PlanError):
-        await make_plan(requested_model="vllm/qwen", metadata=_metadata(), surface_wire="openai")
+        await make_plan(requested_model="vllm/qwen", metadata=key_metadata(), surface_wire="openai")
 
 
 async def test_aliases_are_resolved_first() -> None:
     await ModelAlias.objects.acreate(alias="fast", target="ollama/qwen3")
     await ModelAlias.objects.acreate(alias="off", target="openai/gpt-4.1", enabled=False)
-    plan = await make_plan(requested_model="fast", metadata=_metadata(), surface_wire="openai")
+    plan = await make_plan(requested_model="fast", metadata=key_metadata(), surface_wire="openai")
     assert [(leg.provider, leg.model) for leg in plan.legs] == [("ollama", "qwen3")]
     # A disabled alias is not an alias: "off" is a bare name for the surface's provider.
     with pytest.raises(PlanError, match="No openai credential"):
-        await make_plan(requested_model="off", metadata=_metadata(), surface_wire="openai")
+        await make_plan(requested_model="off", metadata=key_metadata(), surface_wire="openai")
 
 
 async def test_empty_model_after_the_prefix_is_refused() -> None:
     with pytest.raises(PlanError, match="names no model"):
         await make_plan(
             requested_model="openai/",
-            metadata=_metadata(_credential("openai")),
+            metadata=key_metadata(resolved_credential("openai")),
             surface_wire="openai",
         )

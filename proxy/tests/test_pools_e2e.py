@@ -25,16 +25,7 @@ from proxy.pools.state import pool_state
 from proxy.testing.fake_openai import insufficient_quota, invalid_key, rate_limited
 from proxy.testing.fake_upstream import FakeUpstream
 from proxy.testing.faults import HttpError
-from proxy.testing.fixtures import (  # noqa: F401 (fixtures)
-    FakeProviders,
-    fake_gemini,
-    fake_gemini_server,
-    fake_ollama,
-    fake_ollama_server,
-    fake_openai,
-    fake_openai_server,
-    fake_providers_settings,
-)
+from proxy.testing.fixtures import FakeProviders
 from proxy.testing.provider_server import key_sha256
 from proxy.tests.conftest import GatewayServer, KeyHolder
 
@@ -44,7 +35,7 @@ BY_HASH = {key_sha256(key): key for key in KEYS}
 
 @pytest.fixture
 def pool(
-    fake_providers_settings: FakeProviders,  # noqa: F811
+    fake_providers_settings: FakeProviders,
     key_holder: KeyHolder,
 ) -> dict[str, ProviderCredential]:
     members = {}
@@ -88,7 +79,7 @@ def test_round_robin_spreads_requests_over_every_key(
     gateway_server: GatewayServer,
     key_holder: KeyHolder,
     pool: object,
-    fake_providers_settings: FakeProviders,  # noqa: F811
+    fake_providers_settings: FakeProviders,
 ) -> None:
     client = _client(gateway_server, key_holder)
     for _ in range(6):
@@ -100,7 +91,7 @@ def test_weighted_pool_sends_most_requests_to_the_heaviest_key(
     gateway_server: GatewayServer,
     key_holder: KeyHolder,
     pool: dict[str, ProviderCredential],
-    fake_providers_settings: FakeProviders,  # noqa: F811
+    fake_providers_settings: FakeProviders,
 ) -> None:
     for key, weight in zip(KEYS, (1, 0, 8), strict=True):
         ProviderCredential.objects.filter(pk=pool[key].pk).update(weight=weight)
@@ -119,7 +110,7 @@ def test_a_rate_limited_key_cools_down_until_retry_after_and_another_answers(
     gateway_server: GatewayServer,
     key_holder: KeyHolder,
     pool: dict[str, ProviderCredential],
-    fake_providers_settings: FakeProviders,  # noqa: F811
+    fake_providers_settings: FakeProviders,
 ) -> None:
     fake = fake_providers_settings.openai
     fake.fail_key(KEYS[0], rate_limited(retry_after=30))
@@ -140,7 +131,7 @@ def test_an_exhausted_quota_disables_the_key_until_an_admin_enables_it(
     gateway_server: GatewayServer,
     key_holder: KeyHolder,
     pool: dict[str, ProviderCredential],
-    fake_providers_settings: FakeProviders,  # noqa: F811
+    fake_providers_settings: FakeProviders,
 ) -> None:
     fake = fake_providers_settings.openai
     fake.fail_key(KEYS[1], insufficient_quota())
@@ -171,7 +162,7 @@ def test_a_refused_key_is_disabled_with_the_providers_reason(
     gateway_server: GatewayServer,
     key_holder: KeyHolder,
     pool: dict[str, ProviderCredential],
-    fake_providers_settings: FakeProviders,  # noqa: F811
+    fake_providers_settings: FakeProviders,
 ) -> None:
     fake_providers_settings.openai.fail_key(KEYS[2], invalid_key())
     client = _client(gateway_server, key_holder)
@@ -187,7 +178,7 @@ def test_every_key_cooling_down_is_a_429_with_the_earliest_retry(
     gateway_server: GatewayServer,
     key_holder: KeyHolder,
     pool: dict[str, ProviderCredential],
-    fake_providers_settings: FakeProviders,  # noqa: F811
+    fake_providers_settings: FakeProviders,
 ) -> None:
     fake = fake_providers_settings.openai
     for key, seconds in zip(KEYS, (40, 9, 25), strict=True):
@@ -209,7 +200,7 @@ def test_streams_use_the_pool_too(
     gateway_server: GatewayServer,
     key_holder: KeyHolder,
     pool: object,
-    fake_providers_settings: FakeProviders,  # noqa: F811
+    fake_providers_settings: FakeProviders,
 ) -> None:
     fake_providers_settings.openai.fail_key(KEYS[0], rate_limited(retry_after=30))
     client = _client(gateway_server, key_holder)
@@ -285,7 +276,7 @@ def test_a_member_over_its_own_rpm_limit_leaves_the_rest_to_the_others(
     gateway_server: GatewayServer,
     key_holder: KeyHolder,
     pool: dict[str, ProviderCredential],
-    fake_providers_settings: FakeProviders,  # noqa: F811
+    fake_providers_settings: FakeProviders,
 ) -> None:
     from governance.counters import counters
 
@@ -307,7 +298,7 @@ def test_a_member_over_its_own_rpm_limit_leaves_the_rest_to_the_others(
 
 def test_the_probe_enables_quota_disabled_keys_the_provider_answers_again(
     pool: dict[str, ProviderCredential],
-    fake_providers_settings: FakeProviders,  # noqa: F811
+    fake_providers_settings: FakeProviders,
 ) -> None:
     from accounts.services import provider_credential_disable_for_fault
     from proxy.tasks import probe_quota_disabled_credentials

@@ -8,11 +8,11 @@ from typing import Any
 import pytest
 from django.test import Client
 
-from accounts.keycache import KeyMetadata, ResolvedCredential
 from accounts.services import provider_credential_set
 from proxy.models import RoutingRule
 from proxy.planning import make_plan
 from proxy.rules import RouteRequest
+from proxy.testing.metadata import key_metadata, resolved_credential
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -40,33 +40,6 @@ def _form(targets: list[dict[str, Any]], **fields: Any) -> dict[str, Any]:
     return data
 
 
-def _metadata(*credentials: ResolvedCredential) -> KeyMetadata:
-    return KeyMetadata(
-        key_id=1,
-        user_id=1,
-        prefix="gw_test",
-        key_hash="x",
-        status="active",
-        expires_at=None,
-        grace_ends_at=None,
-        deleted=False,
-        credentials={credential.provider_key: credential for credential in credentials},
-    )
-
-
-def _openai_credential() -> ResolvedCredential:
-    return ResolvedCredential(
-        id=5,
-        provider="openai",
-        scope="global",
-        region="",
-        api_mode="",
-        endpoint_url="",
-        fallback_model="",
-        secret="sk-openai-0123456789",
-    )
-
-
 def test_a_rule_saved_in_the_admin_routes_the_next_plan(admin_client: Client) -> None:
     provider_credential_set(provider="openai", secret="sk-openai-0123456789")
     response = admin_client.post(
@@ -88,7 +61,11 @@ def test_a_rule_saved_in_the_admin_routes_the_next_plan(admin_client: Client) ->
     async def plan_for(model: str) -> list[tuple[str, str]]:
         plan = await make_plan(
             requested_model=model,
-            metadata=_metadata(_openai_credential()),
+            metadata=key_metadata(
+                resolved_credential(
+                    "openai", id=5, region="", api_mode="", secret="sk-openai-0123456789"
+                )
+            ),
             surface_wire="openai",
             route=RouteRequest(model=model, headers={}, access_key_id=1, user_id=1, stream=False),
         )
