@@ -64,7 +64,13 @@ from proxy.translation.gemini_response import (
     signature_from_tool_id,
     tool_id_with_signature,
 )
-from proxy.translation.hub import JSON, TranslationError, client_tools, tool_names_by_id
+from proxy.translation.hub import (
+    JSON,
+    TranslationError,
+    client_tools,
+    system_texts,
+    tool_names_by_id,
+)
 from proxy.translation.json_values import is_int, is_number
 
 __all__ = [
@@ -157,7 +163,7 @@ def _request_without_config(body: JSON) -> JSON:
     messages = body.get("messages")
     if not isinstance(messages, list):
         raise TranslationError("messages must be a list", param="messages")
-    system = _system_texts(body.get("system"), "system")
+    system = system_texts(body.get("system"), "system")
     tool_names = tool_names_by_id(messages)
     contents: list[JSON] = []
     for index, message in enumerate(messages):
@@ -166,7 +172,7 @@ def _request_without_config(body: JSON) -> JSON:
             raise TranslationError("each message must be an object", param=path)
         role = message.get("role")
         if role == "system":
-            system += _system_texts(message.get("content"), f"{path}.content")
+            system += system_texts(message.get("content"), f"{path}.content")
             continue
         if role not in ("user", "assistant"):
             raise TranslationError(f"unsupported role {role!r}", param=f"{path}.role")
@@ -189,21 +195,6 @@ def _request_without_config(body: JSON) -> JSON:
         if config is not None:
             request["toolConfig"] = config
     return request
-
-
-def _system_texts(system: Any, path: str) -> list[str]:
-    if isinstance(system, str):
-        return [system] if system.strip() else []
-    if system is None:
-        return []
-    if not isinstance(system, list):
-        raise TranslationError("system must be a string or a list of text blocks", param=path)
-    texts = []
-    for block in system:
-        text = block.get("text") if isinstance(block, Mapping) else None
-        if isinstance(text, str) and text.strip():
-            texts.append(text)
-    return texts
 
 
 def _parts(content: Any, *, role: str, path: str, tool_names: dict[str, str]) -> list[JSON]:

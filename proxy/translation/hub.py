@@ -201,6 +201,24 @@ def tool_names_by_id(messages: list[Any]) -> dict[str, str]:
     return names
 
 
+def system_texts(system: Any, path: str) -> list[str]:
+    """The non-blank texts of a ``system`` prompt (a string or a list of text blocks) or of a
+    ``role: "system"`` message's content, for formats that take system text apart from the
+    turns; anything else is a ``TranslationError`` naming ``path``."""
+    if isinstance(system, str):
+        return [system] if system.strip() else []
+    if system is None:
+        return []
+    if not isinstance(system, list):
+        raise TranslationError("system must be a string or a list of text blocks", param=path)
+    texts = []
+    for block in system:
+        text = block.get("text") if isinstance(block, Mapping) else None
+        if isinstance(text, str) and text.strip():
+            texts.append(text)
+    return texts
+
+
 def client_tools(tools: Any) -> list[tuple[int, Mapping[str, Any], str]]:
     """``(index, tool, name)`` of a request's client tools, checked; server tools (web search,
     code execution...) run only on Anthropic and are left out."""

@@ -58,7 +58,14 @@ from proxy.translation.errors import (
     error_body,
     upstream_status_error,
 )
-from proxy.translation.hub import JSON, HubEvent, TranslationError, client_tools, tool_names_by_id
+from proxy.translation.hub import (
+    JSON,
+    HubEvent,
+    TranslationError,
+    client_tools,
+    system_texts,
+    tool_names_by_id,
+)
 from proxy.translation.hub_stream import (
     HubStreamBuilder,
     ToolIdFactory,
@@ -131,18 +138,8 @@ def anthropic_to_ollama(body: JSON, *, model: str, supports_thinking: bool | Non
 
 
 def _system_text(system: Any, path: str) -> str:
-    if isinstance(system, str):
-        return system if system.strip() else ""
-    if system is None:
-        return ""
-    if not isinstance(system, list):
-        raise TranslationError("system must be a string or a list of text blocks", param=path)
-    texts = [
-        block["text"]
-        for block in system
-        if isinstance(block, Mapping) and isinstance(block.get("text"), str)
-    ]
-    return "\n\n".join(text for text in texts if text.strip())
+    # Ollama takes one system message per place: the texts of a list are one message.
+    return "\n\n".join(system_texts(system, path))
 
 
 def _blocks(content: Any, path: str) -> list[tuple[str, Mapping[str, Any]]]:
