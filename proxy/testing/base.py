@@ -22,6 +22,7 @@ from typing import Any, Generic, Self, TypeVar
 
 from proxy.testing.answers import ScriptedAnswer, default_answer
 from proxy.testing.exchange import Exchange, Frames, StreamFault
+from proxy.testing.faults import DropConnection, Fault, HttpError
 from proxy.testing.records import (
     OUTCOME_CLIENT_DISCONNECTED,
     OUTCOME_COMPLETED,
@@ -285,7 +286,26 @@ class FakeServer(Generic[RecordT]):
     def next_id(self) -> int:
         return next(self._ids)
 
-    # --- writing responses -----------------------------------------------------------------------
+    # --- faults and writing responses ------------------------------------------------------------
+
+    async def answered_by_fault(
+        self,
+        exchange: Exchange,
+        fault: Fault | None,
+        send_error: Callable[[HttpError], Awaitable[None]],
+    ) -> bool:
+        """Play the part of `fault` that comes before an answer: its delay, then a dropped
+        connection or an HTTP error (sent by `send_error`, in the upstream's format). True when
+        the request needs nothing more (also when the client left during the delay)."""
+        if fault is not None and fault.delay > 0 and not await exchange.pause(fault.delay):
+            return True
+        if isinstance(fault, DropConnection):
+            await exchange.close_connection()
+            return True
+        if isinstance(fault, HttpError):
+            await send_error(fault)
+            return True
+        return False
 
     async def stream_frames(
         self,

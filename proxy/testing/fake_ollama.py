@@ -85,6 +85,8 @@ class FakeOllama(ProviderFake):
 
     upstream = "ollama"
     requires_key = False
+    routes = ROUTES
+    validators = VALIDATORS
 
     def _reset_script(self) -> None:
         super()._reset_script()
@@ -93,10 +95,6 @@ class FakeOllama(ProviderFake):
 
     # --- the ProviderFake hooks ------------------------------------------------------------------
 
-    def route(self, method: str, path: str) -> ProviderRoute | None:
-        endpoint = ROUTES.get((method, path.rstrip("/")))
-        return ProviderRoute(endpoint) if endpoint else None
-
     def credential(self, record: ProviderRequest) -> str | None:
         # No key is needed; one sent anyway (a proxy in front of Ollama) is still hashed.
         authorization = record.header("authorization") or ""
@@ -104,10 +102,6 @@ class FakeOllama(ProviderFake):
 
     def auth_error(self, key: str | None) -> HttpError:
         return HttpError(status=401, message="unauthorized")
-
-    def validate(self, route: ProviderRoute, body: Any) -> list[str]:
-        validator = VALIDATORS.get(route.endpoint)
-        return validator(body) if validator else []
 
     def is_streaming(self, route: ProviderRoute, body: Any) -> bool:
         # Ollama streams unless told not to.

@@ -130,6 +130,8 @@ class FakeOpenAI(ProviderFake):
 
     upstream = "openai"
     request_id_header = "x-request-id"
+    routes = ROUTES
+    validators = VALIDATORS
 
     def __init__(
         self,
@@ -148,10 +150,6 @@ class FakeOpenAI(ProviderFake):
         self.embedding_dimensions: dict[str, int] = dict(EMBEDDING_DIMENSIONS)
 
     # --- the ProviderFake hooks ------------------------------------------------------------------
-
-    def route(self, method: str, path: str) -> ProviderRoute | None:
-        endpoint = ROUTES.get((method, path.rstrip("/")))
-        return ProviderRoute(endpoint) if endpoint else None
 
     def credential(self, record: ProviderRequest) -> str | None:
         authorization = record.header("authorization") or ""
@@ -176,12 +174,9 @@ class FakeOpenAI(ProviderFake):
         )
 
     def validate(self, route: ProviderRoute, body: Any) -> list[str]:
-        validator = VALIDATORS.get(route.endpoint)
-        if validator is None:
-            return []
         if self.allowed_extra_keys:
             body = {key: value for key, value in body.items() if key not in self.allowed_extra_keys}
-        return validator(body)
+        return super().validate(route, body)
 
     def validation_error(self, problems: list[str]) -> HttpError:
         # OpenAI names the offending parameter in `param` (the path of the first problem here).

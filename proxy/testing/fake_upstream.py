@@ -54,7 +54,6 @@ from proxy.testing.faults import (
     UPSTREAMS,
     AnthropicStreamError,
     BedrockStreamException,
-    DropConnection,
     Fault,
     FaultQueue,
     HttpError,
@@ -178,13 +177,9 @@ class FakeUpstream(FakeServer[RecordedRequest]):
         )
         fault = self.faults[upstream].take(endpoint=route.endpoint, streaming=record.streaming)
         record.fault = fault
-        if fault is not None and fault.delay > 0 and not await exchange.pause(fault.delay):
-            return
-        if isinstance(fault, DropConnection):
-            await exchange.close_connection()
-            return
-        if isinstance(fault, HttpError):
-            await self._send_error(exchange, upstream, fault)
+        if await self.answered_by_fault(
+            exchange, fault, lambda error: self._send_error(exchange, upstream, error)
+        ):
             return
         if parse_error or (route.endpoint != "models" and not isinstance(parsed, dict)):
             message = parse_error or "request body must be a JSON object"

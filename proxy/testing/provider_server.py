@@ -20,14 +20,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Collection
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from proxy.testing.base import FakeServer, Handler
 from proxy.testing.exchange import Exchange, Frames, StreamFault, json_bytes
 from proxy.testing.faults import (
-    DropConnection,
     Fault,
     FaultQueue,
     HttpError,
@@ -81,8 +80,9 @@ def masked(key: str) -> str:
 class ProviderFake(FakeServer[ProviderRequest]):
     """Base of the provider fakes. Use as a context manager or with start()/stop().
 
-    Subclasses set `upstream` (the fault queue's name) and implement `route`, `credential`,
-    `validate`, `is_streaming`, `error_body`, `stream_error_bytes` and `answer_request`.
+    Subclasses set `upstream` (the fault queue's name), `routes` and `validators` (or override
+    `route` and `validate`) and implement `credential`, `is_streaming`, `error_body`,
+    `stream_error_bytes` and `answer_request`.
     `accepted_keys=None` accepts any non-empty key; `rejected_keys` (settable between tests) are
     refused as invalid even then. `key_required` (the class's `requires_key` after each reset) can
     be turned off for a keyless server, such as a local OpenAI-compatible one. `fail_key` makes
@@ -160,8 +160,14 @@ class ProviderFake(FakeServer[ProviderRequest]):
 
     # --- what subclasses define ------------------------------------------------------------------
 
+    # (method, path without a trailing slash) -> endpoint, for the fakes a table routes.
+    routes: ClassVar[Mapping[tuple[str, str], str]] = {}
+    # endpoint -> why the real API would refuse a body, for the fakes a table validates.
+    validators: ClassVar[Mapping[str, Callable[[Any], list[str]]]] = {}
+
     def route(self, method: str, path: str) -> ProviderRoute | None:
-        raise NotImplementedError
+        endpoint = self.routes.get((method, path.rstrip("/")))
+        return ProviderRoute(endpoint) if endpoint else None
 
     def credential(self, record: ProviderRequest) -> str | None:
         """The key the request carries (None: none)."""
@@ -169,7 +175,8 @@ class ProviderFake(FakeServer[ProviderRequest]):
 
     def validate(self, route: ProviderRoute, body: Any) -> list[str]:
         """Why the real API would reject this body ([] if it would not)."""
-        raise NotImplementedError
+        validator = self.validators.get(route.endpoint)
+        return validator(body) if validator else []
 
     def is_streaming(self, route: ProviderRoute, body: Any) -> bool:
         raise NotImplementedError
@@ -260,13 +267,9 @@ class ProviderFake(FakeServer[ProviderRequest]):
         record.streaming = self.is_streaming(route, body)
         fault = self.faults.take(endpoint=route.endpoint, streaming=record.streaming)
         record.fault = fault
-        if fault is not None and fault.delay > 0 and not await exchange.pause(fault.delay):
-            return
-        if isinstance(fault, DropConnection):
-            await exchange.close_connection()
-            return
-        if isinstance(fault, HttpError):
-            await self.send_error(exchange, fault)
+        if await self.answered_by_fault(
+            exchange, fault, lambda error: self.send_error(exchange, error)
+        ):
             return
         try:
             pacing = pacing_for(record, self.pacing)
