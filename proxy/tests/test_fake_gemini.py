@@ -22,6 +22,7 @@ from proxy.testing.fake_gemini import FakeGemini, resource_exhausted
 from proxy.testing.faults import DropConnection, HttpError, ProviderStreamError, StreamCut
 from proxy.testing.provider_answers import embedding_vector
 from proxy.testing.provider_server import key_sha256
+from proxy.testing.rule_checks import refused_then_accepted
 from proxy.testing.validation import gemini_rules
 
 _fixture_server = fixtures.fake_gemini_server
@@ -412,15 +413,13 @@ def test_generate_validation_rule(
     right: dict[str, Any],
     reason: str,
 ) -> None:
-    refused = http.post(url(fake_gemini, "generateContent"), json=wrong)
-    assert refused.status_code == 400, rule
-    error = refused.json()["error"]
+    generate = url(fake_gemini, "generateContent")
+    refused = refused_then_accepted(
+        http, fake_gemini, generate, wrong=wrong, right=right, reason=reason
+    )
+    error = refused["error"]
     assert (error["code"], error["status"]) == (400, "INVALID_ARGUMENT")
     assert reason in error["message"]
-    assert any(reason in problem for problem in fake_gemini.last_request.validation_errors)
-    accepted = http.post(url(fake_gemini, "generateContent"), json=right)
-    assert accepted.status_code == 200, accepted.text
-    assert fake_gemini.last_request.valid
 
 
 OTHER_RULES: list[tuple[str, str, dict[str, Any], dict[str, Any], str]] = [
@@ -483,10 +482,10 @@ def test_count_and_embed_validation_rule(
     right: dict[str, Any],
     reason: str,
 ) -> None:
-    refused = http.post(url(fake_gemini, action), json=wrong)
-    assert refused.status_code == 400, rule
-    assert reason in refused.json()["error"]["message"]
-    assert http.post(url(fake_gemini, action), json=right).status_code == 200
+    refused = refused_then_accepted(
+        http, fake_gemini, url(fake_gemini, action), wrong=wrong, right=right, reason=reason
+    )
+    assert reason in refused["error"]["message"]
 
 
 def test_walker_reports_paths() -> None:

@@ -26,6 +26,7 @@ from proxy.testing.fake_ollama import FakeOllama
 from proxy.testing.faults import DropConnection, HttpError, ProviderStreamError, StreamCut
 from proxy.testing.provider_answers import embedding_vector
 from proxy.testing.provider_server import key_sha256
+from proxy.testing.rule_checks import refused_then_accepted
 
 _fixture_server = fixtures.fake_ollama_server
 _fixture_fake = fixtures.fake_ollama
@@ -281,14 +282,9 @@ def test_validation_rule(
     reason: str,
 ) -> None:
     url = f"{fake_ollama.base_url}/api/{endpoint}"
-    refused = http.post(url, json=wrong)
-    assert refused.status_code == 400, rule
-    body = refused.json()
+    whole = {**right, "stream": False} if endpoint != "embed" else right
+    body = refused_then_accepted(http, fake_ollama, url, wrong=wrong, right=whole, reason=reason)
     assert list(body) == ["error"] and reason in body["error"]
-    assert any(reason in problem for problem in fake_ollama.last_request.validation_errors)
-    accepted = http.post(url, json={**right, "stream": False} if endpoint != "embed" else right)
-    assert accepted.status_code == 200, accepted.text
-    assert fake_ollama.last_request.valid
 
 
 # --- records and faults --------------------------------------------------------------------------

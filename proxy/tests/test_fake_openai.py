@@ -23,6 +23,7 @@ from proxy.testing.fake_openai import FakeOpenAI, insufficient_quota, rate_limit
 from proxy.testing.faults import Delay, DropConnection, HttpError, ProviderStreamError, StreamCut
 from proxy.testing.provider_answers import embedding_vector
 from proxy.testing.provider_server import key_sha256
+from proxy.testing.rule_checks import refused_then_accepted
 from proxy.testing.validation import openai_rules
 from proxy.testing.validation.typed_dicts import strict_model, typed_dict_fields
 
@@ -487,17 +488,11 @@ def test_chat_validation_rule(
     reason: str,
 ) -> None:
     url = f"{fake_openai.base_url}/v1/chat/completions"
-    refused = http.post(url, json=wrong)
-    assert refused.status_code == 400, rule
-    error = refused.json()["error"]
+    refused = refused_then_accepted(http, fake_openai, url, wrong=wrong, right=right, reason=reason)
+    error = refused["error"]
     assert error["type"] == "invalid_request_error"
     assert set(error) == {"message", "type", "param", "code"}
     assert reason in error["message"]
-    record = fake_openai.last_request
-    assert not record.valid and any(reason in problem for problem in record.validation_errors)
-    accepted = http.post(url, json=right)
-    assert accepted.status_code == 200, accepted.text
-    assert fake_openai.last_request.valid
 
 
 COMPLETION = {"model": "gpt-3.5-turbo-instruct", "prompt": "Say hi"}
@@ -592,10 +587,8 @@ def test_completion_and_embedding_validation_rule(
     reason: str,
 ) -> None:
     url = f"{fake_openai.base_url}/v1/{endpoint}"
-    refused = http.post(url, json=wrong)
-    assert refused.status_code == 400, rule
-    assert reason in refused.json()["error"]["message"]
-    assert http.post(url, json=right).status_code == 200
+    refused = refused_then_accepted(http, fake_openai, url, wrong=wrong, right=right, reason=reason)
+    assert reason in refused["error"]["message"]
 
 
 def test_validators_are_pure_functions_of_the_body() -> None:
