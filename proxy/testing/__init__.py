@@ -1,6 +1,9 @@
-"""Test and benchmark support for the proxy: a fake Anthropic + Bedrock upstream.
+"""Test and benchmark support for the proxy: fake upstreams and the harnesses around them.
 
-- `fake_upstream`: the HTTP server (`FakeUpstream`), its request records and its command line.
+- `base`: `FakeServer`, what every fake server shares (life cycle, gauges, history, waits, the
+  ASGI entry point, the command line).
+- `fake_upstream`: the Anthropic + Bedrock server (`FakeUpstream`) and its command line.
+- `provider_server`, `fake_openai`, `fake_gemini`, `fake_ollama`: the provider fakes.
 - `answers`: `ScriptedAnswer` and its renderings in each wire format (pure functions).
 - `faults`: programmable faults (HTTP errors, slow first byte, dropped connections, mid-stream
   failures) and their per-upstream queues.
@@ -9,6 +12,9 @@
 - `server`: the uvicorn runner that also reports connections.
 - `eventstream`: an encoder for AWS eventstream frames.
 - `fixtures`: pytest fixtures that app conftests import.
+- `processes`: real gateway worker processes and `manage.py` runs on the test database.
+- `metadata`: `KeyMetadata` / `ResolvedCredential` builders for planning tests.
+- `rule_checks`: the refused-then-accepted check of the provider fakes' validation rules.
 
 The names below are re-exported lazily so that `python -m proxy.testing.fake_upstream` does not
 import the module it is about to run.
