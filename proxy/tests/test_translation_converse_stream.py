@@ -18,6 +18,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import TypeAdapter
 
+from proxy.tests.test_translation_support import MESSAGE_STOP
+from proxy.tests.test_translation_support import block_start as a_start
+from proxy.tests.test_translation_support import block_stop as a_stop
+from proxy.tests.test_translation_support import delta as a_delta
 from proxy.translation.converse_common import sanitise_tool_name
 from proxy.translation.converse_stream import ConverseStreamTranslator, SSEEvent
 
@@ -96,19 +100,6 @@ MESSAGE_START: SSEEvent = (
         },
     },
 )
-MESSAGE_STOP: SSEEvent = ("message_stop", {"type": "message_stop"})
-
-
-def a_start(index: int, block: dict[str, Any]) -> SSEEvent:
-    return "content_block_start", {
-        "type": "content_block_start",
-        "index": index,
-        "content_block": block,
-    }
-
-
-def a_delta(index: int, **delta: Any) -> SSEEvent:
-    return "content_block_delta", {"type": "content_block_delta", "index": index, "delta": delta}
 
 
 def a_text(index: int, value: str) -> SSEEvent:
@@ -117,10 +108,6 @@ def a_text(index: int, value: str) -> SSEEvent:
 
 def a_json(index: int, fragment: str) -> SSEEvent:
     return a_delta(index, type="input_json_delta", partial_json=fragment)
-
-
-def a_stop(index: int) -> SSEEvent:
-    return "content_block_stop", {"type": "content_block_stop", "index": index}
 
 
 def a_message_delta(

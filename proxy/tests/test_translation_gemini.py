@@ -20,6 +20,7 @@ import pytest
 from google.genai import types as genai
 from openai.types import CreateEmbeddingResponse
 
+from proxy.tests.test_translation_support import assistant, tool_result, tool_use, user
 from proxy.translation.gemini import (
     GEMINI_MAX_OUTPUT_TOKENS,
     GEMINI_MAX_THINKING_BUDGET,
@@ -123,22 +124,6 @@ def to_gemini(body: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
     request = anthropic_to_gemini(body, **kwargs)
     assert_valid_gemini(request)
     return request
-
-
-def user(content: Any) -> dict[str, Any]:
-    return {"role": "user", "content": content}
-
-
-def assistant(content: Any) -> dict[str, Any]:
-    return {"role": "assistant", "content": content}
-
-
-def tool_use(tool_id: str, name: str = "get_weather", **args: Any) -> dict[str, Any]:
-    return {"type": "tool_use", "id": tool_id, "name": name, "input": args}
-
-
-def tool_result(tool_id: str, content: Any = "18C", **extra: Any) -> dict[str, Any]:
-    return {"type": "tool_result", "tool_use_id": tool_id, "content": content, **extra}
 
 
 def test_the_validator_rejects_what_gemini_rejects() -> None:

@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 from openai.types import CreateEmbeddingResponse
 
 from proxy.tests.test_translation_hub_stream import assert_well_formed, checked
+from proxy.tests.test_translation_support import assistant, tool_result, tool_use, user
 from proxy.translation.hub import TranslationError
 from proxy.translation.ollama import (
     OllamaStreamToAnthropic,
@@ -151,22 +152,6 @@ def to_ollama(body: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
     )
     assert_valid_ollama(request)
     return request
-
-
-def user(content: Any) -> dict[str, Any]:
-    return {"role": "user", "content": content}
-
-
-def assistant(content: Any) -> dict[str, Any]:
-    return {"role": "assistant", "content": content}
-
-
-def tool_use(tool_id: str, name: str = "get_weather", **args: Any) -> dict[str, Any]:
-    return {"type": "tool_use", "id": tool_id, "name": name, "input": args}
-
-
-def tool_result(tool_id: str, content: Any = "18C", **extra: Any) -> dict[str, Any]:
-    return {"type": "tool_result", "tool_use_id": tool_id, "content": content, **extra}
 
 
 def image() -> dict[str, Any]:

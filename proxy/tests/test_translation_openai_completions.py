@@ -14,6 +14,7 @@ from proxy.tests.test_translation_openai_validation import (
     anthropic_request_errors,
     assert_completion,
 )
+from proxy.tests.test_translation_support import MESSAGE_STOP, block_start, block_stop, delta
 from proxy.translation.hub import HubEvent, TranslationError
 from proxy.translation.openai_completions import (
     AnthropicToCompletionChunks,
@@ -137,48 +138,13 @@ def events() -> list[HubEvent]:
                 },
             },
         ),
-        (
-            "content_block_start",
-            {
-                "type": "content_block_start",
-                "index": 0,
-                "content_block": {"type": "thinking", "thinking": "", "signature": ""},
-            },
-        ),
-        (
-            "content_block_delta",
-            {
-                "type": "content_block_delta",
-                "index": 0,
-                "delta": {"type": "thinking_delta", "thinking": "hidden"},
-            },
-        ),
-        ("content_block_stop", {"type": "content_block_stop", "index": 0}),
-        (
-            "content_block_start",
-            {
-                "type": "content_block_start",
-                "index": 1,
-                "content_block": {"type": "text", "text": ""},
-            },
-        ),
-        (
-            "content_block_delta",
-            {
-                "type": "content_block_delta",
-                "index": 1,
-                "delta": {"type": "text_delta", "text": "Hel"},
-            },
-        ),
-        (
-            "content_block_delta",
-            {
-                "type": "content_block_delta",
-                "index": 1,
-                "delta": {"type": "text_delta", "text": "lo"},
-            },
-        ),
-        ("content_block_stop", {"type": "content_block_stop", "index": 1}),
+        block_start(0, {"type": "thinking", "thinking": "", "signature": ""}),
+        delta(0, type="thinking_delta", thinking="hidden"),
+        block_stop(0),
+        block_start(1, {"type": "text", "text": ""}),
+        delta(1, type="text_delta", text="Hel"),
+        delta(1, type="text_delta", text="lo"),
+        block_stop(1),
         (
             "message_delta",
             {
@@ -187,7 +153,7 @@ def events() -> list[HubEvent]:
                 "usage": {"output_tokens": 2},
             },
         ),
-        ("message_stop", {"type": "message_stop"}),
+        MESSAGE_STOP,
     ]
 
 

@@ -22,6 +22,7 @@ from proxy.tests.test_translation_openai_validation import (
     anthropic_request_errors,
     chat_request_errors,
 )
+from proxy.tests.test_translation_support import tool_result, tool_use
 from proxy.translation.hub import TranslationError
 from proxy.translation.openai_chat import anthropic_request_to_chat, chat_request_to_anthropic
 from proxy.translation.openai_common import REASONING_BUDGETS
@@ -287,29 +288,15 @@ def test_tool_calls_and_results_round_trip_into_tool_use_and_tool_result() -> No
             "role": "assistant",
             "content": [
                 {"type": "text", "text": "Checking."},
-                {
-                    "type": "tool_use",
-                    "id": "call_1",
-                    "name": "get_weather",
-                    "input": {"city": "Paris"},
-                },
-                {
-                    "type": "tool_use",
-                    "id": "call_2",
-                    "name": "get_weather",
-                    "input": {"city": "Oslo"},
-                },
+                tool_use("call_1", city="Paris"),
+                tool_use("call_2", city="Oslo"),
             ],
         },
         {
             "role": "user",
             "content": [
-                {"type": "tool_result", "tool_use_id": "call_1", "content": "18C"},
-                {
-                    "type": "tool_result",
-                    "tool_use_id": "call_2",
-                    "content": [{"type": "text", "text": "9C"}],
-                },
+                tool_result("call_1"),
+                tool_result("call_2", [{"type": "text", "text": "9C"}]),
                 {"type": "text", "text": "And tomorrow?"},
             ],
         },
@@ -658,33 +645,19 @@ def test_hub_to_chat_tool_round() -> None:
                     {"type": "thinking", "thinking": "Need the tool.", "signature": "sig"},
                     {"type": "redacted_thinking", "data": "abc"},
                     {"type": "text", "text": "Checking."},
-                    {
-                        "type": "tool_use",
-                        "id": "toolu_1",
-                        "name": "weather",
-                        "input": {"city": "Paris"},
-                    },
-                    {
-                        "type": "tool_use",
-                        "id": "toolu_2",
-                        "name": "weather",
-                        "input": {"city": "Oslo"},
-                    },
+                    tool_use("toolu_1", "weather", city="Paris"),
+                    tool_use("toolu_2", "weather", city="Oslo"),
                 ],
             },
             {
                 "role": "user",
                 "content": [
-                    {"type": "tool_result", "tool_use_id": "toolu_1", "content": "18C"},
-                    {
-                        "type": "tool_result",
-                        "tool_use_id": "toolu_2",
-                        "is_error": True,
-                        "content": [
-                            {"type": "text", "text": "no"},
-                            {"type": "text", "text": "data"},
-                        ],
-                    },
+                    tool_result("toolu_1"),
+                    tool_result(
+                        "toolu_2",
+                        [{"type": "text", "text": "no"}, {"type": "text", "text": "data"}],
+                        is_error=True,
+                    ),
                     {"type": "text", "text": "Thanks"},
                 ],
             },

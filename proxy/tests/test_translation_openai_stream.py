@@ -22,6 +22,7 @@ from openai.types.chat import ChatCompletionChunk
 from pydantic import TypeAdapter
 
 from proxy.tests.test_translation_openai_validation import assert_chunk
+from proxy.tests.test_translation_support import MESSAGE_STOP, block_start, block_stop, delta
 from proxy.translation.hub import HubEvent
 from proxy.translation.openai_stream import AnthropicToChatChunks, ChatChunksToAnthropic
 from proxy.translation.sse import Usage
@@ -51,22 +52,6 @@ def message_start(inputs: int = 12, read: int = 0, write: int = 0) -> HubEvent:
     return "message_start", {"type": "message_start", "message": message}
 
 
-def block_start(index: int, block: dict[str, Any]) -> HubEvent:
-    return "content_block_start", {
-        "type": "content_block_start",
-        "index": index,
-        "content_block": block,
-    }
-
-
-def delta(index: int, **body: Any) -> HubEvent:
-    return "content_block_delta", {"type": "content_block_delta", "index": index, "delta": body}
-
-
-def block_stop(index: int) -> HubEvent:
-    return "content_block_stop", {"type": "content_block_stop", "index": index}
-
-
 def message_delta(reason: str = "end_turn", outputs: int = 40, **usage: int) -> HubEvent:
     return "message_delta", {
         "type": "message_delta",
@@ -75,7 +60,6 @@ def message_delta(reason: str = "end_turn", outputs: int = 40, **usage: int) -> 
     }
 
 
-MESSAGE_STOP: HubEvent = ("message_stop", {"type": "message_stop"})
 PING: HubEvent = ("ping", {"type": "ping"})
 
 
@@ -458,45 +442,18 @@ def test_text_stream_to_hub() -> None:
                 },
             },
         ),
-        (
-            "content_block_start",
-            {
-                "type": "content_block_start",
-                "index": 0,
-                "content_block": {"type": "text", "text": ""},
-            },
+        block_start(0, {"type": "text", "text": ""}),
+        delta(0, type="text_delta", text="Hello"),
+        delta(0, type="text_delta", text=" world"),
+        block_stop(0),
+        message_delta(
+            "end_turn",
+            20,
+            input_tokens=60,
+            cache_creation_input_tokens=0,
+            cache_read_input_tokens=40,
         ),
-        (
-            "content_block_delta",
-            {
-                "type": "content_block_delta",
-                "index": 0,
-                "delta": {"type": "text_delta", "text": "Hello"},
-            },
-        ),
-        (
-            "content_block_delta",
-            {
-                "type": "content_block_delta",
-                "index": 0,
-                "delta": {"type": "text_delta", "text": " world"},
-            },
-        ),
-        ("content_block_stop", {"type": "content_block_stop", "index": 0}),
-        (
-            "message_delta",
-            {
-                "type": "message_delta",
-                "delta": {"stop_reason": "end_turn", "stop_sequence": None},
-                "usage": {
-                    "input_tokens": 60,
-                    "output_tokens": 20,
-                    "cache_creation_input_tokens": 0,
-                    "cache_read_input_tokens": 40,
-                },
-            },
-        ),
-        ("message_stop", {"type": "message_stop"}),
+        MESSAGE_STOP,
     ]
     assert translator.usage == Usage(input_tokens=60, output_tokens=20, cache_read_input_tokens=40)
     assert assemble(events).content[0].text == "Hello world"
