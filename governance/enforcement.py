@@ -492,6 +492,28 @@ def _budget_items(
     return items
 
 
+# Reads of a budget period's spend under way: when a period starts, or Redis forgot it, every
+# request in flight needs the seed at once, and they share one read.
+_spent_reads: dict[tuple[int, datetime], asyncio.Task[tuple[int, int]]] = {}
+
+
+async def _spent(rule: BudgetRule, start: datetime, end: datetime) -> tuple[int, int]:
+    key = (rule.budget_id, start)
+    loop = asyncio.get_running_loop()
+    task = _spent_reads.get(key)
+    if task is None or task.get_loop() is not loop:
+        read = loop.create_task(_in_thread(selectors.budget_spent, rule, start=start, end=end))
+        _spent_reads[key] = read
+
+        def forget(_: object) -> None:
+            if _spent_reads.get(key) is read:
+                del _spent_reads[key]
+
+        read.add_done_callback(forget)
+        task = read
+    return await asyncio.shield(task)
+
+
 async def _seeded(items: list[_Item], indexes: list[int], now: datetime) -> None:
     """Give the budget checks at ``indexes`` their spend so far, from the usage tables."""
     zone = budget_zone()
@@ -502,9 +524,7 @@ async def _seeded(items: list[_Item], indexes: list[int], now: datetime) -> None
         assert isinstance(rule, BudgetRule)
         if rule.budget_id not in spent_by_budget:
             start, end = period_bounds(rule.period, now, zone)
-            spent_by_budget[rule.budget_id] = await _in_thread(
-                selectors.budget_spent, rule, start=start, end=end
-            )
+            spent_by_budget[rule.budget_id] = await _spent(rule, start, end)
         usd, tokens = spent_by_budget[rule.budget_id]
         seed = usd if item.what == "budget_usd" else tokens
         check = item.check
@@ -673,3 +693,4 @@ def reset_caches() -> None:
     prices.clear()
     _periods.clear()
     _price_micros.clear()
+    _spent_reads.clear()

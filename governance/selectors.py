@@ -3,15 +3,17 @@ period has spent according to the usage tables, and the lists the API and admin 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from decimal import Decimal
+from typing import Any
 
-from django.db.models import Q, QuerySet, Sum
+from django.db.models import Max, Min, Q, QuerySet, Sum
 
 from governance.models import Budget, RateLimit, Scope
 from governance.policy import USD_UNITS, BudgetRule, LimitRule, Policy
 from usage.models import TOKEN_COUNT_FIELDS, Bucket, PendingUsageEvent, UsageAggregate, UsageEvent
-from usage.pricing import cost_of_tokens, price_windows
+from usage.pricing import PriceWindow, cost_of_tokens, price_windows
 
 
 def limit_rule(limit: RateLimit) -> LimitRule:
@@ -89,50 +91,66 @@ def budget_spent(rule: BudgetRule, *, start: datetime, end: datetime) -> tuple[i
         pk__in=PendingUsageEvent.objects.values("event_id"),
         occurred_at__gte=start,
         occurred_at__lt=end,
-    ).only(
-        "provider",
-        "requested_model",
-        "upstream_model",
-        "occurred_at",
-        "cost_usd",
-        *TOKEN_COUNT_FIELDS,
     )
     pending_cost, pending_tokens = _events_spent(pending)
     return int((cost + pending_cost) * USD_UNITS), tokens + pending_tokens
 
 
+_TOKEN_SUMS = {name: Sum(name) for name in TOKEN_COUNT_FIELDS}
+
+
 def _events_spent(events: QuerySet[UsageEvent]) -> tuple[Decimal, int]:
-    """Cost and tokens of events, priced as the rollup will price them (one price query)."""
-    rows = list(events)
-    windows = price_windows(
-        {(row.provider, row.upstream_model, row.requested_model) for row in rows}
-    )
+    """Cost and tokens of events, priced as the rollup will price them.
+
+    Summed by the database, per model and price window, not row by row: the events not rolled
+    up yet can be many (a roll-up worker that lags or is down), and every worker reads this
+    when a budget period starts or Redis forgot it. Pricing a model's summed tokens differs
+    from the rollup's per-event rounding by under 1e-8 USD per event."""
     cost = Decimal(0)
     tokens = 0
-    for row in rows:
-        tokens += sum(int(getattr(row, name)) for name in TOKEN_COUNT_FIELDS)
-        if row.cost_usd is not None:
-            cost += row.cost_usd
-            continue
-        price = next(
-            (
-                window
-                for window in windows
-                if (window.provider, window.upstream_model, window.model)
-                == (row.provider, row.upstream_model, row.requested_model)
-                and window.covers(row.occurred_at)
-            ),
-            None,
+    priced = events.filter(cost_usd__isnull=False).aggregate(cost=Sum("cost_usd"), **_TOKEN_SUMS)
+    cost += Decimal(priced["cost"] or 0)
+    tokens += sum(int(priced[name] or 0) for name in TOKEN_COUNT_FIELDS)
+    unpriced = events.filter(cost_usd__isnull=True)
+    groups: list[Mapping[str, Any]] = list(
+        unpriced.values("provider", "upstream_model", "requested_model").annotate(
+            first=Min("occurred_at"), last=Max("occurred_at"), **_TOKEN_SUMS
         )
-        if price is not None:
-            cost += cost_of_tokens(
-                input_tokens=row.input_tokens,
-                output_tokens=row.output_tokens,
-                cache_read_tokens=row.cache_read_tokens,
-                cache_write_tokens=row.cache_write_tokens,
-                price=price,
-            )
+    )
+    windows = price_windows(
+        {(row["provider"], row["upstream_model"], row["requested_model"]) for row in groups}
+    )
+    for row in groups:
+        tokens += sum(int(row[name] or 0) for name in TOKEN_COUNT_FIELDS)
+        key = (row["provider"], row["upstream_model"], row["requested_model"])
+        applying = [
+            window
+            for window in windows
+            if window.key == key
+            and window.valid_from <= row["last"]
+            and (window.valid_until is None or row["first"] < window.valid_until)
+        ]
+        if len(applying) == 1 and applying[0].covers(row["first"]):
+            cost += _cost_of_sums(row, applying[0])
+            continue
+        # The price changed within the period (rare): sum each window's part on its own.
+        group = unpriced.filter(provider=key[0], upstream_model=key[1], requested_model=key[2])
+        for window in applying:
+            part = group.filter(occurred_at__gte=window.valid_from)
+            if window.valid_until is not None:
+                part = part.filter(occurred_at__lt=window.valid_until)
+            cost += _cost_of_sums(part.aggregate(**_TOKEN_SUMS), window)
     return cost, tokens
+
+
+def _cost_of_sums(sums: Mapping[str, Any], price: PriceWindow) -> Decimal:
+    return cost_of_tokens(
+        input_tokens=int(sums["input_tokens"] or 0),
+        output_tokens=int(sums["output_tokens"] or 0),
+        cache_read_tokens=int(sums["cache_read_tokens"] or 0),
+        cache_write_tokens=int(sums["cache_write_tokens"] or 0),
+        price=price,
+    )
 
 
 def budgets_list() -> QuerySet[Budget]:

@@ -221,6 +221,34 @@ def test_requests_arriving_together_share_one_policy_load(monkeypatch: pytest.Mo
     assert loads == [7, 7]
 
 
+@pytest.mark.django_db(transaction=True)
+def test_requests_needing_a_budget_seed_together_share_one_read(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A new period, or Redis flushed: every admission in flight finds the budget unseeded."""
+    from governance import selectors
+
+    reads: list[int] = []
+
+    def slow_spent(rule: BudgetRule, *, start: Any, end: Any) -> tuple[int, int]:
+        reads.append(rule.budget_id)
+        time.sleep(0.2)
+        return 0, 0
+
+    monkeypatch.setattr(selectors, "budget_spent", slow_spent)
+
+    async def run() -> list[Admission]:
+        _warm()
+        return list(await asyncio.gather(*(_one() for _ in range(20))))
+
+    admissions = asyncio.run(run())
+    assert len(admissions) == 20
+    assert sorted(reads) == [1, 2]  # one read per budget, not one per request
+    counters.reset()  # Redis (or this process) forgets the periods: read once more each
+    asyncio.run(run())
+    assert sorted(reads) == [1, 1, 2, 2]
+
+
 def test_a_request_is_estimated_once_for_the_rules_and_the_admission(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
