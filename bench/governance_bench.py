@@ -11,8 +11,9 @@ front of the fake OpenAI server, on the OpenAI surface (``/v1/chat/completions``
   keys, two budgets and two sets of rate limits (``bench.proxy.governance_setup``).
 
 Per scenario: concurrency-1 latency (``bench.loadgen``), wrk at concurrency 64 with the worker's
-CPU time per request, and the Redis round trips per request (MONITOR over 50 sequential
-requests, this database only, commands run inside scripts not counted). The fake and the load
+CPU time per request, and the Redis round trips per request (MONITOR, this database only,
+commands run inside scripts not counted) over 50 sequential requests (an idle worker) and over
+two seconds of wrk at concurrency 64 (a busy one). The fake and the load
 generator share one core, the worker has the other. Results:
 ``bench/results/governance-<timestamp>.json`` and a table on stdout; the figures to quote are the
 ratios and differences between the two scenarios of the same run.
@@ -56,45 +57,68 @@ def say(message: str) -> None:
     sys.stderr.flush()
 
 
-def redis_round_trips(redis_url: str, url: str, key: str, body: bytes, requests: int) -> float:
-    """Commands the gateway sends Redis per request, from MONITOR over ``requests`` sequential
-    requests: only this database's, and not those a script runs inside Redis (one EVALSHA is
-    one round trip, whatever its script does). Other clients of the server do not count."""
-    import httpx
-    import redis
+class RedisCommands:
+    """Counts the commands the gateway sends Redis while the block runs, from MONITOR: only
+    this database's, and not those a script runs inside Redis (one EVALSHA is one round trip,
+    whatever its script does). Other clients of the server do not count."""
 
-    database = redis.connection.parse_url(redis_url).get("db", 0)
-    client = redis.Redis.from_url(redis_url)
-    seen: list[dict[str, Any]] = []
-    ready = threading.Event()
-    done = threading.Event()
+    def __init__(self, redis_url: str) -> None:
+        import redis
 
-    def watch() -> None:
-        with client.monitor() as monitor:
-            ready.set()
+        self.database = int(redis.connection.parse_url(redis_url).get("db", 0))
+        self.client = redis.Redis.from_url(redis_url)
+        self.seen: list[dict[str, Any]] = []
+        self.done = threading.Event()
+        self.watcher = threading.Thread(target=self._watch, daemon=True)
+        self.ready = threading.Event()
+
+    def _watch(self) -> None:
+        with self.client.monitor() as monitor:
+            self.ready.set()
             for command in monitor.listen():
-                if done.is_set():
+                if self.done.is_set():
                     return
-                seen.append(command)
+                self.seen.append(command)
 
-    watcher = threading.Thread(target=watch, daemon=True)
-    watcher.start()
-    ready.wait(5)
-    time.sleep(0.2)
+    def __enter__(self) -> RedisCommands:
+        self.watcher.start()
+        self.ready.wait(5)
+        time.sleep(0.2)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        time.sleep(0.5)  # settlements are sent after the answer
+        self.done.set()
+        self.client.ping()  # wakes the monitor so it sees ``done``
+        self.watcher.join(5)
+
+    @property
+    def count(self) -> int:
+        return sum(
+            1
+            for command in self.seen
+            if int(command.get("db", -1)) == self.database and command.get("client_type") != "lua"
+        )
+
+
+def redis_round_trips(redis_url: str, url: str, key: str, body: bytes, requests: int) -> float:
+    """Round trips to Redis per request over ``requests`` sequential requests (an idle worker:
+    each request's settlement goes alone after its answer)."""
+    import httpx
+
     headers = {"authorization": f"Bearer {key}", "content-type": "application/json"}
-    with httpx.Client(timeout=30) as http:
+    with RedisCommands(redis_url) as commands, httpx.Client(timeout=30) as http:
         for _ in range(requests):
             http.post(url, content=body, headers=headers)
-    time.sleep(0.5)  # settlements are sent after the answer
-    done.set()
-    client.ping()  # wakes the monitor so it sees ``done``
-    watcher.join(5)
-    ours = [
-        command
-        for command in seen
-        if int(command.get("db", -1)) == int(database) and command.get("client_type") != "lua"
-    ]
-    return round(len(ours) / requests, 2)
+    return round(commands.count / requests, 2)
+
+
+def redis_round_trips_under_load(redis_url: str, url: str, script: Path) -> float:
+    """Round trips to Redis per request with wrk at concurrency 64 for two seconds (a busy
+    worker: settlements travel with the next admissions)."""
+    with RedisCommands(redis_url) as commands:
+        result = run_wrk(url=url, script_path=script, concurrency=64, seconds=2, core=LOADGEN_CORE)
+    return round(commands.count / max(result.requests, 1), 2)
 
 
 def _governance(scenario: str, env: dict[str, str], access_key: str, openai_url: str) -> None:
@@ -177,6 +201,7 @@ def measure(
         )
         cpu = cpu_seconds(server.pid) - cpu_before
         round_trips = redis_round_trips(redis_url, url, access_key, body.read_bytes(), 50)
+        round_trips_c64 = redis_round_trips_under_load(redis_url, url, script)
     finally:
         server.stop()
     wrk = result.as_dict()
@@ -186,6 +211,7 @@ def measure(
         "wrk_c64": wrk,
         "cpu_ms_per_request": round(cpu * 1000 / requests, 3),
         "redis_round_trips_per_request": round_trips,
+        "redis_round_trips_per_request_c64": round_trips_c64,
     }
 
 
@@ -208,6 +234,7 @@ def summary(results: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
             "p50_ms_c1": _median(runs, "latency_c1", "p50_ms"),
             "p99_ms_c1": _median(runs, "latency_c1", "p99_ms"),
             "redis_round_trips_per_request": _median(runs, "redis_round_trips_per_request"),
+            "redis_round_trips_per_request_c64": _median(runs, "redis_round_trips_per_request_c64"),
         }
     off = table["off"]
     for scenario in list(results):
@@ -220,6 +247,10 @@ def summary(results: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
             "p50_ms_added": round(on["p50_ms_c1"] - off["p50_ms_c1"], 3),
             "redis_round_trips_added": round(
                 on["redis_round_trips_per_request"] - off["redis_round_trips_per_request"], 2
+            ),
+            "redis_round_trips_added_c64": round(
+                on["redis_round_trips_per_request_c64"] - off["redis_round_trips_per_request_c64"],
+                2,
             ),
         }
     return table
