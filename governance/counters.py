@@ -524,8 +524,10 @@ class Counters:
             self._flush_handle = None
         if self._batch:
             await self._send(self._take_batch())
-        while self._flushes:
-            await asyncio.gather(*list(self._flushes), return_exceptions=True)
+        loop = asyncio.get_running_loop()
+        # Flushes of another event loop (a finished one, in tests) never complete: not awaited.
+        while pending := [task for task in self._flushes if task.get_loop() is loop]:
+            await asyncio.gather(*pending, return_exceptions=True)
 
     def settle_sync(self, settlements: list[Settlement], *, shared: bool) -> None:
         """Settle outside an event loop, at once."""
@@ -569,6 +571,7 @@ class Counters:
         """Forget every counter, here and in Redis (tests)."""
         self.local.reset()
         self._batch.clear()
+        self._flushes.clear()
         if self._flush_handle is not None:
             self._flush_handle.cancel()
             self._flush_handle = None
