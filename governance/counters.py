@@ -102,17 +102,19 @@ class Outcome:
     needs_seed: list[int] = field(default_factory=list)
 
 
-# One script does both jobs, so that a worker's pending settlements travel with its next
-# admission in a single round trip (``Counters.settle_later``).
-# KEYS: the settlements' keys (the counter of each, then the reservations set of each budget
-# settlement, in order), then the checks' keys (the counter of each, then the reservations set
-# of each budget check). ARGV: now, the checks' specs, the settlements' specs, how many KEYS
-# are the settlements'. Specs travel in one string each (every argument costs the client CPU
-# to encode and send): specs separated by ';', a spec's fields by ','. A check: kind, limit,
-# amount, expiry, member, seed ('' for none), period end. A settlement: kind, reserved, actual,
-# member. Settlements are applied first (they free what the checks may need).
-# Returns {1, used...} admitted, {0, index, used} refused, {2, index...} seeds needed; {1} when
-# there is no check.
+# One script call carries the admissions that a worker's requests asked for in the same turn of
+# its event loop, and the settlements waiting in the worker (``Counters``): one round trip for
+# all of them. KEYS: the settlements' keys (the counter of each, then the reservations set of
+# each budget settlement, in order), then each admission's keys (the counter of each check,
+# then the reservations set of each budget check). ARGV: the settlements' specs, then three per
+# admission: now, its checks' specs, and where its keys start in KEYS (0-based). Specs travel
+# in one string each (every argument costs the client CPU to encode and send): specs separated
+# by ';', a spec's fields by ','. A check: kind, limit, amount, expiry, member, seed ('' for
+# none), period end. A settlement: kind, reserved, actual, member. Settlements are applied
+# first (they free what the checks may need); admissions in order, each all or nothing, as if
+# each had its own call.
+# Returns one reply per admission: {1, used...} admitted, {0, index, used} refused,
+# {2, index...} seeds needed.
 COUNTERS_SCRIPT = """
 local function split(text, separator)
   local out = {}
@@ -121,8 +123,8 @@ local function split(text, separator)
   end
   return out
 end
-if ARGV[3] ~= '' then
-  local specs = split(ARGV[3], ';')
+if ARGV[1] ~= '' then
+  local specs = split(ARGV[1], ';')
   local n = #specs
   local next_aux = n
   for i = 1, n do
@@ -152,91 +154,96 @@ if ARGV[3] ~= '' then
     end
   end
 end
-if ARGV[2] == '' then return {1} end
-local base = tonumber(ARGV[4])
-local now = tonumber(ARGV[1])
-local specs = split(ARGV[2], ';')
-local n = #specs
-local auxes = {}
-local next_aux = base + n
-local used = {}
-local need = {}
-for i = 1, n do
-  local f = split(specs[i], ',')
-  specs[i] = f
-  local kind = f[1]
-  local limit = tonumber(f[2])
-  local amount = tonumber(f[3])
-  local key = KEYS[base + i]
-  local aux = key
-  if kind == 'b' then
-    next_aux = next_aux + 1
-    aux = KEYS[next_aux]
-  end
-  auxes[i] = aux
-  local current = 0
-  if kind == 'w' then
-    current = tonumber(redis.call('GET', key) or '0')
-    if current > 0 and current + amount > limit then return {0, i, current} end
-  elseif kind == 'c' then
-    redis.call('ZREMRANGEBYSCORE', key, '-inf', now)
-    current = redis.call('ZCARD', key)
-    if current >= limit then return {0, i, current} end
-  else
-    local seed = f[6]
-    local exists = redis.call('EXISTS', key)
-    if exists == 0 and seed == '' then
-      need[#need + 1] = i
-    else
-      if exists == 0 then
-        redis.call('HSET', key, 's', seed, 'r', 0)
-        redis.call('PEXPIREAT', key, tonumber(f[7]) + __GRACE_MS__)
-      end
-      local expired = redis.call('ZRANGEBYSCORE', aux, '-inf', now)
-      if #expired > 0 then
-        local freed = 0
-        for _, m in ipairs(expired) do
-          freed = freed + tonumber(string.match(m, '|(%-?%d+)$'))
-        end
-        redis.call('ZREMRANGEBYSCORE', aux, '-inf', now)
-        redis.call('HINCRBY', key, 'r', -freed)
-      end
-      current = tonumber(redis.call('HGET', key, 's') or '0')
-        + tonumber(redis.call('HGET', key, 'r') or '0')
+local function admit(base, now, spec)
+  if spec == '' then return {1} end
+  local specs = split(spec, ';')
+  local n = #specs
+  local auxes = {}
+  local next_aux = base + n
+  local used = {}
+  local need = {}
+  for i = 1, n do
+    local f = split(specs[i], ',')
+    specs[i] = f
+    local kind = f[1]
+    local limit = tonumber(f[2])
+    local amount = tonumber(f[3])
+    local key = KEYS[base + i]
+    local aux = key
+    if kind == 'b' then
+      next_aux = next_aux + 1
+      aux = KEYS[next_aux]
+    end
+    auxes[i] = aux
+    local current = 0
+    if kind == 'w' then
+      current = tonumber(redis.call('GET', key) or '0')
+      if current > 0 and current + amount > limit then return {0, i, current} end
+    elseif kind == 'c' then
+      redis.call('ZREMRANGEBYSCORE', key, '-inf', now)
+      current = redis.call('ZCARD', key)
       if current >= limit then return {0, i, current} end
+    else
+      local seed = f[6]
+      local exists = redis.call('EXISTS', key)
+      if exists == 0 and seed == '' then
+        need[#need + 1] = i
+      else
+        if exists == 0 then
+          redis.call('HSET', key, 's', seed, 'r', 0)
+          redis.call('PEXPIREAT', key, tonumber(f[7]) + __GRACE_MS__)
+        end
+        local expired = redis.call('ZRANGEBYSCORE', aux, '-inf', now)
+        if #expired > 0 then
+          local freed = 0
+          for _, m in ipairs(expired) do
+            freed = freed + tonumber(string.match(m, '|(%-?%d+)$'))
+          end
+          redis.call('ZREMRANGEBYSCORE', aux, '-inf', now)
+          redis.call('HINCRBY', key, 'r', -freed)
+        end
+        current = tonumber(redis.call('HGET', key, 's') or '0')
+          + tonumber(redis.call('HGET', key, 'r') or '0')
+        if current >= limit then return {0, i, current} end
+      end
+    end
+    used[i] = current
+  end
+  if #need > 0 then
+    local out = {2}
+    for _, i in ipairs(need) do out[#out + 1] = i end
+    return out
+  end
+  local out = {1}
+  for i = 1, n do
+    local f = specs[i]
+    local kind = f[1]
+    local amount = tonumber(f[3])
+    local expiry = tonumber(f[4])
+    local member = f[5]
+    local key = KEYS[base + i]
+    local aux = auxes[i]
+    if kind == 'w' then
+      out[#out + 1] = redis.call('INCRBY', key, amount)
+      redis.call('PEXPIREAT', key, expiry)
+    elseif kind == 'c' then
+      redis.call('ZADD', key, expiry, member)
+      redis.call('PEXPIREAT', key, expiry)
+      out[#out + 1] = used[i] + 1
+    else
+      redis.call('HINCRBY', key, 'r', amount)
+      redis.call('ZADD', aux, expiry, member .. '|' .. amount)
+      redis.call('PEXPIREAT', aux, tonumber(f[7]) + __GRACE_MS__)
+      out[#out + 1] = used[i] + amount
     end
   end
-  used[i] = current
-end
-if #need > 0 then
-  local out = {2}
-  for _, i in ipairs(need) do out[#out + 1] = i end
   return out
 end
-local out = {1}
-for i = 1, n do
-  local f = specs[i]
-  local kind = f[1]
-  local amount = tonumber(f[3])
-  local expiry = tonumber(f[4])
-  local member = f[5]
-  local key = KEYS[base + i]
-  local aux = auxes[i]
-  if kind == 'w' then
-    out[#out + 1] = redis.call('INCRBY', key, amount)
-    redis.call('PEXPIREAT', key, expiry)
-  elseif kind == 'c' then
-    redis.call('ZADD', key, expiry, member)
-    redis.call('PEXPIREAT', key, expiry)
-    out[#out + 1] = used[i] + 1
-  else
-    redis.call('HINCRBY', key, 'r', amount)
-    redis.call('ZADD', aux, expiry, member .. '|' .. amount)
-    redis.call('PEXPIREAT', aux, tonumber(f[7]) + __GRACE_MS__)
-    out[#out + 1] = used[i] + amount
-  end
+local replies = {}
+for j = 2, #ARGV, 3 do
+  replies[#replies + 1] = admit(tonumber(ARGV[j + 2]), tonumber(ARGV[j]), ARGV[j + 1])
 end
-return out
+return replies
 """.replace("__GRACE_MS__", str(_BUDGET_GRACE_MS))
 
 
@@ -253,24 +260,25 @@ def _parse(reply: list[Any], count: int) -> Outcome:
 
 
 def _script_arguments(
-    checks: list[Check], now_ms: int, settlements: list[Settlement]
+    admissions: list[tuple[list[Check], int]], settlements: list[Settlement]
 ) -> tuple[list[str], list[Any]]:
-    """KEYS and ARGV of ``COUNTERS_SCRIPT`` for an admission of ``checks`` (none: settle only)
-    that first applies ``settlements``."""
+    """KEYS and ARGV of ``COUNTERS_SCRIPT`` for ``admissions`` (checks, now in ms), after
+    ``settlements``."""
     keys = [item.key for item in settlements]
     keys += [item.aux_key for item in settlements if item.kind == BUDGET]
-    settled = len(keys)
-    keys += [check.key for check in checks]
-    keys += [check.aux_key for check in checks if check.kind == BUDGET]
-    admit_spec = ";".join(
-        f"{check.kind},{check.limit},{check.amount},{check.expire_ms},{check.member},"
-        f"{'' if check.seed is None else check.seed},{check.period_end_ms}"
-        for check in checks
-    )
-    settle_spec = ";".join(
-        f"{item.kind},{item.reserved},{item.actual},{item.member}" for item in settlements
-    )
-    return keys, [now_ms, admit_spec, settle_spec, settled]
+    args: list[Any] = [
+        ";".join(f"{item.kind},{item.reserved},{item.actual},{item.member}" for item in settlements)
+    ]
+    for checks, now_ms in admissions:
+        spec = ";".join(
+            f"{check.kind},{check.limit},{check.amount},{check.expire_ms},{check.member},"
+            f"{'' if check.seed is None else check.seed},{check.period_end_ms}"
+            for check in checks
+        )
+        args += [now_ms, spec, len(keys)]
+        keys += [check.key for check in checks]
+        keys += [check.aux_key for check in checks if check.kind == BUDGET]
+    return keys, args
 
 
 class LocalCounters:
@@ -415,19 +423,34 @@ class LocalCounters:
             return sum(1 for exp in self._slots.get(key, {}).values() if exp > now_ms)
 
 
+@dataclass(slots=True)
+class _Waiting:
+    """An admission waiting for its turn's script call."""
+
+    checks: list[Check]
+    now_ms: int
+    reply: asyncio.Future[Outcome | None]  # None: Redis did not answer
+
+
 class Counters:
     """Redis when configured (exact across worker processes), else this process's memory. A
     Redis failure falls back to memory for that request, with a warning at most once a minute:
     limits then hold per process, which beats refusing every request.
 
-    Settlements for Redis wait in this process for at most ``SETTLE_LINGER_SECONDS``: the next
-    admission of the process takes them along in its own script call, so a busy worker spends
-    one round trip per request; an idle one sends them alone when the linger ends.
+    Calls to Redis are shared, as a database shares one commit among transactions that finish
+    together: the admissions that this worker's requests ask for in the same turn of its event
+    loop go in one script call, with the settlements waiting in the worker. Settlements wait at
+    most ``SETTLE_LINGER_SECONDS`` for an admission to carry them, then go on their own. A busy
+    worker thus spends less than one round trip per request, and the client side of a call
+    (redis-py's connection pool, packing, the reply's trip through the event loop), which costs
+    more CPU than the script's arguments, is paid once per turn instead of once per request.
     """
 
     def __init__(self) -> None:
         self.local = LocalCounters()
         self._batch: list[Settlement] = []
+        self._waiting: list[_Waiting] = []
+        self._waiting_loop: asyncio.AbstractEventLoop | None = None
         self._flush_handle: asyncio.TimerHandle | None = None
         self._flush_loop: asyncio.AbstractEventLoop | None = None
         self._flushes: set[asyncio.Task[None]] = set()
@@ -456,23 +479,62 @@ class Counters:
 
     async def admit(self, checks: list[Check], now_ms: int) -> tuple[Outcome, bool]:
         """The outcome, and whether Redis decided it (settle with the same backend)."""
-        client = shared_redis.async_client()
-        if client is not None:
-            keys, args = _script_arguments(checks, now_ms, self._take_batch())
-            # Twice: a burst of requests opens many connections at once, and on a busy host
-            # one of them may miss the short connect timeout. A reply lost after the script
-            # ran would apply the settlements twice; losing them instead would leak slots and
-            # reservations until they expire, and undercount spend, which is worse.
-            for attempt in range(2):
-                try:
-                    reply = await self._run(client, keys, args)
-                except (ConnectionError, TimeoutError, RedisError) as exc:
-                    if attempt == 0 and isinstance(exc, RedisConnectionError | RedisTimeoutError):
-                        continue
-                    self._warn("admission", exc)
-                    break
-                return _parse(reply, len(checks)), True
+        if shared_redis.async_client() is not None:
+            loop = asyncio.get_running_loop()
+            if self._waiting_loop is not loop:
+                self._waiting = []  # those of a finished event loop (tests) are never sent
+                self._waiting_loop = loop
+            waiting = _Waiting(checks, now_ms, loop.create_future())
+            self._waiting.append(waiting)
+            if len(self._waiting) == 1:
+                # After the requests already runnable in this turn have joined.
+                loop.call_soon(self._send_admissions)
+            outcome = await waiting.reply
+            if outcome is not None:
+                return outcome, True
         return self.local.admit(checks, now_ms), False
+
+    def _send_admissions(self) -> None:
+        waiting, self._waiting = self._waiting, []
+        # A task of its own: the call must finish for every request of the turn, whichever of
+        # them is cancelled (a client that goes away).
+        task = asyncio.get_running_loop().create_task(self._admit_together(waiting))
+        self._flushes.add(task)
+        task.add_done_callback(self._flushes.discard)
+
+    async def _admit_together(self, waiting: list[_Waiting]) -> None:
+        replies: list[Any] | None = None
+        try:
+            client = shared_redis.async_client()
+            if client is not None:
+                keys, args = _script_arguments(
+                    [(entry.checks, entry.now_ms) for entry in waiting], self._take_batch()
+                )
+                # Twice: a burst of requests opens many connections at once, and on a busy
+                # host one of them may miss the short connect timeout. A reply lost after the
+                # script ran would apply the settlements twice; losing them instead would leak
+                # slots and reservations until they expire, and undercount spend: worse.
+                for attempt in range(2):
+                    try:
+                        replies = await self._run(client, keys, args)
+                    except (ConnectionError, TimeoutError, RedisError) as exc:
+                        if attempt == 0 and isinstance(
+                            exc, RedisConnectionError | RedisTimeoutError
+                        ):
+                            continue
+                        self._warn("admission", exc)
+                    break
+        finally:
+            for index, entry in enumerate(waiting):
+                if entry.reply.done():
+                    continue  # its request was cancelled
+                outcome = None
+                if replies is not None:
+                    try:
+                        outcome = _parse(replies[index], len(entry.checks))
+                    except (IndexError, TypeError, ValueError) as exc:
+                        self._warn("admission", exc)
+                entry.reply.set_result(outcome)
 
     def settle_later(self, settlements: list[Settlement], *, shared: bool) -> None:
         """Queue settlements: for Redis (``shared``) with this process's next admission, or on
@@ -506,7 +568,7 @@ class Counters:
         if client is None:
             self.local.settle(batch)
             return
-        keys, args = _script_arguments([], 0, batch)
+        keys, args = _script_arguments([], batch)
         try:
             await self._run(client, keys, args)
         except Exception as exc:
@@ -535,7 +597,7 @@ class Counters:
             return
         client = shared_redis.sync_client() if shared else None
         if client is not None:
-            keys, args = _script_arguments([], 0, settlements)
+            keys, args = _script_arguments([], settlements)
             try:
                 client.eval(COUNTERS_SCRIPT, len(keys), *keys, *args)
             except Exception as exc:
@@ -571,6 +633,7 @@ class Counters:
         """Forget every counter, here and in Redis (tests)."""
         self.local.reset()
         self._batch.clear()
+        self._waiting.clear()
         self._flushes.clear()
         if self._flush_handle is not None:
             self._flush_handle.cancel()

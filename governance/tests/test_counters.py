@@ -213,10 +213,10 @@ def test_a_script_redis_does_not_know_is_sent_whole() -> None:
             sent.append("eval")
             assert script == COUNTERS_SCRIPT
             assert count == 2
-            return [1, 1]
+            return [[1, 1]]
 
-    reply = asyncio.run(Counters._run(Client(), ["k", "k"], ["0", "w,1,1,0,,,0", "", 0]))
-    assert reply == [1, 1]
+    reply = asyncio.run(Counters._run(Client(), ["k", "k"], ["", 0, "w,1,1,0,,,0", 0]))
+    assert reply == [[1, 1]]
     assert sent == ["evalsha", "eval"]
 
 
@@ -252,14 +252,16 @@ def test_redis_away_falls_back_to_this_process_and_settles_there(
 
 
 class RecordingClient:
-    """Records the ARGV of each script call (after the KEYS) and answers "admitted"."""
+    """Records the ARGV of each script call (after the KEYS) and answers "admitted, 1 used" to
+    each admission in it."""
 
     def __init__(self) -> None:
         self.calls: list[list[Any]] = []
 
     async def evalsha(self, sha: str, count: int, *rest: Any) -> Any:
-        self.calls.append(list(rest[count:]))
-        return [1, 1]
+        args = list(rest[count:])
+        self.calls.append(args)
+        return [[1, 1] for _ in range((len(args) - 1) // 3)]
 
 
 @pytest.fixture
@@ -288,7 +290,7 @@ def test_queued_settlements_travel_with_the_next_admission(
     asyncio.run(run())
     settled = ";".join(f"c,0,0,m{i}" for i in range(3))
     # One call: the admission's check, and the three settlements (3 of the keys are theirs).
-    assert recording_client.calls == [[now, f"w,5,1,{now + 60_000},,,0", settled, 3]]
+    assert recording_client.calls == [[settled, now, f"w,5,1,{now + 60_000},,,0", 3]]
 
 
 def test_settlements_no_admission_takes_go_alone_after_the_linger(
@@ -305,9 +307,99 @@ def test_settlements_no_admission_takes_go_alone_after_the_linger(
 
     asyncio.run(run())
     assert recording_client.calls == [
-        [0, "", ";".join(f"c,0,0,m{i}" for i in range(5)), 5],
-        [0, "", "c,0,0,late", 1],
+        [";".join(f"c,0,0,m{i}" for i in range(5))],
+        ["c,0,0,late"],
     ]
+
+
+def test_admissions_of_one_turn_share_one_script_call(
+    recording_client: RecordingClient, now: int
+) -> None:
+    backend = Counters()
+
+    def check(number: int) -> Check:
+        return Check(WINDOW, f"w{number}", limit=5, expire_ms=now + 60_000)
+
+    async def run() -> list[tuple[Outcome, bool]]:
+        together = await asyncio.gather(*(backend.admit([check(i)], now) for i in range(4)))
+        alone = await backend.admit([check(9)], now)
+        return [*together, alone]
+
+    results = asyncio.run(run())
+    assert [(outcome.admitted, outcome.used, shared) for outcome, shared in results] == [
+        (True, [1], True)
+    ] * 5
+    spec = f",5,1,{now + 60_000},,,0"
+    assert recording_client.calls == [
+        # Each admission's keys start where the previous one's end.
+        ["", now, "w" + spec, 0, now, "w" + spec, 1, now, "w" + spec, 2, now, "w" + spec, 3],
+        ["", now, "w" + spec, 0],
+    ]
+
+
+def test_a_cancelled_request_leaves_the_others_of_its_call_their_answers(
+    monkeypatch: pytest.MonkeyPatch, now: int
+) -> None:
+    from gateway_project import redis as shared_redis_module
+
+    class SlowClient(RecordingClient):
+        async def evalsha(self, sha: str, count: int, *rest: Any) -> Any:
+            await asyncio.sleep(0.05)
+            return await super().evalsha(sha, count, *rest)
+
+    client = SlowClient()
+    monkeypatch.setattr(shared_redis_module, "async_client", lambda: client)
+    backend = Counters()
+    check = Check(WINDOW, "w", limit=5, expire_ms=now + 60_000)
+
+    async def run() -> list[Any]:
+        tasks = [asyncio.create_task(backend.admit([check], now)) for _ in range(3)]
+        await asyncio.sleep(0.01)  # the call is on its way
+        tasks[1].cancel()
+        return await asyncio.gather(*tasks, return_exceptions=True)
+
+    first, second, third = asyncio.run(run())
+    assert isinstance(second, asyncio.CancelledError)
+    assert first[0].admitted and third[0].admitted
+    assert len(client.calls) == 1
+
+
+def test_admissions_sharing_a_call_are_each_all_or_nothing_in_order(
+    settings: Any, now: int
+) -> None:
+    if not settings.REDIS_URL:
+        pytest.skip("REDIS_URL not set")
+    backend = Counters()
+    slots = _key("concurrency")
+    window = _key("rpm")
+
+    def checks(member: str, amount: int) -> list[Check]:
+        return [
+            Check(WINDOW, window, limit=10, amount=amount, expire_ms=now + 60_000),
+            Check(CONCURRENCY, slots, limit=2, expire_ms=now + 60_000, member=member),
+        ]
+
+    async def run() -> list[Outcome]:
+        together = await asyncio.gather(
+            backend.admit(checks("a", 4), now),
+            backend.admit(checks("b", 7), now),  # the window refuses it: takes no slot
+            backend.admit(checks("c", 5), now),
+            backend.admit(checks("d", 1), now),  # both slots are taken
+        )
+        assert all(shared for _, shared in together)
+        return [outcome for outcome, _ in together]
+
+    try:
+        outcomes = asyncio.run(run())
+    finally:
+        client = shared_redis.sync_client()
+        assert client is not None
+        client.delete(slots, window)
+    assert [outcome.admitted for outcome in outcomes] == [True, False, True, False]
+    assert outcomes[0].used == [4, 1]
+    assert (outcomes[1].refused, outcomes[1].used) == (0, [4, 0])
+    assert outcomes[2].used == [9, 2]
+    assert (outcomes[3].refused, outcomes[3].used) == (1, [0, 2])
 
 
 def test_a_settlement_carried_by_an_admission_frees_the_slot_that_admission_needs(
@@ -347,18 +439,19 @@ def test_the_script_gets_one_key_per_check_and_one_argument_for_all() -> None:
         Check(CONCURRENCY, "c", limit=3, expire_ms=90, member="m"),
         Check(BUDGET, "t", limit=50, amount=7, expire_ms=90, member="m", seed=4),
     ]
-    keys, args = _script_arguments(checks, 5, [])
+    keys, args = _script_arguments([(checks, 5)], [])
     # Reservations sets follow the counters, in the order of the budget checks.
     assert keys == ["w", "b", "c", "t", "b:r", "t:r"]
-    assert args == [5, "w,10,2,60,,,0;b,100,7,90,m,,120;c,3,1,90,m,,0;b,50,7,90,m,4,0", "", 0]
+    assert args == ["", 5, "w,10,2,60,,,0;b,100,7,90,m,,120;c,3,1,90,m,,0;b,50,7,90,m,4,0", 0]
     settlements = [Settlement(BUDGET, "s", "m", 7, 3), Settlement(WINDOW, "v", "", 2, 5)]
-    keys, args = _script_arguments([], 0, settlements)
+    keys, args = _script_arguments([], settlements)
     assert keys == ["s", "v", "s:r"]
-    assert args == [0, "", "b,7,3,m;w,2,5,", 3]
-    # Both at once: the settlements' keys come first, and ARGV says how many they are.
-    keys, args = _script_arguments(checks[:2], 5, settlements)
-    assert keys == ["s", "v", "s:r", "w", "b", "b:r"]
-    assert args[2:] == ["b,7,3,m;w,2,5,", 3]
+    assert args == ["b,7,3,m;w,2,5,"]
+    # All at once: the settlements' keys first, then each admission's, which says where its
+    # own start.
+    keys, args = _script_arguments([(checks[:2], 5), (checks[2:3], 6)], settlements)
+    assert keys == ["s", "v", "s:r", "w", "b", "b:r", "c"]
+    assert args[1:] == [5, "w,10,2,60,,,0;b,100,7,90,m,,120", 3, 6, "c,3,1,90,m,,0", 6]
 
 
 def test_in_process_expiry_scans_only_when_an_entry_is_due(now: int) -> None:
