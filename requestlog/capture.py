@@ -144,6 +144,13 @@ def decode_body(blob: bytes | memoryview | str | None) -> str:
     return zlib.decompress(bytes(blob)).decode("utf-8", "replace")
 
 
+# Every kind of inline medium media_extract finds leaves one of these in the body's text (a
+# base64 source, a data: URL, audio, Gemini's inline data; an escape \u could spell any of
+# them): a body without any is not walked (most bodies carry no medium, and the walk costs
+# more than these searches).
+_MEDIA_MARKERS = ("base64", "data:", "audio", "inlineData", "inline_data", "\\u")
+
+
 def _body(
     raw: bytes,
     *,
@@ -165,8 +172,9 @@ def _body(
         parsed = None
         notes.append(f"{what}_{NOT_JSON}")
     if parsed is not None and not isinstance(parsed, str | int | float | bool):
-        parsed, found = media_extract(parsed)
-        media.extend(found)
+        if any(marker in text for marker in _MEDIA_MARKERS):
+            parsed, found = media_extract(parsed)
+            media.extend(found)
         redacted = red.json(parsed)
         encoded = json.dumps(redacted, ensure_ascii=False)
         if len(encoded) <= limit:

@@ -114,6 +114,31 @@ def test_media_are_stored_once_and_typed_by_their_bytes(_media_dir: Path) -> Non
     assert len([path for path in _media_dir.rglob("*") if path.is_file()]) == 2
 
 
+@pytest.mark.django_db
+def test_media_are_found_whatever_json_escapes_spell_them(
+    _media_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from requestlog import media as media_module
+
+    walks: list[int] = []
+    real_extract = media_module.media_extract
+
+    def counting(value: Any) -> Any:
+        walks.append(1)
+        return real_extract(value)
+
+    monkeypatch.setattr(media_module, "media_extract", counting)
+    # "base64" written with escapes: the body's text holds no plain marker.
+    escaped = json.dumps(_anthropic_body(PNG)).replace('"base64"', '"\\u0062ase64"')
+    assert "base64" not in escaped.replace(b64(PNG), "")
+    log = logged_request(body=escaped.encode(), answer={"content": []})
+    bodies = request_log_bodies(log)
+    assert bodies is not None
+    assert bodies.media == [hashlib.sha256(PNG).hexdigest()]
+    assert b64(PNG) not in json.dumps(bodies.request)
+    assert walks == [1]  # the request was walked; the answer, with no marker, was not
+
+
 @pytest.fixture
 def staff_client() -> Client:
     user = User.objects.create_superuser(email="admin@example.com", password="pw-0123456789")
