@@ -173,10 +173,18 @@ def _body(
         notes.append(f"{what}_{NOT_JSON}")
     if parsed is not None and not isinstance(parsed, str | int | float | bool):
         if any(marker in text for marker in _MEDIA_MARKERS):
-            parsed, found = media_extract(parsed)
+            parsed, found = media_extract(parsed)  # may change the body, found or not
             media.extend(found)
-        redacted = red.json(parsed)
-        encoded = json.dumps(redacted, ensure_ascii=False)
+            as_sent = False
+        else:
+            as_sent = red.json_text_clean(text)
+        if as_sent:
+            # Nothing to mask or replace: the client's own text is what would be stored (one
+            # scan of it instead of a walk of every string and an encoding of the copy).
+            redacted, encoded = parsed, text
+        else:
+            redacted = red.json(parsed)
+            encoded = json.dumps(redacted, ensure_ascii=False)
         if len(encoded) <= limit:
             return redacted, encoded
         notes.append(f"{what}_truncated")

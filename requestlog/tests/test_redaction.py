@@ -111,6 +111,53 @@ def test_no_secret_survives_text_redaction(secret: str, before: str, after: str,
         assert piece not in out
 
 
+@settings(max_examples=300, deadline=None)
+@given(planted_bodies(), st.booleans())
+def test_a_json_text_with_a_planted_secret_is_never_called_clean(
+    planted: tuple[Any, list[str], Any], ascii_only: bool
+) -> None:
+    body, _, _ = planted
+    # Both ways clients encode: with every non-ASCII character escaped, and without.
+    text = json.dumps(body, ensure_ascii=ascii_only)
+    assert not red.json_text_clean(text)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.recursive(
+        st.one_of(st.text(max_size=40), st.integers(), st.booleans(), st.none()),
+        lambda children: st.one_of(
+            st.lists(children, max_size=4),
+            st.dictionaries(st.text(max_size=8), children, max_size=4),
+        ),
+        max_leaves=20,
+    ),
+    st.booleans(),
+)
+def test_a_json_text_called_clean_is_left_unchanged_by_the_walk(
+    value: Any, ascii_only: bool
+) -> None:
+    text = json.dumps({"payload": value}, ensure_ascii=ascii_only)
+    if red.json_text_clean(text):
+        assert red.json(json.loads(text)) == json.loads(text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"a": "Authorization: Bearer\\tabcdefghijkl"}',  # escaped whitespace after bearer
+        '{"a": "sk\\u002dant-api03-AbCdEf0123456789_-xyz"}',  # a \\u escape spells it
+        '{"bob@example.com": 1}',  # in a key
+        '{"n": 4111111111111111}',  # a number: walked, kept (only strings are redacted)
+    ],
+)
+def test_json_texts_that_must_be_walked(text: str) -> None:
+    assert not red.json_text_clean(text)
+    assert Redactor().json_text_clean('{"role": "user", "content": "line\\nnext \\"q\\""}')
+    # Installation patterns may anchor or look around: never decided on the text.
+    assert not Redactor([r"ACME-\d{6}"]).json_text_clean('{"role": "user"}')
+
+
 def test_a_bad_installation_pattern_is_a_start_up_error(settings: Any) -> None:
     from requestlog.checks import redact_patterns_compile
 
