@@ -144,11 +144,11 @@ def decode_body(blob: bytes | memoryview | str | None) -> str:
     return zlib.decompress(bytes(blob)).decode("utf-8", "replace")
 
 
-# Every kind of inline medium media_extract finds leaves one of these in the body's text (a
-# base64 source, a data: URL, audio, Gemini's inline data; an escape \u could spell any of
-# them): a body without any is not walked (most bodies carry no medium, and the walk costs
-# more than these searches).
-_MEDIA_MARKERS = ("base64", "data:", "audio", "inlineData", "inline_data", "\\u")
+# Every kind of inline medium media_extract finds leaves one of these in the body's text: a
+# base64 source, a data: URL, an "audio" object or input_audio, Gemini's inline data (an escape
+# \u could spell any of them; OpenAI's "audio_tokens" is none of them). A body without any is
+# not walked: most bodies carry no medium, and the walk costs more than these searches.
+_MEDIA_MARKERS = ("base64", "data:", '"audio"', "input_audio", "inlineData", "inline_data", "\\u")
 
 
 def _body(
