@@ -14,7 +14,6 @@ from typing import Any
 
 import pytest
 
-from accounts.metadata import KeyMetadata
 from governance.counters import counters
 from governance.enforcement import Admission, admit, policies, prices
 from governance.policy import BudgetRule, LimitRule, Policy
@@ -22,6 +21,7 @@ from proxy.context import ProxyContext, new_request_id
 from proxy.planning import Leg, Plan
 from proxy.providers.base import Call
 from proxy.surfaces import ANTHROPIC_MESSAGES
+from proxy.testing.metadata import key_metadata
 from proxy.translation.sse import Usage
 from usage.pricing import PriceWindow
 
@@ -47,16 +47,7 @@ BODY: dict[str, Any] = {
         for i in range(15)
     ],
 }
-METADATA = KeyMetadata(
-    key_id=7,
-    user_id=3,
-    prefix="gw_perfperf",
-    key_hash="x",
-    status="active",
-    expires_at=None,
-    grace_ends_at=None,
-    deleted=False,
-)
+METADATA = key_metadata(key_id=7, user_id=3, prefix="gw_perfperf")
 POLICY = Policy(
     limits=(
         LimitRule(

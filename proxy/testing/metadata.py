@@ -30,12 +30,14 @@ def resolved_credential(
     return ResolvedCredential(**values)
 
 
-def key_metadata(*credentials: ResolvedCredential) -> KeyMetadata:
+def key_metadata(
+    *credentials: ResolvedCredential, key_id: int = 1, user_id: int = 1, prefix: str = "gw_test"
+) -> KeyMetadata:
     """An active access key that has these credentials (each under its provider key)."""
     return KeyMetadata(
-        key_id=1,
-        user_id=1,
-        prefix="gw_test",
+        key_id=key_id,
+        user_id=user_id,
+        prefix=prefix,
         key_hash="x",
         status="active",
         expires_at=None,

@@ -10,6 +10,7 @@ import pytest
 
 from accounts.metadata import KeyMetadata
 from proxy.context import ProxyContext
+from proxy.testing.metadata import key_metadata
 from requestlog import capture as capture_module
 from requestlog.capture import (
     TRUNCATED_MARKER,
@@ -24,16 +25,7 @@ from usage.recording import UsageRecord
 
 
 def _metadata() -> KeyMetadata:
-    return KeyMetadata(
-        key_id=7,
-        user_id=3,
-        prefix="gw_abcdefgh",
-        key_hash="x",
-        status="active",
-        expires_at=None,
-        grace_ends_at=None,
-        deleted=False,
-    )
+    return key_metadata(key_id=7, user_id=3, prefix="gw_abcdefgh")
 
 
 @pytest.fixture
