@@ -592,6 +592,12 @@ class UsageWriter:
         with self._start_lock:
             thread = self._thread
             if thread is None:
+                # A record can be queued just as the thread stops (``submit`` found it running,
+                # then a drain stopped it before the record was put): written here, not left in
+                # the queue until the next request starts a thread.
+                orphans = self._take()
+                if orphans:
+                    self._flush(orphans)
                 return
             self._queue.put(None)
             self._wake.set()

@@ -153,6 +153,21 @@ def test_last_used_is_coalesced_to_one_update_per_key_a_minute(writer: UsageWrit
     assert AccessKey.objects.get(pk=key.pk).last_used_at == first
 
 
+@pytest.mark.django_db(transaction=True)
+def test_a_drain_writes_what_was_queued_as_the_thread_stopped(writer: UsageWriter) -> None:
+    writer.submit(_record(request_id="gwreq_first"))
+    writer.flush_now()
+    assert writer._thread is None
+    # The state a race leaves: ``submit`` found the thread running, a drain stopped it, and
+    # only then was the record put in the queue (no thread is left to take it).
+    writer._queue.put(_record(request_id="gwreq_orphan"))
+    writer.flush_now()
+    assert sorted(UsageEvent.objects.values_list("request_id", flat=True)) == [
+        "gwreq_first",
+        "gwreq_orphan",
+    ]
+
+
 def test_record_usage_event_never_raises(monkeypatch: pytest.MonkeyPatch) -> None:
     def broken() -> UsageWriter:
         raise RuntimeError("boom")
