@@ -41,6 +41,17 @@ def _fresh_key_pools() -> Iterator[None]:
     clear()
 
 
+@pytest.fixture(autouse=True)
+def _usage_writer_in_service() -> Iterator[None]:
+    """The process's usage writer outlives tests: after a test that made a write fail (it then
+    spools everything for a few seconds, without a word) or closed it (it then spools for good),
+    the next test's events would silently miss the database."""
+    from usage import recording
+
+    recording.usage_writer_back_in_service()
+    yield
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """Each test's event loop leaves the upstream client it made (one per loop, see
     proxy.http_client) to be collected at exit, when aiohttp reports it unclosed through the

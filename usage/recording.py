@@ -640,6 +640,14 @@ def report_spool_depth() -> None:
     USAGE_SPOOL_DEPTH.set(usage_writer().spool.depth())
 
 
+def usage_writer_back_in_service() -> None:
+    """Forget a failed write and a close of this process's writer, if it has one (tests: one
+    test's simulated outage or shutdown must not send the next test's events to the spool)."""
+    if _writer is not None:
+        _writer._failed_at = None
+        _writer._closed = False
+
+
 def record_usage_event(record: UsageRecord) -> None:
     """Queue one usage event for writing. Never blocks and never raises into the proxy."""
     try:

@@ -36,6 +36,7 @@ from proxy.testing.faults import HttpError
 from proxy.testing.records import RecordedRequest
 from proxy.tests.conftest import GatewayServer, KeyHolder
 from proxy.translation.model_ids import normalize_requested_model
+from usage.recording import usage_writer
 
 CLAUDE_BIN = os.environ.get("CLAUDE_CODE_BIN") or shutil.which("claude")
 
@@ -190,10 +191,23 @@ def events_of(run: ClaudeRun, recorded_events: Any, at_least: int = 1) -> list[A
     byte of a stream a moment before the gateway has recorded that request (5 s at most)."""
     deadline = time.monotonic() + 5
     while True:
-        events = [event for event in recorded_events() if event.session_id == run.session_id]
-        if len(events) >= at_least or time.monotonic() > deadline:
+        recorded = recorded_events()
+        events = [event for event in recorded if event.session_id == run.session_id]
+        if len(events) >= at_least:
             return events
+        if time.monotonic() > deadline:
+            break
         time.sleep(0.05)
+    # What a failure needs to be explained: every event there is, and where the writer put
+    # what it did not write.
+    writer = usage_writer()
+    raise AssertionError(
+        f"{len(events)} usage events of session {run.session_id}, expected {at_least}; "
+        f"recorded: {[(e.session_id, e.request_id, e.provider, e.status_code) for e in recorded]}; "
+        f"writer: written {writer.written}, spooled {writer.spooled}, "
+        f"spool depth {writer.spool.depth()}, last failure {writer._failed_at}, "
+        f"closed {writer._closed}"
+    )
 
 
 def assert_answered(run: ClaudeRun, text: str = ANSWER) -> None:
