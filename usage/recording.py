@@ -591,29 +591,23 @@ class UsageWriter:
         can exit without losing them (a batch both written and spooled is counted once)."""
         with self._start_lock:
             thread = self._thread
-            if thread is None:
-                # A record can be queued just as the thread stops (``submit`` found it running,
-                # then a drain stopped it before the record was put): written here, not left in
-                # the queue until the next request starts a thread.
-                orphans = self._take()
-                if orphans:
-                    self._flush(orphans)
-                return
-            self._queue.put(None)
-            self._wake.set()
-            thread.join(timeout)
-            self._thread = None
-            if thread.is_alive():
-                stuck = list(self._in_flight) + self._take()
-                logger.warning(
-                    "usage: the writer did not finish within %.0f s; %d events spooled",
-                    timeout,
-                    len(stuck),
-                )
-                if stuck:
-                    self._spool(stuck)
-                return
-            # Records submitted while the thread was stopping are written here, not left behind.
+            if thread is not None:
+                self._queue.put(None)
+                self._wake.set()
+                thread.join(timeout)
+                self._thread = None
+                if thread.is_alive():
+                    stuck = list(self._in_flight) + self._take()
+                    logger.warning(
+                        "usage: the writer did not finish within %.0f s; %d events spooled",
+                        timeout,
+                        len(stuck),
+                    )
+                    if stuck:
+                        self._spool(stuck)
+                    return
+            # What no thread will take is written here: records submitted while the thread was
+            # stopping, or put just after a drain stopped it (``submit`` found it running).
             late = self._take()
             if late:
                 self._flush(late)
