@@ -27,6 +27,7 @@ import hashlib
 import logging
 import threading
 import time
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -498,7 +499,11 @@ class Counters:
         waiting, self._waiting = self._waiting, []
         # A task of its own: the call must finish for every request of the turn, whichever of
         # them is cancelled (a client that goes away).
-        task = asyncio.get_running_loop().create_task(self._admit_together(waiting))
+        self._start_call(self._admit_together(waiting))
+
+    def _start_call(self, call: Coroutine[Any, Any, None]) -> None:
+        """Run a script call as a task that ``drain`` waits for."""
+        task = asyncio.get_running_loop().create_task(call)
         self._flushes.add(task)
         task.add_done_callback(self._flushes.discard)
 
@@ -559,9 +564,7 @@ class Counters:
         self._flush_handle = None
         if not self._batch:
             return  # an admission took them
-        task = asyncio.get_running_loop().create_task(self._send(self._take_batch()))
-        self._flushes.add(task)
-        task.add_done_callback(self._flushes.discard)
+        self._start_call(self._send(self._take_batch()))
 
     async def _send(self, batch: list[Settlement]) -> None:
         client = shared_redis.async_client()
