@@ -9,8 +9,9 @@ from proxy.providers.anthropic import AnthropicProvider
 from proxy.providers.base import Provider
 from proxy.providers.bedrock import BedrockProvider
 from proxy.providers.gemini import GeminiProvider
+from proxy.providers.generic import GenericProvider
 from proxy.providers.ollama import OllamaProvider
-from proxy.providers.openai import GenericProvider, OpenAIProvider
+from proxy.providers.openai import OpenAIProvider
 
 PROVIDERS: dict[str, Provider] = {
     provider.kind: provider

@@ -1,10 +1,9 @@
-"""OpenAI and any OpenAI-compatible server (vLLM, Together, Groq, OpenRouter, LM Studio...).
+"""OpenAI: ``GATEWAY_OPENAI_BASE_URL`` (or the credential's endpoint) with the stored key.
 
-``openai`` talks to ``GATEWAY_OPENAI_BASE_URL`` (or the credential's endpoint) with the stored
-key; ``generic`` to the base URL of its credential, with its optional key, under the name the
-credential was given. An OpenAI client's request passes through byte for byte (only ``model`` is
-rewritten when the client used ``provider/model``, and streams always ask for usage); an
-Anthropic client's is translated through the hub.
+An OpenAI client's request passes through byte for byte (only ``model`` is rewritten when the
+client used ``provider/model``, and streams always ask for usage); an Anthropic client's is
+translated through the hub. Other OpenAI-compatible servers reuse this class from
+``proxy.providers.generic``.
 """
 
 from __future__ import annotations
@@ -121,15 +120,3 @@ class OpenAIProvider(Provider):
         )
         response.raise_for_status()
         return sorted(str(item["id"]) for item in response.json().get("data", []) if item.get("id"))
-
-
-class GenericProvider(OpenAIProvider):
-    """Any OpenAI-compatible server: the credential's endpoint is its base URL."""
-
-    kind = "generic"
-    label = "OpenAI-compatible server"
-
-    def base_url(self, leg: Leg) -> str:
-        assert leg.credential is not None  # planning never makes a generic leg without one
-        base = leg.credential.endpoint_url.rstrip("/")
-        return base[: -len("/v1")] if base.endswith("/v1") else base
