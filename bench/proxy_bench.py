@@ -819,6 +819,18 @@ def main(argv: list[str] | None = None) -> int:
         "comma-separated GATEWAY_REQUEST_LOG_LEVEL values, the first being the baseline "
         "(e.g. off,full; see bench/proxy/log_levels.py)",
     )
+    parser.add_argument(
+        "--passthrough",
+        action="store_true",
+        help="only compare passthrough: Anthropic and OpenAI on the work tree's gateway, and "
+        "Anthropic on the gateway at --baseline (see bench/proxy/passthrough.py)",
+    )
+    parser.add_argument(
+        "--baseline",
+        default=None,
+        help="the commit --passthrough compares Anthropic passthrough with "
+        "(default: the last one before the providers change; 'none' to skip)",
+    )
     parser.add_argument("--wrk-seconds", type=float, help="override each wrk run's duration")
     parser.add_argument(
         "--latency-requests", type=int, help="override the concurrency-1 latency request count"
@@ -864,6 +876,19 @@ def main(argv: list[str] | None = None) -> int:
             plan, levels=log_levels, database_url=args.database_url, redis_url=args.redis_url
         )
         return 0
+    if args.passthrough:
+        from bench.proxy.passthrough import BASELINE_COMMIT, run_passthrough
+
+        baseline = args.baseline or BASELINE_COMMIT
+        run_passthrough(
+            plan,
+            baseline=None if baseline == "none" else baseline,
+            database_url=args.database_url,
+            redis_url=args.redis_url,
+        )
+        return 0
+    if args.baseline is not None:
+        parser.error("--baseline goes with --passthrough")
     run(
         plan,
         database_url=args.database_url,

@@ -21,7 +21,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import statistics
 import tempfile
 from dataclasses import asdict
 from datetime import UTC, datetime
@@ -30,56 +29,34 @@ from typing import Any
 
 from bench.proxy.processes import Server, snapshot_source
 from bench.proxy.processes import start_fake as launch_fake
+from bench.proxy.rounds import CONCURRENCY, alternate, difference, medians, ratio
 from bench.proxy.targets import Target, gateway_env, prepare_gateway, start_gateway
 
 # The issue's budget for full logging against off.
 ADDED_LATENCY_BUDGET_MS = 0.2
 THROUGHPUT_RATIO_FLOOR = 0.90
-CONCURRENCY = 64
-
-
-def _median(values: list[float | None]) -> float | None:
-    present = [value for value in values if value is not None]
-    return round(statistics.median(present), 3) if present else None
 
 
 def summarize(levels: list[str], rounds: list[dict[str, Any]]) -> dict[str, Any]:
     """Medians per level over the rounds, and each level against the first one."""
-    per_level: dict[str, dict[str, float | None]] = {}
-    for level in levels:
-        measured = [item[level] for item in rounds if level in item]
-        per_level[level] = {
-            "c1_p50_ms": _median([m["latency_c1"].get("p50_ms") for m in measured]),
-            "c1_mean_ms": _median([m["latency_c1"].get("mean_ms") for m in measured]),
-            f"c{CONCURRENCY}_rps": _median([m[f"wrk_c{CONCURRENCY}"].get("rps") for m in measured]),
-            f"c{CONCURRENCY}_errors": sum(
-                m[f"wrk_c{CONCURRENCY}"].get("errors", 0) for m in measured
-            ),
-        }
+    per_level = medians(levels, rounds)
     baseline = per_level[levels[0]]
     against: dict[str, dict[str, Any]] = {}
     for level in levels[1:]:
         values = per_level[level]
-        added_p50 = _difference(values["c1_p50_ms"], baseline["c1_p50_ms"])
-        added_mean = _difference(values["c1_mean_ms"], baseline["c1_mean_ms"])
-        ratio = _ratio(values[f"c{CONCURRENCY}_rps"], baseline[f"c{CONCURRENCY}_rps"])
+        added_p50 = difference(values["c1_p50_ms"], baseline["c1_p50_ms"])
+        added_mean = difference(values["c1_mean_ms"], baseline["c1_mean_ms"])
+        throughput = ratio(values[f"c{CONCURRENCY}_rps"], baseline[f"c{CONCURRENCY}_rps"])
         against[level] = {
             "added_latency_c1_p50_ms": added_p50,
             "added_latency_c1_mean_ms": added_mean,
-            f"throughput_ratio_c{CONCURRENCY}": ratio,
+            f"throughput_ratio_c{CONCURRENCY}": throughput,
             "within_latency_budget": None if added_p50 is None
             else added_p50 <= ADDED_LATENCY_BUDGET_MS,
-            "within_throughput_budget": None if ratio is None else ratio >= THROUGHPUT_RATIO_FLOOR,
+            "within_throughput_budget": None if throughput is None
+            else throughput >= THROUGHPUT_RATIO_FLOOR,
         }  # fmt: skip
     return {"baseline": levels[0], "per_level": per_level, "against_baseline": against}
-
-
-def _difference(value: float | None, baseline: float | None) -> float | None:
-    return None if value is None or baseline is None else round(value - baseline, 3)
-
-
-def _ratio(value: float | None, baseline: float | None) -> float | None:
-    return None if value is None or not baseline else round(value / baseline, 3)
 
 
 def table(summary: dict[str, Any]) -> str:
@@ -156,26 +133,7 @@ def run_log_levels(plan: Any, *, levels: list[str], database_url: str, redis_url
             assert target.server is not None
             servers.append(target.server)
             targets[level] = target
-        everyone = list(targets.values())
-        rounds: list[dict[str, Any]] = []
-        for number in range(plan.repetitions):
-            order = levels if number % 2 == 0 else list(reversed(levels))
-            bench.say(f"round {number + 1} of {plan.repetitions}: {', '.join(order)}")
-            measured: dict[str, Any] = {}
-            for level in order:
-                target = targets[level]
-                with bench.only_running(target, everyone):
-                    bench.warm(context, target)
-                    measured[level] = {
-                        "latency_c1": bench.loadgen(
-                            context, "latency", target.messages_url, target.body,
-                            target.headers, requests=plan.latency_requests, warmup=50,
-                        ),
-                        f"wrk_c{CONCURRENCY}": bench.throughput(
-                            context, target, CONCURRENCY, plan.wrk_seconds
-                        ),
-                    }  # fmt: skip
-            rounds.append(measured)
+        rounds = alternate(context, targets, plan.repetitions)
         results["rounds"] = rounds
         results["summary"] = summarize(levels, rounds)
     finally:

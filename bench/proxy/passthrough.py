@@ -1,0 +1,220 @@
+"""What passthrough costs on each surface, and against the gateway before the providers change.
+
+Two questions, answered in one run with alternating rounds (``bench.proxy.rounds``):
+
+* does OpenAI passthrough (``/v1/chat/completions`` with the key as bearer, to the fake OpenAI)
+  cost more CPU per request than Anthropic passthrough (``/ak/<key>/v1/messages``, to the fake
+  Anthropic)? Both served by one worker of the code in the work tree;
+* is Anthropic passthrough slower than it was before the request flow became a loop over a plan
+  of providers? A second worker runs the code of ``--baseline`` (a commit, default
+  ``BASELINE_COMMIT``, exported with ``git archive``) against its own database (the benchmark's
+  name + ``_baseline``, migrated by that code) and its own Redis database (the next number).
+
+Both workers have the same settings (DEBUG as the plan says, usage recording on); only the one
+being measured runs.
+
+    bench/run --passthrough --repetitions 5 --debug-off
+
+Writes ``bench/results/passthrough-<timestamp>.json`` and prints a short table.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import tarfile
+import tempfile
+from dataclasses import asdict
+from datetime import UTC, datetime
+from io import BytesIO
+from pathlib import Path
+from typing import Any
+
+from bench.proxy.processes import REPO, Server, snapshot_source, start_openai_fake
+from bench.proxy.processes import start_fake as launch_fake
+from bench.proxy.rounds import CONCURRENCY, alternate, medians, ratio
+from bench.proxy.targets import Target, gateway_env, openai_targets, prepare_gateway, start_gateway
+
+# The last commit before the request flow became a loop over providers: Anthropic passthrough
+# with Bedrock fallback only.
+BASELINE_COMMIT = "42229b4"
+ANTHROPIC_NOW = "anthropic"
+OPENAI_NOW = "openai"
+ANTHROPIC_BASELINE = "anthropic-baseline"
+CPU = f"c{CONCURRENCY}_cpu_ms_per_request"
+RPS = f"c{CONCURRENCY}_rps"
+
+
+def summarize(rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    """Medians per target, and the two comparisons (ratios above 1 mean more CPU, or more
+    requests per second, than the reference)."""
+    names = [
+        name for name in (ANTHROPIC_NOW, OPENAI_NOW, ANTHROPIC_BASELINE) if rounds[0].get(name)
+    ]
+    per_target = medians(names, rounds)
+    anthropic = per_target[ANTHROPIC_NOW]
+    comparisons: dict[str, dict[str, float | None]] = {}
+    if OPENAI_NOW in per_target:
+        openai = per_target[OPENAI_NOW]
+        comparisons["openai_vs_anthropic"] = {
+            "cpu_ratio": ratio(openai[CPU], anthropic[CPU]),
+            "rps_ratio": ratio(openai[RPS], anthropic[RPS]),
+        }
+    if ANTHROPIC_BASELINE in per_target:
+        baseline = per_target[ANTHROPIC_BASELINE]
+        comparisons["anthropic_vs_baseline"] = {
+            "cpu_ratio": ratio(anthropic[CPU], baseline[CPU]),
+            "rps_ratio": ratio(anthropic[RPS], baseline[RPS]),
+        }
+    return {"per_target": per_target, "comparisons": comparisons}
+
+
+def table(summary: dict[str, Any]) -> str:
+    lines = [
+        f"| target | c=1 p50 ms | c={CONCURRENCY} req/s | c={CONCURRENCY} CPU ms/request |",
+        "|---|---:|---:|---:|",
+    ]
+    for name, values in summary["per_target"].items():
+        lines.append(f"| {name} | {values['c1_p50_ms']} | {values[RPS]} | {values[CPU]} |")
+    for name, values in summary["comparisons"].items():
+        lines.append(
+            f"\n{name.replace('_', ' ')}: CPU per request x{values['cpu_ratio']}, "
+            f"requests/s x{values['rps_ratio']}"
+        )
+    return "\n".join(lines)
+
+
+def export_commit(commit: str, dest: Path) -> Path:
+    """The files of ``commit`` in ``dest`` (``git archive``: no work tree, no checkout)."""
+    archive = subprocess.run(  # noqa: S603 - a fixed command
+        [shutil.which("git") or "git", "-C", str(REPO), "archive", "--format=tar", commit],
+        capture_output=True,
+        check=True,
+        timeout=120,
+    ).stdout
+    dest.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(fileobj=BytesIO(archive)) as tar:
+        tar.extractall(dest, filter="data")
+    return dest
+
+
+def _sibling_database(database_url: str) -> str:
+    return database_url + "_baseline"
+
+
+def _sibling_redis(redis_url: str) -> str:
+    base, _, number = redis_url.rpartition("/")
+    return f"{base}/{int(number) + 1}" if number.isdigit() else redis_url + "/1"
+
+
+def _create_database(database_url: str) -> None:
+    """The baseline's PostgreSQL database, created when missing (a fresh schema for old code)."""
+    if not database_url.startswith("postgres"):
+        return
+    import psycopg
+    from psycopg import sql
+
+    server, name = database_url.rsplit("/", 1)
+    with psycopg.connect(server + "/postgres", autocommit=True) as connection:
+        found = connection.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name])
+        if found.fetchone() is None:
+            connection.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+
+
+def run_passthrough(plan: Any, *, baseline: str | None, database_url: str, redis_url: str) -> Path:
+    """Measure both surfaces now and Anthropic passthrough at ``baseline`` (None: skip it)."""
+    from bench import proxy_bench as bench
+
+    started_at = datetime.now(UTC)
+    stamp = started_at.strftime("%Y%m%dT%H%M%SZ")
+    work = bench.RESULTS / "tmp" / f"passthrough-{stamp}"
+    work.mkdir(parents=True, exist_ok=True)
+    data_dirs = [Path(tempfile.mkdtemp(prefix="gw-bench-pass-")) for _ in range(2)]
+    servers: list[Server] = []
+    results: dict[str, Any] = {
+        "started_at": started_at.isoformat(),
+        "mode": "passthrough",
+        "baseline_commit": baseline,
+        "plan": asdict(plan),
+        "environment": bench.environment_facts(),
+    }
+    try:
+        bench.say("starting the fake upstreams")
+        fake = launch_fake(
+            log_dir=work, core=bench.LOADGEN_CORE, text_deltas=bench.TEXT_DELTAS,
+            env=dict(os.environ),
+        )  # fmt: skip
+        servers.append(fake)
+        openai_fake = start_openai_fake(
+            log_dir=work, core=bench.LOADGEN_CORE, text_deltas=bench.TEXT_DELTAS,
+            env=dict(os.environ),
+        )  # fmt: skip
+        servers.append(openai_fake)
+        context = bench.Context(plan=plan, work=work, fake=fake, openai_fake=openai_fake)
+        context.source = snapshot_source(work / "src")
+        bench.write_bodies(context)
+
+        env = gateway_env(
+            fake_url=fake.base_url, data_dir=data_dirs[0], database_url=database_url,
+            redis_url=redis_url, openai_url=openai_fake.base_url,
+        )  # fmt: skip
+        bench.say("preparing the gateway (migrate, key, credentials)")
+        access_key = prepare_gateway(
+            env, fake_url=fake.base_url, log=work / "setup.log",
+            openai_url=openai_fake.base_url, source=context.source,
+        )  # fmt: skip
+        if not plan.debug:
+            env = bench.debug_off(env, data_dirs[0])
+        now = start_gateway(
+            name="gateway", env=env, access_key=access_key, log_dir=work,
+            core=bench.SERVER_CORE, source=context.source,
+        )  # fmt: skip
+        assert now.server is not None
+        servers.append(now.server)
+        targets: dict[str, Target] = {ANTHROPIC_NOW: now}
+        for target in openai_targets(
+            openai_fake=openai_fake, relay=None, gateway=now, access_key=access_key, litellm=None
+        ):
+            if target.name == "openai-gateway":
+                targets[OPENAI_NOW] = target
+
+        if baseline is not None:
+            bench.say(f"preparing the gateway at {baseline}")
+            source = export_commit(baseline, work / "baseline-src")
+            baseline_db = _sibling_database(database_url)
+            _create_database(baseline_db)
+            baseline_env = gateway_env(
+                fake_url=fake.base_url, data_dir=data_dirs[1], database_url=baseline_db,
+                redis_url=_sibling_redis(redis_url),
+            )  # fmt: skip
+            baseline_key = prepare_gateway(
+                baseline_env, fake_url=fake.base_url, log=work / "setup-baseline.log",
+                source=source,
+            )  # fmt: skip
+            if not plan.debug:
+                baseline_env = bench.debug_off(baseline_env, data_dirs[1])
+            old = start_gateway(
+                name="gateway-baseline", env=baseline_env, access_key=baseline_key,
+                log_dir=work, core=bench.SERVER_CORE, source=source,
+            )  # fmt: skip
+            assert old.server is not None
+            servers.append(old.server)
+            targets[ANTHROPIC_BASELINE] = old
+
+        rounds = alternate(context, targets, plan.repetitions)
+        results["rounds"] = rounds
+        results["summary"] = summarize(rounds)
+    finally:
+        for server in reversed(servers):
+            server.stop()
+        for data_dir in data_dirs:
+            shutil.rmtree(data_dir, ignore_errors=True)
+    results["environment"]["load_average_end"] = list(os.getloadavg())
+    results["finished_at"] = datetime.now(UTC).isoformat()
+    output = bench.RESULTS / f"passthrough-{stamp}.json"
+    output.write_text(json.dumps(results, indent=2) + "\n")
+    print(table(results["summary"]))  # noqa: T201 - the command's report
+    bench.say(f"wrote {output.relative_to(bench.REPO)}")
+    return output
