@@ -6,7 +6,7 @@ from __future__ import annotations
 import socket
 import tempfile
 import time
-from pathlib import Path
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -49,21 +49,41 @@ def _head(path: str, *, length: int | None, host: str = "127.0.0.1", extra: str 
     )
 
 
-def _spooled_files() -> set[str]:
-    return {path.name for path in Path(tempfile.gettempdir()).iterdir()}
+# Every way a body could reach the disk: Django's ASGI handler spools a body into a
+# SpooledTemporaryFile, which rolls over into a TemporaryFile; multipart uploads go to a
+# NamedTemporaryFile; mkstemp is beneath most of them. A TemporaryFile has no name on Linux
+# (O_TMPFILE, or unlinked at once), so looking for new files in the temp directory proves nothing.
+_TEMP_FILE_FACTORIES = ("SpooledTemporaryFile", "TemporaryFile", "NamedTemporaryFile", "mkstemp")
+
+
+@pytest.fixture
+def temp_files(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
+    """The temporary files created while the test runs (the gateway serves in this process),
+    by the name of the factory called; each is still created, so behaviour is unchanged."""
+    created: list[str] = []
+
+    def recording(name: str, factory: Callable[..., Any]) -> Callable[..., Any]:
+        def create(*args: Any, **kwargs: Any) -> Any:
+            created.append(name)
+            return factory(*args, **kwargs)
+
+        return create
+
+    for name in _TEMP_FILE_FACTORIES:
+        monkeypatch.setattr(tempfile, name, recording(name, getattr(tempfile, name)))
+    yield created
 
 
 def test_a_huge_body_for_an_unknown_key_is_refused_before_it_is_sent(
-    gateway_server: GatewayServer, key_holder: KeyHolder, settings: Any
+    gateway_server: GatewayServer, key_holder: KeyHolder, settings: Any, temp_files: list[str]
 ) -> None:
     settings.GATEWAY_MAX_BODY_BYTES = HUGE * 2  # the key, not the size, must stop it
-    before = _spooled_files()
     answer, _elapsed = _exchange(
         gateway_server,
         _head("/ak/gw_abcdefgh_notarealkeyatall000000000000000000/v1/messages", length=HUGE),
     )
     assert answer.startswith(b"HTTP/1.1 401")
-    assert _spooled_files() - before == set()
+    assert temp_files == []
 
 
 @pytest.mark.parametrize("path", ["/ak/{key}/v1/messages", "/ak/{key}/v1/chat/completions"])
@@ -86,12 +106,11 @@ def test_the_openai_bearer_path_refuses_a_bad_key_before_the_body(
 
 
 def test_a_chunked_body_is_read_only_up_to_the_limit(
-    gateway_server: GatewayServer, key_holder: KeyHolder, settings: Any
+    gateway_server: GatewayServer, key_holder: KeyHolder, settings: Any, temp_files: list[str]
 ) -> None:
     settings.GATEWAY_MAX_BODY_BYTES = 64 * 1024
     chunk = b"x" * 16384
     framed = f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n"
-    before = _spooled_files()
     # Up to 8 MiB offered; the gateway answers after the first 64 KiB + 1 byte.
     answer, _ = _exchange(
         gateway_server,
@@ -99,7 +118,7 @@ def test_a_chunked_body_is_read_only_up_to_the_limit(
         [framed] * 512,
     )
     assert answer.startswith(b"HTTP/1.1 413")
-    assert _spooled_files() - before == set()
+    assert temp_files == []
 
 
 def test_a_host_outside_allowed_hosts_is_refused(
