@@ -5,6 +5,11 @@ context: they use no session, CSRF, authentication or messages (the access key i
 credential), and each of those sync-capable middlewares would cost thread hops on every proxied
 request.
 Everything else (admin, API, health) goes through the full stack.
+
+Neither reads a body the way Django's handler does (into a temporary file that spills to disk
+past a few MB, whatever its size, before any view can refuse it): a declared size over the limit
+is answered with a 413 before a byte is read, and a body is read into memory, never past the
+limit and never to disk (``read_body_in_memory``).
 """
 
 from __future__ import annotations
@@ -15,13 +20,14 @@ import io
 import logging
 import os
 from collections.abc import Mapping
-from typing import Any
+from typing import IO, Any
 
+import django
 from django.conf import settings
-from django.core.asgi import get_asgi_application
 from django.core.exceptions import RequestAborted
-from django.core.handlers.asgi import ASGIHandler
+from django.core.handlers.asgi import ASGIHandler, ASGIRequest
 from django.core.handlers.exception import convert_exception_to_response
+from django.http import JsonResponse
 from django.http.response import HttpResponseBase
 
 from gateway_project.envparse import exit_on_bad_environment
@@ -32,7 +38,86 @@ logger = logging.getLogger("proxy")
 # A bad environment value ends start-up with one line naming the variable (every worker process
 # imports this module on its own).
 with exit_on_bad_environment():
-    full_application = get_asgi_application()
+    django.setup(set_prefix=False)  # what django.core.asgi.get_asgi_application does first
+
+# The largest body of a request outside the proxy. The admin's forms and the admin API's JSON
+# documents are a few KB and nothing there takes a file upload, so Django's own default cap on
+# a body (DATA_UPLOAD_MAX_MEMORY_SIZE, 2.5 MiB) leaves them ample room. The installation's
+# DATA_UPLOAD_MAX_MEMORY_SIZE is raised to GATEWAY_MAX_BODY_BYTES for the proxy's sake; here
+# nobody has been authenticated when the body is read, so what one request may make a worker
+# hold stays small.
+FULL_STACK_MAX_BODY_BYTES = 2_621_440
+
+
+async def read_body_in_memory(receive: Any, limit: int) -> io.BytesIO:
+    """A request body in memory, read up to ``limit`` + 1 bytes: one byte more than allowed
+    tells the caller to answer 413 without the rest ever being read (the server drops what the
+    client still sends)."""
+    body = bytearray()
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise RequestAborted()
+        body += message.get("body", b"")
+        if len(body) > limit:
+            del body[limit + 1 :]
+            break
+        if not message.get("more_body", False):
+            break
+    return io.BytesIO(bytes(body))
+
+
+def declared_too_large(scope: dict[str, Any], limit: int) -> bool:
+    from proxy.gate import declared_length
+
+    length = declared_length(scope)
+    return length is not None and length > limit
+
+
+def full_stack_too_large() -> JsonResponse:
+    """The 413 of a request outside the proxy, in the shape of the site's other API errors
+    (gateway_project.errors)."""
+    return JsonResponse(
+        {
+            "type": "error",
+            "error": {
+                "type": "request_too_large",
+                "message": (
+                    "Request exceeds the maximum allowed size of "
+                    f"{FULL_STACK_MAX_BODY_BYTES} bytes."
+                ),
+            },
+        },
+        status=413,
+    )
+
+
+class FullStackHandler(ASGIHandler):
+    """Django's ASGI handler, with its middleware, for everything but the proxy routes; a body
+    is read into memory up to FULL_STACK_MAX_BODY_BYTES and a larger one is refused with a 413,
+    before any byte is read when its size is declared."""
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and declared_too_large(scope, FULL_STACK_MAX_BODY_BYTES):
+            await self.send_response(full_stack_too_large(), send)
+            return
+        await super().__call__(scope, receive, send)
+
+    async def read_body(self, receive: Any) -> io.BytesIO:
+        return await read_body_in_memory(receive, FULL_STACK_MAX_BODY_BYTES)
+
+    def create_request(
+        self, scope: Mapping[str, Any], body_file: IO[bytes]
+    ) -> tuple[ASGIRequest, None] | tuple[None, HttpResponseBase]:
+        # A body cut at the limit reaches no view (which would see it truncated); Django's
+        # handler sends this answer and reads nothing more.
+        if body_file.seek(0, io.SEEK_END) > FULL_STACK_MAX_BODY_BYTES:
+            return None, full_stack_too_large()
+        body_file.seek(0)
+        return super().create_request(scope, body_file)
+
+
+full_application = FullStackHandler()
 
 
 class ClientStalled(Exception):
@@ -114,21 +199,10 @@ class ProxyRoutesHandler(ASGIHandler):
         body_file.close()
 
     async def read_body(self, receive: Any) -> io.BytesIO:
-        """The body in memory. Reading stops one byte past the limit: the view then answers 413
-        without the rest ever being read (the server drops the connection's leftovers)."""
-        limit = settings.GATEWAY_MAX_BODY_BYTES
-        body = bytearray()
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                raise RequestAborted()
-            body += message.get("body", b"")
-            if len(body) > limit:
-                del body[limit + 1 :]
-                break
-            if not message.get("more_body", False):
-                break
-        return io.BytesIO(bytes(body))
+        """The body in memory, up to GATEWAY_MAX_BODY_BYTES + 1 bytes: the view answers a
+        larger one with a 413 (Django raises RequestDataTooBig past DATA_UPLOAD_MAX_MEMORY_SIZE,
+        which is the same limit)."""
+        return await read_body_in_memory(receive, settings.GATEWAY_MAX_BODY_BYTES)
 
     async def send_response(self, response: Any, send: Any) -> None:
         """Django's, with a bound on how long one write may wait for a client that stopped

@@ -121,6 +121,60 @@ def test_a_chunked_body_is_read_only_up_to_the_limit(
     assert temp_files == []
 
 
+# Paths outside the proxy, served by Django's full stack: the admin, the admin API, a proxy path
+# without its /ak/ prefix (a common client misconfiguration) and a path nothing answers.
+FULL_STACK_PATHS = ["/admin/login/", "/api/admin/users", "/{key}/v1/messages", "/nowhere"]
+
+
+@pytest.mark.parametrize("path", FULL_STACK_PATHS)
+def test_a_declared_size_over_the_limit_outside_the_proxy_is_refused_before_the_body(
+    gateway_server: GatewayServer, key_holder: KeyHolder, temp_files: list[str], path: str
+) -> None:
+    answer, _ = _exchange(gateway_server, _head(path.format(key=key_holder.plaintext), length=HUGE))
+    assert answer.startswith(b"HTTP/1.1 413")
+    assert b"content-type: application/json" in answer.lower()
+    assert temp_files == []
+
+
+def test_a_chunked_body_outside_the_proxy_is_read_only_up_to_the_limit(
+    gateway_server: GatewayServer, temp_files: list[str]
+) -> None:
+    from gateway_project.asgi import FULL_STACK_MAX_BODY_BYTES
+
+    chunk = b"x" * 16384
+    framed = f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n"
+    chunks = [framed] * (3 * FULL_STACK_MAX_BODY_BYTES // len(chunk)) + [b"0\r\n\r\n"]
+    # Three times the limit offered, and ended: read whole, the login page would answer 403
+    # (no CSRF token). The gateway answers 413 after the limit + 1 byte.
+    answer, _ = _exchange(gateway_server, _head("/admin/login/", length=None), chunks)
+    assert answer.startswith(b"HTTP/1.1 413")
+    assert temp_files == []
+
+
+def test_a_body_within_the_limit_outside_the_proxy_reaches_its_view_whole(
+    gateway_server: GatewayServer, transactional_db: None, settings: Any, temp_files: list[str]
+) -> None:
+    from accounts.models import User
+    from gateway_project.asgi import FULL_STACK_MAX_BODY_BYTES
+
+    settings.GATEWAY_ADMIN_API_TOKEN = "admin-token-for-the-management-api"
+    start = b'{"email":"big@example.com","full_name":"Big Body","padding":"'
+    end = b'"}'
+    body = start + b"x" * (FULL_STACK_MAX_BODY_BYTES - len(start) - len(end)) + end
+    assert len(body) == FULL_STACK_MAX_BODY_BYTES
+    head = _head(
+        "/api/admin/users",
+        length=len(body),
+        extra=f"Authorization: Bearer {settings.GATEWAY_ADMIN_API_TOKEN}\r\n",
+    )
+    # Sent in pieces, as a client's writes arrive: the reader must join them, in order.
+    pieces = [body[offset : offset + 65536] for offset in range(0, len(body), 65536)]
+    answer, _ = _exchange(gateway_server, head, pieces)
+    assert answer.startswith(b"HTTP/1.1 201")
+    assert User.objects.get(email="big@example.com").full_name == "Big Body"
+    assert temp_files == []
+
+
 def test_a_host_outside_allowed_hosts_is_refused(
     gateway_server: GatewayServer, key_holder: KeyHolder, settings: Any
 ) -> None:
