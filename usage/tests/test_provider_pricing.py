@@ -32,6 +32,7 @@ from usage.tests.factories import stored_aggregates as stored
 pytestmark = pytest.mark.django_db
 
 SEED = importlib.import_module("usage.migrations.0006_seed_provider_prices")
+BACKDATE = importlib.import_module("usage.migrations.0008_backdate_provider_prices")
 T0 = datetime(2025, 3, 1, 9, tzinfo=UTC)
 WINDOW = {"range": "custom", "start": "2025-03-01T00:00", "end": "2025-03-02T00:00"}
 UNPRICED_URL = "/api/admin/usage/unpriced"
@@ -108,8 +109,9 @@ def test_current_models_are_seeded_at_list_prices(provider: str) -> None:
         price = price_at(provider=provider, model=model, at=later)
         assert price is not None, model
         assert price.input_per_mtok > 0, model
-        # Seeded from the date they were taken as of, not back-dated.
-        assert price_at(provider=provider, model=model, at=SEED.VALID_FROM - timedelta(1)) is None
+        # Priced from when that list price took effect (0008), not before.
+        took_effect = BACKDATE.TOOK_EFFECT[provider][model]
+        assert price_at(provider=provider, model=model, at=took_effect - timedelta(1)) is None
 
 
 def test_seeded_figures() -> None:
@@ -160,7 +162,8 @@ def test_the_seed_only_adds_rows_and_keeps_admin_edits() -> None:
     assert Price.objects.filter(provider="openai", model="o3").count() == 1
     assert Price.objects.count() == count
 
-    # Reversing removes only the rows exactly as seeded.
+    # Reversing (0008, then 0006) removes only the rows exactly as seeded.
+    BACKDATE.restore(django_apps, None)
     SEED.unseed(django_apps, None)
     assert set(Price.objects.filter(provider__in=SEEDED).values_list("model", flat=True)) == {
         "gpt-4.1",
