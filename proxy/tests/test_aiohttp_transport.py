@@ -1,5 +1,6 @@
-"""The aiohttp transport under httpx: the failures the request flow decides on come out as the
-httpx exceptions it expects, and header bytes aiohttp cannot write exactly take httpx's path."""
+"""The aiohttp transport under the upstream client (as in production): the failures the request
+flow decides on come out as the httpx exceptions it expects, and header bytes aiohttp cannot
+write exactly take httpx's path."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import httpx
 import pytest
 
 from proxy.aiohttp_transport import AiohttpTransport
+from proxy.http_client import UpstreamClient
 
 
 def _client(
@@ -20,7 +22,7 @@ def _client(
         keepalive_seconds=5,
         fallback=fallback or httpx.AsyncHTTPTransport(),
     )
-    return httpx.AsyncClient(transport=transport, timeout=httpx.Timeout(5.0, **timeouts))
+    return UpstreamClient(transport=transport, timeout=httpx.Timeout(5.0, **timeouts))
 
 
 def _closed_port() -> int:
