@@ -3,18 +3,31 @@
 Each table row is one behaviour or one known failure of other gateways (PROTOCOLS.md §4): an
 Anthropic body and the exact Converse fields it must produce. Every request built here is also
 checked against botocore's ``bedrock-runtime`` input shapes and Bedrock's extra rules.
+
+The last section builds the Bedrock leg's whole request (``bedrock_request``), which fetches URL
+images first: the image host is a mock transport behind a replaced resolver, never the network.
 """
 
 from __future__ import annotations
 
 import base64
 import copy
+import json
 from typing import Any, NamedTuple
 
+import httpx
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from proxy import media_fetch
+from proxy.context import ProxyContext
+from proxy.providers import media as provider_media
+from proxy.providers.base import Call
+from proxy.providers.bedrock.provider import bedrock_request
+from proxy.routing import BedrockTarget
+from proxy.surfaces import ANTHROPIC_MESSAGES
+from proxy.testing.metadata import key_metadata
 from proxy.tests.test_translation_converse_validation import (
     MODEL_ID,
     assert_valid_converse,
@@ -38,6 +51,7 @@ from proxy.translation.converse_common import (
     sanitise_tool_name,
     sanitise_tool_use_id,
 )
+from proxy.translation.hub import TranslationError
 
 NOVA_ID = "us.amazon.nova-pro-v1:0"
 PNG = base64.b64encode(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR").decode()
@@ -289,7 +303,7 @@ IMAGE_CASES = [
         {"messages": [c_user({"image": {"format": "jpeg", "source": {"bytes": PNG}}}, CACHE, "q")]},
     ),
     Case(
-        "url image is not fetched: a text note says so",
+        "url image the leg did not fetch (a CountTokens body): a text note says so",
         body(user({"type": "image", "source": {"type": "url", "url": "https://x.test/a.png"}})),
         {"messages": [c_user(note("image", "https://x.test/a.png", "url"))]},
     ),
@@ -1265,3 +1279,149 @@ def test_any_client_body_translates_to_a_valid_request(
     )
     count_body = {k: v for k, v in request_body.items() if k != "max_tokens"}
     assert_valid_count_tokens(converse_count_tokens_body(count_body, betas=betas))
+
+
+# --- the Bedrock leg's request: URL images fetched into bytes first ------------------------------
+
+PNG_BYTES = b"\x89PNG\r\n\x1a\n" + b"\x00" * 40
+JPEG_BYTES = b"\xff\xd8\xff\xe0" + b"\x00" * 40
+IMAGE_HOST = "images.test"
+PUBLIC_ADDRESS = "93.184.215.14"  # what IMAGE_HOST resolves to; the mock transport answers
+
+
+def url_image(path: str, **extra: Any) -> dict[str, Any]:
+    return {
+        "type": "image",
+        "source": {"type": "url", "url": f"https://{IMAGE_HOST}{path}"},
+        **extra,
+    }
+
+
+def image_host(
+    monkeypatch: pytest.MonkeyPatch, images: dict[str, bytes], *, address: str = PUBLIC_ADDRESS
+) -> list[httpx.Request]:
+    """IMAGE_HOST, resolved to ``address``, serving ``images`` (path -> bytes, all labelled
+    image/jpeg, which the bytes must overrule) to the gateway's image fetches; returns the list
+    the requests it gets are appended to."""
+    requests: list[httpx.Request] = []
+
+    def serve(request: httpx.Request) -> httpx.Response:
+        requests.append(request)
+        data = images.get(request.url.path)
+        if data is None:
+            return httpx.Response(404)
+        return httpx.Response(200, content=data, headers={"content-type": "image/jpeg"})
+
+    async def resolve(host: str, port: int) -> list[str]:
+        assert host == IMAGE_HOST
+        return [address]
+
+    monkeypatch.setattr(media_fetch, "resolve_host", resolve)
+    monkeypatch.setattr(
+        provider_media,
+        "_image_client",
+        lambda: httpx.AsyncClient(transport=httpx.MockTransport(serve)),
+    )
+    return requests
+
+
+def bedrock_call(request_body: dict[str, Any], *, stream: bool = False) -> Call:
+    """The Anthropic client's call as a Bedrock leg gets it."""
+    context = ProxyContext(
+        metadata=key_metadata(), request_id="req_test", stream=stream, log_level="off"
+    )
+    return Call(
+        surface=ANTHROPIC_MESSAGES,
+        context=context,
+        data=request_body,
+        body=json.dumps(request_body).encode(),
+        headers={},
+    )
+
+
+def bedrock_target(api_mode: str, model_id: str = MODEL_ID) -> BedrockTarget:
+    return BedrockTarget(
+        model_id=model_id,
+        endpoint="https://bedrock-runtime.us-west-2.amazonaws.com",
+        api_mode=api_mode,
+        credential_id=1,
+        secret="bedrock-key",
+    )
+
+
+async def test_the_bedrock_leg_sends_url_images_as_fetched_bytes_of_the_sniffed_format(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    request_body = body(
+        user("Weather?"),
+        assistant(tool_use()),
+        user(
+            tool_result([text("the chart"), url_image("/chart")]),
+            # Named .jpg and labelled image/jpeg by the server, but a PNG: the bytes decide.
+            url_image("/photo.jpg", cache_control=EPHEMERAL),
+            text("Compare them."),
+        ),
+        tools=[WEATHER_TOOL],
+    )
+    original = copy.deepcopy(request_body)
+    images = {"/photo.jpg": PNG_BYTES, "/chart": JPEG_BYTES}
+    requests = image_host(monkeypatch, images)
+    url, payload = await bedrock_request(
+        bedrock_target("converse"), bedrock_call(request_body, stream=True), []
+    )
+    assert url.endswith("/converse-stream")
+    assert sorted(request.url.path for request in requests) == ["/chart", "/photo.jpg"]
+    chart = {
+        "image": {"format": "jpeg", "source": {"bytes": base64.b64encode(JPEG_BYTES).decode()}}
+    }
+    photo = {"image": {"format": "png", "source": {"bytes": base64.b64encode(PNG_BYTES).decode()}}}
+    assert payload["messages"] == [
+        c_user("Weather?"),
+        c_assistant(c_tool_use()),
+        c_user(c_tool_result("the chart", chart), photo, CACHE, "Compare them."),
+    ]
+    assert_valid_converse(payload)
+    assert request_body == original, "the client's body must not be modified"
+
+
+async def test_a_request_tried_on_several_bedrock_legs_fetches_its_images_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    call = bedrock_call(body(user(url_image("/photo.jpg"), text("What is it?"))))
+    requests = image_host(monkeypatch, {"/photo.jpg": PNG_BYTES})
+    _, converse = await bedrock_request(bedrock_target("converse"), call, [])
+    _, invoke = await bedrock_request(bedrock_target("invoke", "us.anthropic.x-v1:0"), call, [])
+    assert len(requests) == 1
+    data = base64.b64encode(PNG_BYTES).decode()
+    assert converse["messages"][0]["content"][0] == {
+        "image": {"format": "png", "source": {"bytes": data}}
+    }
+    assert invoke["messages"][0]["content"][0]["source"] == {
+        "type": "base64",
+        "media_type": "image/png",
+        "data": data,
+    }
+    # The client's own request is untouched, for a leg that passes URLs on (Anthropic).
+    assert call.hub_request()["messages"][0]["content"][0] == url_image("/photo.jpg")
+
+
+@pytest.mark.parametrize(
+    ("address", "images", "reason"),
+    [
+        ("10.0.0.7", {"/photo.jpg": PNG_BYTES}, "resolves to a private address"),
+        ("169.254.169.254", {"/photo.jpg": PNG_BYTES}, "resolves to a link-local address"),
+        (PUBLIC_ADDRESS, {}, "answered HTTP 404"),
+        (PUBLIC_ADDRESS, {"/photo.jpg": b"<html>not an image</html>"}, "JPEG, PNG, GIF or WebP"),
+    ],
+    ids=["private", "link-local", "missing", "not-an-image"],
+)
+async def test_an_image_the_bedrock_leg_cannot_fetch_is_the_clients_error_not_a_note(
+    monkeypatch: pytest.MonkeyPatch, address: str, images: dict[str, bytes], reason: str
+) -> None:
+    call = bedrock_call(body(user(text("What is it?"), url_image("/photo.jpg"))))
+    requests = image_host(monkeypatch, images, address=address)
+    with pytest.raises(TranslationError, match=reason) as raised:
+        await bedrock_request(bedrock_target("converse"), call, [])
+    assert raised.value.param == "messages.0.content.1.source.url"
+    if "address" in reason:
+        assert requests == []  # refused before any connection

@@ -1,4 +1,5 @@
-"""Bedrock InvokeModel translation: beta filter, request body, response and stream events."""
+"""Bedrock InvokeModel translation: beta filter, request body, response and stream events; and
+the Bedrock leg's InvokeModel request with URL images fetched into bytes (``bedrock_request``)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,15 @@ from anthropic.types import Message, RawMessageStreamEvent
 from botocore.eventstream import EventStreamBuffer
 from pydantic import TypeAdapter
 
+from proxy.providers.bedrock.provider import bedrock_request
+from proxy.tests.test_translation_converse_request import (
+    JPEG_BYTES,
+    PNG_BYTES,
+    bedrock_call,
+    bedrock_target,
+    image_host,
+    url_image,
+)
 from proxy.translation.betas import BEDROCK_SUPPORTED_BETAS, bedrock_betas
 from proxy.translation.invoke import (
     BEDROCK_ANTHROPIC_VERSION,
@@ -662,6 +672,64 @@ def test_claude_code_request_end_to_end() -> None:
         "tools": [SEARCH_TOOL, {**WEATHER, "defer_loading": True}],
         "messages": [USER_HI],
     }
+
+
+# -- the Bedrock leg's request: URL images fetched into bytes ----------------------------------
+
+
+async def test_the_bedrock_leg_invokes_with_url_images_fetched_as_base64(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Bedrock's Anthropic body takes images as base64 only (a ``url`` source is refused), so
+    the leg fetches them; the media type is what the bytes are, not what the server said."""
+    tool_use = {"type": "tool_use", "id": "toolu_1", "name": "shot", "input": {}}
+    body = _body(
+        stream=False,
+        messages=[
+            {"role": "user", "content": "Take a screenshot."},
+            {"role": "assistant", "content": [tool_use]},
+            {
+                "role": "user",
+                "content": [
+                    {
+                        "type": "tool_result",
+                        "tool_use_id": "toolu_1",
+                        "content": [url_image("/screen")],
+                    },
+                    url_image("/photo.jpg", cache_control={"type": "ephemeral"}),
+                    {"type": "text", "text": "Same?"},
+                ],
+            },
+        ],
+    )
+    original = copy.deepcopy(body)
+    images = {"/photo.jpg": PNG_BYTES, "/screen": JPEG_BYTES}
+    requests = image_host(monkeypatch, images)
+    url, out = await bedrock_request(bedrock_target("invoke", SONNET_4_5), bedrock_call(body), [])
+    assert url.endswith("/invoke")
+    assert len(requests) == 2
+    png = base64.b64encode(PNG_BYTES).decode()
+    jpeg = base64.b64encode(JPEG_BYTES).decode()
+    assert out["messages"][2]["content"] == [
+        {
+            "type": "tool_result",
+            "tool_use_id": "toolu_1",
+            "content": [
+                {
+                    "type": "image",
+                    "source": {"type": "base64", "media_type": "image/jpeg", "data": jpeg},
+                }
+            ],
+        },
+        {
+            "type": "image",
+            "source": {"type": "base64", "media_type": "image/png", "data": png},
+            "cache_control": {"type": "ephemeral"},
+        },
+        {"type": "text", "text": "Same?"},
+    ]
+    assert out["messages"][:2] == body["messages"][:2]
+    assert body == original, "the client's body must not be modified"
 
 
 # -- non-streamed response ---------------------------------------------------------------------

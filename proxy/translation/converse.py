@@ -294,9 +294,11 @@ def _content_block(block: JSON, context: _Context) -> JSON | None:
 def _image(source: Any) -> JSON:
     """A Converse image, or a text note saying why the image is missing.
 
-    URL and Files-API sources are not fetched: translation stays pure and fast, and letting the
-    gateway download any URL a client names would let clients reach internal addresses (SSRF).
-    The note keeps the conversation valid and tells the model what it is not seeing.
+    Translation stays pure: the Bedrock leg fetches URL images into base64 sources before it
+    translates (``proxy.providers.media``, with its SSRF guards). What still arrives here
+    unfetched (a Files-API reference, which only Anthropic can resolve, or a URL in a
+    CountTokens body) becomes the note, which keeps the conversation valid and tells the model
+    what it is not seeing.
     """
     source = as_dict(source)
     if source.get("type") == "base64":

@@ -4,9 +4,14 @@ Two API modes, chosen per credential: InvokeModel with the Anthropic-native body
 tools and caching as they are) and Converse (translated both ways). Streams arrive as AWS
 eventstream frames, decoded by botocore's ``EventStreamBuffer``, and leave as Anthropic SSE.
 
+Bedrock takes image bytes only, in both modes: ``bedrock_request`` fetches URL images into the
+request first (``proxy.providers.media``), once per client request.
+
 ``call_bedrock`` returns the client's response (rendered in the client's format by its surface),
 or a ``LegFailure`` for any failure before anything was sent to the client: Bedrock is the
-fallback, and the request flow then answers with the more useful error.
+fallback, and the request flow then answers with the more useful error. An image that cannot be
+fetched is the exception: it raises ``TranslationError``, the client's 400, as on the Gemini and
+Ollama legs.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from proxy.context import json_response
 from proxy.http_client import upstream_client
 from proxy.providers.base import Call, LegFailure
 from proxy.providers.common import StreamDecodeError, complete_message, translated_stream
+from proxy.providers.media import call_with_inlined_images
 from proxy.routing import BedrockTarget
 from proxy.translation.converse import (
     anthropic_to_converse,
@@ -33,7 +39,7 @@ from proxy.translation.converse import (
 )
 from proxy.translation.converse_stream import ConverseStreamTranslator
 from proxy.translation.errors import MappedError, bedrock_error_to_anthropic, error_body
-from proxy.translation.hub import without_foreign_thinking
+from proxy.translation.hub import JSON, without_foreign_thinking
 from proxy.translation.invoke import (
     InvokeStreamTranslator,
     anthropic_to_invoke,
@@ -79,9 +85,17 @@ class _StreamTranslator:
         return raw if isinstance(raw, Usage) else normalize_usage(raw)
 
 
-def _request_for(
-    target: BedrockTarget, body: dict[str, Any], *, stream: bool, betas: list[str]
-) -> tuple[str, dict[str, Any]]:
+async def bedrock_request(target: BedrockTarget, call: Call, betas: list[str]) -> tuple[str, JSON]:
+    """The URL and JSON body of the Bedrock call answering ``call`` in the target's API mode.
+
+    Neither Converse nor InvokeModel takes an image by URL (Converse has no such source, and
+    Bedrock's Anthropic body only base64), so URL images are fetched first; a request tried on
+    several Bedrock legs fetches them once. Raises ``TranslationError`` when a fetch fails or is
+    refused (a private address, too large, not an image).
+    """
+    hub = without_foreign_thinking(await call_with_inlined_images(call))
+    body = clamp_output_tokens(hub, target.max_output_tokens)
+    stream = call.context.stream
     model_path = f"{target.endpoint}/model/{quote_model_id(target.model_id)}"
     if target.api_mode == "converse":
         payload = anthropic_to_converse(body, model_id=target.model_id, betas=betas)
@@ -183,9 +197,7 @@ async def call_bedrock(
     *, target: BedrockTarget, call: Call, betas: list[str]
 ) -> HttpResponseBase | LegFailure:
     context = call.context
-    hub = without_foreign_thinking(call.hub_request())
-    body = clamp_output_tokens(hub, target.max_output_tokens)
-    url, payload = _request_for(target, body, stream=context.stream, betas=betas)
+    url, payload = await bedrock_request(target, call, betas)
     client = upstream_client()
     request = client.build_request(
         "POST",
@@ -195,7 +207,7 @@ async def call_bedrock(
     )
     message_id = f"msg_bdrk_{uuid.uuid4().hex[:24]}"
     # Tool names Bedrock would reject are renamed on the way in and restored on the way out.
-    tool_names = tool_name_map(body) if target.api_mode == "converse" else {}
+    tool_names = tool_name_map(call.hub_request()) if target.api_mode == "converse" else {}
     try:
         response = await client.send(request, stream=True)
     except httpx.HTTPError as exc:
