@@ -187,6 +187,7 @@ class Exchange:
             body = b"".join(frames) + tail
             await self.send({"type": "http.response.body", "body": body, "more_body": more})
             self.record.events_sent += len(frames)
+            self.record.body_bytes_sent += len(body)
             frames.clear()
         return True
 

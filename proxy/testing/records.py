@@ -92,6 +92,9 @@ class RecordedRequest:
     fault: Fault | None = None
     status: int | None = None
     events_sent: int = 0
+    # Response body bytes given to the server so far: uvicorn holds a write back while the
+    # previous ones fill its buffer, so for a stream of small writes the peer's reading paces it.
+    body_bytes_sent: int = 0
     finished_at: float | None = None
     client_disconnected_at: float | None = None
     outcome: str = OUTCOME_PENDING

@@ -192,6 +192,14 @@ def test_a_host_outside_allowed_hosts_is_refused(
     assert ok.startswith(b"HTTP/1.1 400")  # a JSON body without a model: the proxy's own 400
 
 
+# What may sit between a fake upstream and a client that reads nothing: the socket buffers of the
+# two connections (on Linux up to 4 MB per send buffer, receive buffers that grow with use; about
+# 8 MB in all, at most 12 MB seen) and the little the gateway itself holds (uvicorn's write
+# buffer, aiohttp's read buffer, a chunk in flight). A gateway that kept reading its upstream
+# regardless takes the whole stream.
+STALLED_STREAM_MAX_BYTES = 20_000_000
+
+
 def test_a_client_that_stops_reading_has_its_stream_closed_and_accounted(
     gateway_server: GatewayServer,
     key_holder: KeyHolder,
@@ -199,16 +207,20 @@ def test_a_client_that_stops_reading_has_its_stream_closed_and_accounted(
     settings: Any,
     recorded_events: Any,
 ) -> None:
-    """The upstream keeps streaming, the client reads nothing: after the write timeout the
-    gateway closes the stream (and its upstream request) and records the partial usage."""
+    """The upstream keeps streaming, the client reads nothing: the gateway stops reading the
+    upstream once the buffers in between are full (so what it holds per stream stays bounded),
+    and after the write timeout it closes the stream (and its upstream request) and records the
+    partial usage."""
     from proxy.testing.answers import ScriptedAnswer
     from proxy.testing.records import Pacing
 
     settings.GATEWAY_CLIENT_WRITE_TIMEOUT = 1.0
     fake = fake_upstream_settings
-    # About 24 MB of deltas: far more than the socket buffers between client and gateway hold.
-    fake.answer = ScriptedAnswer.text("x" * 24_000_000)
-    fake.pacing = Pacing.build(text_deltas=3_000, delta_interval_ms=0)
+    # About 64 MB of deltas, far more than all the buffers on the way hold. Each delta is its own
+    # write (a delta interval above zero): the fake's server takes a write only once the last
+    # one left its buffer, so what the fake has sent is what the gateway let through.
+    fake.answer = ScriptedAnswer.text("x" * 64_000_000)
+    fake.pacing = Pacing.build(text_deltas=8_000, delta_interval_ms=0.01)
     body = (
         b'{"model":"claude-sonnet-4-5","max_tokens":10,"stream":true,'
         b'"messages":[{"role":"user","content":"hi"}]}'
@@ -236,3 +248,6 @@ def test_a_client_that_stops_reading_has_its_stream_closed_and_accounted(
     (event,) = events
     assert event.client_disconnected
     assert event.provider == "anthropic"
+    # Everything the fake sent, it sent while the client was not reading.
+    sent = fake.last_request.body_bytes_sent
+    assert 0 < sent <= STALLED_STREAM_MAX_BYTES, f"{sent:,} bytes of the stream left the upstream"
