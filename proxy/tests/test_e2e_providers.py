@@ -12,8 +12,6 @@ import httpx
 import openai
 import pytest
 
-from accounts.keycache import invalidate_key_metadata
-from accounts.services import provider_credential_set
 from proxy.testing.answers import ScriptedAnswer
 from proxy.testing.fake_openai import insufficient_quota, rate_limited
 from proxy.testing.fake_upstream import FakeUpstream
@@ -21,108 +19,16 @@ from proxy.testing.faults import HttpError, ProviderStreamError
 from proxy.testing.fixtures import FakeProviders
 from proxy.testing.provider_server import key_sha256
 from proxy.tests.conftest import GatewayServer, KeyHolder
-
-OPENAI_KEY = "sk-openai-upstream-0123456789"
-GEMINI_KEY = "gemini-upstream-key-0123456789"
-ANTHROPIC_KEY = "sk-ant-stored-0123456789"
-VLLM_KEY = "vllm-key-0123456789"
-
-TOOL_ANSWER = ScriptedAnswer(
-    content=[
-        {"type": "text", "text": "Checking both."},
-        {"type": "tool_use", "id": "toolu_1", "name": "get_weather", "input": {"city": "Paris"}},
-        {"type": "tool_use", "id": "toolu_2", "name": "get_weather", "input": {"city": "Oslo"}},
-    ],
-    stop_reason="tool_use",
-    usage={"input_tokens": 30, "output_tokens": 12},
+from proxy.tests.test_e2e_support import (
+    OPENAI_KEY,
+    PNG_1PX,
+    TOOL_ANSWER,
+    WEATHER_TOOL,
+    anthropic_client,
+    chat,
+    openai_client,
+    providers_fixture,  # noqa: F401 (the providers fixture)
 )
-WEATHER_TOOL = {
-    "type": "function",
-    "function": {
-        "name": "get_weather",
-        "description": "Weather for a city",
-        "parameters": {
-            "type": "object",
-            "properties": {"city": {"type": "string"}},
-            "required": ["city"],
-        },
-    },
-}
-
-
-@pytest.fixture
-def providers(
-    fake_providers_settings: FakeProviders,
-    fake_upstream_settings: FakeUpstream,
-    key_holder: KeyHolder,
-) -> FakeProviders:
-    provider_credential_set(provider="openai", secret=OPENAI_KEY)
-    provider_credential_set(provider="gemini", secret=GEMINI_KEY)
-    provider_credential_set(provider="anthropic", secret=ANTHROPIC_KEY)
-    provider_credential_set(
-        provider="generic",
-        name="vllm",
-        secret=VLLM_KEY,
-        endpoint_url=fake_providers_settings.openai.base_url + "/v1",
-    )
-    invalidate_key_metadata()
-    return fake_providers_settings
-
-
-def _openai(gateway: GatewayServer, key: str, *, on_path: bool = False) -> openai.OpenAI:
-    if on_path:
-        return openai.OpenAI(
-            base_url=f"{gateway.key_url(key)}/v1",
-            api_key="unused",
-            max_retries=0,
-            _strict_response_validation=True,
-        )
-    return openai.OpenAI(
-        base_url=f"{gateway.base_url}/v1",
-        api_key=key,
-        max_retries=0,
-        _strict_response_validation=True,
-    )
-
-
-def _anthropic(gateway: GatewayServer, key: str) -> anthropic.Anthropic:
-    return anthropic.Anthropic(
-        base_url=gateway.key_url(key),
-        api_key="sk-ant-client-credential",
-        max_retries=0,
-        _strict_response_validation=True,
-    )
-
-
-def _chat(client: openai.OpenAI, model: str, *, stream: bool, **params: Any) -> dict[str, Any]:
-    """The answer as one dict (a stream is accumulated the way clients do)."""
-    messages = params.pop("messages", [{"role": "user", "content": "Say hello"}])
-    if not stream:
-        completion = client.chat.completions.create(model=model, messages=messages, **params)
-        return completion.model_dump()
-    text, calls, finish, usage, chunks = "", {}, None, None, 0
-    for chunk in client.chat.completions.create(
-        model=model, messages=messages, stream=True, **params
-    ):
-        chunks += 1
-        if chunk.usage is not None:
-            usage = chunk.usage.model_dump()
-        for choice in chunk.choices:
-            text += choice.delta.content or ""
-            for call in choice.delta.tool_calls or []:
-                entry = calls.setdefault(call.index, {"id": None, "name": "", "arguments": ""})
-                entry["id"] = entry["id"] or call.id
-                entry["name"] += (call.function.name or "") if call.function else ""
-                entry["arguments"] += (call.function.arguments or "") if call.function else ""
-            finish = choice.finish_reason or finish
-    return {
-        "text": text,
-        "tool_calls": calls,
-        "finish_reason": finish,
-        "usage": usage,
-        "chunks": chunks,
-    }
-
 
 # --- OpenAI client, OpenAI upstream: passthrough ------------------------------------------------
 
@@ -138,8 +44,8 @@ def test_openai_passthrough_text(
     providers.openai.queue_answers(
         ScriptedAnswer.text("Hello there", usage={"input_tokens": 9, "output_tokens": 3})
     )
-    answer = _chat(
-        _openai(gateway_server, key_holder.plaintext, on_path=on_path), "gpt-4o", stream=False
+    answer = chat(
+        openai_client(gateway_server, key_holder.plaintext, on_path=on_path), "gpt-4o", stream=False
     )
     assert answer["choices"][0]["message"]["content"] == "Hello there"
     request = providers.openai.last_request
@@ -166,8 +72,8 @@ def test_openai_passthrough_stream_always_accounts_usage(
         ScriptedAnswer.text("One two three", usage={"input_tokens": 5, "output_tokens": 4})
     )
     params: dict[str, Any] = {"stream_options": {"include_usage": True}} if include_usage else {}
-    answer = _chat(
-        _openai(gateway_server, key_holder.plaintext), "openai/gpt-4o", stream=True, **params
+    answer = chat(
+        openai_client(gateway_server, key_holder.plaintext), "openai/gpt-4o", stream=True, **params
     )
     assert answer["text"] == "One two three"
     assert answer["finish_reason"] == "stop"
@@ -189,7 +95,7 @@ def test_openai_passthrough_tools_and_round_trip(
     gateway_server: GatewayServer, key_holder: KeyHolder, providers: FakeProviders
 ) -> None:
     providers.openai.queue_answers(TOOL_ANSWER, ScriptedAnswer.text("Sunny in both."))
-    client = _openai(gateway_server, key_holder.plaintext)
+    client = openai_client(gateway_server, key_holder.plaintext)
     first = client.chat.completions.create(
         model="gpt-4o", messages=[{"role": "user", "content": "Weather?"}], tools=[WEATHER_TOOL]
     )
@@ -220,7 +126,7 @@ def test_openai_upstream_429_keeps_status_and_retry_after(
 ) -> None:
     providers.openai.add_fault(rate_limited(retry_after=7))
     with pytest.raises(openai.RateLimitError) as raised:
-        _openai(gateway_server, key_holder.plaintext).chat.completions.create(
+        openai_client(gateway_server, key_holder.plaintext).chat.completions.create(
             model="gpt-4o", messages=[{"role": "user", "content": "hi"}]
         )
     assert raised.value.response.headers["retry-after"] == "7"
@@ -232,7 +138,7 @@ def test_openai_quota_error_reaches_an_anthropic_client_in_its_format(
 ) -> None:
     providers.openai.add_fault(insufficient_quota())
     with pytest.raises(anthropic.RateLimitError) as raised:
-        _anthropic(gateway_server, key_holder.plaintext).messages.create(
+        anthropic_client(gateway_server, key_holder.plaintext).messages.create(
             model="openai/gpt-4o", max_tokens=20, messages=[{"role": "user", "content": "hi"}]
         )
     assert raised.value.body["type"] == "error"
@@ -245,7 +151,7 @@ def test_openai_error_mid_stream_is_an_openai_stream_error(
 ) -> None:
     providers.openai.add_fault(ProviderStreamError(after_events=2, status=500))
     with pytest.raises(openai.APIError):
-        _chat(_openai(gateway_server, key_holder.plaintext), "gpt-4o", stream=True)
+        chat(openai_client(gateway_server, key_holder.plaintext), "gpt-4o", stream=True)
 
 
 @pytest.mark.parametrize("model", ["text-embedding-3-small", "vllm/text-embedding-3-small"])
@@ -260,7 +166,7 @@ def test_embeddings_passthrough(
     model: str,
     text_input: Any,
 ) -> None:
-    result = _openai(gateway_server, key_holder.plaintext).embeddings.create(
+    result = openai_client(gateway_server, key_holder.plaintext).embeddings.create(
         model=model, input=text_input, encoding_format="float"
     )
     expected = 1 if isinstance(text_input, str) else 3
@@ -303,7 +209,9 @@ def test_openai_client_on_translated_providers_text(
     }[provider]
     upstream.queue_answers(scripted)
     params: dict[str, Any] = {"stream_options": {"include_usage": True}} if stream else {}
-    answer = _chat(_openai(gateway_server, key_holder.plaintext), model, stream=stream, **params)
+    answer = chat(
+        openai_client(gateway_server, key_holder.plaintext), model, stream=stream, **params
+    )
     if stream:
         assert answer["text"] == answer_text
         assert answer["finish_reason"] == "stop"
@@ -334,8 +242,11 @@ def test_openai_client_tools_on_translated_providers(
         else getattr(providers, model.split("/")[0])
     )
     upstream.queue_answers(TOOL_ANSWER)
-    answer = _chat(
-        _openai(gateway_server, key_holder.plaintext), model, stream=stream, tools=[WEATHER_TOOL]
+    answer = chat(
+        openai_client(gateway_server, key_holder.plaintext),
+        model,
+        stream=stream,
+        tools=[WEATHER_TOOL],
     )
     if stream:
         calls = [answer["tool_calls"][index] for index in sorted(answer["tool_calls"])]
@@ -360,7 +271,7 @@ def test_embeddings_translated(
     recorded_events: Any,
     model: str,
 ) -> None:
-    client = _openai(gateway_server, key_holder.plaintext)
+    client = openai_client(gateway_server, key_holder.plaintext)
     result = client.embeddings.create(model=model, input=["alpha", "beta"], encoding_format="float")
     assert [item.index for item in result.data] == [0, 1]
     assert len(result.data[0].embedding) > 0
@@ -392,7 +303,7 @@ def test_anthropic_client_on_other_providers(
     prefix = model.split("/")[0]
     upstream = providers.openai if prefix in ("openai", "vllm") else getattr(providers, prefix)
     upstream.queue_answers(TOOL_ANSWER)
-    client = _anthropic(gateway_server, key_holder.plaintext)
+    client = anthropic_client(gateway_server, key_holder.plaintext)
     params: dict[str, Any] = {
         "model": model,
         "max_tokens": 200,
@@ -470,7 +381,7 @@ def test_unknown_provider_prefix_is_an_openai_400_listing_the_configured_ones(
     gateway_server: GatewayServer, key_holder: KeyHolder, providers: FakeProviders
 ) -> None:
     with pytest.raises(openai.BadRequestError) as raised:
-        _openai(gateway_server, key_holder.plaintext).chat.completions.create(
+        openai_client(gateway_server, key_holder.plaintext).chat.completions.create(
             model="mistral/large", messages=[{"role": "user", "content": "hi"}]
         )
     error = raised.value.body
@@ -482,7 +393,7 @@ def test_unknown_provider_prefix_is_an_anthropic_400_on_messages(
     gateway_server: GatewayServer, key_holder: KeyHolder, providers: FakeProviders
 ) -> None:
     with pytest.raises(anthropic.BadRequestError) as raised:
-        _anthropic(gateway_server, key_holder.plaintext).messages.create(
+        anthropic_client(gateway_server, key_holder.plaintext).messages.create(
             model="mistral/large", max_tokens=10, messages=[{"role": "user", "content": "hi"}]
         )
     assert raised.value.body["error"]["type"] == "invalid_request_error"
@@ -493,7 +404,7 @@ def test_unparseable_tool_arguments_are_a_400_naming_the_field(
     gateway_server: GatewayServer, key_holder: KeyHolder, providers: FakeProviders
 ) -> None:
     with pytest.raises(openai.BadRequestError) as raised:
-        _openai(gateway_server, key_holder.plaintext).chat.completions.create(
+        openai_client(gateway_server, key_holder.plaintext).chat.completions.create(
             model="gemini/gemini-2.5-flash",
             messages=[
                 {"role": "user", "content": "hi"},
@@ -518,7 +429,7 @@ def test_n_above_one_to_a_provider_without_it(
     gateway_server: GatewayServer, key_holder: KeyHolder, providers: FakeProviders
 ) -> None:
     with pytest.raises(openai.BadRequestError) as raised:
-        _openai(gateway_server, key_holder.plaintext).chat.completions.create(
+        openai_client(gateway_server, key_holder.plaintext).chat.completions.create(
             model="ollama/qwen3", n=2, messages=[{"role": "user", "content": "hi"}]
         )
     assert raised.value.body["param"] == "n"
@@ -528,7 +439,7 @@ def test_bad_access_key_on_the_openai_surface_is_openai_shaped(
     gateway_server: GatewayServer, providers: FakeProviders
 ) -> None:
     with pytest.raises(openai.AuthenticationError) as raised:
-        _openai(gateway_server, "gw_nope_0000000000000000000000").chat.completions.create(
+        openai_client(gateway_server, "gw_nope_0000000000000000000000").chat.completions.create(
             model="gpt-4o", messages=[{"role": "user", "content": "hi"}]
         )
     assert set(raised.value.body) >= {"message", "type"}
@@ -546,7 +457,7 @@ def test_unknown_path_under_v1_is_an_openai_404(
 def test_models_list_every_provider_as_provider_model(
     gateway_server: GatewayServer, key_holder: KeyHolder, providers: FakeProviders
 ) -> None:
-    ids = [model.id for model in _openai(gateway_server, key_holder.plaintext).models.list()]
+    ids = [model.id for model in openai_client(gateway_server, key_holder.plaintext).models.list()]
     assert "openai/gpt-4o" in ids
     assert "vllm/gpt-4o" in ids
     assert any(model.startswith("gemini/gemini-") for model in ids)
@@ -558,7 +469,7 @@ def test_an_upstream_5xx_on_the_only_leg_is_rewritten_for_the_client(
 ) -> None:
     providers.gemini.add_fault(HttpError(status=503))
     with pytest.raises(openai.InternalServerError) as raised:
-        _openai(gateway_server, key_holder.plaintext).chat.completions.create(
+        openai_client(gateway_server, key_holder.plaintext).chat.completions.create(
             model="gemini/gemini-2.5-flash", messages=[{"role": "user", "content": "hi"}]
         )
     assert raised.value.status_code == 503
@@ -591,7 +502,7 @@ def test_legacy_completions_on_every_kind_of_provider(
         ScriptedAnswer.text("Once upon a time", usage={"input_tokens": 4, "output_tokens": 4}),
         ScriptedAnswer.text("Once upon a time", usage={"input_tokens": 4, "output_tokens": 4}),
     )
-    client = _openai(gateway_server, key_holder.plaintext)
+    client = openai_client(gateway_server, key_holder.plaintext)
     completion = client.completions.create(model=model, prompt="Tell a story", max_tokens=20)
     assert completion.choices[0].text == "Once upon a time"
     assert completion.usage is not None and completion.usage.completion_tokens == 4
@@ -610,12 +521,6 @@ def test_legacy_completions_on_every_kind_of_provider(
     assert [event.provider for event in events] == [provider, provider]
 
 
-PNG_1PX = (
-    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQ"
-    "AAAABJRU5ErkJggg=="
-)
-
-
 @pytest.mark.parametrize("model", ["gemini/gemini-2.5-flash", "ollama/qwen3", "claude-sonnet-4-5"])
 def test_a_data_url_image_reaches_every_provider_in_its_form(
     gateway_server: GatewayServer,
@@ -629,8 +534,8 @@ def test_a_data_url_image_reaches_every_provider_in_its_form(
         {"type": "text", "text": "What is in this image?"},
         {"type": "image_url", "image_url": {"url": f"data:image/jpeg;base64,{PNG_1PX}"}},
     ]
-    answer = _chat(
-        _openai(gateway_server, key_holder.plaintext),
+    answer = chat(
+        openai_client(gateway_server, key_holder.plaintext),
         model,
         stream=False,
         messages=[{"role": "user", "content": content}],
@@ -661,7 +566,7 @@ def test_a_url_image_on_a_private_address_is_never_fetched(
         {"type": "image_url", "image_url": {"url": url}},
     ]
     with pytest.raises(openai.BadRequestError) as raised:
-        _openai(gateway_server, key_holder.plaintext).chat.completions.create(
+        openai_client(gateway_server, key_holder.plaintext).chat.completions.create(
             model="gemini/gemini-2.5-flash", messages=[{"role": "user", "content": content}]
         )
     assert raised.value.body["param"].startswith("messages.0.content.1")
@@ -676,7 +581,7 @@ def test_a_url_image_passes_through_to_openai_unfetched(
         {"type": "text", "text": "Describe"},
         {"type": "image_url", "image_url": {"url": "https://images.example/cat.png"}},
     ]
-    _openai(gateway_server, key_holder.plaintext).chat.completions.create(
+    openai_client(gateway_server, key_holder.plaintext).chat.completions.create(
         model="gpt-4o", messages=[{"role": "user", "content": content}]
     )
     sent = providers.openai.last_request.parsed
@@ -688,7 +593,11 @@ def test_a_translated_stream_error_reaches_each_client_in_its_format(
 ) -> None:
     providers.gemini.add_fault(ProviderStreamError(after_events=1, status=500))
     with pytest.raises(openai.APIError):
-        _chat(_openai(gateway_server, key_holder.plaintext), "gemini/gemini-2.5-flash", stream=True)
+        chat(
+            openai_client(gateway_server, key_holder.plaintext),
+            "gemini/gemini-2.5-flash",
+            stream=True,
+        )
     providers.gemini.add_fault(ProviderStreamError(after_events=1, status=500))
     events = []
     with httpx.stream(
@@ -718,7 +627,7 @@ def test_a_translated_429_keeps_its_retry_hint(
 ) -> None:
     providers.gemini.add_fault(HttpError(status=429, headers={"retry-after": "11"}))
     with pytest.raises(anthropic.RateLimitError) as raised:
-        _anthropic(gateway_server, key_holder.plaintext).messages.create(
+        anthropic_client(gateway_server, key_holder.plaintext).messages.create(
             model="gemini/gemini-2.5-flash",
             max_tokens=20,
             messages=[{"role": "user", "content": "hi"}],
@@ -744,7 +653,7 @@ def test_reasoning_tokens_are_recorded_where_reported(
         )
     )
     params: dict[str, Any] = {"stream_options": {"include_usage": True}} if stream else {}
-    _chat(_openai(gateway_server, key_holder.plaintext), model, stream=stream, **params)
+    chat(openai_client(gateway_server, key_holder.plaintext), model, stream=stream, **params)
     (event,) = recorded_events(1)
     assert event.reasoning_tokens == 20
     assert event.output_tokens >= 20
