@@ -6,8 +6,9 @@ defaults to true in Ollama; one JSON object with `"stream": false`), `POST /api/
 sent anyway (Ollama behind a proxy) is recorded hashed, and `fail_key` makes a chosen one answer
 with an error of choice in Ollama's `{"error": "..."}` shape. Tool calls arrive
 whole in one line with `arguments` as an object; the final line carries `done_reason`,
-`prompt_eval_count` and `eval_count`. Thinking comes out in `message.thinking` only when the
-request sets `think`.
+`prompt_eval_count` and `eval_count`. Thinking comes out in `message.thinking` when the request
+sets `think`, or leaves it out for a model that can think (`THINKING_FAMILIES`): Ollama's
+handlers turn thinking on by default for those.
 
 Unlike the real server, which silently drops unknown fields, the fake validates every body against
 the documented API (`validation/ollama_rules.py`) and answers 400 `{"error": "..."}` for what the
@@ -78,6 +79,17 @@ DEFAULT_MODELS: list[dict[str, Any]] = [
 ]
 EMBEDDING_DIMENSIONS = {"nomic-embed-text": 768, "mxbai-embed-large": 1024}
 DEFAULT_EMBEDDING_DIMENSIONS = 768
+# Model families with Ollama's "thinking" capability: a request without `think` gets their
+# reasoning, as Ollama sets `think` to true for such a model when the request does not say.
+THINKING_FAMILIES = frozenset({"qwen3", "deepseek-r1", "gpt-oss", "magistral", "qwq"})
+
+
+def thinks(body: dict[str, Any]) -> bool:
+    """Whether the answer to a chat or generate body carries the model's reasoning."""
+    think = body.get("think")
+    if think is None:
+        return str(body["model"]).partition(":")[0] in THINKING_FAMILIES
+    return bool(think)
 
 
 class FakeOllama(ProviderFake):
@@ -154,7 +166,7 @@ class FakeOllama(ProviderFake):
         answer = self.next_answer(render.ollama_prompt_text(body), pacing, len(record.body))
         model = str(body["model"])
         created_at = dt.datetime.now(dt.UTC).isoformat().replace("+00:00", "Z")
-        think = bool(body.get("think"))
+        think = thinks(body)
         if not record.streaming:
             whole = (
                 render.ollama_chat_response
