@@ -459,6 +459,16 @@ def test_text_stream_to_hub() -> None:
     assert assemble(events).content[0].text == "Hello world"
 
 
+def test_the_reasoning_tokens_of_the_usage_chunk_are_kept() -> None:
+    # The hub's usage has no field for them: the gateway's usage event reads them here.
+    usage = usage_chunk(completion=30)
+    usage["usage"]["completion_tokens_details"] = {"reasoning_tokens": 25}
+    _, without = to_events([chunk(content="Hi"), chunk("stop"), usage_chunk()])
+    _, with_reasoning = to_events([chunk(content="Hi"), chunk("stop"), usage])
+    assert (without.reasoning_tokens, with_reasoning.reasoning_tokens) == (0, 25)
+    assert with_reasoning.usage.output_tokens == 30  # reasoning is part of the output
+
+
 def test_sequential_parallel_tool_calls() -> None:
     events, _ = to_events(
         [

@@ -23,6 +23,7 @@ __all__ = [
     "openai_tool_call",
     "openai_usage",
     "positive_int",
+    "reasoning_tokens_from_openai",
     "stop_reason_for",
     "usage_from_openai",
 ]
@@ -118,6 +119,13 @@ def usage_from_openai(usage: Any) -> JSON:
         "cache_creation_input_tokens": written,
         "cache_read_input_tokens": cached,
     }
+
+
+def reasoning_tokens_from_openai(usage: Any) -> int:
+    """The reasoning part of an OpenAI usage object's ``completion_tokens`` (0 when not
+    reported): ``completion_tokens_details.reasoning_tokens``."""
+    details = usage.get("completion_tokens_details") if isinstance(usage, dict) else None
+    return as_token_count(details.get("reasoning_tokens")) if isinstance(details, dict) else 0
 
 
 def openai_usage(

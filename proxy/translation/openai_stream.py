@@ -35,6 +35,7 @@ from proxy.translation.openai_common import (
     finish_reason_for,
     is_blank,
     openai_usage,
+    reasoning_tokens_from_openai,
     stop_reason_for,
     usage_from_openai,
 )
@@ -242,6 +243,8 @@ class ChatChunksToAnthropic:
     ``finish`` always closes what is open and sends ``message_delta`` (stop reason, usage from
     the upstream's usage chunk if one came) and ``message_stop``; a second call sends nothing.
     An upstream ``{"error": ...}`` chunk becomes an ``error`` event, after which nothing is sent.
+    ``reasoning_tokens`` is the reasoning part of the output the usage chunk reported (the hub's
+    usage has no field for it, and the usage event records it).
     """
 
     def __init__(self, *, model: str, message_id: str) -> None:
@@ -259,6 +262,7 @@ class ChatChunksToAnthropic:
         self._late: list[tuple[str, str]] = []
         self._finish_reason: str | None = None
         self._usage: JSON = zero_usage()
+        self.reasoning_tokens = 0
 
     @property
     def usage(self) -> Usage:
@@ -273,6 +277,7 @@ class ChatChunksToAnthropic:
         self._start(out)
         if isinstance(chunk.get("usage"), dict):
             self._usage = usage_from_openai(chunk["usage"])
+            self.reasoning_tokens = reasoning_tokens_from_openai(chunk["usage"])
         choices = chunk.get("choices")
         choice = choices[0] if isinstance(choices, list) and choices else None
         if not isinstance(choice, dict):

@@ -22,9 +22,9 @@ from proxy.headers import client_response_headers
 from proxy.providers.base import Call
 from proxy.providers.common import INTERRUPTED, streaming_headers
 from proxy.translation.hub import JSON
-from proxy.translation.openai_common import usage_from_openai
+from proxy.translation.openai_common import reasoning_tokens_from_openai, usage_from_openai
 from proxy.translation.openai_errors import anthropic_error_to_openai
-from proxy.translation.sse import Usage, as_token_count, normalize_usage
+from proxy.translation.sse import Usage, normalize_usage
 
 logger = logging.getLogger(__name__)
 
@@ -43,9 +43,7 @@ def usage_of(data: Any) -> Usage | None:
 
 def reasoning_of(data: Any) -> int:
     """The reasoning part of an OpenAI answer's output tokens (0 when not reported)."""
-    usage = data.get("usage") if isinstance(data, dict) else None
-    details = usage.get("completion_tokens_details") if isinstance(usage, dict) else None
-    return as_token_count(details.get("reasoning_tokens")) if isinstance(details, dict) else 0
+    return reasoning_tokens_from_openai(data.get("usage")) if isinstance(data, dict) else 0
 
 
 def stream_body(call: Call, model: str) -> tuple[bytes, bool]:
