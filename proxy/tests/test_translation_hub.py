@@ -1,5 +1,6 @@
 """The hub's shared helpers: usage read from events, and other providers' thinking dropped
-before a conversation goes to Anthropic or Bedrock."""
+before a conversation goes to Anthropic or Bedrock (with ``thinking`` itself where the tool turn
+being answered no longer opens with a thinking block)."""
 
 from __future__ import annotations
 
@@ -61,3 +62,57 @@ def test_anthropic_signed_thinking_is_kept_as_it_is() -> None:
     request = _conversation("EqQBCkgIARABGAIiQ")
     assert not may_hold_foreign_thinking(json.dumps(request, separators=(",", ":")).encode())
     assert without_foreign_thinking(request) is request
+
+
+def _tool_turn(first_block: dict | None, thinking: dict | None) -> dict:
+    """A request answering the weather call of an assistant turn that opens with ``first_block``."""
+    call = {"type": "tool_use", "id": "toolu_1", "name": "get_weather", "input": {}}
+    turn = [first_block, call] if first_block is not None else [call]
+    request: dict = {
+        "model": "claude-sonnet-4-5",
+        "max_tokens": 4096,
+        "messages": [
+            {"role": "user", "content": "Weather?"},
+            {"role": "assistant", "content": turn},
+            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_1"}]},
+        ],
+    }
+    if thinking is not None:
+        request["thinking"] = thinking
+    return request
+
+
+ENABLED = {"type": "enabled", "budget_tokens": 2048}
+
+
+def test_thinking_is_left_out_while_answering_a_tool_turn_that_lost_its_thinking() -> None:
+    # An OpenAI client sends tool calls back without their reasoning: Anthropic would refuse
+    # thinking for this request.
+    request = _tool_turn(None, ENABLED)
+    cleaned = without_foreign_thinking(request)
+    assert "thinking" not in cleaned
+    assert cleaned["messages"] == request["messages"]
+    assert request["thinking"] == ENABLED  # not mutated
+    # A Gemini-signed block dropped on the way leaves the same turn.
+    gemini = {"type": "thinking", "thinking": "hmm", "signature": "gemini:abc"}
+    assert "thinking" not in without_foreign_thinking(_tool_turn(gemini, {"type": "adaptive"}))
+    text = {"type": "text", "text": "Checking."}
+    assert "thinking" not in without_foreign_thinking(_tool_turn(text, ENABLED))
+
+
+def test_thinking_stays_when_the_tool_turn_opens_with_claudes_thinking() -> None:
+    for block in (
+        {"type": "thinking", "thinking": "hmm", "signature": "EqQBCkgIARABGAIiQ"},
+        {"type": "redacted_thinking", "data": "EmwKAhgBEgy"},
+    ):
+        request = _tool_turn(block, ENABLED)
+        assert without_foreign_thinking(request) is request
+    # A new question after the tool turn: nothing to continue, thinking is allowed.
+    request = _tool_turn(None, ENABLED)
+    request["messages"].append({"role": "assistant", "content": "Sunny."})
+    request["messages"].append({"role": "user", "content": "And tomorrow?"})
+    assert without_foreign_thinking(request) is request
+    # Thinking off (or absent): nothing to leave out.
+    for thinking in ({"type": "disabled"}, None):
+        request = _tool_turn(None, thinking)
+        assert without_foreign_thinking(request) is request

@@ -168,9 +168,30 @@ def _is_foreign_thinking(block: Any) -> bool:
 
 
 def without_foreign_thinking(request: JSON) -> JSON:
-    """``request`` without thinking blocks Anthropic would refuse (unchanged when it has none):
-    a conversation that moves from Gemini, Ollama or an OpenAI server to Claude keeps its text
-    and tool calls, and loses only reasoning Claude could not verify anyway."""
+    """``request`` as Anthropic accepts it after other providers had their turns (unchanged when
+    nothing needs to change).
+
+    Thinking blocks Anthropic would refuse are dropped: a conversation that moves from Gemini,
+    Ollama or an OpenAI server to Claude keeps its text and tool calls, and loses only reasoning
+    Claude could not verify anyway. And ``thinking`` itself is left out while the request answers
+    the tool calls of an assistant turn that does not start with a thinking block: Anthropic
+    refuses thinking then ("a final assistant message must start with a thinking block"), and
+    such a block was just dropped, or the client has no way to send it back (an OpenAI client
+    returns tool calls without their reasoning). The next turn that answers no tool call thinks
+    again.
+    """
+    cleaned = _without_foreign_blocks(request)
+    thinking = cleaned.get("thinking")
+    if (
+        isinstance(thinking, dict)
+        and thinking.get("type") in _THINKING_ON
+        and _answers_unthought_tool_calls(cleaned.get("messages"))
+    ):
+        cleaned = {key: value for key, value in cleaned.items() if key != "thinking"}
+    return cleaned
+
+
+def _without_foreign_blocks(request: JSON) -> JSON:
     messages = request.get("messages")
     if not isinstance(messages, list) or not any(
         isinstance(message, dict)
@@ -186,6 +207,35 @@ def without_foreign_thinking(request: JSON) -> JSON:
             message = {**message, "content": content or [{"type": "text", "text": "(thinking)"}]}
         cleaned.append(message)
     return {**request, "messages": cleaned}
+
+
+_THINKING_ON = frozenset({"enabled", "adaptive"})
+_THINKING_BLOCKS = frozenset({"thinking", "redacted_thinking"})
+
+
+def _has_block(content: Any, block_type: str) -> bool:
+    return isinstance(content, list) and any(
+        isinstance(block, dict) and block.get("type") == block_type for block in content
+    )
+
+
+def _answers_unthought_tool_calls(messages: Any) -> bool:
+    """Whether the last message holds tool results for an assistant turn whose first block is
+    not thinking."""
+    if not isinstance(messages, list) or len(messages) < 2:
+        return False
+    answer, turn = messages[-1], messages[-2]
+    if not (isinstance(answer, dict) and answer.get("role") == "user"):
+        return False
+    if not (isinstance(turn, dict) and turn.get("role") == "assistant"):
+        return False
+    if not _has_block(answer.get("content"), "tool_result"):
+        return False
+    content = turn.get("content")
+    if not isinstance(content, list) or not _has_block(content, "tool_use"):
+        return False
+    first = content[0]
+    return not (isinstance(first, dict) and first.get("type") in _THINKING_BLOCKS)
 
 
 def tool_names_by_id(messages: list[Any]) -> dict[str, str]:
