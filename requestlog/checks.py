@@ -12,7 +12,7 @@ from django.core.checks import Error, register
 @register()
 def redact_patterns_compile(app_configs: Any = None, **kwargs: Any) -> list[Error]:
     errors: list[Error] = []
-    for pattern in getattr(settings, "GATEWAY_LOG_REDACT_PATTERNS", []):
+    for pattern in settings.GATEWAY_LOG_REDACT_PATTERNS:
         try:
             re.compile(pattern)
         except re.error as exc:

@@ -74,9 +74,7 @@ def _refresh_forever() -> None:
 def _start_refresher() -> None:
     global _refresher
     with _refresher_lock:
-        if _refresher is not None or not getattr(
-            settings, "GATEWAY_REQUEST_LOG_LEVEL_REFRESH", True
-        ):
+        if _refresher is not None:
             return
         thread = threading.Thread(target=_refresh_forever, name="log-levels", daemon=True)
         thread.start()

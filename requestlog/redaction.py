@@ -290,7 +290,7 @@ def redactor() -> Redactor:
     global _default, _default_patterns
     from django.conf import settings
 
-    patterns = tuple(getattr(settings, "GATEWAY_LOG_REDACT_PATTERNS", ()))
+    patterns = tuple(settings.GATEWAY_LOG_REDACT_PATTERNS)
     if _default is None or patterns != _default_patterns:
         _default = Redactor(patterns)
         _default_patterns = patterns
