@@ -29,7 +29,7 @@ from proxy.testing.base import FakeServer
 from proxy.testing.fake_gemini import google_error
 from proxy.testing.fake_openai import rate_limited
 from proxy.testing.fake_upstream import FakeUpstream
-from proxy.testing.faults import HttpError, ProviderStreamError
+from proxy.testing.faults import AnthropicStreamError, HttpError, ProviderStreamError
 from proxy.testing.fixtures import FakeProviders
 from proxy.testing.provider_server import ProviderRequest
 from proxy.tests.conftest import GatewayServer, KeyHolder
@@ -168,6 +168,9 @@ def sent_image(provider: str, body: dict[str, Any]) -> Any:
         return part
     if provider == "ollama":
         return body["messages"][-1]["images"]
+    if provider == "anthropic":
+        (block,) = [b for b in body["messages"][-1]["content"] if b["type"] == "image"]
+        return block["source"]
     (part,) = [p for p in body["messages"][-1]["content"] if p["type"] == "image_url"]
     return part["image_url"]["url"]
 
@@ -259,6 +262,55 @@ def assert_results_reached(provider: str, body: dict[str, Any], first: ChatTurn)
     )
     assert calls == list(zip(keys, [{"city": "Paris"}, {"city": "Oslo"}], strict=True))
     assert results == list(zip(keys, ["sunny", "snow"], strict=True))
+
+
+# --- an image server the gateway may fetch from --------------------------------------------------
+
+
+class ImageServer:
+    """A local HTTP server that answers a PNG at ``/cat.png`` and records the paths asked for."""
+
+    def __init__(self) -> None:
+        paths: list[str] = []
+        self.paths = paths
+        png = base64.b64decode(PNG_1PX)
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 (the http.server hook's name)
+                paths.append(self.path)
+                self.send_response(200)
+                self.send_header("content-type", "image/png")
+                self.send_header("content-length", str(len(png)))
+                self.end_headers()
+                self.wfile.write(png)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/cat.png"
+
+    def __enter__(self) -> ImageServer:
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def image_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[ImageServer]:
+    """An image on 127.0.0.1, which the gateway's address check lets through for this test only
+    (it refuses loopback addresses otherwise; ``test_media_fetch`` tests that)."""
+    refused = media_fetch.blocked_address_reason
+    monkeypatch.setattr(
+        media_fetch,
+        "blocked_address_reason",
+        lambda address: None if address == "127.0.0.1" else refused(address),
+    )
+    with ImageServer() as server:
+        yield server
 
 
 # --- OpenAI client on Anthropic, Gemini and Ollama -----------------------------------------------
@@ -431,6 +483,19 @@ def _rate_limit(provider: str) -> HttpError:
     return HttpError(status=429, message="Too many requests.", headers={"retry-after": "7"})
 
 
+STREAM_FAILURE = "The model crashed mid-answer."
+LONG_ANSWER = "A long answer that never ends"
+
+
+def _stream_failure(provider: str) -> Any:
+    """The upstream's own error inside a stream, after part of the text was sent (text comes in
+    four pieces)."""
+    if provider == "anthropic":
+        # message_start, content_block_start, ping, then one text delta.
+        return AnthropicStreamError(after_events=4, error_type="api_error", message=STREAM_FAILURE)
+    return ProviderStreamError(after_events=3, status=500, message=STREAM_FAILURE)
+
+
 def _add_fault(fake: Any, fault: Any) -> None:
     if isinstance(fake, FakeUpstream):
         fake.add_fault("anthropic", fault)
@@ -462,53 +527,73 @@ def test_openai_client_upstream_429_keeps_status_and_retry_after(
     assert [(e.provider, e.status_code) for e in recorded_events(1)] == [(provider, 429)]
 
 
-# --- Anthropic client on OpenAI, Gemini, Ollama and a generic server ------------------------------
+@pytest.mark.parametrize("provider", list(OPENAI_CLIENT_MODELS))
+def test_openai_client_upstream_error_mid_stream(
+    gateway_server: GatewayServer,
+    key_holder: KeyHolder,
+    providers: FakeProviders,
+    fake_upstream_settings: FakeUpstream,
+    recorded_events: Any,
+    provider: str,
+) -> None:
+    fake = fake_for(provider, providers, fake_upstream_settings)
+    fake.queue_answers(ScriptedAnswer.text(LONG_ANSWER))
+    _add_fault(fake, _stream_failure(provider))
+    text = ""
+    with pytest.raises(openai.APIError) as raised:
+        for chunk in openai_client(gateway_server, key_holder.plaintext).chat.completions.create(
+            model=OPENAI_CLIENT_MODELS[provider],
+            stream=True,
+            messages=[{"role": "user", "content": "Tell me everything"}],
+        ):
+            text += "".join(choice.delta.content or "" for choice in chunk.choices)
+    # What came before the failure reached the client, then OpenAI's in-stream error.
+    assert text and LONG_ANSWER.startswith(text) and text != LONG_ANSWER
+    error = raised.value.body
+    assert isinstance(error, dict)
+    assert error["type"] == "server_error"
+    assert STREAM_FAILURE in error["message"]
+    (event,) = recorded_events(1)
+    assert (event.provider, event.status_code, event.streamed) == (provider, 500, True)
 
 
-class ImageServer:
-    """A local HTTP server that answers a PNG at ``/cat.png`` and records the paths asked for."""
-
-    def __init__(self) -> None:
-        paths: list[str] = []
-        self.paths = paths
-        png = base64.b64decode(PNG_1PX)
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 (the http.server hook's name)
-                paths.append(self.path)
-                self.send_response(200)
-                self.send_header("content-type", "image/png")
-                self.send_header("content-length", str(len(png)))
-                self.end_headers()
-                self.wfile.write(png)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/cat.png"
-
-    def __enter__(self) -> ImageServer:
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
-@pytest.fixture
-def image_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[ImageServer]:
-    """An image on 127.0.0.1, which the gateway's address check lets through for this test only
-    (it refuses loopback addresses otherwise; ``test_media_fetch`` tests that)."""
-    refused = media_fetch.blocked_address_reason
-    monkeypatch.setattr(
-        media_fetch,
-        "blocked_address_reason",
-        lambda address: None if address == "127.0.0.1" else refused(address),
+@pytest.mark.parametrize("provider", list(OPENAI_CLIENT_MODELS))
+def test_openai_client_url_image(
+    gateway_server: GatewayServer,
+    key_holder: KeyHolder,
+    providers: FakeProviders,
+    fake_upstream_settings: FakeUpstream,
+    image_server: ImageServer,
+    recorded_events: Any,
+    provider: str,
+) -> None:
+    fake = fake_for(provider, providers, fake_upstream_settings)
+    fake.queue_answers(
+        ScriptedAnswer.text("One pixel.", usage={"input_tokens": 90, "output_tokens": 3})
     )
-    with ImageServer() as server:
-        yield server
+    content = [
+        {"type": "text", "text": "What is in this image?"},
+        {"type": "image_url", "image_url": {"url": image_server.url, "detail": "low"}},
+    ]
+    turn = chat_turn(
+        openai_client(gateway_server, key_holder.plaintext),
+        OPENAI_CLIENT_MODELS[provider],
+        stream=False,
+        messages=[{"role": "user", "content": content}],
+    )
+    assert turn.text == "One pixel."
+    image = sent_image(provider, sent(fake))
+    if provider == "anthropic":  # Anthropic fetches URLs itself
+        assert image == {"type": "url", "url": image_server.url}
+        assert image_server.paths == []
+    else:  # Gemini and Ollama take bytes only: the gateway fetched the image
+        inline = {"inlineData": {"mimeType": "image/png", "data": PNG_1PX}}
+        assert image == (inline if provider == "gemini" else [PNG_1PX])
+        assert image_server.paths == ["/cat.png"]
+    assert usage_of(recorded_events(1)) == [(provider, 200, 90, 3)]
+
+
+# --- Anthropic client on OpenAI, Gemini, Ollama and a generic server ------------------------------
 
 
 @pytest.mark.parametrize("source", ["base64", "url"])
@@ -646,9 +731,6 @@ def test_anthropic_client_thinking_with_tools(
     assert events[0].reasoning_tokens == (0 if provider == "ollama" else 25)
 
 
-STREAM_FAILURE = "The model crashed mid-answer."
-
-
 @pytest.mark.parametrize("provider", ["openai", "ollama"])
 def test_anthropic_client_upstream_error_mid_stream(
     gateway_server: GatewayServer,
@@ -658,9 +740,8 @@ def test_anthropic_client_upstream_error_mid_stream(
     provider: str,
 ) -> None:
     fake = fake_for(provider, providers)
-    fake.queue_answers(ScriptedAnswer.text("A long answer that never ends"))
-    # Text arrives in four pieces: the failure comes after some of it reached the client.
-    fake.add_fault(ProviderStreamError(after_events=3, status=500, message=STREAM_FAILURE))
+    fake.queue_answers(ScriptedAnswer.text(LONG_ANSWER))
+    fake.add_fault(_stream_failure(provider))
     client = anthropic_client(gateway_server, key_holder.plaintext)
     seen: list[str] = []
     text = ""
@@ -677,7 +758,7 @@ def test_anthropic_client_upstream_error_mid_stream(
             if event.type == "text":
                 text += event.text
     assert seen[0] == "message_start"
-    assert text and "A long answer that never ends".startswith(text)
+    assert text and LONG_ANSWER.startswith(text) and text != LONG_ANSWER
     assert "message_stop" not in seen
     body = raised.value.body
     assert isinstance(body, dict)
