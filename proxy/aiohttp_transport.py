@@ -31,6 +31,8 @@ from typing import Any
 import aiohttp
 import httpx
 
+_WRITTEN_BY_AIOHTTP = frozenset((b"host", b"content-length", b"transfer-encoding"))
+
 
 def _map_error(exc: BaseException, *, started: bool) -> httpx.TransportError:
     """The httpx exception for an aiohttp failure; ``started``: response headers were read."""
@@ -103,8 +105,14 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         return self._session
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        raw_headers = request.headers.raw
-        if not all(name.isascii() and value.isascii() for name, value in raw_headers):
+        try:
+            # httpx computed host and content-length for this request: aiohttp writes its own.
+            headers = [
+                (name.decode("ascii"), value.decode("ascii"))
+                for name, value in request.headers.raw
+                if name.lower() not in _WRITTEN_BY_AIOHTTP
+            ]
+        except UnicodeDecodeError:
             return await self._fallback.handle_async_request(request)
         timeouts: dict[str, Any] = request.extensions.get("timeout", {})
         timeout = aiohttp.ClientTimeout(
@@ -112,12 +120,6 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             sock_connect=timeouts.get("connect"),
             sock_read=timeouts.get("read"),
         )
-        # httpx computed host and content-length for this request: aiohttp writes its own.
-        headers = [
-            (name.decode("ascii"), value.decode("ascii"))
-            for name, value in raw_headers
-            if name.lower() not in (b"host", b"content-length", b"transfer-encoding")
-        ]
         body = await request.aread()
         try:
             response = await self._session_now().request(
