@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import io
 import logging
 import os
@@ -250,3 +251,9 @@ async def route(scope: dict[str, Any], receive: Any, send: Any) -> None:
 from usage.lifespan import with_usage_drain  # noqa: E402
 
 application = with_usage_drain(route)
+
+# What start-up built (Django, the apps, their modules and tables: a few hundred thousand
+# objects) lives as long as the process. Frozen, the collector's passes no longer walk it
+# again and again under load: 11-15% less CPU per proxied request (bench/README.md).
+gc.collect()
+gc.freeze()

@@ -1,4 +1,5 @@
-"""A bad environment value stops every entry point with one line naming the variable.
+"""Entry points: a bad environment value stops every one with one line naming the variable,
+and the served application freezes what start-up built.
 
 manage.py, the WSGI module, a Celery worker and the ASGI server each start in a fresh
 interpreter with a crafted environment; each must exit non-zero with a single line on stderr.
@@ -82,3 +83,25 @@ def test_exit_on_bad_environment_exits_only_for_bad_values(
     )
     with pytest.raises(KeyError), exit_on_bad_environment():
         raise KeyError("other errors pass through")
+
+
+def test_the_served_application_freezes_what_start_up_built(tmp_path: Path) -> None:
+    """The ASGI module ends start-up with ``gc.freeze()``: the collector's passes under load
+    then skip the objects every request would otherwise have them walk again."""
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "DJANGO_SETTINGS_MODULE": "gateway_project.settings",
+        "DEBUG": "true",
+        "GATEWAY_DATA_DIR": str(tmp_path),
+    }
+    script = "import gc, gateway_project.asgi; print(gc.get_freeze_count())"
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=BASE_DIR,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    assert int(result.stdout.strip().splitlines()[-1]) > 50_000
