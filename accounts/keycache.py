@@ -50,6 +50,11 @@ logger = logging.getLogger(__name__)
 
 GENERATION_KEY = "gateway:keycache:generation"
 _GENERATION_CHECK_INTERVAL = 1.0
+# A change to a key reaches every process within this bound: past it since the last check (a
+# process that served nothing for a while), a request waits for the check instead of being
+# answered from what the cache held before.
+_GENERATION_STALE_AFTER = 2.0
+_STALE_CHECK_WAIT = 1.0
 _MAX_ENTRIES = 50_000
 _NEVER_READ = b"<never read>"
 # Cold lookups that may wait on the database at the same time, per process. Each holds a
@@ -100,9 +105,9 @@ class KeyMetadataCache:
         # Redis holds bytes, or None while nobody has invalidated since it started.
         self._generation: bytes | str | None = _NEVER_READ
         self._database_generation: int | bytes = _NEVER_READ
-        self._first_check_done = False
-        self._generation_checked_at = 0.0
+        self._generation_checked_at: float | None = None
         self._sync_task: asyncio.Task[None] | None = None
+        self._sync_awaited = False  # requests wait for the check under way
         self._database_check_failing = False
         self._clear_listeners: list[Callable[[], None]] = []
 
@@ -129,9 +134,9 @@ class KeyMetadataCache:
             self._entries.clear()
         self._generation = _NEVER_READ
         self._database_generation = _NEVER_READ
-        self._first_check_done = False
-        self._generation_checked_at = 0.0
+        self._generation_checked_at = None
         self._sync_task = None
+        self._sync_awaited = False
         self._database_check_failing = False
 
     def adopt_generation(self, generation: bytes) -> None:
@@ -165,20 +170,36 @@ class KeyMetadataCache:
     async def _sync_generation(self, now: float) -> None:
         """Drop everything when another process has invalidated (checked once a second).
 
-        Only a process's first check is awaited (nothing cached can predate it); later checks
-        run as background tasks, so a request never waits on Redis or the database for it, and
-        a slow or absent one costs nothing on the hot path.
+        Under traffic the checks run as background tasks, a second apart, so a request never
+        waits on Redis or the database for them. A check is awaited when the last one started
+        more than _GENERATION_STALE_AFTER ago (the process's first request, or the first after
+        a quiet spell: what the cache holds may predate any number of changes), by that request
+        and by every request that arrives while it runs, for at most _STALE_CHECK_WAIT: with
+        Redis or the database hanging, requests go on from the cache as they do under traffic.
         """
-        if now - self._generation_checked_at < _GENERATION_CHECK_INTERVAL:
+        if self._sync_awaited and self._sync_running():
+            await self._wait_for_sync()
+            return
+        last = self._generation_checked_at
+        if last is not None and now - last < _GENERATION_CHECK_INTERVAL:
             return
         self._generation_checked_at = now
         if self._sync_running():
-            return
-        if not self._first_check_done:
-            self._first_check_done = True
-            await self._read_generation()
-            return
+            return  # a check that started a second ago is still running: it is slow, go on
         self._sync_task = asyncio.get_running_loop().create_task(self._read_generation())
+        self._sync_awaited = last is None or now - last >= _GENERATION_STALE_AFTER
+        if self._sync_awaited:
+            await self._wait_for_sync()
+
+    async def _wait_for_sync(self) -> None:
+        task = self._sync_task
+        assert task is not None  # noqa: S101 - only called while a check runs
+        try:
+            # Shielded: a request cancelled or timed out while it waits does not cancel the
+            # check that others wait on.
+            await asyncio.wait_for(asyncio.shield(task), _STALE_CHECK_WAIT)
+        except TimeoutError:
+            self._sync_awaited = False
 
     def _sync_running(self) -> bool:
         """A check is under way in this event loop (a task of a loop that has ended never

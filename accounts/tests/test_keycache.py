@@ -369,6 +369,60 @@ def test_a_generation_check_that_fails_keeps_the_cache(
     assert caplog.text.count("cannot read the database's generation") == 1  # once per outage
 
 
+@pytest.mark.parametrize("redis", [False, True], ids=["database", "redis"])
+def test_after_a_quiet_spell_the_next_request_waits_for_the_check(
+    redis: bool,
+    settings: Any,
+    clock: FakeClock,
+    make_key: MakeKey,
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    """A process that served nothing for a while holds a cache a change may have outdated:
+    its next request waits for the generation check (within a second of the last check, the
+    check runs in the background: see the tests above)."""
+    if redis and not django_settings.REDIS_URL:
+        pytest.skip("needs REDIS_URL")
+    if not redis:
+        settings.REDIS_URL = None
+    key, plaintext = make_key()
+    other = KeyMetadataCache()  # another worker's cache
+    assert lookup(other, plaintext) is not None
+    clock.now += 3.0  # a quiet spell: longer than the checks allow, shorter than the TTL
+    with django_capture_on_commit_callbacks(execute=True):
+        access_key_revoke(access_key=key)
+    assert lookup(other, plaintext) is None  # one request, no wait_synced
+
+
+def test_a_check_that_hangs_holds_requests_after_a_quiet_spell_only_briefly(
+    settings: Any, clock: FakeClock, monkeypatch: pytest.MonkeyPatch, make_key: MakeKey
+) -> None:
+    settings.REDIS_URL = None
+    _key, plaintext = make_key()
+    assert lookup(key_cache, plaintext) is not None
+    hanging = asyncio.Event()
+
+    async def never_answers() -> None:
+        await hanging.wait()
+
+    monkeypatch.setattr(keycache, "_STALE_CHECK_WAIT", 0.05)
+    monkeypatch.setattr(key_cache, "_read_generation", never_answers)
+    clock.now += 3.0
+
+    async def two_requests() -> tuple[float, bool, KeyMetadata | None, KeyMetadata | None]:
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        first = await key_cache.lookup(plaintext)  # waits for the check, then goes on
+        waited = loop.time() - started
+        still_waiting = key_cache._sync_awaited
+        second = await key_cache.lookup(plaintext)  # the check still hangs: nobody waits now
+        return waited, still_waiting, first, second
+
+    waited, still_waiting, first, second = async_to_sync(two_requests)()
+    assert waited >= 0.05  # it did wait for the check, and then went on from the cache
+    assert not still_waiting
+    assert first is not None and second is not None
+
+
 def test_keys_of_an_inactive_user_are_refused_by_the_metadata() -> None:
     metadata = KeyMetadata(
         key_id=1,
