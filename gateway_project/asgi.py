@@ -32,6 +32,7 @@ from django.http import JsonResponse
 from django.http.response import HttpResponseBase
 
 from gateway_project.envparse import exit_on_bad_environment
+from gateway_project.logfilters import CLIENT_STALLED
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "gateway_project.settings")
 logger = logging.getLogger("proxy")
@@ -196,7 +197,12 @@ class ProxyRoutesHandler(ASGIHandler):
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
         if not processing.cancelled() and processing.exception() is None:
-            processing.result().close()
+            response = processing.result()
+            if getattr(response, "client_stalled", False):
+                # Said in the warning above: the server's ERROR line about the unfinished
+                # response, logged in this task once we return, is left out.
+                CLIENT_STALLED.set(True)
+            response.close()
         body_file.close()
 
     async def read_body(self, receive: Any) -> io.BytesIO:
@@ -224,6 +230,7 @@ class ProxyRoutesHandler(ASGIHandler):
             await super().send_response(response, bounded_send)
         except ClientStalled:
             logger.warning("client read nothing for %.0f s: stream closed", timeout)
+            response.client_stalled = True  # for handle(), in the server's task
 
     async def listen_for_disconnect(self, receive: Any) -> None:
         """Django's, except that what is left of a body past the limit is dropped (Django

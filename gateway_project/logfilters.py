@@ -13,6 +13,7 @@ logging configuration instantiates the filter while settings are being applied.
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import re
 from collections.abc import Callable
@@ -133,3 +134,21 @@ def _safe_str(value: object) -> str | None:
         return str(value)
     except Exception:
         return None
+
+
+# Set in a request's task when the proxy closed its stream because the client stopped reading
+# (gateway_project.asgi), which the proxy logs itself. The server then reports the response as
+# unfinished, rightly but in an ERROR line of its own per stalled client.
+CLIENT_STALLED: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "client_stalled", default=False
+)
+_UNFINISHED_RESPONSE = "ASGI callable returned without completing response."
+
+
+class StalledClientFilter(logging.Filter):
+    """Drops the server's "returned without completing response" line for a stream the proxy
+    closed on a client that stopped reading (on the server's logger: it logs in the request's
+    own task, whose context says so). Any other unfinished response is still reported."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.msg == _UNFINISHED_RESPONSE and CLIENT_STALLED.get())

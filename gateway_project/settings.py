@@ -382,6 +382,7 @@ LOGGING = {
         # URLs carry access keys (/ak/<key>/..., ?key=) and admin tokens (?token=), headers
         # bearer tokens: every record is masked before any handler writes it.
         "redact_keys": {"()": "gateway_project.logfilters.RedactSecretsFilter"},
+        "stalled_client": {"()": "gateway_project.logfilters.StalledClientFilter"},
     },
     "formatters": {
         "plain": {"format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"},
@@ -413,7 +414,7 @@ LOGGING = {
         "axes.apps": {"level": "WARNING"},
         # uvicorn's own loggers go through the same handler, masked and formatted like the rest.
         "uvicorn": {"handlers": ["console"], "propagate": False},
-        "uvicorn.error": {"handlers": [], "propagate": True},
+        "uvicorn.error": {"handlers": [], "propagate": True, "filters": ["stalled_client"]},
         # No access log: request paths carry access keys. uvicorn's --no-access-log only empties
         # this logger's handlers before the application (and so this configuration) is loaded;
         # uvicorn logs access lines only when the logger has a handler, so it gets none here.

@@ -261,3 +261,23 @@ def test_the_web_server_logs_no_access_lines_and_no_credentials(
     assert masked_keys(output) >= 2, output
     assert "uvicorn.access" not in output
     assert '" 404' not in output and "HTTP/1.1" not in output, output
+
+
+def test_the_unfinished_response_line_is_dropped_only_for_a_stalled_client() -> None:
+    import contextvars
+
+    from gateway_project.logfilters import CLIENT_STALLED, StalledClientFilter
+
+    def record(message: str) -> logging.LogRecord:
+        return logging.LogRecord("uvicorn.error", logging.ERROR, __file__, 1, message, None, None)
+
+    unfinished = "ASGI callable returned without completing response."
+    check = StalledClientFilter()
+    assert check.filter(record(unfinished))  # any other unfinished response is reported
+
+    def in_a_stalled_request() -> tuple[bool, bool]:
+        CLIENT_STALLED.set(True)
+        return check.filter(record(unfinished)), check.filter(record("something else"))
+
+    assert contextvars.copy_context().run(in_a_stalled_request) == (False, True)
+    assert check.filter(record(unfinished))  # the flag stayed in that request's context
