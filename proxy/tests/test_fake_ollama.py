@@ -98,6 +98,27 @@ def test_chat_without_stream_is_one_object(http: httpx.Client, fake_ollama: Fake
     assert (body["prompt_eval_count"], body["eval_count"]) == (20, 15)
 
 
+@pytest.mark.parametrize(
+    ("model", "think", "reasons"),
+    [
+        ("qwen3:8b", None, True),  # a thinking model: on unless the request says otherwise
+        ("deepseek-r1", None, True),
+        ("qwen3:8b", False, False),
+        ("llama3.1", None, False),  # a model without the capability
+        ("llama3.1", True, True),
+    ],
+)
+def test_thinking_follows_the_request_else_the_models_default(
+    http: httpx.Client, fake_ollama: FakeOllama, model: str, think: bool | None, reasons: bool
+) -> None:
+    fake_ollama.answer = TOOL_ANSWER
+    body: dict[str, Any] = {**CHAT, "model": model, "stream": False}
+    if think is not None:
+        body["think"] = think
+    message = http.post(f"{fake_ollama.base_url}/api/chat", json=body).json()["message"]
+    assert message.get("thinking") == ("Weather needed." if reasons else None)
+
+
 def test_tool_calls_arrive_whole_in_one_line(http: httpx.Client, fake_ollama: FakeOllama) -> None:
     fake_ollama.answer = TOOL_ANSWER
     objects = lines(
