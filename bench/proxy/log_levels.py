@@ -18,21 +18,13 @@ Writes ``bench/results/log-levels-<timestamp>.json`` and prints a short table.
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
-import tempfile
-from dataclasses import asdict
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench.proxy.processes import Server, snapshot_source
-from bench.proxy.processes import start_fake as launch_fake
-from bench.proxy.rounds import CONCURRENCY, alternate, difference, medians, ratio
+from bench.proxy.rounds import CONCURRENCY, ComparisonRun, alternate, difference, medians, ratio
 from bench.proxy.targets import Target, gateway_env, prepare_gateway, start_gateway
 
-# The issue's budget for full logging against off.
+# The budget for full request logging against off.
 ADDED_LATENCY_BUDGET_MS = 0.2
 THROUGHPUT_RATIO_FLOOR = 0.90
 
@@ -84,38 +76,18 @@ def run_log_levels(plan: Any, *, levels: list[str], database_url: str, redis_url
     """Measure the gateway at each logging level; returns the results file."""
     from bench import proxy_bench as bench
 
-    started_at = datetime.now(UTC)
-    stamp = started_at.strftime("%Y%m%dT%H%M%SZ")
-    work = bench.RESULTS / "tmp" / f"log-levels-{stamp}"
-    work.mkdir(parents=True, exist_ok=True)
-    data_dir = Path(tempfile.mkdtemp(prefix="gw-bench-levels-"))
-    servers: list[Server] = []
-    results: dict[str, Any] = {
-        "started_at": started_at.isoformat(),
-        "mode": "log-levels",
-        "levels": levels,
-        "plan": asdict(plan),
-        "environment": bench.environment_facts(),
-    }
-    try:
-        bench.say("starting the fake upstream")
-        fake = launch_fake(
-            log_dir=work, core=bench.LOADGEN_CORE, text_deltas=bench.TEXT_DELTAS,
-            env=dict(os.environ),
-        )  # fmt: skip
-        servers.append(fake)
-        context = bench.Context(plan=plan, work=work, fake=fake)
-        context.source = snapshot_source(work / "src")
-        bench.write_bodies(context)
+    with ComparisonRun("log-levels", plan, levels=levels) as run:
+        context = run.start_fakes()
+        data_dir = run.data_dir()
         env = gateway_env(
-            fake_url=fake.base_url,
+            fake_url=context.fake.base_url,
             data_dir=data_dir,
             database_url=database_url,
             redis_url=redis_url,
         )
         bench.say("preparing the gateway (migrate, key, credentials)")
         access_key = prepare_gateway(
-            env, fake_url=fake.base_url, log=work / "setup.log", source=context.source
+            env, fake_url=context.fake.base_url, log=run.work / "setup.log", source=context.source
         )
         if not plan.debug:
             env = bench.debug_off(env, data_dir)
@@ -126,24 +98,12 @@ def run_log_levels(plan: Any, *, levels: list[str], database_url: str, redis_url
                 name=f"gateway-{level}",
                 env={**env, "GATEWAY_REQUEST_LOG_LEVEL": level},
                 access_key=access_key,
-                log_dir=work,
+                log_dir=run.work,
                 core=bench.SERVER_CORE,
                 source=context.source,
             )
-            assert target.server is not None
-            servers.append(target.server)
+            run.watch(target.server)
             targets[level] = target
         rounds = alternate(context, targets, plan.repetitions)
-        results["rounds"] = rounds
-        results["summary"] = summarize(levels, rounds)
-    finally:
-        for server in reversed(servers):
-            server.stop()
-        shutil.rmtree(data_dir, ignore_errors=True)
-    results["environment"]["load_average_end"] = list(os.getloadavg())
-    results["finished_at"] = datetime.now(UTC).isoformat()
-    output = bench.RESULTS / f"log-levels-{stamp}.json"
-    output.write_text(json.dumps(results, indent=2) + "\n")
-    print(table(results["summary"]))  # noqa: T201 - the command's report
-    bench.say(f"wrote {output.relative_to(bench.REPO)}")
-    return output
+    summary = summarize(levels, rounds)
+    return run.finish(summary, table(summary), rounds)

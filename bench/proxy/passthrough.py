@@ -20,21 +20,15 @@ Writes ``bench/results/passthrough-<timestamp>.json`` and prints a short table.
 
 from __future__ import annotations
 
-import json
-import os
 import shutil
 import subprocess
 import tarfile
-import tempfile
-from dataclasses import asdict
-from datetime import UTC, datetime
 from io import BytesIO
 from pathlib import Path
 from typing import Any
 
-from bench.proxy.processes import REPO, Server, snapshot_source, start_openai_fake
-from bench.proxy.processes import start_fake as launch_fake
-from bench.proxy.rounds import CONCURRENCY, alternate, medians, ratio
+from bench.proxy.processes import REPO
+from bench.proxy.rounds import CONCURRENCY, ComparisonRun, alternate, medians, ratio
 from bench.proxy.targets import Target, gateway_env, openai_targets, prepare_gateway, start_gateway
 
 # The last commit before the request flow became a loop over providers: Anthropic passthrough
@@ -127,94 +121,57 @@ def run_passthrough(plan: Any, *, baseline: str | None, database_url: str, redis
     """Measure both surfaces now and Anthropic passthrough at ``baseline`` (None: skip it)."""
     from bench import proxy_bench as bench
 
-    started_at = datetime.now(UTC)
-    stamp = started_at.strftime("%Y%m%dT%H%M%SZ")
-    work = bench.RESULTS / "tmp" / f"passthrough-{stamp}"
-    work.mkdir(parents=True, exist_ok=True)
-    data_dirs = [Path(tempfile.mkdtemp(prefix="gw-bench-pass-")) for _ in range(2)]
-    servers: list[Server] = []
-    results: dict[str, Any] = {
-        "started_at": started_at.isoformat(),
-        "mode": "passthrough",
-        "baseline_commit": baseline,
-        "plan": asdict(plan),
-        "environment": bench.environment_facts(),
-    }
-    try:
-        bench.say("starting the fake upstreams")
-        fake = launch_fake(
-            log_dir=work, core=bench.LOADGEN_CORE, text_deltas=bench.TEXT_DELTAS,
-            env=dict(os.environ),
-        )  # fmt: skip
-        servers.append(fake)
-        openai_fake = start_openai_fake(
-            log_dir=work, core=bench.LOADGEN_CORE, text_deltas=bench.TEXT_DELTAS,
-            env=dict(os.environ),
-        )  # fmt: skip
-        servers.append(openai_fake)
-        context = bench.Context(plan=plan, work=work, fake=fake, openai_fake=openai_fake)
-        context.source = snapshot_source(work / "src")
-        bench.write_bodies(context)
-
+    with ComparisonRun("passthrough", plan, baseline_commit=baseline) as run:
+        context = run.start_fakes(openai=True)
+        fake_url, openai_url = context.fake.base_url, context.openai_fake.base_url
+        data_dir = run.data_dir()
         env = gateway_env(
-            fake_url=fake.base_url, data_dir=data_dirs[0], database_url=database_url,
-            redis_url=redis_url, openai_url=openai_fake.base_url,
+            fake_url=fake_url, data_dir=data_dir, database_url=database_url,
+            redis_url=redis_url, openai_url=openai_url,
         )  # fmt: skip
         bench.say("preparing the gateway (migrate, key, credentials)")
         access_key = prepare_gateway(
-            env, fake_url=fake.base_url, log=work / "setup.log",
-            openai_url=openai_fake.base_url, source=context.source,
+            env, fake_url=fake_url, log=run.work / "setup.log", openai_url=openai_url,
+            source=context.source,
         )  # fmt: skip
         if not plan.debug:
-            env = bench.debug_off(env, data_dirs[0])
+            env = bench.debug_off(env, data_dir)
         now = start_gateway(
-            name="gateway", env=env, access_key=access_key, log_dir=work,
+            name="gateway", env=env, access_key=access_key, log_dir=run.work,
             core=bench.SERVER_CORE, source=context.source,
         )  # fmt: skip
-        assert now.server is not None
-        servers.append(now.server)
+        run.watch(now.server)
         targets: dict[str, Target] = {ANTHROPIC_NOW: now}
         for target in openai_targets(
-            openai_fake=openai_fake, relay=None, gateway=now, access_key=access_key, litellm=None
-        ):
+            openai_fake=context.openai_fake, relay=None, gateway=now, access_key=access_key,
+            litellm=None,
+        ):  # fmt: skip
             if target.name == "openai-gateway":
                 targets[OPENAI_NOW] = target
 
         if baseline is not None:
             bench.say(f"preparing the gateway at {baseline}")
-            source = export_commit(baseline, work / "baseline-src")
+            source = export_commit(baseline, run.work / "baseline-src")
             baseline_db = _sibling_database(database_url)
             _create_database(baseline_db)
+            baseline_dir = run.data_dir()
             baseline_env = gateway_env(
-                fake_url=fake.base_url, data_dir=data_dirs[1], database_url=baseline_db,
+                fake_url=fake_url, data_dir=baseline_dir, database_url=baseline_db,
                 redis_url=_sibling_redis(redis_url),
             )  # fmt: skip
             baseline_key = prepare_gateway(
-                baseline_env, fake_url=fake.base_url, log=work / "setup-baseline.log",
+                baseline_env, fake_url=fake_url, log=run.work / "setup-baseline.log",
                 source=source,
             )  # fmt: skip
             if not plan.debug:
-                baseline_env = bench.debug_off(baseline_env, data_dirs[1])
+                baseline_env = bench.debug_off(baseline_env, baseline_dir)
             old = start_gateway(
                 name="gateway-baseline", env=baseline_env, access_key=baseline_key,
-                log_dir=work, core=bench.SERVER_CORE, source=source,
+                log_dir=run.work, core=bench.SERVER_CORE, source=source,
             )  # fmt: skip
-            assert old.server is not None
-            servers.append(old.server)
+            run.watch(old.server)
             targets[ANTHROPIC_BASELINE] = old
 
         rounds = alternate(context, targets, plan.repetitions)
-        results["rounds"] = rounds
-        results["summary"] = summarize(rounds)
-    finally:
-        for server in reversed(servers):
-            server.stop()
-        for data_dir in data_dirs:
-            shutil.rmtree(data_dir, ignore_errors=True)
-    results["environment"]["load_average_end"] = list(os.getloadavg())
-    results["finished_at"] = datetime.now(UTC).isoformat()
-    output = bench.RESULTS / f"passthrough-{stamp}.json"
-    output.write_text(json.dumps(results, indent=2) + "\n")
-    print(table(results["summary"]))  # noqa: T201 - the command's report
-    bench.say(f"wrote {output.relative_to(bench.REPO)}")
-    return output
+    summary = summarize(rounds)
+    return run.finish(summary, table(summary), rounds)

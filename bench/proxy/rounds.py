@@ -9,13 +9,97 @@ the target being measured runs (the others are paused with SIGSTOP). The compari
 
 from __future__ import annotations
 
+import json
+import os
+import shutil
 import statistics
+import tempfile
+from dataclasses import asdict
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
+from bench.proxy.processes import Server, snapshot_source, start_openai_fake
+from bench.proxy.processes import start_fake as launch_fake
 from bench.proxy.targets import Target
 
 CONCURRENCY = 64
 WRK = f"wrk_c{CONCURRENCY}"
+
+
+class ComparisonRun:
+    """The frame of one comparison run: its work folder under ``bench/results/tmp``, the header
+    of its results file, the servers and data folders it starts (stopped and removed when the
+    ``with`` block ends, whatever happened), and ``bench/results/<mode>-<timestamp>.json``."""
+
+    def __init__(self, mode: str, plan: Any, **facts: Any) -> None:
+        from bench import proxy_bench as bench
+
+        self.plan = plan
+        self.started_at = datetime.now(UTC)
+        self.name = f"{mode}-{self.started_at.strftime('%Y%m%dT%H%M%SZ')}"
+        self.work = bench.RESULTS / "tmp" / self.name
+        self.work.mkdir(parents=True, exist_ok=True)
+        self.servers: list[Server] = []
+        self._data_dirs: list[Path] = []
+        self.results: dict[str, Any] = {
+            "started_at": self.started_at.isoformat(),
+            "mode": mode,
+            **facts,
+            "plan": asdict(plan),
+            "environment": bench.environment_facts(),
+        }
+
+    def __enter__(self) -> ComparisonRun:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        for server in reversed(self.servers):
+            server.stop()
+        for data_dir in self._data_dirs:
+            shutil.rmtree(data_dir, ignore_errors=True)
+
+    def data_dir(self) -> Path:
+        """A fresh data directory for one gateway (its generated secrets, its spool)."""
+        self._data_dirs.append(Path(tempfile.mkdtemp(prefix="gw-bench-")))
+        return self._data_dirs[-1]
+
+    def start_fakes(self, *, openai: bool = False) -> Any:
+        """The fake upstreams on the load generator's core, and the run's
+        ``bench.proxy_bench.Context``: a snapshot of the work tree, the request bodies."""
+        from bench import proxy_bench as bench
+
+        bench.say("starting the fake upstreams")
+        options: dict[str, Any] = {
+            "log_dir": self.work, "core": bench.LOADGEN_CORE, "text_deltas": bench.TEXT_DELTAS,
+            "env": dict(os.environ),
+        }  # fmt: skip
+        fake = self.watch(launch_fake(**options))
+        openai_fake = self.watch(start_openai_fake(**options)) if openai else None
+        context = bench.Context(plan=self.plan, work=self.work, fake=fake, openai_fake=openai_fake)
+        context.source = snapshot_source(self.work / "src")
+        bench.write_bodies(context)
+        return context
+
+    def watch(self, server: Server | None) -> Server:
+        """``server``, stopped when the run ends."""
+        assert server is not None  # noqa: S101 - a started server
+        self.servers.append(server)
+        return server
+
+    def finish(self, summary: dict[str, Any], table: str, rounds: list[dict[str, Any]]) -> Path:
+        """Writes the results file and prints ``table``; returns the file."""
+        from bench import proxy_bench as bench
+
+        self.results["rounds"] = rounds
+        self.results["summary"] = summary
+        self.results["environment"]["load_average_end"] = list(os.getloadavg())
+        self.results["finished_at"] = datetime.now(UTC).isoformat()
+        output = bench.RESULTS / f"{self.name}.json"
+        output.write_text(json.dumps(self.results, indent=2) + "\n")
+        print(table)  # noqa: T201 - the command's report
+        bench.say(f"wrote {output.relative_to(bench.REPO)}")
+        return output
 
 
 def alternate(context: Any, targets: dict[str, Target], repetitions: int) -> list[dict[str, Any]]:
