@@ -33,9 +33,14 @@ from proxy.models import ModelMapping
 from proxy.testing.answers import ScriptedAnswer
 from proxy.testing.fake_upstream import FakeUpstream
 from proxy.testing.faults import HttpError
+from proxy.testing.fixtures import FakeProviders
 from proxy.testing.provider_server import key_sha256
 from proxy.testing.records import RecordedRequest
 from proxy.tests.conftest import GatewayServer, KeyHolder
+from proxy.tests.test_e2e_support import (
+    VLLM_KEY,
+    providers_fixture,  # noqa: F401 (the providers fixture)
+)
 from proxy.translation.model_ids import normalize_requested_model
 from usage.recording import usage_writer
 
@@ -427,34 +432,16 @@ def test_claude_code_gets_anthropics_error_when_no_fallback_applies(
 # --- other providers ------------------------------------------------------------------------------
 
 
-GENERIC_SECRET = "vllm-key-for-claude-code-tests"
-
-
-@pytest.fixture
-def provider_fakes(fake_providers_settings: Any, key_holder: KeyHolder) -> Any:
-    provider_credential_set(provider="openai", secret="sk-openai-for-claude-code-tests")
-    provider_credential_set(provider="gemini", secret="gemini-key-for-claude-code-tests")
-    # A generic OpenAI-compatible server under its own name (the fake OpenAI plays it).
-    provider_credential_set(
-        provider="generic",
-        name="vllm",
-        secret=GENERIC_SECRET,
-        endpoint_url=fake_providers_settings.openai.base_url + "/v1",
-    )
-    invalidate_key_metadata()
-    return fake_providers_settings
-
-
 @pytest.mark.parametrize(
     "model",
     ["openai/gpt-4o", "ollama/qwen3", "gemini/gemini-2.5-flash", "vllm/qwen2.5-coder-32b"],
 )
 def test_claude_code_on_an_openai_compatible_or_ollama_upstream(
-    claude: RunClaude, provider_fakes: Any, recorded_events: Any, model: str
+    claude: RunClaude, providers: FakeProviders, recorded_events: Any, model: str
 ) -> None:
     """ANTHROPIC_MODEL=<provider>/<model>: Claude Code runs on that provider, translated."""
     provider, upstream_model = model.split("/", 1)
-    upstream = provider_fakes.openai if provider == "vllm" else getattr(provider_fakes, provider)
+    upstream = providers.openai if provider == "vllm" else getattr(providers, provider)
     upstream.answer = ScriptedAnswer.text(ANSWER, usage=USAGE)
     run = claude("--model", model)
 
@@ -464,8 +451,9 @@ def test_claude_code_on_an_openai_compatible_or_ollama_upstream(
     # Every request Claude Code made reached the upstream in a shape its real API accepts.
     assert all(request.valid for request in requests), [r.validation_errors for r in requests]
     if provider == "vllm":
-        # The generic server's own key, and the model without the gateway's prefix.
-        assert {request.key_sha256 for request in requests} == {key_sha256(GENERIC_SECRET)}
+        # The generic server's own key (``vllm``, played by the fake OpenAI), and the model
+        # without the gateway's prefix.
+        assert {request.key_sha256 for request in requests} == {key_sha256(VLLM_KEY)}
         assert {request.parsed["model"] for request in requests} == {upstream_model}
     events = events_of(run, recorded_events)
     assert events and {event.provider for event in events} == {provider}

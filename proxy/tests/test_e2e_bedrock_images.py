@@ -40,6 +40,7 @@ from proxy.testing.fake_upstream import FakeUpstream
 from proxy.testing.faults import HttpError
 from proxy.testing.records import RecordedRequest
 from proxy.tests.conftest import GatewayServer, KeyHolder
+from proxy.tests.test_e2e_support import ANTHROPIC_KEY, anthropic_client, openai_client
 from proxy.tests.test_translation_converse_validation import assert_valid_converse
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -111,9 +112,16 @@ class ImageServer:
 
 
 @pytest.fixture
-def images() -> Iterator[ImageServer]:
+def loopback_images() -> Iterator[ImageServer]:
+    """The image server, reached only as 127.0.0.1 (which the fetcher refuses)."""
     with ImageServer({IMAGE_PATH: PNG_1PX}) as server:
         yield server
+
+
+@pytest.fixture
+def images(loopback_images: ImageServer, images_test_on_loopback: None) -> ImageServer:
+    """The image server, reached as ``images.test``, which the gateway fetches from."""
+    return loopback_images
 
 
 @pytest.fixture
@@ -164,9 +172,11 @@ def _certificate(directory: Path) -> tuple[Path, Path, bytes]:
 
 
 @pytest.fixture
-def tls_images(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[ImageServer]:
+def tls_images(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, images_test_on_loopback: None
+) -> Iterator[ImageServer]:
     """The image server over HTTPS with a certificate for IMAGE_HOST, which the gateway's image
-    fetches trust (instead of the public CAs)."""
+    fetches trust (instead of the public CAs), reached as ``images.test``."""
     certificate_file, key_file, pem = _certificate(tmp_path)
     server_tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     server_tls.load_cert_chain(certificate_file, key_file)
@@ -177,7 +187,8 @@ def tls_images(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Imag
 
 
 @pytest.fixture
-def fake(fake_upstream_settings: FakeUpstream) -> FakeUpstream:
+def fake(fake_upstream_settings: FakeUpstream, bedrock_credential: None) -> FakeUpstream:
+    """The fake Anthropic and Bedrock behind it, a Bedrock credential stored."""
     fake_upstream_settings.answer = ANSWER
     return fake_upstream_settings
 
@@ -185,15 +196,6 @@ def fake(fake_upstream_settings: FakeUpstream) -> FakeUpstream:
 def _set_mode(mode: str) -> None:
     ProviderCredential.objects.filter(provider="bedrock").update(api_mode=mode)
     invalidate_key_metadata()
-
-
-def _anthropic(gateway: GatewayServer, key: str) -> anthropic.Anthropic:
-    return anthropic.Anthropic(
-        base_url=gateway.key_url(key),
-        api_key="sk-ant-client-key",
-        max_retries=0,
-        _strict_response_validation=True,
-    )
 
 
 def _url_image_message(url: str) -> list[dict[str, Any]]:
@@ -244,15 +246,13 @@ def _expected_image(mode: str) -> dict[str, Any]:
 def test_a_url_image_reaches_bedrock_as_the_fetched_bytes(
     gateway_server: GatewayServer,
     key_holder: KeyHolder,
-    bedrock_credential: None,
     fake: FakeUpstream,
     images: ImageServer,
-    images_test_on_loopback: None,
     mode: str,
     stream: bool,
 ) -> None:
     _set_mode(mode)
-    client = _anthropic(gateway_server, key_holder.plaintext)
+    client = anthropic_client(gateway_server, key_holder.plaintext)
     url = images.url(IMAGE_PATH)
 
     # Anthropic answers: it fetches the image itself, so the gateway does not.
@@ -277,20 +277,13 @@ def test_a_url_image_reaches_bedrock_as_the_fetched_bytes(
 def test_an_openai_client_image_url_reaches_bedrock_as_the_fetched_bytes(
     gateway_server: GatewayServer,
     key_holder: KeyHolder,
-    bedrock_credential: None,
     fake: FakeUpstream,
     images: ImageServer,
-    images_test_on_loopback: None,
 ) -> None:
-    provider_credential_set(provider="anthropic", secret="sk-ant-stored-0123456789")
+    provider_credential_set(provider="anthropic", secret=ANTHROPIC_KEY)
     _set_mode("converse")
     fake.add_fault("anthropic", HttpError(status=529))
-    client = openai.OpenAI(
-        base_url=f"{gateway_server.base_url}/v1",
-        api_key=key_holder.plaintext,
-        max_retries=0,
-        _strict_response_validation=True,
-    )
+    client = openai_client(gateway_server, key_holder.plaintext)
     content = [
         {"type": "text", "text": "What is in this image?"},
         {"type": "image_url", "image_url": {"url": images.url(IMAGE_PATH)}},
@@ -310,10 +303,8 @@ def test_an_openai_client_image_url_reaches_bedrock_as_the_fetched_bytes(
 def test_the_image_is_fetched_once_however_many_bedrock_legs_are_tried(
     gateway_server: GatewayServer,
     key_holder: KeyHolder,
-    bedrock_credential: None,
     fake: FakeUpstream,
     images: ImageServer,
-    images_test_on_loopback: None,
 ) -> None:
     routing_rule_save(
         RoutingRule(name="anthropic then two bedrock models", position=1000),
@@ -327,7 +318,7 @@ def test_the_image_is_fetched_once_however_many_bedrock_legs_are_tried(
     fake.add_fault("anthropic", HttpError(status=529))
     fake.add_fault("bedrock", HttpError(status=503, error_type="ServiceUnavailableException"))
     message, headers = _ask(
-        _anthropic(gateway_server, key_holder.plaintext), images.url(IMAGE_PATH), stream=False
+        anthropic_client(gateway_server, key_holder.plaintext), images.url(IMAGE_PATH), stream=False
     )
     assert message.content[0].text == "A single pixel."
     assert headers["x-gateway-provider"] == "bedrock"
@@ -341,17 +332,15 @@ def test_the_image_is_fetched_once_however_many_bedrock_legs_are_tried(
 def test_an_https_image_is_fetched_under_its_host_name(
     gateway_server: GatewayServer,
     key_holder: KeyHolder,
-    bedrock_credential: None,
     fake: FakeUpstream,
     tls_images: ImageServer,
-    images_test_on_loopback: None,
 ) -> None:
     """The connection goes to the checked address, but TLS checks the certificate against the
     URL's name (a certificate is never for the address)."""
     _set_mode("converse")
     fake.add_fault("anthropic", HttpError(status=529))
     message, headers = _ask(
-        _anthropic(gateway_server, key_holder.plaintext),
+        anthropic_client(gateway_server, key_holder.plaintext),
         tls_images.url(IMAGE_PATH),
         stream=False,
     )
@@ -366,19 +355,18 @@ def test_an_https_image_is_fetched_under_its_host_name(
 def test_an_image_on_a_loopback_address_is_refused_with_a_400_in_the_clients_format(
     gateway_server: GatewayServer,
     key_holder: KeyHolder,
-    bedrock_credential: None,
     fake: FakeUpstream,
-    images: ImageServer,
+    loopback_images: ImageServer,
     mode: str,
 ) -> None:
     _set_mode(mode)
-    provider_credential_set(provider="anthropic", secret="sk-ant-stored-0123456789")
+    provider_credential_set(provider="anthropic", secret=ANTHROPIC_KEY)
     invalidate_key_metadata()
-    url = images.loopback_url(IMAGE_PATH)
+    url = loopback_images.loopback_url(IMAGE_PATH)
 
     fake.add_fault("anthropic", HttpError(status=529))
     with pytest.raises(anthropic.BadRequestError) as refused:
-        _anthropic(gateway_server, key_holder.plaintext).messages.create(
+        anthropic_client(gateway_server, key_holder.plaintext).messages.create(
             model=MODEL, max_tokens=100, messages=_url_image_message(url)
         )
     error = refused.value.body["error"]
@@ -389,9 +377,7 @@ def test_an_image_on_a_loopback_address_is_refused_with_a_400_in_the_clients_for
     )
 
     fake.add_fault("anthropic", HttpError(status=529))
-    chat = openai.OpenAI(
-        base_url=f"{gateway_server.base_url}/v1", api_key=key_holder.plaintext, max_retries=0
-    )
+    chat = openai_client(gateway_server, key_holder.plaintext)
     content = [
         {"type": "text", "text": "What is in this image?"},
         {"type": "image_url", "image_url": {"url": url}},
@@ -403,4 +389,4 @@ def test_an_image_on_a_loopback_address_is_refused_with_a_400_in_the_clients_for
 
     assert len(fake.requests_to("anthropic")) == 2  # each request tried Anthropic first
     assert fake.requests_to("bedrock") == []
-    assert images.paths == []
+    assert loopback_images.paths == []

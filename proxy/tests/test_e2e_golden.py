@@ -34,13 +34,16 @@ from proxy.testing.fixtures import FakeProviders
 from proxy.testing.provider_server import ProviderRequest
 from proxy.tests.conftest import GatewayServer, KeyHolder
 from proxy.tests.test_e2e_support import (
+    ANTHROPIC_WEATHER_TOOL,
     PNG_1PX,
     TOOL_ANSWER,
     WEATHER_TOOL,
     anthropic_client,
     chat,
+    each_call_style,
     openai_client,
     providers_fixture,  # noqa: F401 (the providers fixture)
+    with_tool_results,
 )
 
 # The upstreams behind each client format, and the model that reaches each.
@@ -82,23 +85,54 @@ FOLLOW_UP = ScriptedAnswer.text(
 )
 RESULTS = {"Paris": "sunny", "Oslo": "snow"}
 QUESTION = "Weather in Paris and Oslo?"
-ANTHROPIC_WEATHER_TOOL = {
-    "name": "get_weather",
-    "description": "Weather for a city",
-    "input_schema": WEATHER_TOOL["function"]["parameters"],
-}
 
 
-def fake_for(
-    provider: str, providers: FakeProviders, anthropic_fake: FakeUpstream | None = None
-) -> Any:
-    """The fake server a provider's requests reach (the generic ``vllm`` is the OpenAI fake)."""
-    if provider == "anthropic":
-        assert anthropic_fake is not None
-        return anthropic_fake
-    if provider == "vllm":
-        return providers.openai
-    return getattr(providers, provider)
+@dataclass
+class Gateway:
+    """The running gateway, the test user's key, and the fake upstreams behind it."""
+
+    server: GatewayServer
+    key: str
+    providers: FakeProviders
+    anthropic_fake: FakeUpstream
+
+    def fake(self, provider: str) -> Any:
+        """The fake server a provider's requests reach (the generic ``vllm`` is the OpenAI
+        fake)."""
+        if provider == "anthropic":
+            return self.anthropic_fake
+        if provider == "vllm":
+            return self.providers.openai
+        return getattr(self.providers, provider)
+
+    def add_fault(self, provider: str, fault: Any) -> None:
+        """The next request to ``provider`` fails with ``fault``."""
+        fake = self.fake(provider)
+        if isinstance(fake, FakeUpstream):
+            fake.add_fault(provider, fault)
+        else:
+            fake.add_fault(fault)
+
+    def openai(self) -> openai.OpenAI:
+        return openai_client(self.server, self.key)
+
+    def anthropic(self) -> anthropic.Anthropic:
+        return anthropic_client(self.server, self.key)
+
+
+@pytest.fixture
+def gateway(
+    gateway_server: GatewayServer,
+    key_holder: KeyHolder,
+    providers: FakeProviders,
+    fake_upstream_settings: FakeUpstream,
+) -> Gateway:
+    return Gateway(gateway_server, key_holder.plaintext, providers, fake_upstream_settings)
+
+
+# Each test runs once per upstream behind its client's format.
+on_openai_client_upstreams = pytest.mark.parametrize("provider", list(OPENAI_CLIENT_MODELS))
+on_anthropic_client_upstreams = pytest.mark.parametrize("provider", list(ANTHROPIC_CLIENT_MODELS))
 
 
 def sent(fake: FakeServer[Any]) -> dict[str, Any]:
@@ -316,20 +350,14 @@ def image_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[ImageServer]:
 # --- OpenAI client on Anthropic, Gemini and Ollama -----------------------------------------------
 
 
-@pytest.mark.parametrize("stream", [False, True], ids=["create", "stream"])
-@pytest.mark.parametrize("provider", list(OPENAI_CLIENT_MODELS))
+@each_call_style
+@on_openai_client_upstreams
 def test_openai_client_sends_tool_results_back(
-    gateway_server: GatewayServer,
-    key_holder: KeyHolder,
-    providers: FakeProviders,
-    fake_upstream_settings: FakeUpstream,
-    recorded_events: Any,
-    provider: str,
-    stream: bool,
+    gateway: Gateway, recorded_events: Any, provider: str, stream: bool
 ) -> None:
-    fake = fake_for(provider, providers, fake_upstream_settings)
+    fake = gateway.fake(provider)
     fake.queue_answers(TOOL_ANSWER, FOLLOW_UP)
-    client = openai_client(gateway_server, key_holder.plaintext)
+    client = gateway.openai()
     model = OPENAI_CLIENT_MODELS[provider]
 
     first = chat_turn(
@@ -352,15 +380,9 @@ def test_openai_client_sends_tool_results_back(
     assert usage_of(recorded_events(2)) == [(provider, 200, 30, 12), (provider, 200, 50, 9)]
 
 
-@pytest.mark.parametrize("provider", list(OPENAI_CLIENT_MODELS))
-def test_openai_client_system_and_developer_messages(
-    gateway_server: GatewayServer,
-    key_holder: KeyHolder,
-    providers: FakeProviders,
-    fake_upstream_settings: FakeUpstream,
-    provider: str,
-) -> None:
-    fake = fake_for(provider, providers, fake_upstream_settings)
+@on_openai_client_upstreams
+def test_openai_client_system_and_developer_messages(gateway: Gateway, provider: str) -> None:
+    fake = gateway.fake(provider)
     fake.queue_answers(ScriptedAnswer.text("Hallo."))
     messages = [
         {"role": "system", "content": "You are terse."},
@@ -370,7 +392,7 @@ def test_openai_client_system_and_developer_messages(
         {"role": "user", "content": "Again"},
     ]
     turn = chat_turn(
-        openai_client(gateway_server, key_holder.plaintext),
+        gateway.openai(),
         OPENAI_CLIENT_MODELS[provider],
         stream=False,
         messages=messages,
@@ -392,20 +414,14 @@ def test_openai_client_system_and_developer_messages(
     assert turns == [("user", "Hello"), (assistant, "Bonjour."), ("user", "Again")]
 
 
-@pytest.mark.parametrize("stream", [False, True], ids=["create", "stream"])
-@pytest.mark.parametrize("provider", list(OPENAI_CLIENT_MODELS))
+@each_call_style
+@on_openai_client_upstreams
 def test_openai_client_reasoning_with_tools(
-    gateway_server: GatewayServer,
-    key_holder: KeyHolder,
-    providers: FakeProviders,
-    fake_upstream_settings: FakeUpstream,
-    recorded_events: Any,
-    provider: str,
-    stream: bool,
+    gateway: Gateway, recorded_events: Any, provider: str, stream: bool
 ) -> None:
-    fake = fake_for(provider, providers, fake_upstream_settings)
+    fake = gateway.fake(provider)
     fake.queue_answers(THINKING_TOOL_ANSWER, FOLLOW_UP)
-    client = openai_client(gateway_server, key_holder.plaintext)
+    client = gateway.openai()
     model = OPENAI_CLIENT_MODELS[provider]
     params: dict[str, Any] = {"reasoning_effort": "low", "tools": [WEATHER_TOOL]}
 
@@ -432,23 +448,17 @@ def test_openai_client_reasoning_with_tools(
 
 
 @pytest.mark.parametrize("include_usage", [False, True], ids=["no-usage", "include-usage"])
-@pytest.mark.parametrize("provider", list(OPENAI_CLIENT_MODELS))
+@on_openai_client_upstreams
 def test_openai_client_stream_usage_chunk_only_when_asked(
-    gateway_server: GatewayServer,
-    key_holder: KeyHolder,
-    providers: FakeProviders,
-    fake_upstream_settings: FakeUpstream,
-    recorded_events: Any,
-    provider: str,
-    include_usage: bool,
+    gateway: Gateway, recorded_events: Any, provider: str, include_usage: bool
 ) -> None:
-    fake = fake_for(provider, providers, fake_upstream_settings)
+    fake = gateway.fake(provider)
     fake.queue_answers(
         ScriptedAnswer.text("One two three", usage={"input_tokens": 13, "output_tokens": 7})
     )
     params: dict[str, Any] = {"stream_options": {"include_usage": True}} if include_usage else {}
     answer = chat(
-        openai_client(gateway_server, key_holder.plaintext),
+        gateway.openai(),
         OPENAI_CLIENT_MODELS[provider],
         stream=True,
         **params,
@@ -496,26 +506,13 @@ def _stream_failure(provider: str) -> Any:
     return ProviderStreamError(after_events=3, status=500, message=STREAM_FAILURE)
 
 
-def _add_fault(fake: Any, fault: Any) -> None:
-    if isinstance(fake, FakeUpstream):
-        fake.add_fault("anthropic", fault)
-    else:
-        fake.add_fault(fault)
-
-
-@pytest.mark.parametrize("provider", list(OPENAI_CLIENT_MODELS))
+@on_openai_client_upstreams
 def test_openai_client_upstream_429_keeps_status_and_retry_after(
-    gateway_server: GatewayServer,
-    key_holder: KeyHolder,
-    providers: FakeProviders,
-    fake_upstream_settings: FakeUpstream,
-    recorded_events: Any,
-    provider: str,
+    gateway: Gateway, recorded_events: Any, provider: str
 ) -> None:
-    fake = fake_for(provider, providers, fake_upstream_settings)
-    _add_fault(fake, _rate_limit(provider))
+    gateway.add_fault(provider, _rate_limit(provider))
     with pytest.raises(openai.RateLimitError) as raised:
-        openai_client(gateway_server, key_holder.plaintext).chat.completions.create(
+        gateway.openai().chat.completions.create(
             model=OPENAI_CLIENT_MODELS[provider], messages=[{"role": "user", "content": "hi"}]
         )
     assert raised.value.status_code == 429
@@ -527,21 +524,16 @@ def test_openai_client_upstream_429_keeps_status_and_retry_after(
     assert [(e.provider, e.status_code) for e in recorded_events(1)] == [(provider, 429)]
 
 
-@pytest.mark.parametrize("provider", list(OPENAI_CLIENT_MODELS))
+@on_openai_client_upstreams
 def test_openai_client_upstream_error_mid_stream(
-    gateway_server: GatewayServer,
-    key_holder: KeyHolder,
-    providers: FakeProviders,
-    fake_upstream_settings: FakeUpstream,
-    recorded_events: Any,
-    provider: str,
+    gateway: Gateway, recorded_events: Any, provider: str
 ) -> None:
-    fake = fake_for(provider, providers, fake_upstream_settings)
+    fake = gateway.fake(provider)
     fake.queue_answers(ScriptedAnswer.text(LONG_ANSWER))
-    _add_fault(fake, _stream_failure(provider))
+    gateway.add_fault(provider, _stream_failure(provider))
     text = ""
     with pytest.raises(openai.APIError) as raised:
-        for chunk in openai_client(gateway_server, key_holder.plaintext).chat.completions.create(
+        for chunk in gateway.openai().chat.completions.create(
             model=OPENAI_CLIENT_MODELS[provider],
             stream=True,
             messages=[{"role": "user", "content": "Tell me everything"}],
@@ -557,17 +549,11 @@ def test_openai_client_upstream_error_mid_stream(
     assert (event.provider, event.status_code, event.streamed) == (provider, 500, True)
 
 
-@pytest.mark.parametrize("provider", list(OPENAI_CLIENT_MODELS))
+@on_openai_client_upstreams
 def test_openai_client_url_image(
-    gateway_server: GatewayServer,
-    key_holder: KeyHolder,
-    providers: FakeProviders,
-    fake_upstream_settings: FakeUpstream,
-    image_server: ImageServer,
-    recorded_events: Any,
-    provider: str,
+    gateway: Gateway, image_server: ImageServer, recorded_events: Any, provider: str
 ) -> None:
-    fake = fake_for(provider, providers, fake_upstream_settings)
+    fake = gateway.fake(provider)
     fake.queue_answers(
         ScriptedAnswer.text("One pixel.", usage={"input_tokens": 90, "output_tokens": 3})
     )
@@ -576,7 +562,7 @@ def test_openai_client_url_image(
         {"type": "image_url", "image_url": {"url": image_server.url, "detail": "low"}},
     ]
     turn = chat_turn(
-        openai_client(gateway_server, key_holder.plaintext),
+        gateway.openai(),
         OPENAI_CLIENT_MODELS[provider],
         stream=False,
         messages=[{"role": "user", "content": content}],
@@ -597,18 +583,11 @@ def test_openai_client_url_image(
 
 
 @pytest.mark.parametrize("source", ["base64", "url"])
-@pytest.mark.parametrize("provider", list(ANTHROPIC_CLIENT_MODELS))
+@on_anthropic_client_upstreams
 def test_anthropic_client_images(
-    gateway_server: GatewayServer,
-    key_holder: KeyHolder,
-    providers: FakeProviders,
-    fake_upstream_settings: FakeUpstream,
-    image_server: ImageServer,
-    recorded_events: Any,
-    provider: str,
-    source: str,
+    gateway: Gateway, image_server: ImageServer, recorded_events: Any, provider: str, source: str
 ) -> None:
-    fake = fake_for(provider, providers, fake_upstream_settings)
+    fake = gateway.fake(provider)
     fake.queue_answers(
         ScriptedAnswer.text("One pixel.", usage={"input_tokens": 90, "output_tokens": 3})
     )
@@ -617,7 +596,7 @@ def test_anthropic_client_images(
         if source == "base64"
         else {"type": "url", "url": image_server.url}
     )
-    message = anthropic_client(gateway_server, key_holder.plaintext).messages.create(
+    message = gateway.anthropic().messages.create(
         model=ANTHROPIC_CLIENT_MODELS[provider],
         max_tokens=50,
         messages=[
@@ -648,24 +627,21 @@ def test_anthropic_client_images(
     assert usage_of(recorded_events(1)) == [(provider, 200, 90, 3)]
 
 
-@pytest.mark.parametrize("stream", [False, True], ids=["create", "stream"])
-@pytest.mark.parametrize("provider", list(ANTHROPIC_CLIENT_MODELS))
+@each_call_style
+@on_anthropic_client_upstreams
 def test_anthropic_client_thinking_with_tools(
-    gateway_server: GatewayServer,
-    key_holder: KeyHolder,
-    providers: FakeProviders,
-    fake_upstream_settings: FakeUpstream,
+    gateway: Gateway,
     recorded_events: Any,
     monkeypatch: pytest.MonkeyPatch,
     provider: str,
     stream: bool,
 ) -> None:
-    fake = fake_for(provider, providers, fake_upstream_settings)
+    fake = gateway.fake(provider)
     if provider == "vllm":
         # vLLM (with a reasoning parser) streams reasoning in its own field; OpenAI sends none.
         monkeypatch.setattr(fake, "reasoning_field", "reasoning_content")
     fake.queue_answers(THINKING_TOOL_ANSWER, FOLLOW_UP)
-    client = anthropic_client(gateway_server, key_holder.plaintext)
+    client = gateway.anthropic()
     params: dict[str, Any] = {
         "model": ANTHROPIC_CLIENT_MODELS[provider],
         "max_tokens": 4096,
@@ -693,29 +669,10 @@ def test_anthropic_client_thinking_with_tools(
 
     # The whole assistant turn goes back as Claude Code sends it, thinking blocks included; the
     # fakes refuse what their real API would (Gemini: every call's thought signature).
-    follow_up = client.messages.create(
-        **{
-            **params,
-            "messages": [
-                *params["messages"],
-                {
-                    "role": "assistant",
-                    "content": [block.model_dump(exclude_none=True) for block in message.content],
-                },
-                {
-                    "role": "user",
-                    "content": [
-                        {
-                            "type": "tool_result",
-                            "tool_use_id": block.id,
-                            "content": RESULTS[block.input["city"]],
-                        }
-                        for block in tool_uses
-                    ],
-                },
-            ],
-        }
+    messages = with_tool_results(
+        params["messages"], message, lambda arguments: RESULTS[arguments["city"]]
     )
+    follow_up = client.messages.create(**{**params, "messages": messages})
     assert [block.type for block in follow_up.content] == ["text"]
     body = sent(fake)
     calls, results = sent_tool_exchange(provider, body)
@@ -733,16 +690,12 @@ def test_anthropic_client_thinking_with_tools(
 
 @pytest.mark.parametrize("provider", ["openai", "ollama"])
 def test_anthropic_client_upstream_error_mid_stream(
-    gateway_server: GatewayServer,
-    key_holder: KeyHolder,
-    providers: FakeProviders,
-    recorded_events: Any,
-    provider: str,
+    gateway: Gateway, recorded_events: Any, provider: str
 ) -> None:
-    fake = fake_for(provider, providers)
+    fake = gateway.fake(provider)
     fake.queue_answers(ScriptedAnswer.text(LONG_ANSWER))
     fake.add_fault(_stream_failure(provider))
-    client = anthropic_client(gateway_server, key_holder.plaintext)
+    client = gateway.anthropic()
     seen: list[str] = []
     text = ""
     with (
@@ -771,16 +724,12 @@ def test_anthropic_client_upstream_error_mid_stream(
 
 @pytest.mark.parametrize("provider", ["openai", "ollama"])
 def test_anthropic_client_upstream_429_keeps_retry_after(
-    gateway_server: GatewayServer,
-    key_holder: KeyHolder,
-    providers: FakeProviders,
-    recorded_events: Any,
-    provider: str,
+    gateway: Gateway, recorded_events: Any, provider: str
 ) -> None:
-    fake = fake_for(provider, providers)
+    fake = gateway.fake(provider)
     fake.add_fault(_rate_limit(provider))
     with pytest.raises(anthropic.RateLimitError) as raised:
-        anthropic_client(gateway_server, key_holder.plaintext).messages.create(
+        gateway.anthropic().messages.create(
             model=ANTHROPIC_CLIENT_MODELS[provider],
             max_tokens=20,
             messages=[{"role": "user", "content": "hi"}],

@@ -20,14 +20,17 @@ from proxy.testing.fixtures import FakeProviders
 from proxy.testing.provider_server import key_sha256
 from proxy.tests.conftest import GatewayServer, KeyHolder
 from proxy.tests.test_e2e_support import (
+    ANTHROPIC_WEATHER_TOOL,
     OPENAI_KEY,
     PNG_1PX,
     TOOL_ANSWER,
     WEATHER_TOOL,
     anthropic_client,
     chat,
+    each_call_style,
     openai_client,
     providers_fixture,  # noqa: F401 (the providers fixture)
+    with_tool_results,
 )
 
 # --- OpenAI client, OpenAI upstream: passthrough ------------------------------------------------
@@ -180,7 +183,7 @@ def test_embeddings_passthrough(
 # --- OpenAI client, translated upstreams ---------------------------------------------------------
 
 
-@pytest.mark.parametrize("stream", [False, True], ids=["create", "stream"])
+@each_call_style
 @pytest.mark.parametrize(
     ("model", "provider"),
     [
@@ -226,7 +229,7 @@ def test_openai_client_on_translated_providers_text(
         assert upstream.last_request.valid, upstream.last_request.validation_errors
 
 
-@pytest.mark.parametrize("stream", [False, True], ids=["create", "stream"])
+@each_call_style
 @pytest.mark.parametrize("model", ["gemini/gemini-2.5-flash", "ollama/qwen3", "claude-sonnet-4-5"])
 def test_openai_client_tools_on_translated_providers(
     gateway_server: GatewayServer,
@@ -288,7 +291,7 @@ def test_embeddings_translated(
 # --- Anthropic client on other providers ---------------------------------------------------------
 
 
-@pytest.mark.parametrize("stream", [False, True], ids=["create", "stream"])
+@each_call_style
 @pytest.mark.parametrize(
     "model", ["openai/gpt-4o", "gemini/gemini-2.5-flash", "ollama/qwen3", "vllm/qwen2.5"]
 )
@@ -309,13 +312,7 @@ def test_anthropic_client_on_other_providers(
         "max_tokens": 200,
         "system": "Be brief.",
         "messages": [{"role": "user", "content": "Weather in Paris and Oslo?"}],
-        "tools": [
-            {
-                "name": "get_weather",
-                "description": "Weather for a city",
-                "input_schema": WEATHER_TOOL["function"]["parameters"],
-            }
-        ],
+        "tools": [ANTHROPIC_WEATHER_TOOL],
     }
     if stream:
         with client.messages.stream(**params) as events:
@@ -330,23 +327,7 @@ def test_anthropic_client_on_other_providers(
     # The tool results go back in the upstream's format, and the fake checks them.
     upstream.queue_answers(ScriptedAnswer.text("Sunny."))
     follow_up = client.messages.create(
-        **{
-            **params,
-            "messages": [
-                *params["messages"],
-                {
-                    "role": "assistant",
-                    "content": [block.model_dump(exclude_none=True) for block in message.content],
-                },
-                {
-                    "role": "user",
-                    "content": [
-                        {"type": "tool_result", "tool_use_id": block.id, "content": "sunny"}
-                        for block in tool_uses
-                    ],
-                },
-            ],
-        }
+        **{**params, "messages": with_tool_results(params["messages"], message, lambda _: "sunny")}
     )
     assert follow_up.content[0].text == "Sunny."
     assert upstream.last_request.valid, upstream.last_request.validation_errors
@@ -636,7 +617,7 @@ def test_a_translated_429_keeps_its_retry_hint(
     assert raised.value.body["error"]["type"] == "rate_limit_error"
 
 
-@pytest.mark.parametrize("stream", [False, True], ids=["create", "stream"])
+@each_call_style
 @pytest.mark.parametrize("model", ["gpt-4o", "gemini/gemini-2.5-flash"])
 def test_reasoning_tokens_are_recorded_where_reported(
     gateway_server: GatewayServer,

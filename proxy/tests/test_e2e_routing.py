@@ -5,13 +5,12 @@ from __future__ import annotations
 
 from typing import Any
 
-import anthropic
 import openai
 import pytest
 from django.contrib.auth.models import Group
 
 from accounts.keycache import invalidate_key_metadata
-from accounts.services import access_key_create, provider_credential_set
+from accounts.services import access_key_create
 from proxy.models import RoutingRule
 from proxy.rule_services import TargetSpec, routing_rule_save
 from proxy.testing.answers import ScriptedAnswer
@@ -20,34 +19,16 @@ from proxy.testing.faults import HttpError
 from proxy.testing.fixtures import FakeProviders
 from proxy.testing.provider_server import key_sha256
 from proxy.tests.conftest import GatewayServer, KeyHolder
-
-OPENAI_KEY = "sk-openai-routed-0123456789"
-GEMINI_KEY = "gemini-routed-key-0123456789"
-
-
-@pytest.fixture
-def providers(
-    fake_providers_settings: FakeProviders,
-    fake_upstream_settings: FakeUpstream,
-    key_holder: KeyHolder,
-) -> FakeProviders:
-    provider_credential_set(provider="openai", secret=OPENAI_KEY)
-    provider_credential_set(provider="gemini", secret=GEMINI_KEY)
-    invalidate_key_metadata()
-    return fake_providers_settings
+from proxy.tests.test_e2e_support import (
+    GEMINI_KEY,
+    anthropic_client,
+    openai_client,
+    providers_fixture,  # noqa: F401 (the providers fixture)
+)
 
 
 def _rule(name: str, targets: list[TargetSpec], **fields: Any) -> RoutingRule:
     return routing_rule_save(RoutingRule(name=name, **fields), targets)
-
-
-def _openai(gateway: GatewayServer, key: str) -> openai.OpenAI:
-    return openai.OpenAI(
-        base_url=f"{gateway.base_url}/v1",
-        api_key=key,
-        max_retries=0,
-        _strict_response_validation=True,
-    )
 
 
 def _ask(client: openai.OpenAI, model: str, **params: Any) -> Any:
@@ -66,7 +47,7 @@ def test_a_model_glob_sends_cheap_models_to_ollama(
     _rule("cheap", [TargetSpec("ollama", "qwen3")], model_pattern="cheap-*")
     providers.ollama.queue_answers(ScriptedAnswer.text("Local hello"))
     providers.openai.queue_answers(ScriptedAnswer.text("Cloud hello"))
-    client = _openai(gateway_server, key_holder.plaintext)
+    client = openai_client(gateway_server, key_holder.plaintext)
 
     routed = _ask(client, "cheap-chat")
     assert routed.parse().choices[0].message.content == "Local hello"
@@ -92,7 +73,7 @@ def test_a_header_picks_the_route(
     )
     providers.gemini.queue_answers(ScriptedAnswer.text("Quick"))
     providers.openai.queue_answers(ScriptedAnswer.text("Usual"))
-    client = _openai(gateway_server, key_holder.plaintext)
+    client = openai_client(gateway_server, key_holder.plaintext)
     fast = _ask(client, "gpt-4.1", extra_headers={"x-gateway-route": "fast"})
     assert fast.parse().choices[0].message.content == "Quick"
     assert providers.gemini.last_request.key_sha256 == key_sha256(GEMINI_KEY)
@@ -114,7 +95,7 @@ def test_a_failing_tier_fails_over_to_the_next(
     )
     providers.openai.add_fault(HttpError(status=503))
     providers.ollama.queue_answers(ScriptedAnswer.text("From the failover"))
-    response = _ask(_openai(gateway_server, key_holder.plaintext), "team-model")
+    response = _ask(openai_client(gateway_server, key_holder.plaintext), "team-model")
     assert response.parse().choices[0].message.content == "From the failover"
     assert response.headers["x-gateway-provider"] == "ollama"
     assert len(providers.openai.requests) == 1
@@ -134,7 +115,7 @@ def test_max_attempts_bounds_the_failover(
     )
     providers.openai.add_fault(HttpError(status=503))
     with pytest.raises(openai.InternalServerError) as raised:
-        _ask(_openai(gateway_server, key_holder.plaintext), "team-model")
+        _ask(openai_client(gateway_server, key_holder.plaintext), "team-model")
     assert raised.value.status_code == 503
     assert providers.ollama.requests == []
 
@@ -150,7 +131,7 @@ def test_the_deadline_stops_failover_after_a_slow_failure(
     )
     providers.openai.add_fault(HttpError(status=503, delay=1.2))
     with pytest.raises(openai.InternalServerError):
-        _ask(_openai(gateway_server, key_holder.plaintext), "team-model")
+        _ask(openai_client(gateway_server, key_holder.plaintext), "team-model")
     assert providers.ollama.requests == []
 
 
@@ -170,7 +151,7 @@ def test_group_and_user_rules_route_only_their_people(
     # Nobody in the group yet: both go the default way.
     assert (
         (
-            _ask(_openai(gateway_server, key_holder.plaintext), "gpt-4.1").parse().choices[0]
+            _ask(openai_client(gateway_server, key_holder.plaintext), "gpt-4.1").parse().choices[0]
         ).message.content
         == "Default answer"
     )
@@ -178,12 +159,14 @@ def test_group_and_user_rules_route_only_their_people(
     key_holder.user.groups.add(research)
     assert (
         (
-            _ask(_openai(gateway_server, key_holder.plaintext), "gpt-4.1").parse().choices[0]
+            _ask(openai_client(gateway_server, key_holder.plaintext), "gpt-4.1").parse().choices[0]
         ).message.content
         == "Research answer"
     )
     assert (
-        (_ask(_openai(gateway_server, colleague_key), "gpt-4.1").parse().choices[0]).message.content
+        (
+            _ask(openai_client(gateway_server, colleague_key), "gpt-4.1").parse().choices[0]
+        ).message.content
         == "Default answer"
     )
 
@@ -199,7 +182,7 @@ def test_long_prompts_take_the_large_context_route(
     )
     providers.openai.queue_answers(ScriptedAnswer.text("Short"))
     providers.gemini.queue_answers(ScriptedAnswer.text("Long"))
-    client = _openai(gateway_server, key_holder.plaintext)
+    client = openai_client(gateway_server, key_holder.plaintext)
     assert _ask(client, "gpt-4.1").parse().choices[0].message.content == "Short"
     long_prompt = [{"role": "user", "content": "lorem ipsum dolor sit amet " * 1_000}]
     answer = _ask(client, "gpt-4.1", messages=long_prompt)
@@ -229,12 +212,7 @@ def test_claude_code_route_anthropic_then_openai(
     )
     fake_upstream_settings.add_fault("bedrock", HttpError(status=503))
     providers.openai.queue_answers(ScriptedAnswer.text("OpenAI stands in"))
-    client = anthropic.Anthropic(
-        base_url=gateway_server.key_url(key_holder.plaintext),
-        api_key="sk-ant-client-credential",
-        max_retries=0,
-        _strict_response_validation=True,
-    )
+    client = anthropic_client(gateway_server, key_holder.plaintext)
     response = client.messages.with_raw_response.create(
         model="claude-sonnet-4-5", max_tokens=50, messages=[{"role": "user", "content": "hi"}]
     )
@@ -256,7 +234,7 @@ def test_a_rule_whose_targets_this_key_cannot_use_answers_in_the_client_format(
     ProviderCredential.objects.filter(provider="gemini").delete()
     invalidate_key_metadata()
     with pytest.raises(openai.BadRequestError) as raised:
-        _ask(_openai(gateway_server, key_holder.plaintext), "g-model")
+        _ask(openai_client(gateway_server, key_holder.plaintext), "g-model")
     assert "gemini credential" in raised.value.message
     assert rule.pk is not None
 
@@ -283,7 +261,7 @@ def test_a_context_window_error_moves_to_the_larger_target(
     )
     providers.openai.add_fault(OPENAI_TOO_LONG)
     providers.gemini.queue_answers(ScriptedAnswer.text("Read it all"))
-    response = _ask(_openai(gateway_server, key_holder.plaintext), "team-model")
+    response = _ask(openai_client(gateway_server, key_holder.plaintext), "team-model")
     assert response.parse().choices[0].message.content == "Read it all"
     assert response.headers["x-gateway-provider"] == "gemini"
     assert response.headers["x-gateway-fallback-reason"] == "context_length_exceeded"
@@ -296,7 +274,7 @@ def test_without_a_rule_the_context_window_error_is_the_clients(
 ) -> None:
     providers.openai.add_fault(OPENAI_TOO_LONG)
     with pytest.raises(openai.BadRequestError) as raised:
-        _ask(_openai(gateway_server, key_holder.plaintext), "gpt-4.1")
+        _ask(openai_client(gateway_server, key_holder.plaintext), "gpt-4.1")
     assert raised.value.code == "context_length_exceeded"
     assert providers.gemini.requests == []
 
@@ -313,7 +291,7 @@ def test_other_bad_requests_do_not_move_on(
         HttpError(status=400, message="Invalid value for 'temperature'", code="invalid_value")
     )
     with pytest.raises(openai.BadRequestError):
-        _ask(_openai(gateway_server, key_holder.plaintext), "team-model")
+        _ask(openai_client(gateway_server, key_holder.plaintext), "team-model")
     assert providers.gemini.requests == []
 
 
@@ -340,12 +318,7 @@ def test_claude_prompt_too_long_moves_on_for_an_anthropic_client(
         ),
     )
     providers.gemini.queue_answers(ScriptedAnswer.text("Gemini read it"))
-    client = anthropic.Anthropic(
-        base_url=gateway_server.key_url(key_holder.plaintext),
-        api_key="sk-ant-client-credential",
-        max_retries=0,
-        _strict_response_validation=True,
-    )
+    client = anthropic_client(gateway_server, key_holder.plaintext)
     response = client.messages.with_raw_response.create(
         model="claude-sonnet-4-5", max_tokens=50, messages=[{"role": "user", "content": "hi"}]
     )

@@ -17,6 +17,7 @@ from proxy.testing.answers import ScriptedAnswer
 from proxy.testing.fake_upstream import FakeUpstream
 from proxy.testing.faults import Delay, DropConnection, HttpError
 from proxy.tests.conftest import GatewayServer, KeyHolder
+from proxy.tests.test_e2e_support import PNG_1PX, each_call_style
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -73,10 +74,6 @@ TOOLS = [
         },
     }
 ]
-PNG_1PX = (
-    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5Erk"
-    "Jggg=="
-)
 
 SCENARIOS: dict[str, tuple[ScriptedAnswer, dict[str, Any]]] = {
     "text": (TEXT, {"messages": [{"role": "user", "content": "Capital of France?"}]}),
@@ -189,7 +186,7 @@ FALLBACKS = [
 ]
 
 
-@pytest.mark.parametrize("stream", [False, True], ids=["create", "stream"])
+@each_call_style
 @pytest.mark.parametrize("scenario", list(SCENARIOS))
 def test_direct_and_fallback_answers_are_identical(
     gateway_server: GatewayServer,
@@ -249,7 +246,7 @@ def test_direct_and_fallback_answers_are_identical(
 
 
 @pytest.mark.parametrize(("mode", "fault", "reason"), FALLBACKS)
-@pytest.mark.parametrize("stream", [False, True], ids=["create", "stream"])
+@each_call_style
 def test_each_retryable_status_falls_back(
     gateway_server: GatewayServer,
     key_holder: KeyHolder,

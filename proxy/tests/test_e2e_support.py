@@ -1,14 +1,16 @@
-"""What the end-to-end provider tests (``test_e2e_providers.py``, ``test_e2e_golden.py``) share:
-the stored upstream keys and the ``providers`` fixture that stores them (import
-``providers_fixture``, which registers under that name), the official SDK clients pointed at the
-gateway, a chat helper that reads a stream the way clients do, and the scripted answers and tools
-both modules ask for.
+"""What the end-to-end tests through the running gateway (``test_e2e_*.py``,
+``test_claude_code.py``) share: the stored upstream keys and the ``providers`` fixture that
+stores them (import ``providers_fixture``, which registers under that name), the official SDK
+clients pointed at the gateway, a chat helper that reads a stream the way clients do, the
+scripted answers and tools they ask for, the ``create``/``stream`` parametrisation, and the
+Anthropic conversation that sends tool results back.
 
 No tests live here; the modules that use these import them by name.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import anthropic
@@ -48,6 +50,14 @@ WEATHER_TOOL = {
         },
     },
 }
+ANTHROPIC_WEATHER_TOOL = {
+    "name": "get_weather",
+    "description": "Weather for a city",
+    "input_schema": WEATHER_TOOL["function"]["parameters"],
+}
+# Every SDK call both ways: ``messages.create`` / ``chat.completions.create``, then streamed.
+each_call_style = pytest.mark.parametrize("stream", [False, True], ids=["create", "stream"])
+
 PNG_1PX = (
     "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQ"
     "AAAABJRU5ErkJggg=="
@@ -126,3 +136,25 @@ def chat(client: openai.OpenAI, model: str, *, stream: bool, **params: Any) -> d
         "usage": usage,
         "chunks": chunks,
     }
+
+
+def with_tool_results(
+    messages: list[Any], answer: anthropic.types.Message, result: Callable[[Any], str]
+) -> list[Any]:
+    """``messages`` followed by ``answer`` sent back whole, as Claude Code sends it (thinking
+    blocks included), and a user turn with ``result(tool input)`` for each of its tool uses."""
+    return [
+        *messages,
+        {
+            "role": "assistant",
+            "content": [block.model_dump(exclude_none=True) for block in answer.content],
+        },
+        {
+            "role": "user",
+            "content": [
+                {"type": "tool_result", "tool_use_id": block.id, "content": result(block.input)}
+                for block in answer.content
+                if block.type == "tool_use"
+            ],
+        },
+    ]
