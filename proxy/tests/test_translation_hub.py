@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from proxy.translation.hub import HubUsage, may_hold_foreign_thinking, without_foreign_thinking
 
 
@@ -116,3 +118,13 @@ def test_thinking_stays_when_the_tool_turn_opens_with_claudes_thinking() -> None
     for thinking in ({"type": "disabled"}, None):
         request = _tool_turn(None, thinking)
         assert without_foreign_thinking(request) is request
+
+
+@pytest.mark.parametrize("odd", [{"a": 1}, ["enabled"], None, 7])
+def test_any_json_where_a_type_name_belongs_is_no_type(odd: object) -> None:
+    """Found by the fuzz suite: a dict where ``thinking.type`` or a block's ``type`` belongs
+    made the check raise (no set can look a dict up) and the request a 500."""
+    request = _tool_turn({"type": odd, "thinking": "x"}, {"type": odd})
+    assert without_foreign_thinking(request) is request  # not "enabled": nothing to leave out
+    opened = _tool_turn({"type": odd}, ENABLED)
+    assert "thinking" not in without_foreign_thinking(opened)  # no thinking block opens it

@@ -184,7 +184,7 @@ def without_foreign_thinking(request: JSON) -> JSON:
     thinking = cleaned.get("thinking")
     if (
         isinstance(thinking, dict)
-        and thinking.get("type") in _THINKING_ON
+        and _named(thinking.get("type"), _THINKING_ON)
         and _answers_unthought_tool_calls(cleaned.get("messages"))
     ):
         cleaned = {key: value for key, value in cleaned.items() if key != "thinking"}
@@ -213,6 +213,12 @@ _THINKING_ON = frozenset({"enabled", "adaptive"})
 _THINKING_BLOCKS = frozenset({"thinking", "redacted_thinking"})
 
 
+def _named(value: Any, names: frozenset[str]) -> bool:
+    """``value`` is one of ``names`` (a client's value may be anything JSON holds: a dict is no
+    name, and no set can even look it up)."""
+    return isinstance(value, str) and value in names
+
+
 def _has_block(content: Any, block_type: str) -> bool:
     return isinstance(content, list) and any(
         isinstance(block, dict) and block.get("type") == block_type for block in content
@@ -235,7 +241,7 @@ def _answers_unthought_tool_calls(messages: Any) -> bool:
     if not isinstance(content, list) or not _has_block(content, "tool_use"):
         return False
     first = content[0]
-    return not (isinstance(first, dict) and first.get("type") in _THINKING_BLOCKS)
+    return not (isinstance(first, dict) and _named(first.get("type"), _THINKING_BLOCKS))
 
 
 def tool_names_by_id(messages: list[Any]) -> dict[str, str]:
