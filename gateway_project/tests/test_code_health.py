@@ -12,6 +12,7 @@ from __future__ import annotations
 import ast
 import os
 import re
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -164,11 +165,10 @@ def outside_links(document: Path, text: str, root: Path = BASE_DIR) -> list[str]
         if scheme or target.startswith(("/", "~", "\\")) or _outside(document, target, root):
             found.append(target)
     found += [path for path in _PARENT_PATH.findall(text) if _outside(document, path, root)]
-    found += [
-        line.strip()
-        for line in text.splitlines()
-        if any(prefix in line for prefix in _machine_paths())
-    ]
+    # A machine's path starts a path: not "/tmp/" inside "bench/results/tmp/".
+    starts = "|".join(re.escape(prefix) for prefix in _machine_paths())
+    machine_path = re.compile(rf"(?<![\w./~-])(?:{starts})")
+    found += [line.strip() for line in text.splitlines() if machine_path.search(line)]
     return list(dict.fromkeys(found))  # a link is also a written-out path: once
 
 
@@ -201,3 +201,14 @@ def test_the_markdown_scan_finds_links_out_of_the_repository(
 ) -> None:
     document = BASE_DIR / "bench" / "README.md"  # one level down: a single ../ stays inside
     assert outside_links(document, text) == expected
+
+
+def test_the_checkout_directory_counts_only_where_a_path_starts(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A checkout in /tmp: "/tmp/x" is a path of that machine, "bench/results/tmp/x" is not."""
+    monkeypatch.setattr(sys.modules[__name__], "_machine_paths", lambda: ("/home/", "/tmp/"))
+    document = BASE_DIR / "README.md"
+    assert outside_links(document, "runs stay in `bench/results/tmp/` (ignored)") == []
+    assert outside_links(document, "see `/tmp/gateway/notes.md`") == ["see `/tmp/gateway/notes.md`"]
+    assert outside_links(document, "at /home/me/x") == ["at /home/me/x"]
