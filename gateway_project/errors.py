@@ -1,15 +1,16 @@
-"""The site's 404 outside the proxy routes: JSON for what looks like an API call, the usual page
-for a person's browser.
+"""The site's 404 and 400 outside the proxy routes: JSON for what looks like an API call, the
+usual page for a person's browser.
 
-An API client that mistypes a path (``/v2/messages``, ``/api/admin/usge``) gets an error it can
-parse; a browser (``Accept: text/html``) gets Django's page.
+An API client that mistypes a path (``/v2/messages``, ``/api/admin/usge``) or sends a request
+Django refuses before any view (a Host outside ``ALLOWED_HOSTS``, an empty one) gets an error it
+can parse; a browser (``Accept: text/html``) gets Django's page.
 """
 
 from __future__ import annotations
 
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
-from django.views.defaults import page_not_found
+from django.views.defaults import bad_request, page_not_found
 
 _API_PREFIXES = ("/api/", "/v1/", "/v1beta/", "/ak/")
 
@@ -42,3 +43,17 @@ def not_found(request: HttpRequest, exception: Exception | None = None) -> HttpR
     if looks_like_api_call(request):
         return api_not_found(request)
     return page_not_found(request, exception or Exception("not found"))
+
+
+def refused(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    """``handler400``: JSON for an API client, Django's page for a browser. Says no more than
+    Django's page does (the refusal's reason is in the log, not in the answer)."""
+    if looks_like_api_call(request):
+        return JsonResponse(
+            {
+                "type": "error",
+                "error": {"type": "invalid_request_error", "message": "Bad request."},
+            },
+            status=400,
+        )
+    return bad_request(request, exception or Exception("bad request"))

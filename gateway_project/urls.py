@@ -13,6 +13,7 @@ from gateway_project.views import healthz
 from requestlog.views import media_view
 
 handler404 = "gateway_project.errors.not_found"
+handler400 = "gateway_project.errors.refused"
 
 urlpatterns = [
     # The front page is the admin: the gateway's only pages for people.

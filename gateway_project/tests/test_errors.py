@@ -41,3 +41,37 @@ def test_other_unknown_paths_answer_the_way_the_client_reads(
     assert response.status_code == 404
     is_json = response["Content-Type"].startswith("application/json")
     assert is_json is json_expected
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("method", "path", "host", "accept", "json_expected"),
+    [
+        ("post", "/api/admin/credentials/1/enable", "", "text/html", True),  # an empty Host
+        ("get", "/api/admin/usage", "evil.example", "*/*", True),  # outside ALLOWED_HOSTS
+        ("get", "/admin/login/", "evil.example", "text/html,application/xhtml+xml", False),
+    ],
+)
+def test_a_request_django_refuses_is_answered_the_way_the_client_reads(
+    client: Client,
+    settings: Any,
+    method: str,
+    path: str,
+    host: str,
+    accept: str,
+    json_expected: bool,
+) -> None:
+    """Found by the admin API's schema fuzzing: a Host Django refuses got its HTML page on the
+    API, whose documented errors are JSON."""
+    settings.DEBUG = False
+    settings.ALLOWED_HOSTS = ["testserver"]
+    response = getattr(client, method)(path, HTTP_HOST=host, HTTP_ACCEPT=accept)
+    assert response.status_code == 400
+    if json_expected:
+        assert response["Content-Type"] == "application/json"
+        assert response.json()["error"] == {
+            "type": "invalid_request_error",
+            "message": "Bad request.",
+        }
+    else:
+        assert response["Content-Type"].startswith("text/html")
