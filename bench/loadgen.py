@@ -9,6 +9,7 @@ every target. Run it in its own process, pinned to the load generator's core:
     python -m bench.loadgen latency --url http://127.0.0.1:8999/v1/messages \\
         --body-file body.json --header x-api-key:k --requests 2000
     python -m bench.loadgen stream --url ... --body-file stream.json --concurrency 32 --streams 96
+    python -m bench.loadgen stream ... --concurrency 32 --streams 96 --stagger-ms 40
 
 It prints one JSON object on stdout (times in milliseconds). ``--events openai`` times OpenAI
 chat chunks instead: an event is a text delta when one of its choices carries non-empty
@@ -284,10 +285,13 @@ async def measure_streams(
     warmup: int,
     expect_deltas: int | None,
     events: str = "anthropic",
+    stagger_ms: float = 0.0,
 ) -> dict[str, Any]:
     """``streams`` streamed requests, ``concurrency`` at a time, each worker on its own
     connection. A stream counts as an error unless it is a 200 that ends normally (and carries
-    ``expect_deltas`` text deltas when given)."""
+    ``expect_deltas`` text deltas when given). The workers start together (a burst), or, with
+    ``stagger_ms``, worker ``k`` starts ``k × stagger_ms`` after the first (after the warm-up):
+    streams of equal length then keep starting that far apart."""
     ttfb: list[float] = []
     headers_at: list[float] = []
     gaps: list[float] = []
@@ -304,7 +308,7 @@ async def measure_streams(
             remaining -= 1
             return True
 
-    async def worker() -> None:
+    async def worker(index: int) -> None:
         nonlocal errors
         connection = Connection(target, EVENT_KINDS[events])
         try:
@@ -313,6 +317,7 @@ async def measure_streams(
                     await connection.send(raw)
                 except (OSError, asyncio.IncompleteReadError, ProtocolError):
                     await connection.close()
+            await asyncio.sleep(index * stagger_ms / 1000)
             while await take_one():
                 try:
                     exchange = await connection.send(raw)
@@ -336,10 +341,11 @@ async def measure_streams(
         finally:
             await connection.close()
 
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    await asyncio.gather(*(worker(index) for index in range(concurrency)))
     return {
         "streams": streams,
         "concurrency": concurrency,
+        "stagger_ms": stagger_ms,
         "ok": len(ttfb),
         "errors": errors,
         "ttfb_p50_ms": _ms(percentile(ttfb, 50)),
@@ -384,6 +390,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--expect-deltas", type=int, default=None, help="stream mode: text deltas per stream"
     )
     parser.add_argument(
+        "--stagger-ms",
+        type=float,
+        default=0.0,
+        help="stream mode: start worker k this many ms × k after the first (0: all at once)",
+    )
+    parser.add_argument(
         "--events",
         choices=sorted(EVENT_KINDS),
         default="anthropic",
@@ -392,6 +404,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.requests < 1 or args.streams < 1 or args.concurrency < 1 or args.warmup < 0:
         parser.error("counts must be positive")
+    if args.stagger_ms < 0:
+        parser.error("--stagger-ms must not be negative")
     try:
         target = Target.from_url(args.url)
         headers = _parse_headers(args.header)
@@ -414,6 +428,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 warmup=args.warmup,
                 expect_deltas=args.expect_deltas,
                 events=args.events,
+                stagger_ms=args.stagger_ms,
             )
         )
     sys.stdout.write(json.dumps(result) + "\n")

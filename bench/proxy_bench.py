@@ -21,7 +21,7 @@ Layout of one run:
    ``/ak/<key>/v1/``), and the translation (an OpenAI client asking for a Claude model);
 4. the memory soak (the gateway after N more requests), py-spy profiles of the gateway worker
    (Anthropic and OpenAI passthrough), the translation micro-benchmark, the stack choices (ASGI
-   server, HTTP transport, JSON library) and the lean-path experiments;
+   server, HTTP transport, JSON library) and one gateway worker against two;
 5. ``bench/results/<timestamp>.json`` and ``bench/results/latest.md``.
 """
 
@@ -62,11 +62,9 @@ from bench.proxy.targets import (
     FALLBACK_API_KEY,
     FALLBACK_STATUS_HEADER,
     LITELLM_BIN,
-    MODEL,
     TOOLS_BIN,
     TRANSLATED_MODEL,
     Target,
-    converse_stream_body,
     cpu_seconds,
     debug_off,
     direct_target,
@@ -86,6 +84,10 @@ RESULTS = REPO / "bench" / "results"
 LOADGEN_CORE = 0
 SERVER_CORE = 1
 TEXT_DELTAS = 64
+# The fakes' streams pace their deltas 20 ms apart ("[[fake delta_interval_ms=20]]" in the
+# stream bodies): a stream lasts TEXT_DELTAS × 20 ms, and 32 streams starting this far apart
+# keep starting evenly.
+STREAM_STAGGER_MS = TEXT_DELTAS * 20 / 32
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/gw_h9"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/10"
 GATEWAY_PATHS = ("accounts", "proxy", "usage", "gateway_project", "governance", "requestlog")
@@ -105,7 +107,6 @@ class Plan:
     profile_seconds: int = 12
     json_seconds: float = 2.0
     transport_requests: int = 3000
-    lean_levels: tuple[int, ...] = (1, 2, 3, 4)
     litellm: bool = True
     openai: bool = True  # the OpenAI surface and the translation
     relay: bool = True
@@ -258,9 +259,17 @@ def measure_target(context: Context, target: Target) -> dict[str, Any]:
     for concurrency in plan.concurrencies:
         say(f"  {target.name}: wrk at concurrency {concurrency}")
         result[f"wrk_c{concurrency}"] = throughput(context, target, concurrency, plan.wrk_seconds)
-    for concurrency, streams in ((1, plan.stream_c1), (32, plan.stream_c32)):
-        say(f"  {target.name}: {streams} streams at concurrency {concurrency}")
-        result[f"stream_c{concurrency}"] = loadgen(
+    for name, streams, concurrency, stagger_ms in (
+        ("stream_c1", plan.stream_c1, 1, 0.0),
+        # 32 at a time, starting STREAM_STAGGER_MS apart: a stream starts every 40 ms or so,
+        # as in a team's steady traffic.
+        ("stream_c32", plan.stream_c32, 32, STREAM_STAGGER_MS),
+        # 32 starting at the same moment (after a warm-up stream each), every one in the burst
+        # timed: the worst case of agents fanning out.
+        ("stream_burst32", 32, 32, 0.0),
+    ):
+        say(f"  {target.name}: {streams} streams, {concurrency} at a time ({name})")
+        result[name] = loadgen(
             context,
             "stream",
             target.messages_url,
@@ -271,9 +280,10 @@ def measure_target(context: Context, target: Target) -> dict[str, Any]:
             warmup=1,
             expect_deltas=TEXT_DELTAS,
             events=target.events,
+            stagger_ms=stagger_ms or None,
         )
     if target.name == "gateway":
-        say("  gateway: fallback streams (Anthropic 529, Bedrock Converse)")
+        say("  gateway: fallback streams (Anthropic 529, Bedrock InvokeModel stream)")
         headers = [
             ("x-api-key", FALLBACK_API_KEY) if name == "x-api-key" else (name, value)
             for name, value in target.headers
@@ -288,19 +298,6 @@ def measure_target(context: Context, target: Target) -> dict[str, Any]:
             concurrency=1,
             warmup=2,
             expect_deltas=TEXT_DELTAS,
-        )
-    if target.name == "direct":
-        say("  direct: the fake's converse-stream")
-        model_path = MODEL.replace(":", "%3A")
-        result["converse_stream_c1"] = loadgen(
-            context,
-            "stream",
-            f"{context.fake.base_url}/model/global.anthropic.{model_path}-v1%3A0/converse-stream",
-            "converse",
-            [("content-type", "application/json"), ("authorization", "Bearer bench")],
-            streams=plan.fallback_streams,
-            concurrency=1,
-            warmup=2,
         )
     return result
 
@@ -407,6 +404,37 @@ def profile_gateway(context: Context, target: Target) -> dict[str, Any] | None:
     )
     summary["raw_path"] = str(raw.relative_to(REPO))
     return summary
+
+
+def worker_scaling(context: Context, env: dict[str, str], access_key: str) -> dict[str, Any]:
+    """Requests/s at c=64 of one gateway worker and of two (uvicorn ``--workers 2``), in
+    alternating rounds, medians over the plan's repetitions. Neither is pinned: the workers
+    share the machine's cores with the fakes and wrk, as a gateway on one box does."""
+    plan = context.plan
+    options: dict[str, Any] = {
+        "env": env, "access_key": access_key, "log_dir": context.work, "core": None,
+        "source": context.source,
+    }  # fmt: skip
+    one = start_gateway(name="gateway-1-worker", **options)
+    two = start_gateway(name="gateway-2-workers", workers=2, **options)
+    both = [one, two]
+    rounds: list[dict[str, float | None]] = []
+    try:
+        for repetition in range(plan.repetitions):
+            measured: dict[str, float | None] = {}
+            for target in both if repetition % 2 == 0 else both[::-1]:
+                with only_running(target, both):
+                    warm(context, target, 200)
+                    measured[target.name] = throughput(context, target, 64, plan.wrk_seconds)["rps"]
+            rounds.append(measured)
+    finally:
+        for target in both:
+            assert target.server is not None
+            target.server.stop()
+    one_rps = report.median_of(rounds).get(one.name)
+    two_rps = report.median_of(rounds).get(two.name)
+    ratio = round(two_rps / one_rps, 2) if one_rps and two_rps else None
+    return {"rounds": rounds, "one_rps": one_rps, "two_rps": two_rps, "ratio": ratio}
 
 
 # --- stack choices and experiments --------------------------------------------------------------
@@ -521,28 +549,6 @@ def stack_choices(context: Context, env: dict[str, str], access_key: str) -> dic
     return choices
 
 
-def lean_experiments(
-    context: Context, env: dict[str, str], access_key: str, data_dir: Path
-) -> dict[str, Any]:
-    variants: dict[str, dict[str, Any]] = {"baseline": {}}
-    if context.plan.debug:
-        # DEBUG keeps every SQL statement of the usage writer's connection (up to 9,000): the
-        # same gateway with production settings shows what that costs.
-        variants["baseline-debug-off"] = {"env": debug_off({}, data_dir)}
-    for level in context.plan.lean_levels:
-        options: dict[str, Any] = {
-            "app": "bench.proxy.lean_asgi:application",
-            "env": {"BENCH_LEAN_LEVEL": str(level)},
-        }
-        if level >= 4:
-            if not (TOOLS_BIN / "python").exists():
-                continue
-            # httpx-aiohttp lives in the tools venv, which also sees the main venv's packages.
-            options["python"] = str(TOOLS_BIN / "python")
-        variants[f"lean-{level}"] = options
-    return variant_runs(context, variants, env=env, access_key=access_key)
-
-
 # --- the run -----------------------------------------------------------------------------------
 
 
@@ -598,7 +604,6 @@ def write_bodies(context: Context) -> None:
     for name, body in (
         ("plain", request_body(stream=False)),
         ("stream", request_body(stream=True)),
-        ("converse", converse_stream_body()),
         ("openai-plain", openai_request_body(stream=False)),
         ("openai-stream", openai_request_body(stream=True)),
         ("translated-plain", openai_request_body(stream=False, model=TRANSLATED_MODEL)),
@@ -771,12 +776,13 @@ def run(plan: Plan, *, database_url: str, redis_url: str, mode: str) -> Path:
         for server in servers:
             server.stop()
         servers = []
+        say("one gateway worker against two (c=64, neither pinned)")
+        results["workers"] = worker_scaling(context, env, access_key)
         if plan.openai:
             say("translation micro-benchmark")
             results["translation_micro"] = translation_micro(plan, context.source)
         if plan.choices:
             results["choices"] = stack_choices(context, env, access_key)
-            results["lean_experiments"] = lean_experiments(context, env, access_key, data_dir)
     finally:
         for server in reversed(fakes + servers):
             server.stop()
@@ -808,9 +814,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-choices", action="store_true", help="skip stack choices/experiments")
     parser.add_argument(
         "--debug-off", action="store_true", help="run the gateway with DEBUG off (production)"
-    )
-    parser.add_argument(
-        "--lean-levels", default=None, help="comma-separated lean_asgi levels (empty: none)"
     )
     parser.add_argument(
         "--log-levels",
@@ -857,9 +860,6 @@ def main(argv: list[str] | None = None) -> int:
         plan = replace(plan, choices=False)
     if args.debug_off:
         plan = replace(plan, debug=False)
-    if args.lean_levels is not None:
-        levels = tuple(int(level) for level in args.lean_levels.split(",") if level.strip())
-        plan = replace(plan, lean_levels=levels)
     if args.wrk_seconds is not None:
         plan = replace(plan, wrk_seconds=max(1.0, args.wrk_seconds))
     if args.latency_requests is not None:

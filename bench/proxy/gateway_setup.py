@@ -9,8 +9,8 @@ server, so the key hash secret matches) after ``manage.py migrate``:
 and prints ``{"access_key": ...}`` as its last stdout line. Every credential is scoped to the
 new key:
 
-- Bedrock (Converse): points at the fake's Bedrock side and names a fallback model, so no model
-  map is needed;
+- Bedrock (InvokeModel, the default mode): points at the fake's Bedrock side and names a
+  fallback model, so no model map is needed;
 - Anthropic: a stored key, used when a client sends none (an OpenAI client asking for a Claude
   model, the translation scenario); Anthropic clients send their own, which takes precedence;
 - OpenAI (with ``--openai-endpoint``): a stored key whose endpoint is the fake OpenAI.
@@ -51,7 +51,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         secret="bench-bedrock-api-key",  # noqa: S106 - the fake accepts any key
         access_key=key,
         region="us-east-1",
-        api_mode=BedrockApiMode.CONVERSE,
+        api_mode=BedrockApiMode.INVOKE,
         endpoint_url=args.bedrock_endpoint,
         label="benchmark fake",
         fallback_model=FALLBACK_MODEL,

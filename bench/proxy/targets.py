@@ -156,9 +156,10 @@ def start_gateway(
     app: str = "gateway_project.asgi:application",
     python: str = str(MAIN_PYTHON),
     source: Path = REPO,
+    workers: int = 1,
 ) -> Target:
-    """One gateway worker under uvicorn (uvloop, httptools) or granian (from the tools venv),
-    running the code in ``source``."""
+    """A gateway under uvicorn (uvloop, httptools; ``workers`` processes) or granian (from the
+    tools venv, one worker), running the code in ``source``."""
     port = free_port()
     if server == "uvicorn":
         command = [
@@ -171,7 +172,7 @@ def start_gateway(
             "--port",
             str(port),
             "--workers",
-            "1",
+            str(workers),
             "--loop",
             "uvloop",
             "--http",
@@ -384,18 +385,4 @@ def openai_request_body(*, stream: bool, model: str = OPENAI_MODEL) -> bytes:
     if stream:
         body["stream"] = True
         body["stream_options"] = {"include_usage": True}
-    return json.dumps(body, separators=(",", ":")).encode()
-
-
-def converse_stream_body() -> bytes:
-    """The same request in Converse form, for calling the fake's converse-stream directly."""
-    body = {
-        "messages": [
-            {
-                "role": "user",
-                "content": [{"text": "Say hello to the benchmark. [[fake delta_interval_ms=20]]"}],
-            }
-        ],
-        "inferenceConfig": {"maxTokens": 1024},
-    }
     return json.dumps(body, separators=(",", ":")).encode()

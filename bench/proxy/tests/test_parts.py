@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 
 import httpx
 import pytest
@@ -79,6 +80,30 @@ async def test_streams_time_every_delta(fake):
     assert result["errors"] == 0
     assert result["gaps"] == 6 * 4  # 5 deltas per stream, 4 gaps between them
     assert result["ttfb_p50_ms"] <= result["total_p50_ms"]
+
+
+async def test_staggered_workers_start_apart(fake, monkeypatch):
+    starts: list[float] = []
+    send = loadgen.Connection.send
+
+    async def recording(self, raw):
+        starts.append(time.monotonic())
+        return await send(self, raw)
+
+    monkeypatch.setattr(loadgen.Connection, "send", recording)
+    # Streams of 5 deltas 40 ms apart outlast the stagger: each worker takes one stream.
+    paced = STREAM_BODY.replace(
+        b'"content": "hi"', b'"content": "hi [[fake delta_interval_ms=40]]"'
+    )
+    assert paced != STREAM_BODY
+    target, raw = _raw(fake, paced)
+    result = await loadgen.measure_streams(
+        target, raw, concurrency=3, streams=3, warmup=0, expect_deltas=5, stagger_ms=50
+    )
+    assert result["ok"] == 3 and result["stagger_ms"] == 50
+    first, second, third = sorted(starts)
+    # Lower bounds only (a sleep lasts at least its time): worker k starts k × 50 ms later.
+    assert second - first >= 0.045 and third - first >= 0.095
 
 
 async def test_streams_with_missing_deltas_are_errors(fake):
@@ -206,14 +231,15 @@ def _results(gateway_p50: float, gateway_rps: float, growth: float) -> dict:
         "wrk_c64": {"rps": 5000.0, "errors": 0, "requests": 100},
         "stream_c1": stream,
         "stream_c32": stream,
-        "converse_stream_c1": stream,
+        "stream_burst32": stream,
     }
     gateway = {
         "latency_c1": {"p50_ms": gateway_p50, "p99_ms": 4.0, "errors": 0, "requests": 10},
         "wrk_c64": {"rps": gateway_rps, "errors": 1, "requests": 100},
         "stream_c1": {**stream, "ttfb_p50_ms": 2.5},
         "stream_c32": stream,
-        "fallback_stream_c1": stream,
+        "stream_burst32": {**stream, "ttfb_p50_ms": 61.0},
+        "fallback_stream_c1": {**stream, "ttfb_p50_ms": 3.5},
     }
     litellm = {"wrk_c64": {"rps": 50.0, "errors": 0, "requests": 100}}
     medians = {"direct": direct, "gateway": gateway, "litellm": litellm}
@@ -222,6 +248,7 @@ def _results(gateway_p50: float, gateway_rps: float, growth: float) -> dict:
         "medians": medians,
         "repetitions": [medians],
         "fake_ceiling": {"c64": {"rps": 5000.0}},
+        "workers": {"one_rps": 500.0, "two_rps": 900.0, "ratio": 1.8},
         "memory": {
             "gateway": {
                 "idle_mib": 100.0,
@@ -238,18 +265,26 @@ def _results(gateway_p50: float, gateway_rps: float, growth: float) -> dict:
 
 
 def test_targets_are_checked_against_direct_and_litellm():
-    checks = {row["target"]: row for row in report.targets_check(_results(1.5, 600.0, 12.0))}
-    assert checks["added latency c=1 p50"]["measured"] == 1.3
+    checks = {row["target"]: row for row in report.targets_check(_results(0.9, 600.0, 4.0))}
+    anthropic = "requests/s at c=64, gateway ÷ LiteLLM (Anthropic)"
+    assert checks["added latency c=1 p50"]["measured"] == 0.7
     assert checks["added latency c=1 p50"]["met"] is True
-    assert checks["requests/s at c=64, gateway ÷ LiteLLM"]["measured"] == 12.0
-    assert checks["requests/s at c=64, gateway ÷ LiteLLM"]["met"] is True
+    assert checks[anthropic]["measured"] == 12.0
+    assert checks[anthropic]["met"] is True
+    assert checks["requests/s at c=64, gateway ÷ LiteLLM (OpenAI /v1/)"]["measured"] is None
     assert checks["stream added TTFB c=1 (p50)"]["met"] is True  # 1.5 ms added
+    burst = checks["stream added TTFB, burst of 32 simultaneous starts (p50)"]
+    assert (burst["measured"], burst["met"]) == (60.0, False)
+    fallback = next(row for row in checks.values() if row["target"].startswith("fallback"))
+    assert (fallback["measured"], fallback["met"]) == (2.5, True)  # against direct stream_c1
+    assert checks["two workers ÷ one worker, requests/s at c=64"]["met"] is True
     assert checks["worker RSS idle"]["met"] is True
     growth = next(row for row in checks.values() if row["target"].startswith("RSS growth"))
-    assert growth["met"] is False
-    failed = {row["target"]: row for row in report.targets_check(_results(2.0, 400.0, 1.0))}
+    assert growth["met"] is True
+    failed = {row["target"]: row for row in report.targets_check(_results(2.0, 400.0, 6.0))}
     assert failed["added latency c=1 p50"]["met"] is False
-    assert failed["requests/s at c=64, gateway ÷ LiteLLM"]["met"] is False
+    assert failed[anthropic]["met"] is False
+    assert next(row for row in failed.values() if row["target"].startswith("RSS"))["met"] is False
 
 
 def test_markdown_flags_upstream_bound_results_and_counts_errors():
@@ -257,8 +292,8 @@ def test_markdown_flags_upstream_bound_results_and_counts_errors():
     text = report.markdown(results, json_name="run.json")
     assert "gateway wrk_c64" in text  # 4,800 is within 10% of the fake's 5,000
     assert report.error_rates(results)["gateway"] == pytest.approx(
-        1 / 116
-    )  # 10 + 100 + 3 × 2 streams
+        1 / 118
+    )  # 10 + 100 + 4 × 2 streams
     quiet = report.markdown(_results(1.0, 100.0, 1.0), json_name="run.json")
     assert "none is upstream-bound" in quiet
 
