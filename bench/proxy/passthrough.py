@@ -8,7 +8,7 @@ Two questions, answered in one run with alternating rounds (``bench.proxy.rounds
 * is Anthropic passthrough slower than it was before the request flow became a loop over a plan
   of providers? A second worker runs the code of ``--baseline`` (a commit, default
   ``BASELINE_COMMIT``, exported with ``git archive``) against its own database (the benchmark's
-  name + ``_baseline``, migrated by that code) and its own Redis database (the next number).
+  name + ``_<commit>``, migrated by that code) and its own Redis database (the next number).
 
 Both workers have the same settings (DEBUG as the plan says, usage recording on); only the one
 being measured runs.
@@ -94,8 +94,21 @@ def export_commit(commit: str, dest: Path) -> Path:
     return dest
 
 
-def _sibling_database(database_url: str) -> str:
-    return database_url + "_baseline"
+def commit_id(commit: str) -> str:
+    """The short id of ``commit`` (a name like HEAD or a tag resolved)."""
+    return subprocess.run(  # noqa: S603 - a fixed command
+        [shutil.which("git") or "git", "-C", str(REPO), "rev-parse", "--short", commit],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    ).stdout.strip()
+
+
+def _sibling_database(database_url: str, commit: str) -> str:
+    """The baseline's own database, one per commit: each commit's migrations build its schema
+    (a database an older commit shares with a newer one ends up in the newer schema)."""
+    return f"{database_url}_{commit}"
 
 
 def _sibling_redis(redis_url: str) -> str:
@@ -152,7 +165,7 @@ def run_passthrough(plan: Any, *, baseline: str | None, database_url: str, redis
         if baseline is not None:
             bench.say(f"preparing the gateway at {baseline}")
             source = export_commit(baseline, run.work / "baseline-src")
-            baseline_db = _sibling_database(database_url)
+            baseline_db = _sibling_database(database_url, commit_id(baseline))
             _create_database(baseline_db)
             baseline_dir = run.data_dir()
             baseline_env = gateway_env(

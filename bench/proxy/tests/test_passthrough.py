@@ -55,6 +55,14 @@ def test_the_baseline_gets_the_next_redis_database(url: str, expected: str) -> N
     assert passthrough._sibling_redis(url) == expected
 
 
+def test_each_baseline_commit_gets_a_database_of_its_own() -> None:
+    url = "postgres://postgres@127.0.0.1:5432/gw_h9"
+    head = passthrough.commit_id("HEAD")
+    assert head and head == passthrough.commit_id(head)
+    assert passthrough._sibling_database(url, head) == f"{url}_{head}"
+    assert passthrough._sibling_database(url, "42229b4") != passthrough._sibling_database(url, head)
+
+
 def test_a_baseline_without_the_passthrough_mode_is_refused(monkeypatch: Any, capsys: Any) -> None:
     monkeypatch.setattr("shutil.which", lambda name: "/usr/bin/wrk")
     with pytest.raises(SystemExit) as exited:
