@@ -37,7 +37,13 @@ import httpx
 from proxy.translation.hub import JSON, TranslationError
 from proxy.translation.media import sniff_image_type
 
-__all__ = ["MAX_REDIRECTS", "blocked_address_reason", "inline_url_images", "resolve_host"]
+__all__ = [
+    "MAX_REDIRECTS",
+    "blocked_address_reason",
+    "has_url_images",
+    "inline_url_images",
+    "resolve_host",
+]
 
 MAX_REDIRECTS = 3
 # Images fetched at once for one request.
@@ -140,6 +146,12 @@ async def inline_url_images(
 
 
 Path = tuple[int, ...]
+
+
+def has_url_images(body: Mapping[str, Any]) -> bool:
+    """Whether ``inline_url_images`` has anything to fetch in hub request ``body`` (a message,
+    or a tool result in one, holds an image by URL: the only places walked)."""
+    return bool(_url_images(body))
 
 
 def _param(path: Path) -> str:

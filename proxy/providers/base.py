@@ -108,6 +108,9 @@ class Call:
     body: bytes
     headers: dict[str, str]
     _hub: JSON | None = field(default=None, repr=False)
+    # The hub request with its URL images fetched, once a leg that needs bytes asked for it
+    # (proxy.providers.media.call_with_inlined_images).
+    inlined_hub: JSON | None = field(default=None, repr=False)
     # Whether another leg follows the one being tried (bounds how long a leg may take to start).
     has_next_leg: bool = False
     # Whether the leg being tried uses a member of a key pool: an error that condemns the key

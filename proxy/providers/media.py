@@ -2,49 +2,25 @@
 Ollama).
 
 The fetch itself (``proxy.media_fetch``) refuses private, loopback and link-local addresses and
-bounds size and time; this module decides whether a request needs it, gives it a client of its
-own and the gateway's limits, and, for ``call_with_inlined_images``, keeps one call's result for
-the call's later legs.
+bounds size and time; this module gives it a client of its own and the gateway's limits, and
+keeps one call's result for the call's later legs (``call_with_inlined_images``).
 """
 
 from __future__ import annotations
 
 import functools
 import ssl
-import weakref
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import httpx
 from django.conf import settings
 
+from proxy.media_fetch import has_url_images
 from proxy.media_fetch import inline_url_images as fetch_images
 from proxy.translation.hub import JSON
 
 if TYPE_CHECKING:
     from proxy.providers.base import Call
-
-
-def _is_url_image(block: Any) -> bool:
-    if not isinstance(block, dict) or block.get("type") != "image":
-        return False
-    source = block.get("source")
-    return isinstance(source, dict) and source.get("type") == "url"
-
-
-def _has_url_image(request: JSON) -> bool:
-    """Whether a message, or a tool result in one, holds an image by URL: the places the fetcher
-    inlines, and the only ones walked (a Claude Code body has hundreds of tool inputs)."""
-    messages = request.get("messages")
-    for message in messages if isinstance(messages, list) else []:
-        content = message.get("content") if isinstance(message, dict) else None
-        for block in content if isinstance(content, list) else []:
-            if _is_url_image(block):
-                return True
-            if isinstance(block, dict) and block.get("type") == "tool_result":
-                inner = block.get("content")
-                if isinstance(inner, list) and any(_is_url_image(item) for item in inner):
-                    return True
-    return False
 
 
 @functools.cache
@@ -67,7 +43,7 @@ def _image_client() -> httpx.AsyncClient:
 async def inline_url_images(request: JSON) -> JSON:
     """``request`` with every URL image fetched into a base64 source; ``request`` itself when it
     has none. Raises ``TranslationError`` (a 400 for the client) when a fetch fails."""
-    if not _has_url_image(request):
+    if not has_url_images(request):
         return request
     async with _image_client() as client:
         return await fetch_images(
@@ -78,22 +54,10 @@ async def inline_url_images(request: JSON) -> JSON:
         )
 
 
-# The inlined hub request of each live call that had URL images, so that a request tried on
-# several legs needing bytes (the Bedrock targets of a routing rule) downloads its images once.
-# Keyed by id() because a Call is not hashable; the entry is dropped when the call is collected,
-# before its id can be reused.
-_inlined_by_call: dict[int, JSON] = {}
-
-
 async def call_with_inlined_images(call: Call) -> JSON:
-    """``inline_url_images`` of ``call``'s hub request, fetched at most once per call."""
-    key = id(call)
-    inlined = _inlined_by_call.get(key)
-    if inlined is not None:
-        return inlined
-    request = call.hub_request()
-    inlined = await inline_url_images(request)
-    if inlined is not request:
-        _inlined_by_call[key] = inlined
-        weakref.finalize(call, _inlined_by_call.pop, key, None)
-    return inlined
+    """``inline_url_images`` of ``call``'s hub request, fetched at most once per call: a request
+    tried on several legs that need bytes (the Bedrock targets of a routing rule, Gemini then
+    Ollama) downloads its images once."""
+    if call.inlined_hub is None:
+        call.inlined_hub = await inline_url_images(call.hub_request())
+    return call.inlined_hub

@@ -24,7 +24,7 @@ from proxy.providers.common import (
     translated_generate,
     upstream_error,
 )
-from proxy.providers.media import inline_url_images
+from proxy.providers.media import call_with_inlined_images
 from proxy.translation.embedding_vectors import openai_embedding_texts, openai_encoding_format
 from proxy.translation.estimate import estimate_text_tokens
 from proxy.translation.gemini import (
@@ -71,7 +71,7 @@ class GeminiProvider(Provider):
         return {"content-type": "application/json", "x-goog-api-key": leg.credential.secret}
 
     async def generate(self, leg: Leg, call: Call) -> HttpResponseBase | LegFailure:
-        hub = await inline_url_images(call.hub_request())
+        hub = await call_with_inlined_images(call)
         message_id = f"msg_gw{uuid.uuid4().hex[:24]}"
         model = call.context.requested_model
         action = "streamGenerateContent?alt=sse" if call.stream else "generateContent"

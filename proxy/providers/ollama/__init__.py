@@ -14,7 +14,7 @@ from django.http.response import HttpResponseBase
 from proxy.http_client import upstream_client
 from proxy.providers.base import Call, LegFailure, Provider
 from proxy.providers.common import NDJSONDecoder, translated_embed, translated_generate
-from proxy.providers.media import inline_url_images
+from proxy.providers.media import call_with_inlined_images
 from proxy.translation.embedding_vectors import openai_encoding_format
 from proxy.translation.ollama import (
     OllamaStreamToAnthropic,
@@ -47,7 +47,7 @@ class OllamaProvider(Provider):
         return headers
 
     async def generate(self, leg: Leg, call: Call) -> HttpResponseBase | LegFailure:
-        hub = await inline_url_images(call.hub_request())
+        hub = await call_with_inlined_images(call)
         payload = anthropic_to_ollama({**hub, "stream": call.stream}, model=leg.model)
         message_id = f"msg_gw{uuid.uuid4().hex[:24]}"
         model = call.context.requested_model
