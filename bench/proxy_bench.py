@@ -58,6 +58,7 @@ from bench.proxy.processes import (
     start_openai_fake,
 )
 from bench.proxy.processes import start_fake as launch_fake
+from bench.proxy.rounds import alternate, medians
 from bench.proxy.targets import (
     FALLBACK_API_KEY,
     FALLBACK_STATUS_HEADER,
@@ -407,34 +408,27 @@ def profile_gateway(context: Context, target: Target) -> dict[str, Any] | None:
 
 
 def worker_scaling(context: Context, env: dict[str, str], access_key: str) -> dict[str, Any]:
-    """Requests/s at c=64 of one gateway worker and of two (uvicorn ``--workers 2``), in
-    alternating rounds, medians over the plan's repetitions. Neither is pinned: the workers
-    share the machine's cores with the fakes and wrk, as a gateway on one box does."""
-    plan = context.plan
+    """One gateway worker against two (uvicorn ``--workers 2``) in alternating rounds
+    (``bench.proxy.rounds``), medians over the plan's repetitions. Neither is pinned: the
+    workers share the machine's cores with the fakes and wrk, as a gateway on one box does."""
     options: dict[str, Any] = {
         "env": env, "access_key": access_key, "log_dir": context.work, "core": None,
         "source": context.source,
     }  # fmt: skip
     one = start_gateway(name="gateway-1-worker", **options)
     two = start_gateway(name="gateway-2-workers", workers=2, **options)
-    both = [one, two]
-    rounds: list[dict[str, float | None]] = []
     try:
-        for repetition in range(plan.repetitions):
-            measured: dict[str, float | None] = {}
-            for target in both if repetition % 2 == 0 else both[::-1]:
-                with only_running(target, both):
-                    warm(context, target, 200)
-                    measured[target.name] = throughput(context, target, 64, plan.wrk_seconds)["rps"]
-            rounds.append(measured)
+        rounds = alternate(context, {one.name: one, two.name: two}, context.plan.repetitions)
     finally:
-        for target in both:
+        for target in (one, two):
             assert target.server is not None
             target.server.stop()
-    one_rps = report.median_of(rounds).get(one.name)
-    two_rps = report.median_of(rounds).get(two.name)
+    per_target = medians([one.name, two.name], rounds)
+    one_rps = per_target[one.name]["c64_rps"]
+    two_rps = per_target[two.name]["c64_rps"]
     ratio = round(two_rps / one_rps, 2) if one_rps and two_rps else None
-    return {"rounds": rounds, "one_rps": one_rps, "two_rps": two_rps, "ratio": ratio}
+    return {"rounds": rounds, "medians": per_target, "one_rps": one_rps, "two_rps": two_rps,
+            "ratio": ratio}  # fmt: skip
 
 
 # --- stack choices and experiments --------------------------------------------------------------
