@@ -27,6 +27,7 @@ from usage.rows import (
     Adapter,
     insert_select_statement,
     insert_statement,
+    insert_with_dependent_statement,
     rows_insert,
 )
 
@@ -118,7 +119,9 @@ class _Rows:
 
     def __init__(self) -> None:
         self.adapt = Adapter()
+        # Logs without a body; logs with one, and their bodies (in the same order).
         self.logs: list[tuple[Any, ...]] = []
+        self.logged_bodies: list[tuple[Any, ...]] = []
         self.bodies: list[tuple[Any, ...]] = []
         self.references: list[tuple[str, Any]] = []
         self.media: list[dict[str, Any]] = []
@@ -128,21 +131,21 @@ class _Rows:
         event_id = adapt.uuid(record.event_id)
         occurred_at = adapt.moment(record.occurred_at)
         body = log.get("body")
-        self.logs.append(
-            (
-                event_id,
-                occurred_at,
-                record.request_id[:100],
-                str(log.get("level", ""))[:8],
-                str(log.get("surface", ""))[:16],
-                str(log.get("credential_fingerprint", ""))[:16],
-                str(log.get("user_agent", ""))[:300],
-                adapt.json(log.get("attempts") or [], _encoder(RequestLog, "attempts")),
-                body is not None,
-            )
+        values = (
+            event_id,
+            occurred_at,
+            record.request_id[:100],
+            str(log.get("level", ""))[:8],
+            str(log.get("surface", ""))[:16],
+            str(log.get("credential_fingerprint", ""))[:16],
+            str(log.get("user_agent", ""))[:300],
+            adapt.json(log.get("attempts") or [], _encoder(RequestLog, "attempts")),
+            body is not None,
         )
         if body is None:
+            self.logs.append(values)
             return
+        self.logged_bodies.append(values)
         self.bodies.append(
             (
                 occurred_at,
@@ -169,22 +172,38 @@ def request_logs_write(records: Sequence[UsageRecord]) -> int:
         log = prepared_log(record)
         if log is not None:
             rows.add(record, log)
-    if not rows.logs:
+    count = len(rows.logs) + len(rows.logged_bodies)
+    if not count:
         return 0
     vendor = connection.vendor
     with transaction.atomic():
         rows_insert(insert_statement(RequestLog, _LOG_COLUMNS, vendor), rows.logs)
-        # Bodies and references find their log's id by its event id within the insert: no
-        # query to look the ids up first.
-        rows_insert(
-            insert_select_statement(RequestBody, _BODY_COLUMNS, RequestLog, vendor), rows.bodies
-        )
+        if vendor == "postgresql":
+            # A log and its body in one statement (the body without its trailing event id).
+            statement = insert_with_dependent_statement(
+                RequestLog, _LOG_COLUMNS, RequestBody, _BODY_COLUMNS
+            )
+            rows_insert(
+                statement,
+                [
+                    log + body[:-1]
+                    for log, body in zip(rows.logged_bodies, rows.bodies, strict=True)
+                ],
+            )
+        else:
+            # Bodies find their log's id by its event id within the insert: no query to look
+            # the ids up first.
+            rows_insert(insert_statement(RequestLog, _LOG_COLUMNS, vendor), rows.logged_bodies)
+            rows_insert(
+                insert_select_statement(RequestBody, _BODY_COLUMNS, RequestLog, vendor),
+                rows.bodies,
+            )
         _media_rows_write(rows.media)
         rows_insert(
             insert_select_statement(RequestMedia, _REFERENCE_COLUMNS, RequestLog, vendor),
             rows.references,
         )
-    return len(rows.logs)
+    return count
 
 
 def _media_rows_write(items: list[dict[str, Any]]) -> None:

@@ -176,3 +176,74 @@ def test_a_log_and_its_bodies_are_stored_as_the_orm_stores_them() -> None:
             row.pop("log_id")
     assert written == by_orm
     assert RequestBody.objects.get().log_id == RequestLog.objects.get().id
+
+
+def test_a_batch_is_stored_row_for_row_as_the_orm_stores_it() -> None:
+    # Several rows in one statement; one column NULL in every row (an array of nothing but
+    # NULLs must still take the column's type), another NULL in some.
+    records = [
+        _record(request_id=f"gwreq_{index}", time_to_first_byte_ms=None, latency_ms=index)
+        for index in range(4)
+    ]
+    records.append(_record(request_id="gwreq_last", fallback_reason="", session_id=""))
+    UsageEvent.objects.bulk_create([_orm_event(record) for record in records])
+    by_orm = sorted(_stored(UsageEvent), key=lambda row: row["request_id"])
+    UsageEvent.objects.all().delete()
+
+    recording._write_batch(records)
+    assert sorted(_stored(UsageEvent), key=lambda row: row["request_id"]) == by_orm
+    assert len(by_orm) == 5
+
+
+def _log(tag: str, *, with_body: bool) -> dict[str, Any]:
+    log: dict[str, Any] = {**LOG, "user_agent": f"agent {tag}", "body": None}
+    if with_body:
+        log["body"] = {**LOG["body"], "request": _blob(f'{{"tag": "{tag}"}}')}  # type: ignore[dict-item]
+    return log
+
+
+def test_a_batch_of_logs_puts_each_body_with_its_own_log_and_a_replay_adds_nothing() -> None:
+    records = [
+        _record(request_id=f"gwreq_{index}", log=_log(str(index), with_body=index % 2 == 0))
+        for index in range(5)
+    ]
+    assert request_logs_write(records) == 5
+    assert request_logs_write(records) == 5  # a replay: every row is already stored
+    logs = {log.request_id: log for log in RequestLog.objects.all()}
+    assert len(logs) == 5
+    bodies = {body.log_id: body for body in RequestBody.objects.all()}
+    assert len(bodies) == 3
+    for index in range(5):
+        log = logs[f"gwreq_{index}"]
+        assert log.user_agent == f"agent {index}"
+        assert log.has_body == (index % 2 == 0)
+        if log.has_body:
+            stored = zlib.decompress(bytes(bodies[log.id].request)).decode()
+            assert stored == f'{{"tag": "{index}"}}'
+        else:
+            assert log.id not in bodies
+
+
+def test_a_body_whose_log_is_not_stored_is_not_inserted() -> None:
+    from usage.rows import Adapter, insert_select_statement, rows_insert
+
+    stored = _record(request_id="gwreq_stored", log=_log("stored", with_body=False))
+    request_logs_write([stored])
+    adapt = Adapter()
+    body = (
+        adapt.moment(MOMENT),
+        adapt.json({}),
+        b"request",
+        b"",
+        b"",
+        adapt.json([]),
+    )
+    missing = _record(request_id="gwreq_missing")
+    columns = ("log", "occurred_at", "request_headers", "request", "response", "stream", "notes")
+    rows_insert(
+        insert_select_statement(RequestBody, columns, RequestLog, connection.vendor),
+        [(*body, adapt.uuid(missing.event_id)), (*body, adapt.uuid(stored.event_id))],
+    )
+    assert [(body.log.request_id, bytes(body.request)) for body in RequestBody.objects.all()] == [
+        ("gwreq_stored", b"request")
+    ]
