@@ -8,6 +8,7 @@ import logging
 from celery import shared_task
 from django.db import InterfaceError, OperationalError
 
+import gateway_project.celery  # noqa: F401 - the app these tasks are sent through
 from accounts.services import access_keys_expire_rotated
 
 logger = logging.getLogger(__name__)

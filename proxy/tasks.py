@@ -6,6 +6,7 @@ from __future__ import annotations
 from celery import shared_task
 from django.db import InterfaceError, OperationalError
 
+import gateway_project.celery  # noqa: F401 - the app these tasks are sent through
 from proxy.pools.probe import probe_quota_disabled
 
 

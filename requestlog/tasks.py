@@ -9,6 +9,7 @@ from typing import Any
 from celery import shared_task
 from django.db import InterfaceError, OperationalError
 
+import gateway_project.celery  # noqa: F401 - the app these tasks are sent through
 from requestlog.services import request_logs_maintain
 from usage.locks import LockBusy
 

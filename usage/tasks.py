@@ -10,6 +10,7 @@ from celery import Task, shared_task
 from django.conf import settings
 from django.db import InterfaceError, OperationalError
 
+import gateway_project.celery  # noqa: F401 - the app these tasks are sent through
 from usage.locks import LockBusy
 from usage.rollup import usage_events_prune, usage_rollup
 

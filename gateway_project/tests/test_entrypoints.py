@@ -105,3 +105,38 @@ def test_the_served_application_freezes_what_start_up_built(tmp_path: Path) -> N
         check=True,
     )
     assert int(result.stdout.strip().splitlines()[-1]) > 50_000
+
+
+def test_web_workers_leave_celery_out_and_celery_still_finds_its_app(tmp_path: Path) -> None:
+    """No web request sends a task, so the served application imports no Celery (about 12 MiB
+    a worker); ``celery -A gateway_project`` finds the app with its beat schedule, and a task
+    module brings the app along, so a task sent from anywhere goes through its broker."""
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "DJANGO_SETTINGS_MODULE": "gateway_project.settings",
+        "DEBUG": "true",
+        "GATEWAY_DATA_DIR": str(tmp_path),
+        "CELERY_BROKER_URL": "redis://127.0.0.1:6399/3",
+    }
+    script = (
+        "import sys, gateway_project.asgi\n"
+        "print(sorted(name for name in sys.modules if name.split('.')[0] in "
+        "('celery', 'kombu', 'amqp')))\n"
+        "import usage.tasks\n"
+        "print(usage.tasks.rollup_usage.app.conf.broker_url)\n"
+        "from celery.app.utils import find_app\n"
+        "print(sorted(find_app('gateway_project').conf.beat_schedule))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=BASE_DIR,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    imported, broker, schedule = result.stdout.strip().splitlines()[-3:]
+    assert imported == "[]"
+    assert broker == "redis://127.0.0.1:6399/3"
+    assert "'usage-rollup'" in schedule
