@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import time
 
+from django.db import connection
 from django.db.models import Q, QuerySet
 
 from accounts.crypto import SecretDecryptionError, decrypt_secret
@@ -200,6 +201,13 @@ def configured_provider_keys(metadata: KeyMetadata) -> list[str]:
 
 
 def key_cache_generation() -> int:
-    """The key cache's generation in the database (0 before the first invalidation)."""
-    value = KeyCacheGeneration.objects.filter(pk=1).values_list("value", flat=True).first()
-    return value or 0
+    """The key cache's generation in the database (0 before the first invalidation).
+
+    One plain query, not a queryset: every worker runs this once a second on a thread that
+    shares the event loop's GIL, and the ORM's query building held it for longer than the
+    database took to answer (bench/proxy/stream_start.py)."""
+    table = connection.ops.quote_name(KeyCacheGeneration._meta.db_table)
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT value FROM {table} WHERE id = 1")  # noqa: S608 - the model's table
+        row = cursor.fetchone()
+    return int(row[0]) if row and row[0] is not None else 0
