@@ -817,6 +817,12 @@ def main(argv: list[str] | None = None) -> int:
         "(e.g. off,full; see bench/proxy/log_levels.py)",
     )
     parser.add_argument(
+        "--stream-start",
+        action="store_true",
+        help="only measure a stream's first byte at concurrency 1, direct, through the gateway "
+        "and through its fallback, back to back and 1.3 s apart (see bench/proxy/stream_start.py)",
+    )
+    parser.add_argument(
         "--passthrough",
         action="store_true",
         help="only compare passthrough: Anthropic and OpenAI on the work tree's gateway, and "
@@ -869,6 +875,11 @@ def main(argv: list[str] | None = None) -> int:
         run_log_levels(
             plan, levels=log_levels, database_url=args.database_url, redis_url=args.redis_url
         )
+        return 0
+    if args.stream_start:
+        from bench.proxy.stream_start import run_stream_start
+
+        run_stream_start(plan, database_url=args.database_url, redis_url=args.redis_url)
         return 0
     if args.passthrough:
         from bench.proxy.passthrough import BASELINE_COMMIT, run_passthrough

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.proxy.rounds import CONCURRENCY, ComparisonRun, alternate, difference, medians, ratio
-from bench.proxy.targets import Target, gateway_env, prepare_gateway, start_gateway
+from bench.proxy.targets import Target
 
 # The budget for full request logging against off.
 ADDED_LATENCY_BUDGET_MS = 0.2
@@ -78,32 +78,15 @@ def run_log_levels(plan: Any, *, levels: list[str], database_url: str, redis_url
 
     with ComparisonRun("log-levels", plan, levels=levels) as run:
         context = run.start_fakes()
-        data_dir = run.data_dir()
-        env = gateway_env(
-            fake_url=context.fake.base_url,
-            data_dir=data_dir,
-            database_url=database_url,
-            redis_url=redis_url,
-        )
-        bench.say("preparing the gateway (migrate, key, credentials)")
-        access_key = prepare_gateway(
-            env, fake_url=context.fake.base_url, log=run.work / "setup.log", source=context.source
-        )
-        if not plan.debug:
-            env = bench.debug_off(env, data_dir)
+        env, access_key = run.prepared_gateway_env(
+            fake_url=context.fake.base_url, database_url=database_url, redis_url=redis_url,
+            source=context.source,
+        )  # fmt: skip
         targets: dict[str, Target] = {}
         for level in levels:
             bench.say(f"starting a gateway worker logging at level {level}")
-            target = start_gateway(
-                name=f"gateway-{level}",
-                env={**env, "GATEWAY_REQUEST_LOG_LEVEL": level},
-                access_key=access_key,
-                log_dir=run.work,
-                core=bench.SERVER_CORE,
-                source=context.source,
-            )
-            run.watch(target.server)
-            targets[level] = target
+            level_env = {**env, "GATEWAY_REQUEST_LOG_LEVEL": level}
+            targets[level] = run.gateway(f"gateway-{level}", level_env, access_key, context.source)
         rounds = alternate(context, targets, plan.repetitions)
     summary = summarize(levels, rounds)
     return run.finish(summary, table(summary), rounds)

@@ -29,7 +29,7 @@ from typing import Any
 
 from bench.proxy.processes import REPO
 from bench.proxy.rounds import CONCURRENCY, ComparisonRun, alternate, medians, ratio
-from bench.proxy.targets import Target, gateway_env, openai_targets, prepare_gateway, start_gateway
+from bench.proxy.targets import Target, openai_targets
 
 # The last commit before the request flow became a loop over providers: Anthropic passthrough
 # with Bedrock fallback only.
@@ -137,23 +137,11 @@ def run_passthrough(plan: Any, *, baseline: str | None, database_url: str, redis
     with ComparisonRun("passthrough", plan, baseline_commit=baseline) as run:
         context = run.start_fakes(openai=True)
         fake_url, openai_url = context.fake.base_url, context.openai_fake.base_url
-        data_dir = run.data_dir()
-        env = gateway_env(
-            fake_url=fake_url, data_dir=data_dir, database_url=database_url,
-            redis_url=redis_url, openai_url=openai_url,
+        env, access_key = run.prepared_gateway_env(
+            fake_url=fake_url, database_url=database_url, redis_url=redis_url,
+            openai_url=openai_url, source=context.source,
         )  # fmt: skip
-        bench.say("preparing the gateway (migrate, key, credentials)")
-        access_key = prepare_gateway(
-            env, fake_url=fake_url, log=run.work / "setup.log", openai_url=openai_url,
-            source=context.source,
-        )  # fmt: skip
-        if not plan.debug:
-            env = bench.debug_off(env, data_dir)
-        now = start_gateway(
-            name="gateway", env=env, access_key=access_key, log_dir=run.work,
-            core=bench.SERVER_CORE, source=context.source,
-        )  # fmt: skip
-        run.watch(now.server)
+        now = run.gateway("gateway", env, access_key, context.source)
         targets: dict[str, Target] = {ANTHROPIC_NOW: now}
         for target in openai_targets(
             openai_fake=context.openai_fake, relay=None, gateway=now, access_key=access_key,
@@ -167,22 +155,11 @@ def run_passthrough(plan: Any, *, baseline: str | None, database_url: str, redis
             source = export_commit(baseline, run.work / "baseline-src")
             baseline_db = _sibling_database(database_url, commit_id(baseline))
             _create_database(baseline_db)
-            baseline_dir = run.data_dir()
-            baseline_env = gateway_env(
-                fake_url=fake_url, data_dir=baseline_dir, database_url=baseline_db,
-                redis_url=_sibling_redis(redis_url),
+            baseline_env, baseline_key = run.prepared_gateway_env(
+                fake_url=fake_url, database_url=baseline_db, redis_url=_sibling_redis(redis_url),
+                source=source, log_name="setup-baseline.log",
             )  # fmt: skip
-            baseline_key = prepare_gateway(
-                baseline_env, fake_url=fake_url, log=run.work / "setup-baseline.log",
-                source=source,
-            )  # fmt: skip
-            if not plan.debug:
-                baseline_env = bench.debug_off(baseline_env, baseline_dir)
-            old = start_gateway(
-                name="gateway-baseline", env=baseline_env, access_key=baseline_key,
-                log_dir=run.work, core=bench.SERVER_CORE, source=source,
-            )  # fmt: skip
-            run.watch(old.server)
+            old = run.gateway("gateway-baseline", baseline_env, baseline_key, source)
             targets[ANTHROPIC_BASELINE] = old
 
         rounds = alternate(context, targets, plan.repetitions)

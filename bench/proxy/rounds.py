@@ -21,7 +21,7 @@ from typing import Any
 
 from bench.proxy.processes import Server, snapshot_source, start_openai_fake
 from bench.proxy.processes import start_fake as launch_fake
-from bench.proxy.targets import Target
+from bench.proxy.targets import Target, gateway_env, prepare_gateway, start_gateway
 
 CONCURRENCY = 64
 WRK = f"wrk_c{CONCURRENCY}"
@@ -80,6 +80,46 @@ class ComparisonRun:
         context.source = snapshot_source(self.work / "src")
         bench.write_bodies(context)
         return context
+
+    def prepared_gateway_env(
+        self,
+        *,
+        fake_url: str,
+        database_url: str,
+        redis_url: str,
+        source: Path,
+        openai_url: str = "",
+        log_name: str = "setup.log",
+    ) -> tuple[dict[str, str], str]:
+        """A gateway's environment (a fresh data directory; production settings unless the plan
+        says DEBUG) and its access key, once the code in ``source`` migrated the database and
+        created the benchmark's key and credentials."""
+        from bench import proxy_bench as bench
+
+        data_dir = self.data_dir()
+        env = gateway_env(
+            fake_url=fake_url, data_dir=data_dir, database_url=database_url,
+            redis_url=redis_url, openai_url=openai_url,
+        )  # fmt: skip
+        bench.say("preparing the gateway (migrate, key, credentials)")
+        access_key = prepare_gateway(
+            env, fake_url=fake_url, log=self.work / log_name, openai_url=openai_url, source=source
+        )
+        if not self.plan.debug:
+            env = bench.debug_off(env, data_dir)
+        return env, access_key
+
+    def gateway(self, name: str, env: dict[str, str], access_key: str, source: Path) -> Target:
+        """A gateway worker of the code in ``source`` on the server core, stopped when the run
+        ends."""
+        from bench import proxy_bench as bench
+
+        target = start_gateway(
+            name=name, env=env, access_key=access_key, log_dir=self.work,
+            core=bench.SERVER_CORE, source=source,
+        )  # fmt: skip
+        self.watch(target.server)
+        return target
 
     def watch(self, server: Server | None) -> Server:
         """``server``, stopped when the run ends."""

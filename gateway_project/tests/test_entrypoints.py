@@ -85,16 +85,15 @@ def test_exit_on_bad_environment_exits_only_for_bad_values(
         raise KeyError("other errors pass through")
 
 
-def test_the_served_application_freezes_what_start_up_built(tmp_path: Path) -> None:
-    """The ASGI module ends start-up with ``gc.freeze()``: the collector's passes under load
-    then skip the objects every request would otherwise have them walk again."""
+def _python_output(tmp_path: Path, script: str, **extra_env: str) -> list[str]:
+    """The lines ``script`` prints in a fresh interpreter with a DEBUG environment."""
     env = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         "DJANGO_SETTINGS_MODULE": "gateway_project.settings",
         "DEBUG": "true",
         "GATEWAY_DATA_DIR": str(tmp_path),
+        **extra_env,
     }
-    script = "import gc, gateway_project.asgi; print(gc.get_freeze_count())"
     result = subprocess.run(
         [sys.executable, "-c", script],
         cwd=BASE_DIR,
@@ -104,20 +103,22 @@ def test_the_served_application_freezes_what_start_up_built(tmp_path: Path) -> N
         timeout=120,
         check=True,
     )
-    assert int(result.stdout.strip().splitlines()[-1]) > 50_000
+    return result.stdout.strip().splitlines()
+
+
+def test_the_served_application_freezes_what_start_up_built(tmp_path: Path) -> None:
+    """The ASGI module ends start-up with ``gc.freeze()``: the collector's passes under load
+    then skip the objects every request would otherwise have them walk again."""
+    output = _python_output(
+        tmp_path, "import gc, gateway_project.asgi; print(gc.get_freeze_count())"
+    )
+    assert int(output[-1]) > 50_000
 
 
 def test_web_workers_leave_celery_out_and_celery_still_finds_its_app(tmp_path: Path) -> None:
     """No web request sends a task, so the served application imports no Celery (about 12 MiB
     a worker); ``celery -A gateway_project`` finds the app with its beat schedule, and a task
     module brings the app along, so a task sent from anywhere goes through its broker."""
-    env = {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "DJANGO_SETTINGS_MODULE": "gateway_project.settings",
-        "DEBUG": "true",
-        "GATEWAY_DATA_DIR": str(tmp_path),
-        "CELERY_BROKER_URL": "redis://127.0.0.1:6399/3",
-    }
     script = (
         "import sys, gateway_project.asgi\n"
         "print(sorted(name for name in sys.modules if name.split('.')[0] in "
@@ -127,16 +128,8 @@ def test_web_workers_leave_celery_out_and_celery_still_finds_its_app(tmp_path: P
         "from celery.app.utils import find_app\n"
         "print(sorted(find_app('gateway_project').conf.beat_schedule))\n"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", script],
-        cwd=BASE_DIR,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=True,
-    )
-    imported, broker, schedule = result.stdout.strip().splitlines()[-3:]
+    output = _python_output(tmp_path, script, CELERY_BROKER_URL="redis://127.0.0.1:6399/3")
+    imported, broker, schedule = output[-3:]
     assert imported == "[]"
     assert broker == "redis://127.0.0.1:6399/3"
     assert "'usage-rollup'" in schedule
