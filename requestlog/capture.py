@@ -29,6 +29,7 @@ from typing import Any
 
 from django.conf import settings
 
+from proxy import jsonio
 from requestlog.reassembly import reassemble, spoken_answer_references, stream_audio_replaced
 from requestlog.redaction import MASK, Redactor, redactor
 
@@ -167,7 +168,7 @@ def _body(
 
     text = raw.decode("utf-8", "replace")
     try:
-        parsed = json.loads(text)
+        parsed = jsonio.loads(text)
     except (ValueError, RecursionError):
         parsed = None
         notes.append(f"{what}_{NOT_JSON}")

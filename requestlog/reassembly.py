@@ -14,6 +14,7 @@ import binascii
 import json
 from typing import Any
 
+from proxy import jsonio
 from proxy.translation.hub_stream import assemble_message
 
 JSON = dict[str, Any]
@@ -37,7 +38,7 @@ def sse_payloads(raw: bytes) -> list[tuple[str, Any]]:
         if payload == "[DONE]":
             continue
         try:
-            events.append((name, json.loads(payload)))
+            events.append((name, jsonio.loads(payload)))
         except (ValueError, RecursionError):
             continue
     return events
@@ -229,7 +230,7 @@ def stream_audio_replaced(raw: bytes, references: dict[int, str]) -> bytes:
         if not line.startswith(b"data:") or b'"audio"' not in line:
             continue
         try:
-            chunk = json.loads(line[5:])
+            chunk = jsonio.loads(line[5:])
         except (ValueError, RecursionError):
             continue
         choices = chunk.get("choices") if isinstance(chunk, dict) else None
