@@ -119,10 +119,10 @@ class _Rows:
 
     def __init__(self) -> None:
         self.adapt = Adapter()
-        # Logs without a body; logs with one, and their bodies (in the same order).
+        # The logs without a body, and the (log, body) pairs of the others; a body's values
+        # are its columns after "log" (the log's id is known only once the log is inserted).
         self.logs: list[tuple[Any, ...]] = []
-        self.logged_bodies: list[tuple[Any, ...]] = []
-        self.bodies: list[tuple[Any, ...]] = []
+        self.with_bodies: list[tuple[tuple[Any, ...], tuple[Any, ...]]] = []
         self.references: list[tuple[str, Any]] = []
         self.media: list[dict[str, Any]] = []
 
@@ -145,20 +145,15 @@ class _Rows:
         if body is None:
             self.logs.append(values)
             return
-        self.logged_bodies.append(values)
-        self.bodies.append(
-            (
-                occurred_at,
-                adapt.json(
-                    body.get("request_headers") or {}, _encoder(RequestBody, "request_headers")
-                ),
-                _blob(body.get("request", "")),
-                _blob(body.get("response", "")),
-                _blob(body.get("stream", "")),
-                adapt.json(body.get("notes") or [], _encoder(RequestBody, "notes")),
-                event_id,
-            )
+        body_values = (
+            occurred_at,
+            adapt.json(body.get("request_headers") or {}, _encoder(RequestBody, "request_headers")),
+            _blob(body.get("request", "")),
+            _blob(body.get("response", "")),
+            _blob(body.get("stream", "")),
+            adapt.json(body.get("notes") or [], _encoder(RequestBody, "notes")),
         )
+        self.with_bodies.append((values, body_values))
         found = body.get("media") or []
         self.media.extend(found)
         self.references.extend((sha256, event_id) for sha256 in {item["sha256"] for item in found})
@@ -172,31 +167,28 @@ def request_logs_write(records: Sequence[UsageRecord]) -> int:
         log = prepared_log(record)
         if log is not None:
             rows.add(record, log)
-    count = len(rows.logs) + len(rows.logged_bodies)
+    count = len(rows.logs) + len(rows.with_bodies)
     if not count:
         return 0
     vendor = connection.vendor
     with transaction.atomic():
         rows_insert(insert_statement(RequestLog, _LOG_COLUMNS, vendor), rows.logs)
         if vendor == "postgresql":
-            # A log and its body in one statement (the body without its trailing event id).
+            # A log and its body in one statement.
             statement = insert_with_dependent_statement(
                 RequestLog, _LOG_COLUMNS, RequestBody, _BODY_COLUMNS
             )
-            rows_insert(
-                statement,
-                [
-                    log + body[:-1]
-                    for log, body in zip(rows.logged_bodies, rows.bodies, strict=True)
-                ],
-            )
+            rows_insert(statement, [log + body for log, body in rows.with_bodies])
         else:
-            # Bodies find their log's id by its event id within the insert: no query to look
-            # the ids up first.
-            rows_insert(insert_statement(RequestLog, _LOG_COLUMNS, vendor), rows.logged_bodies)
+            # Bodies find their log's id by its event id (the log's first value) within the
+            # insert: no query to look the ids up first.
+            rows_insert(
+                insert_statement(RequestLog, _LOG_COLUMNS, vendor),
+                [log for log, _ in rows.with_bodies],
+            )
             rows_insert(
                 insert_select_statement(RequestBody, _BODY_COLUMNS, RequestLog, vendor),
-                rows.bodies,
+                [(*body, log[0]) for log, body in rows.with_bodies],
             )
         _media_rows_write(rows.media)
         rows_insert(
