@@ -60,8 +60,6 @@ from bench.proxy.processes import (
 from bench.proxy.processes import start_fake as launch_fake
 from bench.proxy.rounds import alternate, medians
 from bench.proxy.targets import (
-    FALLBACK_API_KEY,
-    FALLBACK_STATUS_HEADER,
     LITELLM_BIN,
     TOOLS_BIN,
     TRANSLATED_MODEL,
@@ -69,6 +67,7 @@ from bench.proxy.targets import (
     cpu_seconds,
     debug_off,
     direct_target,
+    fallback_headers,
     gateway_env,
     openai_request_body,
     openai_targets,
@@ -285,16 +284,12 @@ def measure_target(context: Context, target: Target) -> dict[str, Any]:
         )
     if target.name == "gateway":
         say("  gateway: fallback streams (Anthropic 529, Bedrock InvokeModel stream)")
-        headers = [
-            ("x-api-key", FALLBACK_API_KEY) if name == "x-api-key" else (name, value)
-            for name, value in target.headers
-        ]
         result["fallback_stream_c1"] = loadgen(
             context,
             "stream",
             target.messages_url,
             "stream",
-            [*headers, FALLBACK_STATUS_HEADER],
+            fallback_headers(target.headers),
             streams=plan.fallback_streams,
             concurrency=1,
             warmup=2,

@@ -20,7 +20,6 @@ Writes ``bench/results/stream-start-<timestamp>.json`` and prints a short table.
 
 from __future__ import annotations
 
-import json
 import socket
 import statistics
 import threading
@@ -31,29 +30,13 @@ from urllib.parse import urlsplit
 
 from bench.proxy import profile as profiler
 from bench.proxy.rounds import ComparisonRun
-from bench.proxy.targets import (
-    FALLBACK_API_KEY,
-    FALLBACK_STATUS_HEADER,
-    MODEL,
-    direct_target,
-)
+from bench.proxy.targets import direct_target, fallback_headers, request_body
 
 # The full benchmark's stream: 64 deltas 20 ms apart (bench.proxy_bench.TEXT_DELTAS).
 PACED_SPACING_SECONDS = 1.3
 BACK_TO_BACK = 200
 PACED = 12
 PROFILE_SECONDS = 8
-
-
-def _body(*, paced: bool) -> bytes:
-    prompt = "Say hello to the benchmark." + (" [[fake delta_interval_ms=20]]" if paced else "")
-    body = {
-        "model": MODEL,
-        "max_tokens": 1024,
-        "stream": True,
-        "messages": [{"role": "user", "content": prompt}],
-    }
-    return json.dumps(body, separators=(",", ":")).encode()
 
 
 def first_byte_seconds(url: str, headers: Sequence[tuple[str, str]], body: bytes) -> float:
@@ -95,20 +78,16 @@ def run_stream_start(plan: Any, *, database_url: str, redis_url: str) -> None:
         )  # fmt: skip
         gateway = run.gateway("gateway", env, access_key, context.source)
         assert gateway.server is not None  # noqa: S101 - a started server
-        gateway_headers = list(gateway.headers)
-        fallback_headers = [
-            ("x-api-key", FALLBACK_API_KEY) if name == "x-api-key" else (name, value)
-            for name, value in gateway_headers
-        ] + [FALLBACK_STATUS_HEADER]
         direct = direct_target(fake_url)
         routes = {
             "direct": (direct.messages_url, direct.headers),
-            "gateway": (gateway.messages_url, gateway_headers),
-            "fallback": (gateway.messages_url, fallback_headers),
+            "gateway": (gateway.messages_url, gateway.headers),
+            "fallback": (gateway.messages_url, fallback_headers(gateway.headers)),
         }
+        unpaced = request_body(stream=True, paced=False)
         for url, headers in routes.values():  # warm every path once
             for _ in range(20):
-                first_byte_seconds(url, headers, _body(paced=False))
+                first_byte_seconds(url, headers, unpaced)
 
         rounds: list[dict[str, Any]] = []
         for repetition in range(plan.repetitions):
@@ -118,11 +97,12 @@ def run_stream_start(plan: Any, *, database_url: str, redis_url: str) -> None:
                 ("back_to_back", False, BACK_TO_BACK),
                 ("paced", True, PACED),
             ):
+                body = request_body(stream=True, paced=paced)
                 for name, (url, headers) in routes.items():
                     times = []
                     for _ in range(count):
                         started = time.monotonic()
-                        times.append(first_byte_seconds(url, headers, _body(paced=paced)))
+                        times.append(first_byte_seconds(url, headers, body))
                         if paced:
                             time.sleep(
                                 max(0.0, PACED_SPACING_SECONDS - (time.monotonic() - started))
@@ -139,7 +119,7 @@ def run_stream_start(plan: Any, *, database_url: str, redis_url: str) -> None:
         recording.start()
         url, headers = routes["fallback"]
         while recording.is_alive():
-            first_byte_seconds(url, headers, _body(paced=False))
+            first_byte_seconds(url, headers, unpaced)
         recording.join()
         profile = profiler.summarise(raw.read_text()) if raw.exists() else None
 

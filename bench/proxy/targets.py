@@ -355,10 +355,21 @@ def openai_targets(
     return targets
 
 
-def request_body(*, stream: bool) -> bytes:
-    """The benchmark's Messages request; streams ask the fake for 20 ms between deltas."""
+def fallback_headers(headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """A gateway target's headers for the fallback scenario: the fallback client key, and the
+    fake's Anthropic answering 529 at once."""
+    swapped = [
+        ("x-api-key", FALLBACK_API_KEY) if name == "x-api-key" else (name, value)
+        for name, value in headers
+    ]
+    return [*swapped, FALLBACK_STATUS_HEADER]
+
+
+def request_body(*, stream: bool, paced: bool = True) -> bytes:
+    """The benchmark's Messages request; streams ask the fake for 20 ms between deltas unless
+    ``paced`` is False (then the fake sends every delta at once)."""
     prompt = "Say hello to the benchmark."
-    if stream:
+    if stream and paced:
         prompt += " [[fake delta_interval_ms=20]]"
     body: dict[str, object] = {
         "model": MODEL,
