@@ -77,21 +77,11 @@ def declared_too_large(scope: dict[str, Any], limit: int) -> bool:
 
 
 def full_stack_too_large() -> JsonResponse:
-    """The 413 of a request outside the proxy, in the shape of the site's other API errors
-    (gateway_project.errors)."""
-    return JsonResponse(
-        {
-            "type": "error",
-            "error": {
-                "type": "request_too_large",
-                "message": (
-                    "Request exceeds the maximum allowed size of "
-                    f"{FULL_STACK_MAX_BODY_BYTES} bytes."
-                ),
-            },
-        },
-        status=413,
-    )
+    """The 413 of a request outside the proxy, in the shape of the site's other API errors."""
+    from gateway_project.errors import api_error
+
+    message = f"Request exceeds the maximum allowed size of {FULL_STACK_MAX_BODY_BYTES} bytes."
+    return api_error(413, "request_too_large", message)
 
 
 class FullStackHandler(ASGIHandler):

@@ -15,6 +15,13 @@ from django.views.defaults import bad_request, page_not_found
 _API_PREFIXES = ("/api/", "/v1/", "/v1beta/", "/ak/")
 
 
+def api_error(status: int, error_type: str, message: str) -> JsonResponse:
+    """An error in the shape of the site's API errors (Anthropic's envelope)."""
+    return JsonResponse(
+        {"type": "error", "error": {"type": error_type, "message": message}}, status=status
+    )
+
+
 def looks_like_api_call(request: HttpRequest) -> bool:
     if request.path.startswith(_API_PREFIXES):
         return True
@@ -26,16 +33,7 @@ def looks_like_api_call(request: HttpRequest) -> bool:
 
 @csrf_exempt  # API clients hold no CSRF cookie; this view only says "not found"
 def api_not_found(request: HttpRequest, *args: object) -> JsonResponse:
-    return JsonResponse(
-        {
-            "type": "error",
-            "error": {
-                "type": "not_found_error",
-                "message": f"No route for {request.method} {request.path}.",
-            },
-        },
-        status=404,
-    )
+    return api_error(404, "not_found_error", f"No route for {request.method} {request.path}.")
 
 
 def not_found(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
@@ -49,11 +47,5 @@ def refused(request: HttpRequest, exception: Exception | None = None) -> HttpRes
     """``handler400``: JSON for an API client, Django's page for a browser. Says no more than
     Django's page does (the refusal's reason is in the log, not in the answer)."""
     if looks_like_api_call(request):
-        return JsonResponse(
-            {
-                "type": "error",
-                "error": {"type": "invalid_request_error", "message": "Bad request."},
-            },
-            status=400,
-        )
+        return api_error(400, "invalid_request_error", "Bad request.")
     return bad_request(request, exception or Exception("bad request"))
