@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from proxy import jsonio
 from proxy.translation import sse
 from proxy.translation.sse import (
     SSEUsageSniffer,
@@ -167,6 +168,16 @@ def test_encode_sse_round_trips() -> None:
     assert json.loads(data_line.removeprefix(b"data: ")) == data
 
 
+def test_encode_sse_writes_what_orjson_refuses() -> None:
+    """A lone surrogate (a model's broken emoji) and an integer beyond 64 bits are valid JSON
+    values: the frame carries them (escaped) instead of failing the stream."""
+    data = {"type": "content_block_delta", "text": "half \ud83c", "n": 2**70}
+    frame = encode_sse("content_block_delta", data)
+    data_line = frame.split(b"\n")[1]
+    assert data_line.isascii()
+    assert json.loads(data_line.removeprefix(b"data: ")) == data
+
+
 # -- the sniffer -------------------------------------------------------------------------------
 
 
@@ -250,7 +261,7 @@ def test_sniffer_only_parses_the_events_it_needs(monkeypatch: pytest.MonkeyPatch
         parsed.append(data)
         return json.loads(data)
 
-    monkeypatch.setattr(sse, "json", types.SimpleNamespace(loads=spy_loads, dumps=json.dumps))
+    monkeypatch.setattr(sse, "jsonio", types.SimpleNamespace(loads=spy_loads, dumps=jsonio.dumps))
     for event_lines in (True, False):
         parsed.clear()
         _sniff([_stream(_events(), event_lines=event_lines)])

@@ -39,11 +39,11 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 import uuid
 from collections.abc import Mapping
 from typing import Any
 
+from proxy import jsonio
 from proxy.translation.betas import BEDROCK_SUPPORTED_BETAS
 from proxy.translation.model_ids import claude_version
 from proxy.translation.sse import (
@@ -495,7 +495,7 @@ def _decode_chunk(payload: Mapping[str, Any]) -> dict[str, Any]:
     if not isinstance(encoded, str):
         raise InvokeStreamError("chunk payload has no base64 'bytes'")
     try:
-        event = json.loads(base64.b64decode(encoded, validate=True))
+        event = jsonio.loads(base64.b64decode(encoded, validate=True))
     except (binascii.Error, ValueError) as exc:
         raise InvokeStreamError(f"chunk payload is not a base64 JSON event: {exc}") from exc
     if not isinstance(event, dict) or not isinstance(event.get("type"), str):

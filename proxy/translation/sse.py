@@ -14,12 +14,13 @@ Pure code over bytes and dicts: no Django, no I/O (only a log line when sniffing
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
+
+from proxy import jsonio
 
 logger = logging.getLogger(__name__)
 
@@ -88,8 +89,7 @@ def usage_from_message(body: Mapping[str, Any]) -> Usage:
 
 def encode_sse(event: str, data: Mapping[str, Any]) -> bytes:
     """Return one SSE frame: ``event: <event>``, ``data: <compact JSON>``, blank line; UTF-8."""
-    payload = json.dumps(data, separators=(",", ":"), ensure_ascii=False)
-    return f"event: {event}\ndata: {payload}\n\n".encode()
+    return b"event: " + event.encode() + b"\ndata: " + jsonio.dumps(data) + b"\n\n"
 
 
 class SSEUsageSniffer:
@@ -266,7 +266,7 @@ class SSEUsageSniffer:
         if name not in _PARSED_EVENTS:
             return
         try:
-            payload = json.loads(data)
+            payload = jsonio.loads(data)
             if isinstance(payload, dict):
                 self._apply(str(payload.get("type") or name), payload)
         except ValueError:

@@ -16,7 +16,6 @@ Ollama legs.
 
 from __future__ import annotations
 
-import json
 import logging
 import uuid
 from typing import Any
@@ -25,6 +24,7 @@ import httpx
 from botocore.eventstream import EventStreamBuffer, EventStreamMessage, ParserError
 from django.http.response import HttpResponseBase
 
+from proxy import jsonio
 from proxy.context import json_response
 from proxy.http_client import upstream_client
 from proxy.providers.base import Call, LegFailure
@@ -69,7 +69,7 @@ class _StreamTranslator:
 
     def feed(self, message: EventStreamMessage) -> list[tuple[str, dict[str, Any]]]:
         event_type = message.headers.get(":event-type", "")
-        payload = json.loads(message.payload) if message.payload else {}
+        payload = jsonio.loads(message.payload) if message.payload else {}
         if self.converse:
             return self._converse.feed(event_type, payload)
         if event_type != "chunk":
@@ -116,7 +116,7 @@ def bedrock_http_error(status: int, headers: httpx.Headers, content: bytes) -> M
     message = ""
     exception_type = None
     try:
-        data = json.loads(content)
+        data = jsonio.loads(content)
         if isinstance(data, dict):
             message = str(data.get("message") or data.get("Message") or "")
             exception_type = data.get("__type")
@@ -134,7 +134,7 @@ def _frame_error(message: EventStreamMessage) -> MappedError:
     """An exception or error frame inside an eventstream, mapped to Anthropic's error."""
     headers = message.headers
     try:
-        text = str(json.loads(message.payload).get("message", ""))
+        text = str(jsonio.loads(message.payload).get("message", ""))
     except (ValueError, AttributeError):
         text = ""
     return bedrock_error_to_anthropic(
@@ -203,7 +203,7 @@ async def call_bedrock(
         "POST",
         url,
         headers=_headers(target, stream=context.stream),
-        content=json.dumps(payload, separators=(",", ":")).encode(),
+        content=jsonio.dumps(payload),
     )
     message_id = f"msg_bdrk_{uuid.uuid4().hex[:24]}"
     # Tool names Bedrock would reject are renamed on the way in and restored on the way out.
@@ -252,7 +252,7 @@ def _complete(
     tool_names: dict[str, str],
 ) -> HttpResponseBase | LegFailure:
     try:
-        data = json.loads(content)
+        data = jsonio.loads(content)
     except ValueError:
         return _failure(
             MappedError(500, error_body("api_error", "Bedrock sent an unreadable answer."), {})
@@ -279,7 +279,7 @@ async def bedrock_count_tokens(
     try:
         response = await upstream_client().post(
             url,
-            content=json.dumps(payload, separators=(",", ":")).encode(),
+            content=jsonio.dumps(payload),
             headers={
                 "authorization": f"Bearer {target.secret}",
                 "content-type": "application/json",
