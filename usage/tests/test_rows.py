@@ -247,3 +247,21 @@ def test_a_body_whose_log_is_not_stored_is_not_inserted() -> None:
     assert [(body.log.request_id, bytes(body.request)) for body in RequestBody.objects.all()] == [
         ("gwreq_stored", b"request")
     ]
+
+
+def test_a_batch_larger_than_one_pipeline_is_stored_whole() -> None:
+    """On PostgreSQL a batch goes to the driver ROWS_PER_PIPELINE rows at a time: the rows
+    of every slice, the last partial one included, and their bodies are stored."""
+    from usage.rows import ROWS_PER_PIPELINE
+
+    count = 2 * ROWS_PER_PIPELINE + 5
+    records = [
+        _record(request_id=f"gwreq_{index:03}", log=_log(str(index), with_body=index % 3 == 0))
+        for index in range(count)
+    ]
+    recording._write_batch(records)
+    assert sorted(UsageEvent.objects.values_list("request_id", flat=True)) == [
+        f"gwreq_{index:03}" for index in range(count)
+    ]
+    assert RequestLog.objects.count() == count
+    assert RequestBody.objects.count() == len(range(0, count, 3))
