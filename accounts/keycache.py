@@ -171,11 +171,13 @@ class KeyMetadataCache:
         """Drop everything when another process has invalidated (checked once a second).
 
         Under traffic the checks run as background tasks, a second apart, so a request never
-        waits on Redis or the database for them. A check is awaited when the last one started
-        more than _GENERATION_STALE_AFTER ago (the process's first request, or the first after
-        a quiet spell: what the cache holds may predate any number of changes), by that request
-        and by every request that arrives while it runs, for at most _STALE_CHECK_WAIT: with
-        Redis or the database hanging, requests go on from the cache as they do under traffic.
+        waits on Redis or the database for them (nor behind their work: they start
+        shared_redis.BACKGROUND_READ_DELAY after the request that sets them off). A check is
+        awaited when the last one started more than _GENERATION_STALE_AFTER ago (the process's
+        first request, or the first after a quiet spell: what the cache holds may predate any
+        number of changes), by that request and by every request that arrives while it runs,
+        for at most _STALE_CHECK_WAIT: with Redis or the database hanging, requests go on from
+        the cache as they do under traffic.
         """
         if self._sync_awaited and self._sync_running():
             await self._wait_for_sync()
@@ -186,8 +188,9 @@ class KeyMetadataCache:
         self._generation_checked_at = now
         if self._sync_running():
             return  # a check that started a second ago is still running: it is slow, go on
-        self._sync_task = asyncio.get_running_loop().create_task(self._read_generation())
         self._sync_awaited = last is None or now - last >= _GENERATION_STALE_AFTER
+        delay = 0.0 if self._sync_awaited else shared_redis.BACKGROUND_READ_DELAY
+        self._sync_task = asyncio.get_running_loop().create_task(self._read_generation(delay))
         if self._sync_awaited:
             await self._wait_for_sync()
 
@@ -209,7 +212,9 @@ class KeyMetadataCache:
             task is not None and not task.done() and task.get_loop() is asyncio.get_running_loop()
         )
 
-    async def _read_generation(self) -> None:
+    async def _read_generation(self, delay: float = 0.0) -> None:
+        if delay:
+            await asyncio.sleep(delay)
         redis_generation = self._generation
         client = shared_redis.async_client()
         if client is not None:

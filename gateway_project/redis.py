@@ -15,6 +15,12 @@ from django.conf import settings
 # its in-process state rather than wait.
 _TIMEOUT_SECONDS = 0.5
 
+# Background reads of shared state that a request sets off (the key cache's invalidation
+# generation, a circuit's shared state: each at most once a second) start this long after it,
+# so the request's own first byte does not wait behind their round trips and CPU
+# (bench/README.md, "A stream's first byte at concurrency 1").
+BACKGROUND_READ_DELAY = 0.02
+
 
 def _options() -> dict[str, Any]:
     # No retries either: redis-py's default retries with backoff turn one unreachable Redis

@@ -134,6 +134,7 @@ class CircuitRegistry:
             await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _read_shared(self, circuit: Circuit, client: Any) -> None:
+        await asyncio.sleep(shared_redis.BACKGROUND_READ_DELAY)
         try:
             raw = await client.get(_REDIS_PREFIX + circuit.name)
         except Exception as exc:

@@ -369,6 +369,38 @@ def test_a_generation_check_that_fails_keeps_the_cache(
     assert caplog.text.count("cannot read the database's generation") == 1  # once per outage
 
 
+def test_a_check_under_traffic_starts_after_the_request_that_sets_it_off(
+    settings: Any, clock: FakeClock, monkeypatch: pytest.MonkeyPatch, make_key: MakeKey
+) -> None:
+    """Within a second or two of the last check, the next one runs in the background and
+    starts BACKGROUND_READ_DELAY after the request that set it off, which is answered first."""
+    from gateway_project import redis as shared_redis
+
+    settings.REDIS_URL = None
+    _key, plaintext = make_key()
+    assert lookup(key_cache, plaintext) is not None
+    reads: list[int] = []
+    read = selectors.key_cache_generation
+
+    def counted_read() -> int:
+        reads.append(1)
+        return read()
+
+    monkeypatch.setattr(selectors, "key_cache_generation", counted_read)
+    # Long enough that a loaded machine cannot reach it between the two looks below.
+    monkeypatch.setattr(shared_redis, "BACKGROUND_READ_DELAY", 0.5)
+    clock.now += 1.5
+
+    async def request_then_wait() -> tuple[int, int]:
+        assert await key_cache.lookup(plaintext) is not None
+        await asyncio.sleep(0.1)  # time enough for an undelayed read on its thread
+        soon_after = len(reads)
+        await key_cache.wait_synced()
+        return soon_after, len(reads)
+
+    assert async_to_sync(request_then_wait)() == (0, 1)
+
+
 @pytest.mark.parametrize("redis", [False, True], ids=["database", "redis"])
 def test_after_a_quiet_spell_the_next_request_waits_for_the_check(
     redis: bool,
@@ -401,7 +433,7 @@ def test_a_check_that_hangs_holds_requests_after_a_quiet_spell_only_briefly(
     assert lookup(key_cache, plaintext) is not None
     hanging = asyncio.Event()
 
-    async def never_answers() -> None:
+    async def never_answers(delay: float = 0.0) -> None:
         await hanging.wait()
 
     monkeypatch.setattr(keycache, "_STALE_CHECK_WAIT", 0.05)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Iterator
 from email.utils import formatdate
@@ -141,6 +142,30 @@ async def test_state_is_shared_between_workers_through_redis(clock: list[float])
         await worker_a.wait_synced()
         assert await worker_a.should_skip(name) == ""
         assert worker_a.snapshot()[0]["state"] == "closed"
+    finally:
+        redis.Redis.from_url(settings.REDIS_URL).delete(f"gateway:circuit:{name}")
+
+
+@pytest.mark.skipif("not __import__('os').environ.get('REDIS_URL')", reason="needs REDIS_URL")
+async def test_a_shared_state_read_starts_after_the_request_that_sets_it_off(
+    clock: list[float], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import redis
+    from django.conf import settings
+
+    from gateway_project import redis as shared_redis
+
+    # Long enough that a loaded machine cannot reach it between the two looks below.
+    monkeypatch.setattr(shared_redis, "BACKGROUND_READ_DELAY", 0.5)
+    name = f"test-delayed-{time.monotonic_ns()}"
+    worker_a, worker_b = CircuitRegistry(), CircuitRegistry()
+    try:
+        await worker_a.record_failure(name, reason="anthropic_429", retry_at=clock[0] + 60)
+        assert await worker_b.should_skip(name) == ""
+        await asyncio.sleep(0.1)  # time enough for an undelayed read
+        assert worker_b.snapshot()[0]["state"] == "closed"
+        await worker_b.wait_synced()
+        assert worker_b.snapshot()[0]["state"] == "open"
     finally:
         redis.Redis.from_url(settings.REDIS_URL).delete(f"gateway:circuit:{name}")
 
