@@ -130,10 +130,10 @@ def _cut_clean(text: str, limit: int) -> str:
     return cut[:stop] + TRUNCATED_MARKER
 
 
-def _encode(text: str) -> str:
-    """A body's stored text (JSON or not) as compressed, base64 text: the form bodies travel
-    in."""
-    return base64.b64encode(zlib.compress(text.encode("utf-8", "replace"), 6)).decode("ascii")
+def _encode(text: str) -> bytes:
+    """A body's stored text (JSON or not), compressed: the column's own form. A log written to
+    the spool carries it as base64 text (usage.recording.UsageRecord.to_json)."""
+    return zlib.compress(text.encode("utf-8", "replace"), 6)
 
 
 def decode_body(blob: bytes | memoryview | str | None) -> str:
@@ -263,8 +263,8 @@ def _prepare_bodies(capture: LogCapture, red: Redactor) -> dict[str, Any]:
     return {
         "request_headers": headers,
         "request": _encode(request),
-        "response": _encode(response) if response else "",
-        "stream": _encode(stream) if stream else "",
+        "response": _encode(response) if response else b"",
+        "stream": _encode(stream) if stream else b"",
         "notes": notes,
         "media": list({item["sha256"]: item for item in media}.values()),
     }

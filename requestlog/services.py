@@ -87,9 +87,12 @@ def request_log_scrub(record: UsageRecord) -> bool:
     return True
 
 
-def _blob(text: str) -> bytes:
-    """A body column from its prepared (base64) form."""
-    return base64.b64decode(text) if text else b""
+def _blob(value: bytes | str) -> bytes:
+    """A body column from its prepared form: compressed bytes, or their base64 text in a log
+    read back from the spool."""
+    if isinstance(value, str):
+        return base64.b64decode(value) if value else b""
+    return value
 
 
 # The columns written per log, body and medium reference, in the order of their rows' values.

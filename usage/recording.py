@@ -32,6 +32,7 @@ with it; an unredacted body is never serialized.
 from __future__ import annotations
 
 import atexit
+import base64
 import contextlib
 import json
 import logging
@@ -105,13 +106,21 @@ class UsageRecord:
             data["log"] = self.log
             if self.log is None:
                 del data["log"]
-        return json.dumps(data, separators=(",", ":"))
+        return json.dumps(data, separators=(",", ":"), default=_spooled_bytes)
 
     @classmethod
     def from_json(cls, line: str) -> UsageRecord:
         data: dict[str, Any] = json.loads(line)
         data["occurred_at"] = datetime.fromisoformat(data["occurred_at"])
         return cls(**data)
+
+
+def _spooled_bytes(value: object) -> str:
+    """A prepared log's compressed bodies in a spool line: base64 text (requestlog.services
+    reads either form back)."""
+    if isinstance(value, bytes):
+        return base64.b64encode(value).decode("ascii")
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
 def _clip(value: str, limit: int) -> str:
