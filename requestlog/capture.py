@@ -136,13 +136,21 @@ def _encode(text: str) -> bytes:
     return zlib.compress(text.encode("utf-8", "replace"), 6)
 
 
+def body_bytes(prepared: bytes | str) -> bytes:
+    """A prepared body's column value: its compressed bytes, also when a log read back from
+    the spool carries them as base64 text."""
+    if isinstance(prepared, str):
+        return base64.b64decode(prepared) if prepared else b""
+    return prepared
+
+
 def decode_body(blob: bytes | memoryview | str | None) -> str:
     """The stored text of a body column (compressed UTF-8), for viewers."""
     if not blob:
         return ""
-    if isinstance(blob, str):
-        blob = base64.b64decode(blob)
-    return zlib.decompress(bytes(blob)).decode("utf-8", "replace")
+    if isinstance(blob, memoryview):
+        blob = bytes(blob)
+    return zlib.decompress(body_bytes(blob)).decode("utf-8", "replace")
 
 
 # Every kind of inline medium media_extract finds leaves one of these in the body's text: a

@@ -8,7 +8,6 @@ usage.recording), and every insert ignores conflicts, so a replay writes nothing
 
 from __future__ import annotations
 
-import base64
 import logging
 import re
 from collections.abc import Sequence
@@ -20,7 +19,7 @@ from django.db import connection, transaction
 from django.db.models import Model
 from django.utils import timezone
 
-from requestlog.capture import LogCapture, log_prepare
+from requestlog.capture import LogCapture, body_bytes, log_prepare
 from requestlog.models import LogLevelPolicy, MediaObject, RequestBody, RequestLog, RequestMedia
 from requestlog.redaction import redactor
 from usage.rows import (
@@ -87,14 +86,6 @@ def request_log_scrub(record: UsageRecord) -> bool:
     return True
 
 
-def _blob(value: bytes | str) -> bytes:
-    """A body column from its prepared form: compressed bytes, or their base64 text in a log
-    read back from the spool."""
-    if isinstance(value, str):
-        return base64.b64decode(value) if value else b""
-    return value
-
-
 # The columns written per log, body and medium reference, in the order of their rows' values.
 _LOG_COLUMNS = (
     "event",
@@ -151,9 +142,9 @@ class _Rows:
         body_values = (
             occurred_at,
             adapt.json(body.get("request_headers") or {}, _encoder(RequestBody, "request_headers")),
-            _blob(body.get("request", "")),
-            _blob(body.get("response", "")),
-            _blob(body.get("stream", "")),
+            body_bytes(body.get("request", "")),
+            body_bytes(body.get("response", "")),
+            body_bytes(body.get("stream", "")),
             adapt.json(body.get("notes") or [], _encoder(RequestBody, "notes")),
         )
         self.with_bodies.append((values, body_values))
