@@ -31,10 +31,12 @@ from django.conf import settings
 
 from proxy import jsonio
 from requestlog.reassembly import reassemble, spoken_answer_references, stream_audio_replaced
-from requestlog.redaction import MASK, Redactor, redactor
+from requestlog.redaction import MASK, Redactor, holds_any, redactor
 
 TRUNCATED_MARKER = "…[truncated by the gateway]"
 NOT_JSON = "not_json"
+# Bodies shorter than this are stored without compression (see _encode).
+SMALL_BODY_BYTES = 512
 # Bodies of all requests waiting for the writer in one process, at most.
 _QUEUE_BUDGET = 256 * 1024 * 1024
 
@@ -132,8 +134,20 @@ def _cut_clean(text: str, limit: int) -> str:
 
 def _encode(text: str) -> bytes:
     """A body's stored text (JSON or not), compressed: the column's own form. A log written to
-    the spool carries it as base64 text (usage.recording.UsageRecord.to_json)."""
-    return zlib.compress(text.encode("utf-8", "replace"), 6)
+    the spool carries it as base64 text (usage.recording.UsageRecord.to_json).
+
+    Level 1, not zlib's default 6: the writer shares the worker's core, and on a 115 KB Claude
+    Code request level 1 takes 1.1 ms instead of 3.6 ms for 37 KB stored instead of 31 KB. The
+    window (and the hash table) no larger than the body needs: zlib's default state is 256 KB,
+    allocated and cleared for every body, which cost 6 to 70 µs (depending on the allocator's
+    state) to compress a 300-byte body. A body under SMALL_BODY_BYTES is stored, not
+    compressed (level 0, still zlib's format): compressing it saved 10-15% of a few hundred
+    bytes for 5 µs instead of 1."""
+    data = text.encode("utf-8", "replace")
+    window_bits = min(15, max(9, (len(data) - 1).bit_length()))
+    level = 0 if len(data) < SMALL_BODY_BYTES else 1
+    compressor = zlib.compressobj(level, zlib.DEFLATED, window_bits, max(1, window_bits - 7))
+    return compressor.compress(data) + compressor.flush()
 
 
 def body_bytes(prepared: bytes | str) -> bytes:
@@ -181,7 +195,7 @@ def _body(
         parsed = None
         notes.append(f"{what}_{NOT_JSON}")
     if parsed is not None and not isinstance(parsed, str | int | float | bool):
-        if any(marker in text for marker in _MEDIA_MARKERS):
+        if holds_any(text, _MEDIA_MARKERS):
             parsed, found = media_extract(parsed)  # may change the body, found or not
             media.extend(found)
             as_sent = False

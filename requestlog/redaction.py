@@ -175,9 +175,17 @@ def _union(patterns: list[re.Pattern[str]]) -> re.Pattern[str] | None:
 _LITERALS = ("-----begin", "eyj", "bearer", "gw_", "sk-", "akia", "asia", "@")
 
 
+def holds_any(text: str, literals: tuple[str, ...]) -> bool:
+    """Whether ``text`` holds any of ``literals``: a loop, not ``any()`` over a generator,
+    which costs more than the searches themselves on the short strings most bodies hold."""
+    for literal in literals:  # noqa: SIM110 - faster than any() here (see above)
+        if literal in text:
+            return True
+    return False
+
+
 def _literal_hit(text: str) -> bool:
-    lowered = text.lower()
-    return any(literal in lowered for literal in _LITERALS)
+    return holds_any(text.lower(), _LITERALS)
 
 
 def _json_text_secrets() -> re.Pattern[str] | None:

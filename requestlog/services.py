@@ -1,9 +1,11 @@
 """Writes of the request log: rows for a batch of usage records, pruning, level policies.
 
 ``request_logs_write`` runs in the usage writer thread right after the batch's usage events are
-inserted, in a transaction of its own, as plain rows (usage.rows); a batch the database refuses
-is written again log by log, a refused log once more scrubbed (``request_log_scrub``, see
-usage.recording), and every insert ignores conflicts, so a replay writes nothing twice.
+inserted, in a transaction of its own, as plain rows (usage.rows): on PostgreSQL with COPY, the
+cheapest way in, and when COPY meets a log already stored (a replay of the spool) with inserts
+that skip it, as on SQLite. A batch the database refuses is written again log by log, a refused
+log once more scrubbed (``request_log_scrub``, see usage.recording), so a replay writes nothing
+twice.
 """
 
 from __future__ import annotations
@@ -15,10 +17,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from django.db import connection, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Model
 from django.utils import timezone
 
+from proxy import jsonio
 from requestlog.capture import LogCapture, body_bytes, log_prepare
 from requestlog.models import LogLevelPolicy, MediaObject, RequestBody, RequestLog, RequestMedia
 from requestlog.redaction import redactor
@@ -27,6 +30,8 @@ from usage.rows import (
     insert_select_statement,
     insert_statement,
     insert_with_dependent_statement,
+    primary_keys_reserve,
+    rows_copy,
     rows_insert,
 )
 
@@ -109,10 +114,12 @@ def _encoder(model: type[Model], name: str) -> Any:
 
 
 class _Rows:
-    """A batch's log rows, body rows and media references, as plain values."""
+    """A batch's log rows, body rows and media references, as plain values: for inserts, or
+    for COPY (``for_copy``), which takes a JSON column's value as its JSON text."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, for_copy: bool) -> None:
         self.adapt = Adapter()
+        self.for_copy = for_copy
         # The logs without a body, and the (log, body) pairs of the others; a body's values
         # are its columns after "log" (the log's id is known only once the log is inserted).
         self.logs: list[tuple[Any, ...]] = []
@@ -133,7 +140,7 @@ class _Rows:
             str(log.get("surface", ""))[:16],
             str(log.get("credential_fingerprint", ""))[:16],
             str(log.get("user_agent", ""))[:300],
-            adapt.json(log.get("attempts") or [], _encoder(RequestLog, "attempts")),
+            self._json(log.get("attempts") or [], RequestLog, "attempts"),
             body is not None,
         )
         if body is None:
@@ -141,30 +148,55 @@ class _Rows:
             return
         body_values = (
             occurred_at,
-            adapt.json(body.get("request_headers") or {}, _encoder(RequestBody, "request_headers")),
+            self._json(body.get("request_headers") or {}, RequestBody, "request_headers"),
             body_bytes(body.get("request", "")),
             body_bytes(body.get("response", "")),
             body_bytes(body.get("stream", "")),
-            adapt.json(body.get("notes") or [], _encoder(RequestBody, "notes")),
+            self._json(body.get("notes") or [], RequestBody, "notes"),
         )
         self.with_bodies.append((values, body_values))
         found = body.get("media") or []
         self.media.extend(found)
         self.references.extend((sha256, event_id) for sha256 in {item["sha256"] for item in found})
 
+    def _json(self, value: Any, model: type[Model], name: str) -> Any:
+        if self.for_copy:
+            # The column parses the text (jsonb): the same value as the field's own encoding.
+            # A lone surrogate comes out escaped, which the column refuses like the field's
+            # encoding (request_log_scrub then mends it).
+            return jsonio.dumps(value).decode()
+        return self.adapt.json(value, _encoder(model, name))
 
-def request_logs_write(records: Sequence[UsageRecord]) -> int:
-    """Insert the log rows (and bodies, media references) of the records that have a log, as
-    plain rows (usage.rows says why), in one transaction; rows already stored are skipped."""
-    rows = _Rows()
+    def count(self) -> int:
+        return len(self.logs) + len(self.with_bodies)
+
+
+def _rows(records: Sequence[UsageRecord], *, for_copy: bool) -> _Rows:
+    rows = _Rows(for_copy=for_copy)
     for record in records:
         log = prepared_log(record)
         if log is not None:
             rows.add(record, log)
-    count = len(rows.logs) + len(rows.with_bodies)
+    return rows
+
+
+def request_logs_write(records: Sequence[UsageRecord]) -> int:
+    """Insert the log rows (and bodies, media references) of the records that have a log, as
+    plain rows (usage.rows says why), in one transaction; rows already stored are skipped."""
+    vendor = connection.vendor
+    rows = _rows(records, for_copy=vendor == "postgresql")
+    count = rows.count()
     if not count:
         return 0
-    vendor = connection.vendor
+    if rows.for_copy:
+        try:
+            with transaction.atomic():
+                _rows_copy(rows)
+            return count
+        except IntegrityError:
+            # A log of the batch is stored already (the spool replays a batch that was
+            # written in part): written again below by inserts, which skip what is stored.
+            rows = _rows(records, for_copy=False)
     with transaction.atomic():
         rows_insert(insert_statement(RequestLog, _LOG_COLUMNS, vendor), rows.logs)
         if vendor == "postgresql":
@@ -184,12 +216,33 @@ def request_logs_write(records: Sequence[UsageRecord]) -> int:
                 insert_select_statement(RequestBody, _BODY_COLUMNS, RequestLog, vendor),
                 [(*body, log[0]) for log, body in rows.with_bodies],
             )
-        _media_rows_write(rows.media)
-        rows_insert(
-            insert_select_statement(RequestMedia, _REFERENCE_COLUMNS, RequestLog, vendor),
-            rows.references,
-        )
+        _media_write(rows, vendor)
     return count
+
+
+def _rows_copy(rows: _Rows) -> None:
+    """PostgreSQL: the logs and bodies with COPY (each body under its log's reserved key),
+    then the media rows and references."""
+    keys = iter(primary_keys_reserve(RequestLog, rows.count()))
+    logs = [(next(keys), *values) for values in rows.logs]
+    bodies = []
+    for values, body in rows.with_bodies:
+        key = next(keys)
+        logs.append((key, *values))
+        bodies.append((key, *body))
+    rows_copy(RequestLog, ("id", *_LOG_COLUMNS), logs)
+    rows_copy(RequestBody, _BODY_COLUMNS, bodies)
+    _media_write(rows, "postgresql")
+
+
+def _media_write(rows: _Rows, vendor: str) -> None:
+    """The batch's media rows, and each body's references to them (found by the log's event
+    id, the reference's last value)."""
+    _media_rows_write(rows.media)
+    rows_insert(
+        insert_select_statement(RequestMedia, _REFERENCE_COLUMNS, RequestLog, vendor),
+        rows.references,
+    )
 
 
 def _media_rows_write(items: list[dict[str, Any]]) -> None:

@@ -97,6 +97,21 @@ def test_tap_keeps_at_most_its_cap() -> None:
     assert tap.kept == 12 and tap.truncated and len(tap.chunks) == 2
 
 
+@pytest.mark.parametrize("size", [0, 1, 255, 256, 257, 5000, 40_000, 300_000])
+def test_a_body_of_any_size_is_stored_whole_and_compressed(size: int, settings: Any) -> None:
+    """The compressor's window follows the body's size (up to zlib's largest): every size
+    reads back whole, and a body that repeats itself is stored smaller."""
+    settings.GATEWAY_LOG_BODY_MAX_BYTES = 1_000_000
+    words = "".join(f"word{index % 97} é " for index in range(size))[:size]
+    prepared = log_prepare(
+        LogCapture(level="full", request_body=words.encode(), request_headers={})
+    )
+    stored = prepared["body"]["request"]
+    assert decode_body(stored) == words
+    if size >= 5000:
+        assert len(stored) < len(words.encode()) / 3
+
+
 def test_large_and_non_json_bodies_are_stored_truncated_and_marked(settings: Any) -> None:
     settings.GATEWAY_LOG_BODY_MAX_BYTES = 2000
     secret = "sk-ant-api03-" + "s" * 40

@@ -250,11 +250,12 @@ def test_a_body_whose_log_is_not_stored_is_not_inserted() -> None:
 
 
 def test_a_batch_larger_than_one_pipeline_is_stored_whole() -> None:
-    """On PostgreSQL a batch goes to the driver ROWS_PER_PIPELINE rows at a time: the rows
-    of every slice, the last partial one included, and their bodies are stored."""
-    from usage.rows import ROWS_PER_PIPELINE
+    """On PostgreSQL a batch goes to the driver ROWS_PER_PIPELINE rows (events) and
+    ROWS_PER_COPY rows (logs, bodies) at a time: the rows of every slice, the last partial one
+    included, are stored, each body with its own log."""
+    from usage.rows import ROWS_PER_COPY, ROWS_PER_PIPELINE
 
-    count = 2 * ROWS_PER_PIPELINE + 5
+    count = 2 * max(ROWS_PER_PIPELINE, ROWS_PER_COPY) + 5
     records = [
         _record(request_id=f"gwreq_{index:03}", log=_log(str(index), with_body=index % 3 == 0))
         for index in range(count)
@@ -264,4 +265,27 @@ def test_a_batch_larger_than_one_pipeline_is_stored_whole() -> None:
         f"gwreq_{index:03}" for index in range(count)
     ]
     assert RequestLog.objects.count() == count
-    assert RequestBody.objects.count() == len(range(0, count, 3))
+    bodies = RequestBody.objects.select_related("log")
+    assert len(bodies) == len(range(0, count, 3))
+    for body in bodies:
+        index = int(body.log.request_id.removeprefix("gwreq_"))
+        assert zlib.decompress(bytes(body.request)).decode() == f'{{"tag": "{index}"}}'
+
+
+def test_a_replay_of_a_batch_written_in_part_stores_the_rest_once() -> None:
+    """A spooled batch whose first logs were stored before the database went away: the logs
+    already there are skipped (on PostgreSQL COPY refuses the batch, and inserts that skip
+    them write it), the others stored, each body with its own log."""
+    records = [
+        _record(request_id=f"gwreq_{index}", log=_log(str(index), with_body=index % 2 == 0))
+        for index in range(6)
+    ]
+    assert request_logs_write(records[:3]) == 3
+    assert request_logs_write(records) == 6
+    logs = {log.request_id: log for log in RequestLog.objects.all()}
+    assert sorted(logs) == [f"gwreq_{index}" for index in range(6)]
+    bodies = {body.log_id: body for body in RequestBody.objects.all()}
+    assert len(bodies) == 3
+    for index in range(0, 6, 2):
+        stored = zlib.decompress(bytes(bodies[logs[f"gwreq_{index}"].id].request)).decode()
+        assert stored == f'{{"tag": "{index}"}}'
