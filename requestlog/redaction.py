@@ -7,8 +7,8 @@ thread before a body reaches the database, the spool or any log line. What is ma
   tokens, JWTs, PEM private keys (also a block cut before its END line);
 - the gateway's own access keys (``gw_<prefix>_<secret>``), whatever follows the prefix;
 - email addresses;
-- card numbers: 13 to 19 digits, in groups separated by single spaces or dashes, that pass the
-  Luhn check (inside a run of more than 19 digits, every window is checked);
+- card numbers: 13 to 19 ASCII digits, in groups separated by single spaces or dashes, that
+  pass the Luhn check (inside a run of more than 19 digits, every window is checked);
 - patterns an installation adds (``Redactor(extra_patterns=...)``).
 
 JSON is walked to any depth: every string value and every object key is redacted. Header
@@ -18,7 +18,7 @@ values are kept only for names on an allow-list; every other value is replaced.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 MASK = "[REDACTED]"
@@ -39,8 +39,10 @@ _PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("aws_key", re.compile(r"(?:AKIA|ASIA)[0-9A-Z]{16}")),
     ("email", re.compile(r"[A-Za-z0-9._%+\-]+@[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)*\.[A-Za-z]{2,}")),
 )
-# Digits with at most one space or dash between them: the shapes card numbers are written in.
-_DIGIT_RUN = re.compile(r"\d(?:[ \-]?\d){12,}")
+# ASCII digits with at most one space or dash between them: the shapes card numbers are
+# written in (the Luhn check reads ASCII digits only).
+_DIGIT_RUN = re.compile(r"[0-9](?:[ \-]?[0-9]){12,}")
+_DIGIT_RUN_BYTES = re.compile(_DIGIT_RUN.pattern.encode())
 
 _CARD_MIN, _CARD_MAX = 13, 19
 # Longer runs are not checked window by window (a run of thousands of digits would cost
@@ -103,16 +105,67 @@ def _card_spans(run: str) -> list[tuple[int, int]]:
         if end - begin > _LONGEST_CHECKED_RUN:
             spans.append((begin, end))
             continue
-        for offset in range(begin, end - _CARD_MIN + 1):
-            for length in range(_CARD_MIN, min(_CARD_MAX, end - offset) + 1):
-                if luhn_valid(run[offset : offset + length]):
-                    spans.append((offset, offset + length))
+        spans.extend(_luhn_windows(run[begin:end], begin))
     return spans
 
 
+# What a digit adds to the Luhn sum in a doubled place.
+_DOUBLED = (0, 2, 4, 6, 8, 1, 3, 5, 7, 9)
+
+
+def _luhn_windows(digits: str, offset: int) -> list[tuple[int, int]]:
+    """Spans (shifted by ``offset``) of the windows of 13 to 19 digits of ``digits`` that pass
+    the Luhn check. For each end, the windows grow leftwards one digit at a time and each sum is
+    the previous one plus that digit (doubled in every second place from the right): at most
+    19 additions per end, where a check per window cost 20 times more (a 22-digit run took
+    0.1 ms)."""
+    values = [ord(char) - 48 for char in digits]
+    spans: list[tuple[int, int]] = []
+    for end in range(_CARD_MIN, len(values) + 1):
+        total = 0
+        for length in range(1, min(_CARD_MAX, end) + 1):
+            value = values[end - length]
+            total += _DOUBLED[value] if length % 2 == 0 else value
+            if length >= _CARD_MIN and total % 10 == 0:
+                spans.append((offset + end - length, offset + end))
+    return spans
+
+
+# A text's UTF-8 bytes as the outline of its digit runs: an ASCII digit, space or dash
+# becomes "1", any other byte "0" (no byte of a non-ASCII character is ASCII).
+_OUTLINE = bytes(ord("1") if chr(byte) in "0123456789 -" else ord("0") for byte in range(256))
+_CARD_CHARACTERS = b"1" * _CARD_MIN
+
+
+def _run_regions(data: bytes) -> Iterator[tuple[int, int]]:
+    """Stretches of ``data`` (a text's UTF-8 bytes) that may hold a match of _DIGIT_RUN: 13 or
+    more digits, spaces and dashes in a row, 13 of them digits. Every match lies inside one,
+    and most texts have none: found with a translation and searches in C, where the regex's
+    own scan cost 30 ns a character on text with many digits (18 µs on the benchmark's
+    560-character answer)."""
+    outline = data.translate(_OUTLINE)
+    start = outline.find(_CARD_CHARACTERS)
+    while start != -1:
+        stop = outline.find(b"0", start)
+        if stop == -1:
+            stop = len(outline)
+        # Model names such as "claude-sonnet-4-5-20250929" have 13 in a row, not 13 digits.
+        if len(data[start:stop].translate(None, b" -")) >= _CARD_MIN:
+            yield start, stop
+        start = outline.find(_CARD_CHARACTERS, stop)
+
+
+def _digit_runs(text: str) -> Iterator[str]:
+    """The matches of _DIGIT_RUN in ``text``, the regex run only in _run_regions."""
+    data = text.encode("utf-8", "surrogatepass")
+    for start, stop in _run_regions(data):
+        for match in _DIGIT_RUN_BYTES.finditer(data, start, stop):
+            yield match.group().decode("ascii")
+
+
 def _mask_cards(text: str) -> str:
-    # No pre-check for digits: the run pattern's own scan (in C) is the cheapest test, and
-    # this runs on every string of every logged body.
+    if next(_run_regions(text.encode("utf-8", "surrogatepass")), None) is None:
+        return text
     pieces: list[str] = []
     last = 0
     for match in _DIGIT_RUN.finditer(text):
@@ -223,14 +276,16 @@ class Redactor:
         Sound for the built-in patterns: none of them anchors a match, and the characters JSON
         escapes (quotes, backslashes, control characters) cannot appear inside a match, except
         the whitespace after "bearer", which a pattern of its own finds escaped. A ``\\u``
-        escape can spell anything, so a text with one is never called clean. False means only
+        escape can spell anything, so a text with one is never called clean. Card numbers are
+        looked for in the text's digit runs: a string's runs are runs of the text too (quotes
+        end them), so a text whose runs hold no card has no string that does. False means only
         "walk it": a number or the text between two strings may be what matched."""
         check = self._json_text_check
         if check is None or "\\u" in text:
             return False
         if _literal_hit(text) and check.search(text) is not None:
             return False
-        return _DIGIT_RUN.search(text) is None
+        return all(not _card_spans(run) for run in _digit_runs(text))
 
     def _may_match(self, value: str) -> bool:
         """False when no pattern can match ``value`` (then none is tried)."""

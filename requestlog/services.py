@@ -52,7 +52,7 @@ def prepared_log(record: UsageRecord) -> dict[str, Any] | None:
         record.requested_model = red.text(record.requested_model)
         record.upstream_model = red.text(record.upstream_model)
         record.session_id = red.text(record.session_id)
-        record.log = log = log_prepare(log)
+        record.log = log = log_prepare(log, red)
     return log if isinstance(log, dict) else None
 
 

@@ -118,16 +118,16 @@ def test_media_are_stored_once_and_typed_by_their_bytes(_media_dir: Path) -> Non
 def test_media_are_found_whatever_json_escapes_spell_them(
     _media_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from requestlog import media as media_module
+    from requestlog import capture as capture_module
 
     walks: list[int] = []
-    real_extract = media_module.media_extract
+    real_extract = capture_module.media_extract
 
     def counting(value: Any) -> Any:
         walks.append(1)
         return real_extract(value)
 
-    monkeypatch.setattr(media_module, "media_extract", counting)
+    monkeypatch.setattr(capture_module, "media_extract", counting)
     # "base64" written with escapes: the body's text holds no plain marker.
     escaped = json.dumps(_anthropic_body(PNG)).replace('"base64"', '"\\u0062ase64"')
     assert "base64" not in escaped.replace(b64(PNG), "")

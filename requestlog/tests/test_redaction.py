@@ -10,7 +10,7 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from requestlog.redaction import MASK, Redactor, _mask_cards, luhn_valid
+from requestlog.redaction import MASK, Redactor, _card_spans, _mask_cards, luhn_valid
 from requestlog.tests.secrets import background_holds, planted_bodies, secret_pieces, secrets
 
 red = Redactor()
@@ -52,6 +52,20 @@ def test_ordinary_text_and_numbers_are_kept() -> None:
 def test_a_card_number_inside_a_longer_digit_run_is_masked() -> None:
     out = red.text("ref 99411111111111111107")
     assert "4111111111111111" not in out
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet="0123456789", min_size=20, max_size=80))
+def test_every_card_window_of_a_long_run_is_found(digits: str) -> None:
+    """A run longer than a card is checked window by window; the incremental sums find exactly
+    the windows a check of each one finds."""
+    expected = {
+        (start, start + length)
+        for start in range(len(digits))
+        for length in range(13, 20)
+        if start + length <= len(digits) and luhn_valid(digits[start : start + length])
+    }
+    assert set(_card_spans(digits)) == expected
 
 
 def test_json_is_redacted_at_any_depth_keys_included() -> None:
@@ -140,6 +154,23 @@ def test_a_json_text_called_clean_is_left_unchanged_by_the_walk(
     text = json.dumps({"payload": value}, ensure_ascii=ascii_only)
     if red.json_text_clean(text):
         assert red.json(json.loads(text)) == json.loads(text)
+
+
+# Strings of digit groups: card numbers (valid or not) among other digits.
+_DIGITS_AND_SEPARATORS = st.text(alphabet="0123456789  -x", max_size=60)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(_DIGITS_AND_SEPARATORS, max_size=4), st.sampled_from(["4111111111111111", ""]))
+def test_digit_runs_make_a_text_unclean_exactly_when_they_hold_a_card(
+    strings: list[str], card: str
+) -> None:
+    value = {"id": "msg_fake0000000000000002", "parts": [*strings, f"pay {card}"]}
+    text = json.dumps(value)
+    changed = red.json(value) != value
+    assert red.json_text_clean(text) == (not changed)
+    if card:
+        assert changed
 
 
 @pytest.mark.parametrize(
