@@ -43,6 +43,7 @@ _PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
 # written in (the Luhn check reads ASCII digits only).
 _DIGIT_RUN = re.compile(r"[0-9](?:[ \-]?[0-9]){12,}")
 _DIGIT_RUN_BYTES = re.compile(_DIGIT_RUN.pattern.encode())
+_DIGITS = re.compile(r"[0-9]+")
 
 _CARD_MIN, _CARD_MAX = 13, 19
 # Longer runs are not checked window by window (a run of thousands of digits would cost
@@ -89,7 +90,10 @@ def _card_spans(run: str) -> list[tuple[int, int]]:
     A card number is a whole sequence of adjacent groups (``4111 1111 1111 1111``, or one group
     of 13 to 19 digits) that passes the Luhn check: digits glued to others without a separator
     do not read as a card. A group longer than a card is checked window by window."""
-    groups = [(match.start(), match.end()) for match in re.finditer(r"\d+", run)]
+    if run.isdigit():  # one group, the common case
+        groups = [(0, len(run))]
+    else:
+        groups = [(match.start(), match.end()) for match in _DIGITS.finditer(run)]
     spans: list[tuple[int, int]] = []
     for first, (start, _) in enumerate(groups):
         digits = ""
