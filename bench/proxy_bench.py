@@ -69,6 +69,7 @@ from bench.proxy.targets import (
     direct_target,
     fallback_headers,
     gateway_env,
+    main_thread_cpu_seconds,
     openai_request_body,
     openai_targets,
     prepare_gateway,
@@ -227,6 +228,7 @@ def throughput(context: Context, target: Target, concurrency: int, seconds: floa
         script.write_text(lua_script(context.bodies[target.body].read_bytes(), target.headers))
     pid = target_pid(context, target)
     cpu_before = cpu_seconds(pid)
+    main_before = main_thread_cpu_seconds(pid)
     with MemorySampler(pid) as memory:
         result = run_wrk(
             url=target.messages_url,
@@ -236,8 +238,13 @@ def throughput(context: Context, target: Target, concurrency: int, seconds: floa
             core=LOADGEN_CORE,
         )
     cpu = cpu_seconds(pid) - cpu_before
+    main = main_thread_cpu_seconds(pid) - main_before
     data = result.as_dict()
     data["cpu_ms_per_request"] = round(cpu * 1000 / result.requests, 3) if result.requests else None
+    # The event loop's share: the rest is the server's other threads (the usage writer).
+    data["main_thread_cpu_ms_per_request"] = (
+        round(main * 1000 / result.requests, 3) if result.requests else None
+    )
     data["rss_max_mib"] = memory.max_mib
     return data
 

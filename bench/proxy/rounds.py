@@ -185,6 +185,9 @@ def medians(names: list[str], rounds: list[dict[str, Any]]) -> dict[str, dict[st
             f"c{CONCURRENCY}_cpu_ms_per_request": median(
                 [m[WRK].get("cpu_ms_per_request") for m in measured]
             ),
+            f"c{CONCURRENCY}_main_thread_cpu_ms_per_request": median(
+                [m[WRK].get("main_thread_cpu_ms_per_request") for m in measured]
+            ),
             f"c{CONCURRENCY}_errors": sum(m[WRK].get("errors", 0) for m in measured),
         }
     return result

@@ -57,20 +57,35 @@ class Target:
         return self.surface
 
 
+def _cpu_ticks(stat_path: Path) -> int:
+    """User + system CPU ticks from a ``/proc/.../stat`` file (0 once the task is gone)."""
+    try:
+        stat = stat_path.read_text()
+    except OSError:
+        return 0
+    fields = stat.rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15)
+
+
 def cpu_seconds(pid: int) -> float:
     """User + system CPU time of a process and its live descendants (all threads)."""
     from bench.proxy.processes import _children
 
-    ticks = os.sysconf("SC_CLK_TCK")
-    total = 0
-    for member in [pid, *_children(pid)]:
-        try:
-            stat = Path(f"/proc/{member}/stat").read_text()
-        except OSError:
-            continue
-        fields = stat.rsplit(")", 1)[1].split()
-        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15)
-    return total / ticks
+    members = [pid, *_children(pid)]
+    return sum(_cpu_ticks(Path(f"/proc/{member}/stat")) for member in members) / os.sysconf(
+        "SC_CLK_TCK"
+    )
+
+
+def main_thread_cpu_seconds(pid: int) -> float:
+    """User + system CPU time of the main thread of a process and of each live descendant:
+    a server's event loop. What ``cpu_seconds`` counts beyond it is the other threads' (the
+    gateway's usage writer above all)."""
+    from bench.proxy.processes import _children
+
+    members = [pid, *_children(pid)]
+    ticks = sum(_cpu_ticks(Path(f"/proc/{member}/task/{member}/stat")) for member in members)
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def gateway_env(
