@@ -15,7 +15,12 @@ from bench.proxy_bench import main
 def _measured(p50: float, mean: float, rps: float) -> dict[str, Any]:
     return {
         "latency_c1": {"p50_ms": p50, "mean_ms": mean},
-        "wrk_c64": {"rps": rps, "errors": 0, "cpu_ms_per_request": rps / 1000},
+        "wrk_c64": {
+            "rps": rps,
+            "errors": 0,
+            "cpu_ms_per_request": rps / 1000,
+            "main_thread_cpu_ms_per_request": rps / 1250,
+        },
     }
 
 
@@ -28,7 +33,7 @@ def test_summary_compares_each_level_with_the_first() -> None:
     summary = log_levels.summarize(["off", "full"], rounds)
     assert summary["per_level"]["off"] == {
         "c1_p50_ms": 1.1, "c1_mean_ms": 1.15, "c64_rps": 2000, "c64_errors": 0,
-        "c64_cpu_ms_per_request": 2.0,
+        "c64_cpu_ms_per_request": 2.0, "c64_main_thread_cpu_ms_per_request": 1.6,
     }  # fmt: skip
     assert summary["per_level"]["full"]["c1_p50_ms"] == 1.3
     full = summary["against_baseline"]["full"]
