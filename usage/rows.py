@@ -26,10 +26,11 @@ What does not live here: which rows a batch has (usage.recording, requestlog.ser
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -133,18 +134,25 @@ def insert_with_dependent_statement(
 ROWS_PER_PIPELINE = 32
 
 
+@contextlib.contextmanager
+def _driver_cursor() -> Iterator[Any]:
+    """PostgreSQL: a psycopg cursor on Django's connection that binds values server-side.
+    Django's own cursor binds client-side (it quotes every value in Python, then the server
+    parses literals); this one sends the values typed, in pipelines or COPY. Errors are turned
+    into Django's like any query's."""
+    import psycopg
+
+    connection.ensure_connection()
+    with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
+        yield cursor
+
+
 def rows_insert(statement: str, rows: Sequence[Sequence[Any]]) -> None:
     """Run ``statement`` once per row, in calls to the driver of up to ROWS_PER_PIPELINE rows."""
     if not rows:
         return
     if connection.vendor == "postgresql":
-        # Django's own cursor binds client-side (it quotes every value in Python, then the
-        # server parses literals); a server-side-binding cursor on the same connection sends
-        # the values typed, in pipelines. Errors are turned into Django's like any query's.
-        import psycopg
-
-        connection.ensure_connection()
-        with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
+        with _driver_cursor() as cursor:
             for start in range(0, len(rows), ROWS_PER_PIPELINE):
                 cursor.executemany(statement, rows[start : start + ROWS_PER_PIPELINE])
         return
@@ -186,11 +194,8 @@ def rows_copy(model: type[Model], columns: tuple[str, ...], rows: Sequence[Seque
     (a JSON column takes its JSON text)."""
     if not rows:
         return
-    import psycopg
-
     statement = _copy_statement(model, columns)
-    connection.ensure_connection()
-    with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
+    with _driver_cursor() as cursor:
         for start in range(0, len(rows), ROWS_PER_COPY):
             with cursor.copy(statement) as copy:
                 for row in rows[start : start + ROWS_PER_COPY]:
